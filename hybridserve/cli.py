@@ -1,0 +1,67 @@
+"""The `hybridserve` command: one entry point for every user-facing command of the kit.
+
+Sub-commands live next to the code they drive; each module keeps its heavy imports
+(torch, pulumi, boto3) inside the command so `--help` stays fast.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+from rich.console import Console
+
+from hybridserve.errors import UserError
+from hybridserve.local.cli import app as local_app
+from hybridserve.models.cli import app as models_app
+from hybridserve.stackconfig.cli import plan_command, validate_command
+from hybridserve.sync.cli import sync_command
+from smoke_tests.cli import smoke_command
+
+app = typer.Typer(
+    name="hybridserve",
+    help=(
+        "Deploy Triton-served PyTorch models onto a hybrid OpenStack + AWS cloud.\n\n"
+        "Data plane: `models`, `sync`, `local`, `smoke`. Stacks: `validate`, `plan`. "
+        "The cloud itself is created by `pulumi up` (see README)."
+    ),
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.add_typer(models_app, name="models")
+app.add_typer(local_app, name="local")
+app.command("sync")(sync_command)
+app.command("smoke")(smoke_command)
+app.command("validate")(validate_command)
+app.command("plan")(plan_command)
+
+_err = Console(stderr=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the CLI; user mistakes end in a one-paragraph error and a non-zero exit, never a traceback."""
+    try:
+        app(args=argv, standalone_mode=False)
+    except UserError as exc:
+        _err.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        _err.print("[yellow]interrupted[/]")
+        sys.exit(130)
+    except typer.Exit as exc:  # raised by commands that decide their own exit code
+        sys.exit(exc.exit_code)
+    except Exception as exc:  # click's usage errors
+        import click
+
+        if isinstance(exc, click.exceptions.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        if isinstance(exc, click.exceptions.Abort):
+            _err.print("[yellow]aborted[/]")
+            sys.exit(130)
+        raise
+
+
+if __name__ == "__main__":
+    main()

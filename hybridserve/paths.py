@@ -1,0 +1,32 @@
+"""Where things live: the repository root, the model repository, the local plane's state."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def repo_root() -> Path:
+    """The kit's checkout: HYBRIDSERVE_ROOT, else the nearest parent of cwd with Pulumi.yaml, else the source tree."""
+    env = os.environ.get("HYBRIDSERVE_ROOT")
+    if env:
+        return Path(env).resolve()
+    here = Path.cwd().resolve()
+    for candidate in (here, *here.parents):
+        if (candidate / "Pulumi.yaml").is_file() and (candidate / "model_repo").is_dir():
+            return candidate
+    return Path(__file__).resolve().parent.parent
+
+
+def model_repo_dir() -> Path:
+    return repo_root() / "model_repo"
+
+
+def stacks_dir() -> Path:
+    return repo_root() / "stacks"
+
+
+def state_dir() -> Path:
+    """Persistent local-plane state (object store data, key-encryption key, logs). Never committed."""
+    env = os.environ.get("HYBRIDSERVE_STATE_DIR")
+    return Path(env).resolve() if env else repo_root() / ".state"
