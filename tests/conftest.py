@@ -1,0 +1,94 @@
+"""Shared fixtures. Every server is real (moto_server, weed, tritonserver): nothing that can run here is mocked.
+
+Safe under pytest-xdist (`make test` runs `-n 2`): servers bind free loopback ports, data lives in tmp dirs,
+and the one thing shared between workers (the built model repository) is built once under a file lock.
+
+Fixtures (all session-scoped: a server start costs seconds; tests must not depend on another test's objects):
+
+- `moto_server`       -> hybridserve.local.objectstore.MotoServer, running (S3 + KMS in memory).
+- `moto_endpoint`     -> its S3Endpoint (`.client("s3")`, `.client("kms")`, `.env()`, `.triton_uri(b, p)`).
+- `seaweed`           -> hybridserve.local.objectstore.SeaweedFS, running, data in a tmp dir (`.data_dir`),
+                         SSE-S3 key-encryption key at `.kek_path`.
+- `seaweed_endpoint`  -> its S3Endpoint; accepts only its own generated key pair.
+- `built_model_repo`  -> Path to a built copy of model_repo/ (artifacts and references), shared by all workers.
+                         Treat it as read-only; copy it if a test needs to change it.
+
+Function-scoped:
+- `unique_bucket`     -> a fresh bucket name ("t-" + 12 hex), since the stores above are shared by a session.
+
+Tests that use a server fixture start real processes: mark them `@pytest.mark.servers`.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+import uuid
+from pathlib import Path
+
+import pytest
+
+
+def _shared_tmp(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tmp dir all xdist workers of this run share (the parent of the per-worker base temp)."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
+@pytest.fixture(scope="session")
+def moto_server(tmp_path_factory):
+    from hybridserve.local.objectstore import MotoServer
+
+    server = MotoServer(log_path=tmp_path_factory.mktemp("moto") / "moto.log")
+    with server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint(moto_server):
+    return moto_server.endpoint
+
+
+@pytest.fixture(scope="session")
+def seaweed(tmp_path_factory):
+    from hybridserve.local.objectstore import SeaweedFS
+
+    root = tmp_path_factory.mktemp("seaweed")
+    store = SeaweedFS(root / "data", kek_path=root / "sse.kek", log_path=root / "weed.log")
+    with store:
+        yield store
+
+
+@pytest.fixture(scope="session")
+def seaweed_endpoint(seaweed):
+    return seaweed.endpoint
+
+
+@pytest.fixture
+def unique_bucket() -> str:
+    return f"t-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture(scope="session")
+def built_model_repo(tmp_path_factory) -> Path:
+    """model_repo/ copied and built once per test run; workers wait on a lock instead of building twice."""
+    from hybridserve.models.build import build_models
+    from hybridserve.models.repository import ensure_valid
+    from hybridserve.paths import model_repo_dir
+
+    shared = _shared_tmp(tmp_path_factory)
+    target = shared / "built_model_repo"
+    with open(shared / "built_model_repo.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (shared / "built_model_repo.ok").exists():
+            staging = shared / "built_model_repo.partial"
+            shutil.rmtree(staging, ignore_errors=True)
+            # Copies the work tree's artifacts too when present, so build_models only rebuilds what is stale.
+            shutil.copytree(model_repo_dir(), staging, ignore=shutil.ignore_patterns("__pycache__"))
+            build_models(staging, force=False, progress=False)
+            ensure_valid(staging)
+            shutil.rmtree(target, ignore_errors=True)
+            staging.rename(target)
+            (shared / "built_model_repo.ok").touch()  # outside the repo: sync and Triton would see it
+    return target
