@@ -1,4 +1,131 @@
-"""Placeholder: replaced by the local implementation."""
-import typer
+"""`hybridserve local up|down|status`: the local serving plane (SeaweedFS + tritonserver on loopback)."""
 
-app = typer.Typer(help="local commands", no_args_is_help=True)
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+
+app = typer.Typer(
+    help="The local serving plane: encrypted SeaweedFS store + real tritonserver on loopback, then a smoke test.",
+    no_args_is_help=True,
+)
+
+_STATE_HELP = "State directory: object store data, key-encryption key, logs, plane.json. Default: <repo>/.state, or $HYBRIDSERVE_STATE_DIR."
+
+
+def _exit(code: int) -> None:
+    # Not typer.Exit: hybridserve.cli.main runs click with standalone_mode=False, which returns that code unused.
+    raise SystemExit(code)
+
+
+def _state_dir(path: Optional[Path]) -> Path:
+    from hybridserve.paths import state_dir
+
+    return (path or state_dir()).resolve()
+
+
+@app.command("up")
+def up_command(
+    keep: bool = typer.Option(False, "--keep", help="Leave the plane running and print its endpoints; stop it with `local down`."),
+    state_dir: Optional[Path] = typer.Option(None, "--state-dir", help=_STATE_HELP),
+    repo: Optional[Path] = typer.Option(None, "--repo", help="Model repository to build, sync and serve. Default: <repo>/model_repo."),
+    bucket: str = typer.Option("hybridserve-models", "--bucket", help="Bucket in the local store (created encrypted and versioned)."),
+    prefix: str = typer.Option("models", "--prefix", help="Key prefix of the model repository inside the bucket."),
+    no_smoke: bool = typer.Option(False, "--no-smoke", help="Skip the smoke test (readiness is still checked)."),
+    startup_timeout: float = typer.Option(180.0, "--startup-timeout", min=10, help="Seconds tritonserver may take to load the models."),
+) -> None:
+    """Start the store, sync the models, serve them with tritonserver, smoke-test, then stop everything.
+
+    Exits 1 when the smoke test fails. With --keep the servers stay up after a successful start.
+    """
+    from hybridserve.local.plane import PlaneOptions, endpoints_table, results_table, run_plane
+    from hybridserve.local.process import install_signal_handlers
+    from hybridserve.paths import model_repo_dir
+
+    install_signal_handlers()  # SIGTERM/SIGHUP unwind through run_plane's finally like Ctrl-C
+    console = Console()
+    sd = _state_dir(state_dir)
+    options = PlaneOptions(
+        state_dir=sd,
+        repo_dir=(repo or model_repo_dir()).resolve(),
+        bucket=bucket,
+        prefix=prefix,
+        keep=keep,
+        smoke=not no_smoke,
+        startup_timeout=startup_timeout,
+    )
+    console.print(f"[bold]hybridserve local up[/]  state: {sd}  repository: {options.repo_dir}", highlight=False)
+    result = run_plane(options, console)
+
+    if result.smoke_rendering is not None:
+        console.print(result.smoke_rendering)
+    if result.models:
+        console.print(results_table(result))
+    total = result.timings.get("total")
+    if result.kept:
+        console.print("\n[bold green]The plane is running.[/] Endpoints:")
+        console.print(endpoints_table(result.endpoints))
+        console.print(f"\nStop it with: [bold]hybridserve local down --state-dir {sd}[/]", highlight=False)
+    else:
+        console.print("\nEndpoints while it ran:")
+        console.print(endpoints_table(result.endpoints))
+        console.print("All servers stopped.")
+    verdict = "passed" if result.passed else "[red]FAILED[/]"
+    smoke = f"smoke test {verdict}" if result.smoke_ran else "smoke test skipped (--no-smoke)"
+    console.print(f"{smoke}; total {total:.1f} s" if total else smoke, highlight=False)
+    if not result.passed:
+        _exit(1)
+
+
+@app.command("down")
+def down_command(
+    state_dir: Optional[Path] = typer.Option(None, "--state-dir", help=_STATE_HELP),
+) -> None:
+    """Stop a plane left running by `local up --keep` (or by an `up` that was killed) and remove its record."""
+    from hybridserve.local.plane import record_path, stop_recorded
+
+    console = Console()
+    sd = _state_dir(state_dir)
+    lines = stop_recorded(sd)
+    if not lines:
+        console.print(f"No local plane recorded in {sd} ({record_path(sd).name} absent): nothing to stop.", highlight=False)
+        return
+    for line in lines:
+        console.print(f"  {line}", highlight=False)
+    console.print("Local plane stopped. Its data stays in the state directory for the next `local up`.")
+
+
+@app.command("status")
+def status_command(
+    state_dir: Optional[Path] = typer.Option(None, "--state-dir", help=_STATE_HELP),
+) -> None:
+    """Show whether a plane is running from this state directory, its processes and endpoints.
+
+    Exits 0 when it runs and answers, 1 otherwise.
+    """
+    from hybridserve.local.plane import endpoints_of, endpoints_table, plane_status
+
+    console = Console()
+    sd = _state_dir(state_dir)
+    status = plane_status(sd)
+    if status is None:
+        console.print(f"No local plane running from {sd}.", highlight=False)
+        _exit(1)
+    from rich.table import Table
+
+    table = Table(title=f"local plane in {sd}", title_justify="left")
+    table.add_column("process")
+    table.add_column("pid", justify="right")
+    table.add_column("state")
+    for name, pid, running in status["processes"]:
+        table.add_row(name, str(pid), "[green]running[/]" if running else "[red]gone[/]")
+    for name, ok in status["probes"].items():
+        table.add_row(name, "", "[green]answers[/]" if ok else "[red]no answer[/]")
+    console.print(table)
+    console.print(endpoints_table(endpoints_of(status["record"])))
+    if not status["healthy"]:
+        console.print(f"[yellow]The plane is not fully up.[/] Clean up with: hybridserve local down --state-dir {sd}", highlight=False)
+        _exit(1)

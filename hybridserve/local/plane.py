@@ -1,0 +1,587 @@
+"""The local serving plane: SeaweedFS (encrypted, versioned bucket) -> sync -> tritonserver -> smoke test.
+
+`run_plane()` does one `hybridserve local up`: every phase is timed and reported on a rich console, every
+server is stopped in `finally` (also on Ctrl-C and SIGTERM) unless `keep=True` and the plane came up.
+
+While servers run, `<state_dir>/plane.json` records their process ids and endpoints, so `local down` can
+stop a kept plane (or one whose `up` was killed) and `local status` can show it. The record never holds the
+S3 secret key: that stays in the 0600 identity file next to it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from hybridserve.errors import UserError
+
+RECORD_NAME = "plane.json"
+DEFAULT_BUCKET = "hybridserve-models"
+DEFAULT_PREFIX = "models"
+
+
+# --------------------------------------------------------------------------------------------- options / results
+
+
+@dataclass
+class PlaneOptions:
+    state_dir: Path
+    repo_dir: Path
+    bucket: str = DEFAULT_BUCKET
+    prefix: str = DEFAULT_PREFIX
+    keep: bool = False
+    smoke: bool = True
+    startup_timeout: float = 180.0
+
+
+@dataclass
+class ModelCheck:
+    """One model's line in the result table."""
+
+    name: str
+    ready: bool
+    correct: bool | None = None  # None: not checked
+    throughput: float | None = None  # inferences per second
+    detail: str = ""
+
+
+@dataclass
+class PlaneResult:
+    endpoints: dict[str, str]
+    uploaded: int = 0
+    skipped: int = 0
+    bytes_uploaded: int = 0
+    smoke_ran: bool = False
+    passed: bool = True
+    models: list[ModelCheck] = field(default_factory=list)
+    smoke_rendering: Any = None  # the smoke library's own rich renderable, when it ran
+    kept: bool = False
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------------------------- the record
+
+
+def record_path(state_dir: Path) -> Path:
+    return Path(state_dir) / RECORD_NAME
+
+
+def read_record(state_dir: Path) -> dict[str, Any] | None:
+    path = record_path(state_dir)
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except ValueError:
+        raise UserError(
+            f"{path} is not valid JSON. If no plane is running, delete it; otherwise stop the processes it names by hand."
+        ) from None
+
+
+def _write_record(state_dir: Path, record: dict[str, Any]) -> None:
+    path = record_path(state_dir)
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(record, f, indent=2)
+    os.replace(tmp, path)  # atomic: `down` never reads half a record
+
+
+def _proc_stat(pid: int) -> tuple[str, int] | None:
+    """(state, process group) of a process from /proc, None if it does not exist."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+    fields = text[text.rindex(")") + 2 :].split()  # the command name may contain spaces and parentheses
+    return fields[0], int(fields[2])
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def group_members(pgid: int, match: str) -> list[int]:
+    """Live (not zombie) processes in group `pgid` whose command line contains `match`.
+
+    Matching the command line guards against a recycled process id: we only ever signal our own servers.
+    """
+    members = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        st = _proc_stat(int(entry.name))
+        if st and st[1] == pgid and st[0] != "Z" and match in _cmdline(int(entry.name)):
+            members.append(int(entry.name))
+    return members
+
+
+def recorded_alive(record: dict[str, Any]) -> dict[str, list[int]]:
+    """Recorded process name -> pids of its group still running."""
+    alive = {}
+    for proc in record.get("processes", []):
+        pids = group_members(proc["pgid"], proc["match"])
+        if pids:
+            alive[proc["name"]] = pids
+    return alive
+
+
+def stop_recorded(state_dir: Path, *, term_wait: float = 5.0) -> list[str]:
+    """Stop every recorded process group (SIGTERM, bounded wait, SIGKILL) and delete the record.
+
+    Returns one line per process for the user. No record: nothing to do, empty list.
+    """
+    record = read_record(state_dir)
+    if record is None:
+        return []
+    lines = []
+    # Triton first: it reads from the store, so the store goes last.
+    for proc in reversed(record.get("processes", [])):
+        pgid, match = proc["pgid"], proc["match"]
+        if not group_members(pgid, match):
+            lines.append(f"{proc['name']} (pid {proc['pid']}): not running")
+            continue
+        _signal_group(pgid, signal.SIGTERM)
+        deadline = time.monotonic() + term_wait
+        while time.monotonic() < deadline and group_members(pgid, match):
+            time.sleep(0.2)
+        how = "stopped"
+        if group_members(pgid, match):
+            _signal_group(pgid, signal.SIGKILL)  # weed ignores SIGTERM for over a minute
+            how = "killed after SIGTERM timed out"
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and group_members(pgid, match):
+                time.sleep(0.2)
+        left = group_members(pgid, match)
+        lines.append(f"{proc['name']} (pid {proc['pid']}): " + (how if not left else f"STILL RUNNING: pids {left}"))
+        if left:
+            raise UserError(f"could not stop {proc['name']} (pids {left}); record kept in {record_path(state_dir)}", exit_code=3)
+    record_path(state_dir).unlink(missing_ok=True)
+    return lines
+
+
+def _signal_group(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except ProcessLookupError:
+        pass
+
+
+# --------------------------------------------------------------------------------------------- phases
+
+
+@contextmanager
+def _phase(console: Console, title: str, timings: dict[str, float], *, spinner: bool = True) -> Iterator[dict]:
+    """Time one phase; a spinner while it runs, then one line: ok/failed, detail, elapsed seconds.
+
+    Phases that draw their own progress bars (build, sync) run without the spinner: rich allows one live
+    display at a time.
+    """
+    note: dict[str, str] = {"detail": ""}
+    start = time.monotonic()
+    ok = False
+    try:
+        if spinner and console.is_terminal:
+            with console.status(f"{title} ..."):
+                yield note
+        else:
+            if not spinner:
+                console.print(f"[bold]{title}[/] ...")
+            yield note
+        ok = True
+    finally:
+        elapsed = time.monotonic() - start
+        timings[title] = elapsed
+        mark = "[green]ok[/]" if ok else "[red]failed[/]"
+        detail = f"  {note['detail']}" if note["detail"] else ""
+        console.print(f"{mark:>18} {title}{detail} [dim]({elapsed:.1f} s)[/]", highlight=False)
+
+
+def _ensure_built(repo_dir: Path, console: Console):
+    """Build the artifacts only when missing or stale (build_models decides), then validate."""
+    from hybridserve.models.build import build_models
+    from hybridserve.models.repository import ensure_valid
+
+    build_models(repo_dir, force=False, progress=console.is_terminal)
+    return ensure_valid(repo_dir)
+
+
+def _model_names(info) -> list[str]:
+    models = getattr(info, "models", None)
+    if models is None:
+        raise UserError(f"model repository info has no models: {info!r}")
+    names = [m if isinstance(m, str) else getattr(m, "name") for m in (models.values() if isinstance(models, dict) else models)]
+    if not names:
+        raise UserError("the model repository holds no models; expected at least one <model>/config.pbtxt.")
+    return sorted(names)
+
+
+def _sync(repo_dir: Path, endpoint, bucket: str, prefix: str, *, show_progress: bool):
+    from hybridserve.sync import SyncTarget, sync_repository
+
+    target = SyncTarget(
+        bucket=bucket,
+        prefix=prefix,
+        endpoint_url=endpoint.url,
+        region=endpoint.region,
+        access_key=endpoint.access_key,
+        secret_key=endpoint.secret_key,
+        sse="AES256",  # SSE-S3 under the store's KEK; SSE-KMS would need an external KMS
+    )
+    return sync_repository(repo_dir, target, show_progress=show_progress)
+
+
+def _smoke_library():
+    """smoke_tests.run_smoke when the smoke library provides it, else None (the plane's own check runs)."""
+    try:
+        from smoke_tests import run_smoke
+    except ImportError:
+        return None
+    return run_smoke
+
+
+def minimal_check(http_url: str, repo_dir: Path, models: list[str], *, seconds: float = 1.5) -> list[ModelCheck]:
+    """Readiness, one correct inference per model against its stored reference, and a short throughput sample.
+
+    The plane's fallback when the smoke library is not there; `http_url` is "127.0.0.1:PORT".
+    """
+    import numpy as np
+    import tritonclient.http as httpclient
+
+    from hybridserve.models.repository import describe_repository, load_reference
+
+    described = {d.name: d for d in _as_list(describe_repository(repo_dir))}
+    client = httpclient.InferenceServerClient(url=http_url, connection_timeout=10, network_timeout=60)
+    checks = []
+    try:
+        server_ready = client.is_server_ready()
+        for name in models:
+            check = ModelCheck(name=name, ready=server_ready and client.is_model_ready(name))
+            checks.append(check)
+            if not check.ready:
+                check.correct = False
+                check.detail = "not ready"
+                continue
+            desc = described.get(name)
+            ref = load_reference(Path(repo_dir) / name / str(getattr(desc, "version", 1)))
+            inputs, expected = ref.inputs, ref.outputs
+            atol = getattr(desc, "atol", 1e-4)
+            rtol = getattr(desc, "rtol", 1e-4)
+
+            def infer():
+                tensors = []
+                for key, value in inputs.items():
+                    t = httpclient.InferInput(key, list(value.shape), _triton_dtype(value))
+                    t.set_data_from_numpy(value)
+                    tensors.append(t)
+                outs = [httpclient.InferRequestedOutput(k) for k in expected]
+                return client.infer(name, tensors, outputs=outs)
+
+            result = infer()
+            errors = []
+            for key, want in expected.items():
+                got = result.as_numpy(key)
+                if got is None or got.shape != want.shape or not np.allclose(got, want, atol=atol, rtol=rtol):
+                    diff = "missing" if got is None else (
+                        f"shape {got.shape} != {want.shape}" if got.shape != want.shape
+                        else f"max |diff| {float(np.max(np.abs(got.astype(np.float64) - want))):.2e}"
+                    )
+                    errors.append(f"{key}: {diff} (atol {atol}, rtol {rtol})")
+            check.correct = not errors
+            check.detail = "; ".join(errors)
+
+            batch = next(iter(inputs.values())).shape[0]
+            count, start = 0, time.monotonic()
+            while time.monotonic() - start < seconds:
+                infer()
+                count += batch
+            check.throughput = count / (time.monotonic() - start)
+    finally:
+        client.close()
+    return checks
+
+
+def _as_list(described) -> list:
+    if isinstance(described, dict):
+        return list(described.values())
+    return list(getattr(described, "models", described))
+
+
+def _triton_dtype(array) -> str:
+    import tritonclient.utils as tu
+
+    return tu.np_to_triton_dtype(array.dtype)
+
+
+# --------------------------------------------------------------------------------------------- up
+
+
+def run_plane(options: PlaneOptions, console: Console | None = None) -> PlaneResult:
+    """One `local up`. Raises UserError on any setup failure (after stopping what it started)."""
+    from hybridserve.local.objectstore import SeaweedFS, ensure_bucket
+    from hybridserve.local.triton import TritonServer
+
+    console = console or Console()
+    state_dir = Path(options.state_dir).resolve()
+    repo_dir = Path(options.repo_dir).resolve()
+    if not repo_dir.is_dir():
+        raise UserError(f"--repo {repo_dir}: no such directory; expected a Triton model repository (model_repo/).")
+    state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    logs = state_dir / "logs"
+    _refuse_if_running(state_dir)
+
+    timings: dict[str, float] = {}
+    t0 = time.monotonic()
+    store = SeaweedFS(
+        state_dir / "objectstore",
+        kek_path=state_dir / "objectstore.kek",
+        identity_path=state_dir / "objectstore.s3.json",
+        log_path=logs / "weed.log",
+    )
+    triton = None
+    record: dict[str, Any] = {
+        "format": 1,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "up_pid": os.getpid(),
+        "kept": False,
+        "state_dir": str(state_dir),
+        "processes": [],
+        "logs": {"weed": str(logs / "weed.log"), "tritonserver": str(logs / "tritonserver.log")},
+    }
+    keep_running = False
+    try:
+        with _phase(console, "object store", timings) as note:
+            store.start()
+            ep = store.endpoint
+            record["processes"].append({"name": "weed server", "pid": store.pid, "pgid": store.pid, "match": "weed"})
+            record["s3"] = {"url": ep.url, "region": ep.region, "access_key": ep.access_key,
+                            "identity_file": str(store.identity_path)}
+            _write_record(state_dir, record)
+            note["detail"] = f"SeaweedFS at {ep.url}, data in {store.data_dir}"
+
+        with _phase(console, "bucket", timings) as note:
+            summary = ensure_bucket(ep, options.bucket, sse="AES256")
+            record["s3"].update(bucket=options.bucket, prefix=options.prefix)
+            _write_record(state_dir, record)
+            note["detail"] = (
+                f"{'created' if summary.created else 'found'} {options.bucket}: versioning {summary.versioning}, "
+                f"default encryption {summary.encryption} (SSE-S3), public access block: {summary.public_access_block}"
+            )
+
+        with _phase(console, "build + validate models", timings, spinner=False) as note:
+            info = _ensure_built(repo_dir, console)
+            models = _model_names(info)
+            note["detail"] = ", ".join(models)
+
+        with _phase(console, "sync", timings, spinner=False) as note:
+            report = _sync(repo_dir, ep, options.bucket, options.prefix, show_progress=console.is_terminal)
+            uploaded, skipped = len(report.uploaded), len(report.skipped)
+            if uploaded:
+                note["detail"] = f"uploaded {uploaded} objects ({report.bytes_uploaded / 1e6:.1f} MB), {skipped} unchanged"
+            else:
+                note["detail"] = f"models already in the store: nothing to upload ({skipped} objects unchanged)"
+
+        uri = ep.triton_uri(options.bucket, options.prefix)
+        with _phase(console, "tritonserver", timings) as note:
+            triton = TritonServer(
+                uri,
+                models,
+                log_path=logs / "tritonserver.log",
+                env=ep.env(),
+                work_dir=state_dir / "triton",
+                startup_timeout=options.startup_timeout,
+            )
+            triton.start()
+            tpid = _triton_pid(triton)
+            record["processes"].append({"name": "tritonserver", "pid": tpid, "pgid": tpid, "match": "triton"})
+            record["triton"] = {
+                "http": triton.http_url,
+                "grpc": triton.grpc_url,
+                "metrics": triton.metrics_url,
+                "model_repository": uri,
+            }
+            _write_record(state_dir, record)
+            note["detail"] = f"{len(models)} models ready, loaded from {uri}"
+
+        result = PlaneResult(
+            endpoints=endpoints_of(record),
+            uploaded=uploaded,
+            skipped=skipped,
+            bytes_uploaded=report.bytes_uploaded,
+        )
+        result.timings = timings
+        if options.smoke:
+            _run_smoke(console, triton, repo_dir, models, result, timings)
+        keep_running = options.keep
+        timings["total"] = time.monotonic() - t0
+        if keep_running:
+            record["kept"] = True
+            _write_record(state_dir, record)
+            _detach(store.process)
+            _detach(_triton_process(triton))
+            result.kept = True
+        return result
+    finally:
+        if not keep_running:
+            # Triton first: it holds the store's objects open; then the store. Bounded either way.
+            if triton is not None:
+                triton.stop()
+            store.stop()
+            record_path(state_dir).unlink(missing_ok=True)
+
+
+def _run_smoke(console, triton, repo_dir, models, result: PlaneResult, timings) -> None:
+    run_smoke = _smoke_library()
+    with _phase(console, "smoke test", timings) as note:
+        if run_smoke is not None:
+            report = run_smoke(http_url=triton.http_url, grpc_url=triton.grpc_url, repo_dir=repo_dir, models=models)
+            result.passed = bool(report.passed)
+            result.smoke_rendering = report
+            result.models = _checks_from_report(report, models)
+        else:
+            result.models = minimal_check(triton.http_url, repo_dir, models)
+            result.passed = all(m.ready and m.correct for m in result.models)
+        result.smoke_ran = True
+        note["detail"] = "passed" if result.passed else "FAILED"
+
+
+def _checks_from_report(report, models: list[str]) -> list[ModelCheck]:
+    """Best effort: the smoke report's per-model lines as table rows (its own rendering is shown too)."""
+    rows = []
+    for m in getattr(report, "models", []) or []:
+        rows.append(
+            ModelCheck(
+                name=getattr(m, "name", "?"),
+                ready=bool(getattr(m, "ready", False)),
+                correct=getattr(m, "correct", None),
+                throughput=getattr(m, "throughput", None),
+            )
+        )
+    return rows
+
+
+def _triton_process(triton):
+    return getattr(triton, "process", None) or getattr(triton, "_process", None)
+
+
+def _triton_pid(triton) -> int:
+    pid = getattr(triton, "pid", None)
+    if pid is None:
+        proc = _triton_process(triton)
+        pid = proc.pid if proc is not None else None
+    if pid is None:
+        raise RuntimeError("TritonServer exposes no pid")
+    return pid
+
+
+def _detach(proc) -> None:
+    """Leave a ManagedProcess running past our exit (--keep): forget it so neither stop() nor atexit kills it."""
+    if proc is None:
+        return
+    from hybridserve.local import process as process_mod
+
+    process_mod._live.discard(proc)
+    proc.proc = None
+
+
+def _refuse_if_running(state_dir: Path) -> None:
+    record = read_record(state_dir)
+    if record is None:
+        return
+    alive = recorded_alive(record)
+    if alive:
+        names = ", ".join(f"{n} (pids {' '.join(map(str, p))})" for n, p in alive.items())
+        raise UserError(
+            f"a local plane is already running from {state_dir}: {names}. "
+            f"Stop it with `hybridserve local down --state-dir {state_dir}`, or use another --state-dir.",
+            exit_code=2,
+        )
+    record_path(state_dir).unlink(missing_ok=True)  # stale: its processes are gone
+
+
+def endpoints_of(record: dict[str, Any]) -> dict[str, str]:
+    s3 = record.get("s3", {})
+    tr = record.get("triton", {})
+    out = {}
+    if tr:
+        out.update(
+            {
+                "Triton HTTP": f"http://{tr['http']}",
+                "Triton gRPC": tr["grpc"],
+                "Triton metrics": f"http://{tr['metrics']}/metrics",
+                "model repository": tr["model_repository"],
+            }
+        )
+    if s3:
+        out["S3 endpoint"] = s3["url"]
+        if "bucket" in s3:
+            out["bucket"] = f"s3://{s3['bucket']}/{s3.get('prefix', '')}"
+        out["S3 access key"] = f"{s3['access_key']} (secret key in {s3['identity_file']})"
+    return out
+
+
+def plane_status(state_dir: Path) -> dict[str, Any] | None:
+    """None when no plane is recorded; else its processes (name, pid, running), probes and overall health."""
+    import urllib.request
+
+    from hybridserve.local.process import port_open
+
+    record = read_record(state_dir)
+    if record is None:
+        return None
+    processes = [(p["name"], p["pid"], bool(group_members(p["pgid"], p["match"]))) for p in record.get("processes", [])]
+    probes: dict[str, bool] = {}
+    if "s3" in record:
+        probes[f"S3 {record['s3']['url']}"] = port_open(int(record["s3"]["url"].rsplit(":", 1)[1]))
+    if "triton" in record:
+        try:
+            with urllib.request.urlopen(f"http://{record['triton']['http']}/v2/health/ready", timeout=5) as r:
+                probes["Triton ready"] = r.status == 200
+        except OSError:
+            probes["Triton ready"] = False
+    healthy = bool(processes) and all(p[2] for p in processes) and all(probes.values())
+    return {"record": record, "processes": processes, "probes": probes, "healthy": healthy}
+
+
+# --------------------------------------------------------------------------------------------- rendering
+
+
+def results_table(result: PlaneResult) -> Table:
+    table = Table(title="local serving plane: smoke results", title_justify="left")
+    table.add_column("model")
+    table.add_column("ready")
+    table.add_column("correct")
+    table.add_column("throughput (inf/s)", justify="right")
+    table.add_column("detail", overflow="fold")
+    for m in result.models:
+        table.add_row(
+            m.name,
+            "[green]yes[/]" if m.ready else "[red]no[/]",
+            "-" if m.correct is None else ("[green]yes[/]" if m.correct else "[red]no[/]"),
+            "-" if m.throughput is None else f"{m.throughput:,.0f}",
+            m.detail,
+        )
+    return table
+
+
+def endpoints_table(endpoints: dict[str, str]) -> Table:
+    table = Table(show_header=False, box=None, pad_edge=False)
+    table.add_column(style="bold")
+    table.add_column(overflow="fold")
+    for k, v in endpoints.items():
+        table.add_row(k, v)
+    return table

@@ -1,0 +1,212 @@
+"""`hybridserve local up|down|status`, end to end: real weed, real tritonserver, the CLI as a user runs it."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from hybridserve.local.plane import group_members, read_record, record_path, stop_recorded
+
+HYBRIDSERVE = str(Path(sys.executable).parent / "hybridserve")
+MODELS = ("text_encoder", "image_classifier")
+UP_TIMEOUT = 600  # generous: 2 shared cores; the target is well under 3 minutes
+
+
+def _cli(*args: str, timeout: float = UP_TIMEOUT) -> subprocess.CompletedProcess:
+    env = dict(os.environ, COLUMNS="200", NO_COLOR="1")
+    return subprocess.run(
+        [HYBRIDSERVE, "local", *args], capture_output=True, text=True, timeout=timeout, env=env, stdin=subprocess.DEVNULL
+    )
+
+
+def _processes_mentioning(text: str) -> list[str]:
+    """Live processes whose command line names `text` (the state dir is in weed's and tritonserver's argv)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if text in cmd and state != "Z":
+            found.append(f"{entry.name}: {cmd[:200]}")
+    return found
+
+
+def _kill_leftovers(state_dir: Path) -> None:
+    """Test cleanup whatever happened: stop what the record names, then anything still naming the state dir."""
+    try:
+        stop_recorded(state_dir)
+    except Exception:
+        pass
+    for line in _processes_mentioning(str(state_dir)):
+        pid = int(line.split(":", 1)[0])
+        try:
+            os.killpg(os.getpgid(pid), signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+@pytest.fixture
+def state_dir(tmp_path):
+    path = tmp_path / "state"
+    yield path
+    _kill_leftovers(path)
+
+
+def _assert_model_rows(output: str) -> None:
+    for name in MODELS:
+        rows = [line for line in output.splitlines() if line.lstrip("│┃ ").startswith(name) and "yes" in line]
+        assert rows, f"no result row for {name} in:\n{output}"
+        assert "no" not in rows[0].split(), rows[0]
+
+
+# --------------------------------------------------------------------------------------------- record handling
+
+
+def _sleeper(match_word: str) -> subprocess.Popen:
+    # A real process group to stop; the marker word stands in for "weed"/"triton" in its command line.
+    return subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(600)", match_word], start_new_session=True
+    )
+
+
+def test_down_stops_recorded_groups_and_removes_the_record(tmp_path):
+    procs = [_sleeper("fake-weed"), _sleeper("fake-triton")]
+    try:
+        record = {
+            "processes": [
+                {"name": "weed server", "pid": procs[0].pid, "pgid": procs[0].pid, "match": "fake-weed"},
+                {"name": "tritonserver", "pid": procs[1].pid, "pgid": procs[1].pid, "match": "fake-triton"},
+            ]
+        }
+        record_path(tmp_path).write_text(json.dumps(record))
+        lines = stop_recorded(tmp_path, term_wait=5)
+        assert [line.split(":")[1].strip() for line in lines] == ["stopped", "stopped"]
+        for p in procs:
+            assert p.wait(timeout=10) == -signal.SIGTERM
+        assert not record_path(tmp_path).exists()
+        assert stop_recorded(tmp_path) == []  # nothing recorded: nothing to do
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+
+
+def test_down_never_signals_a_process_that_does_not_match_the_record(tmp_path):
+    # A recycled pid: the record says "weed" but the process there is something else.
+    other = _sleeper("innocent-bystander")
+    try:
+        record_path(tmp_path).write_text(
+            json.dumps({"processes": [{"name": "weed server", "pid": other.pid, "pgid": other.pid, "match": "weed"}]})
+        )
+        assert group_members(other.pid, "innocent-bystander") == [other.pid]
+        lines = stop_recorded(tmp_path)
+        assert lines == [f"weed server (pid {other.pid}): not running"]
+        assert other.poll() is None
+    finally:
+        other.kill()
+        other.wait()
+
+
+def test_status_without_a_plane_exits_1(tmp_path):
+    done = _cli("status", "--state-dir", str(tmp_path), timeout=60)
+    assert done.returncode == 1
+    assert "No local plane running" in done.stdout
+
+
+# --------------------------------------------------------------------------------------------- the real plane
+
+
+@pytest.mark.servers
+def test_up_serves_the_models_and_a_second_run_syncs_nothing(state_dir, built_model_repo):
+    first = _cli("up", "--state-dir", str(state_dir), "--repo", str(built_model_repo))
+    out = first.stdout + first.stderr
+    assert first.returncode == 0, out
+    _assert_model_rows(first.stdout)
+    assert "uploaded" in first.stdout and "smoke test passed" in first.stdout, out
+    assert "All servers stopped." in first.stdout
+    assert _processes_mentioning(str(state_dir)) == []
+    assert not record_path(state_dir).exists()
+    # Encryption material stays private across runs.
+    for name in ("objectstore.kek", "objectstore.s3.json"):
+        assert oct((state_dir / name).stat().st_mode & 0o777) == "0o600"
+    assert (state_dir / "logs" / "weed.log").is_file() and (state_dir / "logs" / "tritonserver.log").is_file()
+
+    second = _cli("up", "--state-dir", str(state_dir), "--repo", str(built_model_repo))
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert "models already in the store: nothing to upload" in second.stdout, second.stdout
+    assert "found hybridserve-models" in second.stdout
+    _assert_model_rows(second.stdout)
+    assert _processes_mentioning(str(state_dir)) == []
+
+
+@pytest.mark.servers
+def test_keep_then_status_then_down_leaves_nothing_running(state_dir, built_model_repo):
+    up = _cli("up", "--keep", "--no-smoke", "--state-dir", str(state_dir), "--repo", str(built_model_repo))
+    assert up.returncode == 0, up.stdout + up.stderr
+    assert "The plane is running." in up.stdout and "hybridserve local down" in up.stdout
+    record = read_record(state_dir)
+    assert record and record["kept"] is True
+    pids = [p["pid"] for p in record["processes"]]
+    assert len(pids) == 2 and all(group_members(p["pgid"], p["match"]) for p in record["processes"])
+    for key in ("Triton HTTP", "Triton gRPC", "Triton metrics", "S3 endpoint", "bucket"):
+        assert key in up.stdout
+
+    status = _cli("status", "--state-dir", str(state_dir), timeout=60)
+    assert status.returncode == 0, status.stdout + status.stderr
+    assert "Triton ready" in status.stdout and "answers" in status.stdout
+
+    again = _cli("up", "--state-dir", str(state_dir), "--repo", str(built_model_repo), timeout=120)
+    assert again.returncode == 2
+    assert "already running" in again.stderr and "local down" in again.stderr
+
+    down = _cli("down", "--state-dir", str(state_dir), timeout=120)
+    assert down.returncode == 0, down.stdout + down.stderr
+    assert "Local plane stopped." in down.stdout
+    assert all(not group_members(p["pgid"], p["match"]) for p in record["processes"])
+    assert _processes_mentioning(str(state_dir)) == []
+    assert not record_path(state_dir).exists()
+    assert _cli("status", "--state-dir", str(state_dir), timeout=60).returncode == 1
+
+
+@pytest.mark.servers
+def test_sigterm_during_up_stops_everything(state_dir, built_model_repo):
+    env = dict(os.environ, COLUMNS="200")
+    proc = subprocess.Popen(
+        [HYBRIDSERVE, "local", "up", "--state-dir", str(state_dir), "--repo", str(built_model_repo)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
+    try:
+        # Wait until the store runs (the record names it), then cancel like CI does.
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            record = read_record(state_dir) if record_path(state_dir).exists() else None
+            if record and record.get("processes"):
+                break
+            time.sleep(0.2)
+        assert proc.poll() is None, proc.stdout.read()
+        weed = record["processes"][0]
+        assert group_members(weed["pgid"], weed["match"])
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=120)
+        assert proc.returncode == 130, out
+        assert not group_members(weed["pgid"], weed["match"])
+        assert _processes_mentioning(str(state_dir)) == []
+        assert not record_path(state_dir).exists()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
