@@ -1,11 +1,132 @@
-"""Placeholder: replaced by the stack configuration implementation."""
+"""`hybridserve validate` and `hybridserve plan`: offline checks and the offline plan of team stacks."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from rich.tree import Tree
+
+from hybridserve.errors import UserError
+
+if TYPE_CHECKING:
+    from infra.plan import Plan
+
+def _console() -> Console:
+    # Piped output (CI logs, files) is not squeezed to 80 columns: the tables stay readable.
+    probe = Console()
+    return probe if probe.is_terminal else Console(width=140)
 
 
-def validate_command() -> None:
-    """Validate stack configuration."""
-    raise NotImplementedError
+_out = _console()
+
+StackOpt = Annotated[Optional[str], typer.Option("--stack", "-s", help="Stack name, e.g. vision-dev (file stacks/Pulumi.<stack>.yaml).", show_default=False)]
+StacksDirOpt = Annotated[
+    Optional[Path],
+    typer.Option("--stacks-dir", help="Directory of the stack files. Default: stacks/ of the checkout.", show_default=False),
+]
 
 
-def plan_command() -> None:
-    """Offline plan."""
-    raise NotImplementedError
+def _stacks_dir(option: Path | None) -> Path:
+    from hybridserve.paths import stacks_dir
+
+    return option if option is not None else stacks_dir()
+
+
+def validate_command(
+    stack: StackOpt = None,
+    all_stacks: Annotated[bool, typer.Option("--all", help="Validate every stack (the default).")] = False,
+    stacks_dir: StacksDirOpt = None,
+) -> None:
+    """Validate one stack or all of them: schema, networks, node counts, catalogues, SLOs, and cross-stack checks."""
+    from hybridserve.stackconfig.validation import validate_stacks
+
+    if stack and all_stacks:
+        raise UserError("give either --stack NAME or --all, not both", exit_code=2)
+    report = validate_stacks(_stacks_dir(stacks_dir), stack)
+    report.raise_for_problems()
+    from hybridserve.stackconfig.loader import display_path
+
+    for name, path in report.selected.items():
+        _out.print(f"[green]✓[/] {name}  [dim]{display_path(path)}[/]", highlight=False)
+    _out.print(f"{len(report.selected)} stack{'s' if len(report.selected) != 1 else ''} valid")
+
+
+def plan_command(
+    stack: StackOpt = None,
+    all_stacks: Annotated[bool, typer.Option("--all", help="Plan every stack.")] = False,
+    json_file: Annotated[
+        Optional[Path],
+        typer.Option("--json", help="Also write the plan as JSON (every resource: urn, type, name, parent, provider, inputs; secrets masked).", show_default=False),
+    ] = None,
+    stacks_dir: StacksDirOpt = None,
+) -> None:
+    """Plan a stack offline: the real Pulumi program under the SDK's mock engine; resource tree, counts, monthly cost."""
+    from hybridserve.stackconfig.validation import validate_stacks
+
+    if bool(stack) == bool(all_stacks):
+        raise UserError("give --stack NAME or --all", exit_code=2)
+    report = validate_stacks(_stacks_dir(stacks_dir), stack)
+    report.raise_for_problems()  # every selected stack valid before anything is planned
+
+    from infra.plan import FORMAT, plan_stack_file
+
+    plans = [plan_stack_file(path) for path in report.selected.values()]
+    for plan in plans:
+        _print_plan(plan)
+    if json_file is not None:
+        doc = plans[0].as_json() if stack else {"format": f"{FORMAT}-set", "plans": [p.as_json() for p in plans]}
+        try:
+            json_file.parent.mkdir(parents=True, exist_ok=True)
+            json_file.write_text(json.dumps(doc, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+        except OSError as exc:
+            raise UserError(f"--json {json_file}: cannot write: {exc.strerror}", exit_code=2) from None
+        _out.print(f"plan written to {json_file}", highlight=False)
+
+
+def _print_plan(plan: Plan) -> None:
+    _out.rule(f"[bold]{plan.stack}[/]  [dim]{plan.source}[/]")
+    by_urn = {r.urn: r for r in plan.resources}
+    children: dict[str | None, list] = {}
+    for r in plan.resources:
+        parent = r.parent if r.parent in by_urn else None
+        children.setdefault(parent, []).append(r)
+
+    def label(r) -> str:
+        return f"[bold]{r.name}[/] [cyan]{r.type}[/]"
+
+    def add(node: Tree, urn: str) -> None:
+        for child in children.get(urn, []):
+            add(node.add(label(child)), child.urn)
+
+    for root in children.get(None, []):
+        tree = Tree(label(root))
+        add(tree, root.urn)
+        _out.print(tree)
+
+    counts = Table(title="Resources per provider", show_edge=False)
+    counts.add_column("provider")
+    counts.add_column("resources", justify="right")
+    for package, n in plan.counts_by_package().items():
+        counts.add_row(package, str(n))
+    counts.add_row("[bold]total[/]", f"[bold]{sum(plan.counts_by_package().values())}[/]")
+    _out.print(counts)
+
+    cost = Table(
+        title="Estimated monthly compute cost, USD",
+        caption="730 h/month; AWS on-demand list prices, OpenStack chargeback rates (hybridserve/stackconfig/catalog.py)",
+        show_edge=False,
+    )
+    for col, justify in (("item", "left"), ("machine", "left"), ("GPU", "left"), ("nodes", "right"), ("$/h", "right"), ("at min", "right"), ("at max", "right")):
+        cost.add_column(col, justify=justify, no_wrap=True)
+    for line in plan.cost.lines:
+        nodes = str(line.min_nodes) if line.min_nodes == line.max_nodes else f"{line.min_nodes}-{line.max_nodes}"
+        cost.add_row(f"{line.cloud}: {line.item}", line.machine, line.gpu, nodes, f"{line.usd_per_hour:.3f}", f"{line.monthly_min:,.0f}", f"{line.monthly_max:,.0f}")
+    cost.add_row("[bold]total[/]", "", "", "", "", f"[bold]{plan.cost.monthly_min:,.0f}[/]", f"[bold]{plan.cost.monthly_max:,.0f}[/]")
+    _out.print(cost)
+    for warning in plan.warnings:
+        _out.print(f"[yellow]warning:[/] {warning}", highlight=False)

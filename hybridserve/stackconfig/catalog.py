@@ -1,0 +1,122 @@
+"""Catalogue of the machine types the kit knows: AWS instance types and OpenStack flavors.
+
+Used twice: validation (an unknown instance type or flavor is an error that lists the known
+ones) and the plan's monthly cost estimate.
+
+Prices
+- AWS: on-demand Linux list price in us-east-1, USD per hour, as published by AWS (mid-2025,
+  after the June 2025 P4/P5 price reduction). Other regions and savings plans differ; the plan
+  prints an *estimate*, not a quote. Update the table here when prices change.
+- OpenStack: a private cloud has no list price. The default flavors carry an internal
+  chargeback rate (USD per hour) a platform team would set; a stack can declare its own
+  flavors and rates under `hybridserve:openstack.flavor_catalog`, which extend and override
+  `OPENSTACK_FLAVORS` for that stack.
+
+A month is `HOURS_PER_MONTH` = 730 hours (8760 / 12).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+HOURS_PER_MONTH = 730.0
+EKS_CONTROL_PLANE_USD_PER_HOUR = 0.10
+
+
+@dataclass(frozen=True)
+class MachineType:
+    name: str
+    vcpus: int
+    memory_gib: float
+    gpu_model: str | None  # None: a CPU-only machine
+    gpu_count: int
+    gpu_memory_gib: float  # per GPU
+    usd_per_hour: float
+
+    @property
+    def is_gpu(self) -> bool:
+        return self.gpu_count > 0
+
+
+def _m(name: str, vcpus: int, mem: float, gpu: str | None, count: int, gpu_mem: float, price: float) -> MachineType:
+    return MachineType(name, vcpus, mem, gpu, count, gpu_mem, price)
+
+
+AWS_INSTANCE_TYPES: dict[str, MachineType] = {
+    m.name: m
+    for m in (
+        # NVIDIA T4 (g4dn)
+        _m("g4dn.xlarge", 4, 16, "T4", 1, 16, 0.526),
+        _m("g4dn.2xlarge", 8, 32, "T4", 1, 16, 0.752),
+        _m("g4dn.4xlarge", 16, 64, "T4", 1, 16, 1.204),
+        _m("g4dn.8xlarge", 32, 128, "T4", 1, 16, 2.176),
+        _m("g4dn.12xlarge", 48, 192, "T4", 4, 16, 3.912),
+        _m("g4dn.16xlarge", 64, 256, "T4", 1, 16, 4.352),
+        _m("g4dn.metal", 96, 384, "T4", 8, 16, 7.824),
+        # NVIDIA A10G (g5)
+        _m("g5.xlarge", 4, 16, "A10G", 1, 24, 1.006),
+        _m("g5.2xlarge", 8, 32, "A10G", 1, 24, 1.212),
+        _m("g5.4xlarge", 16, 64, "A10G", 1, 24, 1.624),
+        _m("g5.8xlarge", 32, 128, "A10G", 1, 24, 2.448),
+        _m("g5.12xlarge", 48, 192, "A10G", 4, 24, 5.672),
+        _m("g5.16xlarge", 64, 256, "A10G", 1, 24, 4.096),
+        _m("g5.24xlarge", 96, 384, "A10G", 4, 24, 8.144),
+        _m("g5.48xlarge", 192, 768, "A10G", 8, 24, 16.288),
+        # NVIDIA L4 (g6)
+        _m("g6.xlarge", 4, 16, "L4", 1, 24, 0.8048),
+        _m("g6.2xlarge", 8, 32, "L4", 1, 24, 0.9776),
+        _m("g6.4xlarge", 16, 64, "L4", 1, 24, 1.3232),
+        _m("g6.8xlarge", 32, 128, "L4", 1, 24, 2.0144),
+        _m("g6.12xlarge", 48, 192, "L4", 4, 24, 4.6016),
+        _m("g6.16xlarge", 64, 256, "L4", 1, 24, 3.3968),
+        _m("g6.24xlarge", 96, 384, "L4", 4, 24, 6.6752),
+        _m("g6.48xlarge", 192, 768, "L4", 8, 24, 13.3504),
+        # NVIDIA L40S (g6e)
+        _m("g6e.xlarge", 4, 32, "L40S", 1, 48, 1.861),
+        _m("g6e.2xlarge", 8, 64, "L40S", 1, 48, 2.242),
+        _m("g6e.12xlarge", 48, 384, "L40S", 4, 48, 10.493),
+        # NVIDIA V100 (p3), A100 (p4d), H100 (p5)
+        _m("p3.2xlarge", 8, 61, "V100", 1, 16, 3.06),
+        _m("p3.8xlarge", 32, 244, "V100", 4, 16, 12.24),
+        _m("p4d.24xlarge", 96, 1152, "A100", 8, 40, 21.96),
+        _m("p5.48xlarge", 192, 2048, "H100", 8, 80, 55.04),
+        # CPU: system node pools (CoreDNS, controllers, Triton's sidecars)
+        _m("t3.medium", 2, 4, None, 0, 0, 0.0416),
+        _m("t3.large", 2, 8, None, 0, 0, 0.0832),
+        _m("m6i.large", 2, 8, None, 0, 0, 0.096),
+        _m("m6i.xlarge", 4, 16, None, 0, 0, 0.192),
+        _m("m6i.2xlarge", 8, 32, None, 0, 0, 0.384),
+        _m("m7i.large", 2, 8, None, 0, 0, 0.1008),
+        _m("m7i.xlarge", 4, 16, None, 0, 0, 0.2016),
+        _m("c6i.xlarge", 4, 8, None, 0, 0, 0.17),
+    )
+}
+
+OPENSTACK_FLAVORS: dict[str, MachineType] = {
+    m.name: m
+    for m in (
+        _m("m1.small", 1, 2, None, 0, 0, 0.01),
+        _m("m1.medium", 2, 4, None, 0, 0, 0.02),
+        _m("m1.large", 4, 8, None, 0, 0, 0.04),
+        _m("m1.xlarge", 8, 16, None, 0, 0, 0.08),
+        _m("gpu.t4.large", 8, 32, "T4", 1, 16, 0.30),
+        _m("gpu.t4x2.xlarge", 16, 64, "T4", 2, 16, 0.60),
+        _m("gpu.a10.xlarge", 16, 64, "A10", 1, 24, 0.55),
+        _m("gpu.l40s.2xlarge", 32, 128, "L40S", 1, 48, 1.20),
+        _m("gpu.a100.4xlarge", 32, 256, "A100", 1, 80, 1.80),
+    )
+}
+
+
+def aws_gpu_instance_types() -> list[str]:
+    return sorted(n for n, m in AWS_INSTANCE_TYPES.items() if m.is_gpu)
+
+
+def aws_cpu_instance_types() -> list[str]:
+    return sorted(n for n, m in AWS_INSTANCE_TYPES.items() if not m.is_gpu)
+
+
+def brief(names: list[str], limit: int = 12) -> str:
+    """A readable list of valid names for an error message."""
+    shown = ", ".join(names[:limit])
+    return shown + (f", … ({len(names) - limit} more)" if len(names) > limit else "")

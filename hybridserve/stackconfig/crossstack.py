@@ -1,0 +1,54 @@
+"""Checks across every stack in `stacks/`: what one stack file alone cannot tell.
+
+- S3 bucket names are global: no two stacks may use the same `storage.model_bucket`.
+- Swift containers are per cloud: no two stacks on the same OpenStack cloud and region may share one.
+- Stacks in the same `vpn.peering_group` meet over the VPN: their routed networks (VPC, EKS pod
+  CIDR, OpenStack network) must not overlap, or routes become ambiguous.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from hybridserve.stackconfig.schema.common import net
+from hybridserve.stackconfig.schema.stack import StackConfig, format_loc
+
+
+def cross_stack_problems(stacks: Mapping[str, StackConfig], *, only: set[str] | None = None) -> list[str]:
+    """Problems as one-line messages; `stacks` maps a source (file path) to its valid config.
+
+    `only`: report only problems that involve these sources (planning one stack).
+    """
+    problems: list[tuple[set[str], str]] = []
+    items = list(stacks.items())
+
+    s3: dict[str, tuple[str, tuple]] = {}
+    swift: dict[tuple, tuple[str, tuple]] = {}
+    for source, cfg in items:
+        for loc, name in cfg.bucket_names().items():
+            if loc[-1] == "model_bucket":
+                first = s3.setdefault(name, (source, loc))
+                scope = "S3 bucket names are global"
+            else:
+                key = (cfg.openstack.cloud, cfg.openstack.region, name)
+                first = swift.setdefault(key, (source, loc))
+                scope = f"Swift container names must be unique on cloud {cfg.openstack.cloud!r}"
+            if first[0] != source:
+                problems.append(({source, first[0]}, f"{source}: {format_loc(loc)}: {name!r} is already used by {first[0]} ({format_loc(first[1])}); {scope}, pick another name"))
+
+    for i, (source, cfg) in enumerate(items):
+        for other_source, other in items[:i]:
+            if cfg.vpn.peering_group != other.vpn.peering_group:
+                continue
+            for loc, cidr in cfg.vpn_reachable_networks():
+                for other_loc, other_cidr in other.vpn_reachable_networks():
+                    if net(cidr).overlaps(net(other_cidr)):
+                        problems.append((
+                            {source, other_source},
+                            f"{source}: {format_loc(loc)}: {cidr} overlaps {format_loc(other_loc)} ({other_cidr}) of {other_source}; "
+                            f"stacks in peering group {cfg.vpn.peering_group!r} meet over the VPN, so their networks must be distinct "
+                            "(or put them in different hybridserve:vpn.peering_group)",
+                        ))
+
+    relevant = [msg for involved, msg in problems if only is None or involved & only]
+    return list(dict.fromkeys(relevant))

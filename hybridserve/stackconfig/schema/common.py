@@ -1,0 +1,129 @@
+"""Shared building blocks of the stack configuration schema: the base model, CIDRs, names, tags, issues.
+
+Two layers of checks, so errors can always name the exact key:
+- field checks (types, formats, ranges) are pydantic validators and become pydantic errors;
+- checks that compare several fields are written as `issues()` methods returning `Issue`s with
+  a location relative to the model; `collect_issues` walks the tree and prefixes locations.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Iterator
+from typing import Annotated, Any, NamedTuple
+
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict
+
+Loc = tuple[str | int, ...]
+
+
+class Issue(NamedTuple):
+    """A problem found by a cross-field check: where (relative location) and what, incl. what would be valid."""
+
+    loc: Loc
+    message: str
+
+
+class ConfigModel(BaseModel):
+    """Base of every schema model: unknown keys are errors (typos must not pass silently); immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+    def issues(self) -> Iterator[Issue]:
+        """Cross-field checks of this model only (children are walked by `collect_issues`)."""
+        return iter(())
+
+
+def collect_issues(model: Any, loc: Loc = ()) -> list[Issue]:
+    """Every issue of `model` and its sub-models, children first, with locations from the root."""
+    found: list[Issue] = []
+    if isinstance(model, ConfigModel):
+        for name in type(model).model_fields:
+            found.extend(collect_issues(getattr(model, name), (*loc, name)))
+        found.extend(Issue((*loc, *i.loc), i.message) for i in model.issues())
+    elif isinstance(model, (list, tuple)):
+        for index, item in enumerate(model):
+            found.extend(collect_issues(item, (*loc, index)))
+    elif isinstance(model, dict):
+        for key, item in model.items():
+            found.extend(collect_issues(item, (*loc, key)))
+    return found
+
+
+# --- CIDRs -------------------------------------------------------------------------------------
+
+
+def _check_cidr(value: str) -> str:
+    if not isinstance(value, str) or "/" not in value:
+        raise ValueError(f"{value!r} is not an IPv4 CIDR; expected a.b.c.d/n, e.g. 10.10.0.0/16")
+    try:
+        net = ipaddress.IPv4Network(value, strict=False)
+    except ValueError:
+        raise ValueError(f"{value!r} is not a valid IPv4 CIDR; expected a.b.c.d/n with n in 0..32, e.g. 10.10.0.0/16") from None
+    if str(net) != value.strip():
+        raise ValueError(f"{value!r} has host bits set; the network is {net}")
+    return str(net)
+
+
+def _coerce_str(value: Any) -> Any:
+    return value.strip() if isinstance(value, str) else value
+
+
+Cidr = Annotated[str, BeforeValidator(_coerce_str), AfterValidator(_check_cidr)]
+"""An IPv4 network in canonical form (host bits zero), kept as a string so it feeds providers directly."""
+
+
+def net(cidr: str) -> ipaddress.IPv4Network:
+    return ipaddress.IPv4Network(cidr)
+
+
+def overlaps(a: str, b: str) -> bool:
+    return net(a).overlaps(net(b))
+
+
+# --- names -------------------------------------------------------------------------------------
+
+_DNS_LABEL = re.compile(r"^[a-z]([a-z0-9-]{0,30}[a-z0-9])?$")
+
+
+def _check_label(value: str) -> str:
+    if not isinstance(value, str) or not _DNS_LABEL.match(value):
+        raise ValueError(
+            f"{value!r} is not a valid name; use 1-32 lowercase letters, digits and '-', "
+            "starting with a letter and not ending with '-' (it becomes part of resource names)"
+        )
+    return value
+
+
+Label = Annotated[str, AfterValidator(_check_label)]
+"""A short lowercase name that is safe inside cloud resource names (team, environment, pool names)."""
+
+
+_K8S_LABEL_KEY = re.compile(r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
+_K8S_LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
+
+
+def _check_k8s_labels(value: dict[str, str]) -> dict[str, str]:
+    for key, val in value.items():
+        if not _K8S_LABEL_KEY.match(key):
+            raise ValueError(f"label key {key!r} is not a valid Kubernetes label key (prefix/name, name ≤ 63 chars)")
+        if not _K8S_LABEL_VALUE.match(str(val)):
+            raise ValueError(f"label {key}={val!r}: value must be ≤ 63 chars of letters, digits, '-', '_', '.'")
+    return value
+
+
+K8sLabels = Annotated[dict[str, str], AfterValidator(_check_k8s_labels)]
+
+
+def _check_tags(value: dict[str, str]) -> dict[str, str]:
+    for key, val in value.items():
+        if not key or len(key) > 128 or key.lower().startswith("aws:"):
+            raise ValueError(f"tag key {key!r} must be 1-128 characters and must not start with 'aws:'")
+        if len(str(val)) > 256:
+            raise ValueError(f"tag {key!r}: value is longer than 256 characters")
+    return value
+
+
+Tags = Annotated[dict[str, str], AfterValidator(_check_tags)]
+"""Cloud tags: AWS limits (key ≤ 128, value ≤ 256, no 'aws:' prefix) also fit OpenStack tags."""

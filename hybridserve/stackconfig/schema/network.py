@@ -1,0 +1,110 @@
+"""Networks: the AWS VPC (`hybridserve:aws.vpc`) and the OpenStack tenant network (`hybridserve:openstack.network`)."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterator
+from typing import Annotated, Literal, NamedTuple
+
+from pydantic import AfterValidator, Field
+
+from hybridserve.stackconfig.schema.common import Cidr, ConfigModel, Issue, net
+
+
+def _check_ipv4(value: str) -> str:
+    try:
+        return str(ipaddress.IPv4Address(value))
+    except ValueError:
+        raise ValueError(f"{value!r} is not an IPv4 address, e.g. 10.0.0.2") from None
+
+
+IPv4 = Annotated[str, AfterValidator(_check_ipv4)]
+
+
+class SubnetPlan(NamedTuple):
+    availability_zone: str
+    public_cidr: str
+    private_cidr: str
+
+
+class AwsVpc(ConfigModel):
+    """The VPC: one public and one private subnet per availability zone; GPU nodes live in the private ones."""
+
+    cidr: Cidr = "10.0.0.0/16"
+    # Empty: the first `az_count` zones of the region (<region>a, <region>b, ...).
+    availability_zones: list[str] = Field(default_factory=list, max_length=6)
+    az_count: int = Field(default=2, ge=1, le=6)
+    # Subnet sizes as prefix lengths: /20 private subnets hold 4091 pod/node IPs each (VPC CNI).
+    private_subnet_prefix: int = Field(default=20, ge=16, le=28)
+    public_subnet_prefix: int = Field(default=24, ge=16, le=28)
+    # "single": one NAT gateway (dev, cheaper); "per_az": one per zone (HA, no cross-AZ dependency).
+    nat_gateways: Literal["single", "per_az"] = "single"
+
+    def zones(self, region: str) -> list[str]:
+        if self.availability_zones:
+            return list(self.availability_zones)
+        return [f"{region}{chr(ord('a') + i)}" for i in range(self.az_count)]
+
+    def zone_count(self) -> int:
+        return len(self.availability_zones) or self.az_count
+
+    def subnet_plan(self, region: str) -> list[SubnetPlan]:
+        """Deterministic carving: private subnets from the bottom of the VPC, public ones after them.
+
+        Raises ValueError when they do not fit (the `issues` check reports that first).
+        """
+        zones = self.zones(region)
+        vpc = net(self.cidr)
+        private = list(_take(vpc, self.private_subnet_prefix, len(zones), used=[]))
+        public = list(_take(vpc, self.public_subnet_prefix, len(zones), used=private))
+        return [SubnetPlan(z, str(pub), str(priv)) for z, pub, priv in zip(zones, public, private)]
+
+    def issues(self) -> Iterator[Issue]:
+        prefix = net(self.cidr).prefixlen
+        if not 16 <= prefix <= 24:
+            yield Issue(("cidr",), f"{self.cidr} has prefix /{prefix}; an AWS VPC must be between /16 and /24")
+        if len(set(self.availability_zones)) != len(self.availability_zones):
+            yield Issue(("availability_zones",), f"{self.availability_zones} lists a zone twice; zones must be distinct")
+        if self.availability_zones and "az_count" in self.model_fields_set and self.az_count != len(self.availability_zones):
+            yield Issue(("az_count",), f"{self.az_count} does not match the {len(self.availability_zones)} availability_zones listed; set one of them")
+        for key in ("private_subnet_prefix", "public_subnet_prefix"):
+            if getattr(self, key) <= prefix:
+                yield Issue((key,), f"/{getattr(self, key)} is not smaller than the VPC (/{prefix}); use a prefix longer than {prefix}")
+                return
+        try:
+            self.subnet_plan("region-")
+        except ValueError:
+            n = self.zone_count()
+            yield Issue(
+                ("cidr",),
+                f"{self.cidr} cannot hold {n} private /{self.private_subnet_prefix} and {n} public "
+                f"/{self.public_subnet_prefix} subnets; use a larger VPC or longer subnet prefixes",
+            )
+
+
+def _take(space: ipaddress.IPv4Network, prefix: int, count: int, used: list) -> Iterator[ipaddress.IPv4Network]:
+    taken = 0
+    if count == 0:
+        return
+    for candidate in space.subnets(new_prefix=prefix):
+        if any(candidate.overlaps(u) for u in used):
+            continue
+        yield candidate
+        taken += 1
+        if taken == count:
+            return
+    raise ValueError("subnets do not fit")
+
+
+class OpenStackNetwork(ConfigModel):
+    """The tenant network and subnet that the Magnum cluster and the VPN service attach to."""
+
+    cidr: Cidr = "10.64.0.0/22"
+    dns_nameservers: list[IPv4] = Field(default_factory=lambda: ["1.1.1.1", "9.9.9.9"], max_length=5)
+    # None: the cloud's default MTU; set it lower when the underlay adds encapsulation.
+    mtu: int | None = Field(default=None, ge=1280, le=9000)
+
+    def issues(self) -> Iterator[Issue]:
+        prefix = net(self.cidr).prefixlen
+        if not 16 <= prefix <= 28:
+            yield Issue(("cidr",), f"{self.cidr} has prefix /{prefix}; use a network between /16 and /28")

@@ -1,0 +1,51 @@
+"""Validate stacks from a stacks directory: each file alone, then the checks across all of them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from hybridserve.errors import UserError
+from hybridserve.stackconfig.crossstack import cross_stack_problems
+from hybridserve.stackconfig.loader import StackConfigError, display_path, load_stack_file, resolve_stack, stack_files
+from hybridserve.stackconfig.schema.stack import StackConfig
+
+
+@dataclass
+class ValidationReport:
+    selected: dict[str, Path]  # stack name -> file, the stacks asked about
+    configs: dict[str, StackConfig]  # stack name -> config, for the selected stacks that are valid
+    problems: list[str]
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def raise_for_problems(self) -> None:
+        if self.problems:
+            names = ", ".join(self.selected)
+            raise StackConfigError(self.problems, what=f"stack configuration ({names})")
+
+
+def validate_stacks(stacks_dir: Path, stack: str | None = None) -> ValidationReport:
+    """Validate stack `stack` (with the cross-stack checks that involve it), or every stack."""
+    files = stack_files(stacks_dir)
+    if stack is not None:
+        selected = {stack: resolve_stack(stack, stacks_dir)}
+    else:
+        if not files:
+            raise UserError(f"no stack files (Pulumi.<team>-<env>.yaml) in {display_path(stacks_dir)}", exit_code=2)
+        selected = files
+
+    problems: list[str] = []
+    valid: dict[str, StackConfig] = {}  # every valid stack in the directory, for the cross-stack checks
+    for name, path in files.items():
+        try:
+            valid[name] = load_stack_file(path)
+        except StackConfigError as exc:
+            if name in selected:
+                problems.extend(exc.problems)
+    sources = {display_path(files[n]): cfg for n, cfg in valid.items()}
+    only = {display_path(p) for p in selected.values()}
+    problems.extend(cross_stack_problems(sources, only=only))
+    return ValidationReport(selected, {n: valid[n] for n in selected if n in valid}, problems)
