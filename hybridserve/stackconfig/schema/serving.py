@@ -70,27 +70,36 @@ class ContainerResources(ConfigModel):
                 yield Issue((f"{kind}_request",), f"{getattr(self, kind + '_request')} is greater than {kind}_limit ({getattr(self, kind + '_limit')}); request ≤ limit")
 
 
-class Slo(ConfigModel):
-    """Service-level objectives of the smoke gate; a miss fails the stack update."""
+class SloOverride(ConfigModel):
+    """Objectives for one model; fields left unset keep the stack-wide `serving.slo` value."""
 
-    readiness_timeout_seconds: int = Field(default=600, ge=10, le=7200)
-    p50_latency_ms: float = Field(default=50.0, gt=0)
-    p95_latency_ms: float = Field(default=200.0, gt=0)
-    p99_latency_ms: float = Field(default=500.0, gt=0)
-    min_throughput_rps: float = Field(default=20.0, gt=0)
-    max_error_rate: float = Field(default=0.01, ge=0, lt=1)
-    # Outputs must match the reference outputs within these tolerances (numpy.allclose).
-    correctness_rtol: float = Field(default=1e-3, ge=0, le=1)
-    correctness_atol: float = Field(default=1e-4, ge=0, le=1)
-    requests: int = Field(default=200, ge=10, le=1_000_000)  # requests per model in the load phase
+    # Inferences/s the model must reach, at `throughput_concurrency` in-flight requests (None: at its peak).
+    min_throughput: float | None = Field(default=None, gt=0)
+    throughput_concurrency: int | None = Field(default=None, ge=1, le=1024)
+    # Client-side p99 latency, ms, at `p99_concurrency` (None: at throughput_concurrency, else at every level).
+    max_p99_ms: float | None = Field(default=None, gt=0)
+    p99_concurrency: int | None = Field(default=None, ge=1, le=1024)
+    # Failed / all requests over the model's whole load (0.0: none may fail).
+    max_error_rate: float | None = Field(default=None, ge=0, lt=1)
+
+
+class Slo(SloOverride):
+    """Service-level objectives of the smoke gate (`hybridserve smoke`); a miss fails the stack update."""
+
+    min_throughput: float | None = Field(default=20.0, gt=0)
+    max_p99_ms: float | None = Field(default=500.0, gt=0)
+    max_error_rate: float | None = Field(default=0.0, ge=0, lt=1)
+    # How long the gate waits for the server and every model to become ready.
+    wait_ready_seconds: int = Field(default=600, ge=10, le=7200)
+
+    def merged(self, override: SloOverride) -> "Slo":
+        return self.model_copy(update={k: getattr(override, k) for k in override.model_fields_set})
 
     def issues(self) -> Iterator[Issue]:
-        if self.p50_latency_ms > self.p95_latency_ms:
-            yield Issue(("p50_latency_ms",), f"{self.p50_latency_ms} is greater than p95_latency_ms ({self.p95_latency_ms}); p50 ≤ p95 ≤ p99")
-        if self.p95_latency_ms > self.p99_latency_ms:
-            yield Issue(("p95_latency_ms",), f"{self.p95_latency_ms} is greater than p99_latency_ms ({self.p99_latency_ms}); p50 ≤ p95 ≤ p99")
-        if self.p99_latency_ms > self.readiness_timeout_seconds * 1000:
-            yield Issue(("p99_latency_ms",), f"{self.p99_latency_ms} ms exceeds readiness_timeout_seconds; a latency SLO that long is not meaningful")
+        if self.min_throughput is None and self.max_p99_ms is None and self.max_error_rate is None:
+            yield Issue(("min_throughput",), "null, and so are max_p99_ms and max_error_rate; the smoke gate would check nothing, set at least one")
+        if self.max_p99_ms is not None and self.max_p99_ms > self.wait_ready_seconds * 1000:
+            yield Issue(("max_p99_ms",), f"{self.max_p99_ms} ms exceeds wait_ready_seconds ({self.wait_ready_seconds} s); a latency objective that long is not meaningful")
 
 
 class ServingConfig(ConfigModel):
@@ -109,6 +118,13 @@ class ServingConfig(ConfigModel):
     grpc_port: int = Field(default=8001, ge=1, le=65535)
     metrics_port: int = Field(default=8002, ge=1, le=65535)
     slo: Slo = Slo()
+    # Per-model objectives over `slo`, by model name.
+    model_slos: dict[str, SloOverride] = Field(default_factory=dict)
+
+    def slo_for(self, model: str) -> Slo:
+        """The objectives of `model`: the stack-wide ones with the model's overrides."""
+        override = self.model_slos.get(model)
+        return self.slo.merged(override) if override is not None else self.slo
 
     @property
     def image(self) -> str:
@@ -121,6 +137,10 @@ class ServingConfig(ConfigModel):
         for i, name in enumerate(names):
             if name in names[:i]:
                 yield Issue(("models", i, "name"), f"{name!r} is listed twice; merge the versions into one entry")
+        listed = {m.name for m in self.models}
+        for name in self.model_slos:
+            if listed and name not in listed:
+                yield Issue(("model_slos", name), f"{name!r} is not one of the models to load ({', '.join(sorted(listed))})")
         ports = {"http_port": self.http_port, "grpc_port": self.grpc_port, "metrics_port": self.metrics_port}
         if len(set(ports.values())) != 3:
             yield Issue(("grpc_port",), f"http/grpc/metrics ports {list(ports.values())} must be distinct")
