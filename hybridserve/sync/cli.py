@@ -1,6 +1,104 @@
-"""Placeholder: replaced by the sync implementation."""
+"""`hybridserve sync`: the model repository to s3://BUCKET/PREFIX/, encrypted, incremental, atomically published.
+
+Credentials come from the environment (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN,
+AWS_PROFILE, an instance or IRSA role): never from options, never printed. Exit codes: hybridserve.sync.errors.
+"""
+
+from __future__ import annotations
+
+import os
+from enum import Enum
+from pathlib import Path
+from typing import Optional
+
+import typer
 
 
-def sync_command() -> None:
-    """Sync the model repository to an object store."""
-    raise NotImplementedError
+class SSE(str, Enum):
+    kms = "aws:kms"
+    aes256 = "AES256"
+    none = "none"
+
+
+def _default_region() -> str:
+    return os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+
+
+def sync_command(
+    bucket: str = typer.Option(..., "--bucket", help="Target bucket (must exist)."),
+    prefix: str = typer.Option(
+        "models", "--prefix", help="Key prefix inside the bucket; Triton's --model-repository is s3://BUCKET/PREFIX."
+    ),
+    endpoint_url: Optional[str] = typer.Option(
+        None,
+        "--endpoint-url",
+        help="S3-compatible endpoint (Swift s3api, MinIO, SeaweedFS, moto), e.g. http://127.0.0.1:8333. "
+        "Omit for AWS S3.",
+    ),
+    region: Optional[str] = typer.Option(
+        None, "--region", help="Region of the bucket and KMS key. Default: $AWS_REGION, $AWS_DEFAULT_REGION, us-east-1.",
+        show_default=False,
+    ),
+    sse: SSE = typer.Option(
+        SSE.kms,
+        "--sse",
+        help="Server-side encryption of every object: aws:kms (SSE-KMS under --kms-key-id), AES256 (SSE-S3, for "
+        "stores without a KMS such as SeaweedFS or Swift), or none (only if the store encrypts by other means).",
+    ),
+    kms_key_id: Optional[str] = typer.Option(
+        None,
+        "--kms-key-id",
+        help="KMS key id, ARN or alias/NAME for --sse aws:kms. Omitted: the bucket's default KMS key, "
+        "which must then be configured on the bucket.",
+    ),
+    repo: Optional[Path] = typer.Option(
+        None, "--repo", help="Model repository to sync. Default: model_repo/ of this checkout.", show_default=False
+    ),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="Compare with the store and show what would be added, updated or deleted; change nothing."
+    ),
+    prune: bool = typer.Option(
+        False, "--prune", help="Also delete objects under the prefix that the repository no longer has (never by default)."
+    ),
+    replace: bool = typer.Option(
+        False,
+        "--replace",
+        help="Allow re-uploading a published version whose files changed: it is unpublished first and "
+        "republished once verified (unavailable meanwhile). Without it such a sync is refused; prefer a new version.",
+    ),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar (bytes) on stderr."),
+) -> None:
+    """Sync the validated model repository to s3://BUCKET/PREFIX/: encrypted, incremental, atomically published.
+
+    Every file is uploaded with its sha256 and verified; only then is the model's config.pbtxt written, listing just the versions that are complete, so Triton never sees a half-uploaded version. Unchanged files are not uploaded again; an interrupted sync completes when run again.
+
+    Credentials come from the environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_PROFILE, ...) and are never printed.
+    """
+    from rich.console import Console
+
+    from hybridserve.paths import model_repo_dir
+    from hybridserve.sync.engine import SyncTarget, sync_repository
+    from hybridserve.sync.errors import EXIT_PUBLISHED_CHANGED
+
+    target = SyncTarget(
+        bucket=bucket,
+        prefix=prefix,
+        endpoint_url=endpoint_url,
+        region=region or _default_region(),
+        access_key=None,  # boto3's chain reads the environment; options would leak into shell history
+        secret_key=None,
+        sse=sse.value,
+        kms_key_id=kms_key_id,
+    )
+    report = sync_repository(
+        repo or model_repo_dir(),
+        target,
+        dry_run=dry_run,
+        prune=prune,
+        replace=replace,
+        show_progress=progress,
+        console=Console(stderr=True),
+    )
+    Console().print(report)
+    if report.conflicts:  # a dry run that a real run would refuse
+        raise typer.Exit(EXIT_PUBLISHED_CHANGED)

@@ -1,0 +1,990 @@
+"""Content-addressed, incremental, atomically published sync of a Triton model repository to S3.
+
+Layout under `s3://BUCKET/PREFIX/` (PREFIX is what Triton gets as `--model-repository`):
+
+    <model>/<version>/<file>          every file carries x-amz-meta-sha256
+    <model>/config.pbtxt              written by the sync, with `version_policy { specific { versions } }`
+    .hybridserve-manifest.json        sha256/size/etag/encryption per key and the published versions
+
+Atomic publish. Triton loads only the versions a model's config.pbtxt lets it load, and it reads that
+policy from config.pbtxt alone. So the files of every version are uploaded first; each upload is verified
+with a HEAD (size, sha256 metadata, the encryption asked for); then the model's config.pbtxt is written,
+with the user's own version policy applied to the versions whose every file verified (`latest N` picks
+the N newest *complete* versions, `specific` is intersected, `all` is all complete ones). A reader that
+fetches config.pbtxt at any moment therefore names only complete versions. Single PUTs and multipart
+uploads become visible only when complete, and no published version is ever written to (see below).
+The manifest is written last; it is a file, not a directory, so Triton never mistakes it for a model.
+
+In-place changes. A published version whose content changed locally cannot be updated atomically: a
+reader could load half old, half new files. The sync refuses (exit 25) and names the files, before
+writing anything. The fix is a new version directory; `replace=True` (`--replace`) instead unpublishes
+the version first (config.pbtxt without it, or no config.pbtxt when it was the only one, so the model is
+briefly unavailable), uploads, verifies and republishes. Rewriting an object with identical bytes (e.g.
+to re-encrypt it under another key) is not an in-place change and needs no flag.
+
+Incremental and resumable. Local files are hashed; a remote object counts as present when the manifest
+records the same sha256/size/encryption and the listing shows the same size and ETag, else when a HEAD
+shows the same size, sha256 metadata and encryption. So a rerun after an interruption at any point
+(even without a manifest) uploads only what is missing or different. An unchanged repository costs one
+LIST, one GET and one HEAD per model.
+
+Prune (never by default) deletes keys under the prefix that the repository no longer has: configs of
+removed models first, so no config ever names a version whose files are being deleted by this run.
+A reader that fetched a config just before that moment can still race a prune; versioned buckets keep
+the deleted objects as noncurrent versions.
+
+One sync per prefix at a time: concurrent syncs to the same prefix are not coordinated.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import queue
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Literal
+
+from hybridserve.errors import UserError
+from hybridserve.sync.errors import (
+    EXIT_BAD_ARGUMENT,
+    EXIT_INVALID_REPOSITORY,
+    EXIT_KMS,
+    EXIT_PUBLISHED_CHANGED,
+    EXIT_STORE_ERROR,
+    EXIT_VERIFY_FAILED,
+    error_code,
+    translate,
+)
+from hybridserve.sync.scan import (
+    CONFIG_NAME,
+    LocalFile,
+    LocalModel,
+    describe_policy,
+    render_config,
+    scan_repository,
+    select_versions,
+    version_of,
+)
+
+MANIFEST_NAME = ".hybridserve-manifest.json"
+MANIFEST_FORMAT = "hybridserve-sync/1"
+SHA_META = "sha256"  # x-amz-meta-sha256 on every object the sync writes
+VERSIONS_META = "hybridserve-versions"  # on config.pbtxt: the versions it publishes, "1,2"
+
+MB = 1024 * 1024
+# Parts of 16 MiB: few requests per model file, yet a 200 MB TorchScript still goes up in ~13 parallel parts.
+MULTIPART_THRESHOLD = 16 * MB
+MULTIPART_CHUNKSIZE = 16 * MB
+MAX_CONCURRENCY = 10
+HEAD_CONCURRENCY = 8
+
+_NOT_FOUND = {"404", "NoSuchKey", "NotFound"}
+
+
+# --------------------------------------------------------------------------------------------- public types
+
+
+@dataclass
+class SyncTarget:
+    """Where to sync: an S3 bucket and prefix on AWS (endpoint_url None) or any S3-compatible endpoint.
+
+    sse: "aws:kms" (default; under `kms_key_id`, or, when it is None, under the bucket's default KMS key,
+    which must then be configured), "AES256" (SSE-S3, for stores without a KMS such as SeaweedFS or
+    Swift), or "none" (only when asked for explicitly). access_key/secret_key None: boto3's credential chain.
+    """
+
+    bucket: str
+    prefix: str
+    endpoint_url: str | None = None
+    region: str = "us-east-1"
+    access_key: str | None = None
+    secret_key: str | None = None
+    sse: Literal["aws:kms", "AES256", "none"] = "aws:kms"
+    kms_key_id: str | None = None
+
+    @property
+    def base(self) -> str:
+        """The key prefix with one trailing slash, or "" for the bucket's root."""
+        p = self.prefix.strip("/")
+        return p + "/" if p else ""
+
+    @property
+    def where(self) -> str:
+        return self.endpoint_url or f"AWS S3 ({self.region})"
+
+    @property
+    def url(self) -> str:
+        return f"s3://{self.bucket}/{self.base}"
+
+
+@dataclass
+class Change:
+    action: Literal["add", "update", "delete"]
+    key: str
+    size: int
+    note: str = ""
+
+
+@dataclass
+class SyncReport:
+    """What a sync did (or, with dry_run, would do). Keys are full object keys. Rich-renderable."""
+
+    target: str
+    uploaded: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
+    bytes_uploaded: int = 0
+    published: dict[str, list[int]] = field(default_factory=dict)
+    dry_run: bool = False
+    changes: list[Change] = field(default_factory=list)
+    conflicts: list[str] = field(default_factory=list)  # published versions changed in place (dry run)
+    encryption: str = ""
+    notes: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def __rich__(self):
+        from rich.console import Group
+        from rich.filesize import decimal
+        from rich.table import Table
+        from rich.text import Text
+
+        parts: list[Any] = []
+        if self.changes:
+            table = Table(title="Would change (dry run)" if self.dry_run else "Changes", title_justify="left")
+            table.add_column("action")
+            table.add_column("key", overflow="fold")
+            table.add_column("size", justify="right")
+            table.add_column("note")
+            style = {"add": "green", "update": "yellow", "delete": "red"}
+            for c in self.changes:
+                table.add_row(Text(c.action, style=style[c.action]), c.key, decimal(c.size), c.note)
+            parts.append(table)
+        verb = "would upload" if self.dry_run else "uploaded"
+        summary = (
+            f"{self.target}: {verb} {len(self.uploaded)} objects ({decimal(self.bytes_uploaded)}), "
+            f"{len(self.skipped)} unchanged, {'would delete' if self.dry_run else 'deleted'} {len(self.deleted)}"
+        )
+        if not self.changes:
+            summary += " - up to date"
+        if not self.dry_run:
+            summary += f" in {self.seconds:.1f} s"
+        parts.append(Text(summary))
+        parts.append(Text(f"encryption: {self.encryption}"))
+        for model, versions in sorted(self.published.items()):
+            shown = ", ".join(map(str, versions)) if versions else "none"
+            parts.append(Text(f"{'would publish' if self.dry_run else 'published'} {model}: versions {shown}"))
+        for note in self.notes:
+            parts.append(Text(f"note: {note}", style="yellow"))
+        for conflict in self.conflicts:
+            parts.append(Text(f"refused: {conflict}", style="bold red"))
+        return Group(*parts)
+
+
+# --------------------------------------------------------------------------------------------- internals
+
+
+@dataclass(frozen=True)
+class _Encryption:
+    algorithm: str  # "aws:kms" | "AES256" | "none"
+    kms_key_id: str | None  # sent as SSEKMSKeyId; None: the store's default key
+    accept: frozenset[str] | None  # key identifiers a HEAD may report; None: any key
+    label: str
+
+    def extra_args(self) -> dict[str, str]:
+        if self.algorithm == "none":
+            return {}
+        args = {"ServerSideEncryption": self.algorithm}
+        if self.kms_key_id:
+            args["SSEKMSKeyId"] = self.kms_key_id
+        return args
+
+    def matches(self, algorithm: str | None, kms_key_id: str | None) -> bool:
+        if self.algorithm == "none":
+            return True
+        if algorithm != self.algorithm:
+            return False
+        if self.algorithm != "aws:kms" or self.accept is None:
+            return True
+        if not kms_key_id:
+            return False
+        tails = {a.rsplit("/", 1)[-1] for a in self.accept}
+        return kms_key_id in self.accept or kms_key_id.rsplit("/", 1)[-1] in tails
+
+
+@dataclass(frozen=True)
+class _Head:
+    size: int
+    sha256: str | None
+    etag: str | None
+    sse: str | None
+    kms_key_id: str | None
+    metadata: dict[str, str]
+
+    def entry(self) -> dict[str, Any]:
+        return {"sha256": self.sha256, "size": self.size, "etag": self.etag, "sse": self.sse, "kms_key_id": self.kms_key_id}
+
+
+@dataclass
+class _Item:
+    """One local file (or rendered config) and what the plan decided for it."""
+
+    key: str
+    rel: str
+    size: int
+    sha256: str
+    state: Literal["same", "add", "update"]
+    content_same: bool = False  # an update that only re-encrypts
+    file: LocalFile | None = None
+    entry: dict[str, Any] | None = None  # manifest entry when verified present
+
+
+def _check_target(target: SyncTarget) -> None:
+    bad = []
+    if not target.bucket or "/" in target.bucket:
+        bad.append(f"bucket {target.bucket!r}: give a bucket name (no slashes, no s3://)")
+    if target.sse not in ("aws:kms", "AES256", "none"):
+        bad.append(f"sse {target.sse!r}: valid values are 'aws:kms', 'AES256', 'none'")
+    if target.kms_key_id and target.sse != "aws:kms":
+        bad.append(f"kms_key_id is only valid with sse 'aws:kms' (sse is {target.sse!r})")
+    if target.endpoint_url and not target.endpoint_url.startswith(("http://", "https://")):
+        bad.append(f"endpoint_url {target.endpoint_url!r}: must start with http:// or https://")
+    if bool(target.access_key) != bool(target.secret_key):
+        bad.append("give both access_key and secret_key, or neither (then boto3's credential chain applies)")
+    if bad:
+        raise UserError("invalid sync target:", exit_code=EXIT_BAD_ARGUMENT, details=bad)
+
+
+def _validate_repository(repo_dir: Path) -> None:
+    """The models module's validation first: an invalid repository is never synced."""
+    try:
+        from hybridserve.models.repository import ensure_valid
+    except ImportError:  # the models module is optional for the sync's own checks (scan_repository)
+        return
+    try:
+        ensure_valid(repo_dir)
+    except UserError as exc:
+        raise UserError(
+            f"not syncing: {exc.message}", exit_code=EXIT_INVALID_REPOSITORY, details=exc.details
+        ) from None
+
+
+def _client(target: SyncTarget, service: str = "s3", *, max_attempts: int = 5):
+    import boto3
+    from botocore.config import Config
+
+    config = Config(
+        region_name=target.region,
+        retries={"max_attempts": max_attempts, "mode": "standard"},
+        connect_timeout=10,
+        read_timeout=120,
+        # One pooled connection per transfer thread, plus the HEADs and the config writes of the main thread.
+        max_pool_connections=MAX_CONCURRENCY + HEAD_CONCURRENCY,
+        # Non-AWS endpoints (an IP and a port) cannot take bucket names as DNS labels.
+        s3={"addressing_style": "path"} if target.endpoint_url else {},
+    )
+    session = boto3.session.Session(
+        aws_access_key_id=target.access_key, aws_secret_access_key=target.secret_key, region_name=target.region
+    )
+    return session.client(service, endpoint_url=target.endpoint_url, config=config)
+
+
+def _head(s3, bucket: str, key: str) -> _Head | None:
+    from botocore.exceptions import ClientError
+
+    try:
+        r = s3.head_object(Bucket=bucket, Key=key)
+    except ClientError as exc:
+        if error_code(exc) in _NOT_FOUND:
+            return None
+        raise
+    meta = {k.lower(): v for k, v in (r.get("Metadata") or {}).items()}
+    return _Head(
+        size=int(r.get("ContentLength", -1)),
+        sha256=meta.get(SHA_META),
+        etag=r.get("ETag"),
+        sse=r.get("ServerSideEncryption"),
+        kms_key_id=r.get("SSEKMSKeyId"),
+        metadata=meta,
+    )
+
+
+def _check_bucket(target: SyncTarget) -> None:
+    from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
+
+    # Few attempts: a closed port or a missing bucket should fail in seconds, not after a minute of retries.
+    s3 = _client(target, max_attempts=2)
+    try:
+        s3.head_bucket(Bucket=target.bucket)
+    except ParamValidationError as exc:
+        raise UserError(f"bucket name {target.bucket!r} is not valid: {exc}", exit_code=EXIT_BAD_ARGUMENT) from None
+    except (ClientError, BotoCoreError) as exc:
+        raise translate(exc, where=target.where, bucket=target.bucket, what="checking bucket", sse=target.sse) from None
+
+
+def _bucket_default_kms_key(s3, target: SyncTarget) -> tuple[str | None, str]:
+    """(key id or None for the AWS managed aws/s3 key, label) from the bucket's default encryption."""
+    from botocore.exceptions import ClientError
+
+    try:
+        rules = s3.get_bucket_encryption(Bucket=target.bucket)["ServerSideEncryptionConfiguration"]["Rules"]
+    except ClientError as exc:
+        code = error_code(exc)
+        if code in ("ServerSideEncryptionConfigurationNotFoundError", "NoSuchEncryptionConfiguration", "404"):
+            rules = []
+        elif code in ("AccessDenied", "403"):
+            raise UserError(
+                f"--sse aws:kms without --kms-key-id means the bucket's default KMS key, but these credentials "
+                f"may not read bucket {target.bucket!r}'s encryption settings. Pass --kms-key-id KEY.",
+                exit_code=EXIT_KMS,
+            ) from None
+        else:
+            raise
+    default = (rules[0].get("ApplyServerSideEncryptionByDefault") or {}) if rules else {}
+    algorithm = default.get("SSEAlgorithm")
+    if algorithm in ("aws:kms", "aws:kms:dsse"):
+        key = default.get("KMSMasterKeyID")
+        return key, (f"bucket default key {key}" if key else "bucket default key (AWS managed aws/s3)")
+    raise UserError(
+        f"--sse aws:kms needs a KMS key: pass --kms-key-id KEY (key id, ARN or alias/NAME). Bucket "
+        f"{target.bucket!r} has no default KMS key to fall back on (its default encryption: {algorithm or 'none'}). "
+        "Stores without a KMS (SeaweedFS, Swift) take --sse AES256.",
+        exit_code=EXIT_KMS,
+    )
+
+
+def _describe_kms_key(target: SyncTarget, key: str, notes: list[str]) -> tuple[str, str] | None:
+    """(arn, key id) of a usable key; UserError for a missing/disabled/unsuitable one; None if KMS can't be asked."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        meta = _client(target, "kms", max_attempts=2).describe_key(KeyId=key)["KeyMetadata"]
+    except ClientError as exc:
+        code = error_code(exc)
+        if code in ("NotFoundException", "InvalidArnException", "ValidationException"):
+            raise UserError(
+                f"KMS key {key!r} does not exist in region {target.region}"
+                + (f" at {target.endpoint_url}" if target.endpoint_url else "")
+                + f" ({code}). --kms-key-id takes a key id, a key ARN or alias/NAME of an existing key.",
+                exit_code=EXIT_KMS,
+            ) from None
+        notes.append(f"KMS key {key} not pre-checked ({code or exc}); the uploads will tell if it is unusable")
+        return None
+    except BotoCoreError as exc:
+        notes.append(f"KMS key {key} not pre-checked ({exc}); the uploads will tell if it is unusable")
+        return None
+    state = meta.get("KeyState") or ("Enabled" if meta.get("Enabled") else "Disabled")
+    if state != "Enabled" or meta.get("Enabled") is False:
+        raise UserError(
+            f"KMS key {meta.get('Arn', key)} is {state}: S3 cannot encrypt with it. "
+            + ("Enable it (aws kms enable-key) " if state == "Disabled" else "Cancel its deletion or restore it ")
+            + "or pass another --kms-key-id.",
+            exit_code=EXIT_KMS,
+        )
+    usage = meta.get("KeyUsage", "ENCRYPT_DECRYPT")
+    spec = meta.get("KeySpec") or meta.get("CustomerMasterKeySpec") or "SYMMETRIC_DEFAULT"
+    if usage != "ENCRYPT_DECRYPT" or spec != "SYMMETRIC_DEFAULT":
+        raise UserError(
+            f"KMS key {meta.get('Arn', key)} is {spec}/{usage}; S3 SSE-KMS needs a SYMMETRIC_DEFAULT "
+            "ENCRYPT_DECRYPT key. Pass another --kms-key-id.",
+            exit_code=EXIT_KMS,
+        )
+    return meta["Arn"], meta["KeyId"]
+
+
+def _resolve_encryption(s3, target: SyncTarget, notes: list[str]) -> _Encryption:
+    if target.sse == "none":
+        return _Encryption("none", None, None, "none (asked for explicitly)")
+    if target.sse == "AES256":
+        return _Encryption("AES256", None, None, "SSE-S3 (AES256)")
+    key, label = target.kms_key_id, None
+    if not key:
+        key, label = _bucket_default_kms_key(s3, target)
+        notes.append(f"no --kms-key-id: encrypting under the {label}")
+        if key is None:
+            return _Encryption("aws:kms", None, None, f"SSE-KMS, {label}")
+    resolved = _describe_kms_key(target, key, notes)
+    if resolved:
+        arn, key_id = resolved
+        # The ARN, not an alias: an alias can be repointed, the objects must name the key they are under.
+        return _Encryption("aws:kms", arn, frozenset({key, arn, key_id}), f"SSE-KMS, key {arn}" + (f" ({label})" if label else ""))
+    is_alias = key.startswith("alias/") or ":alias/" in key
+    return _Encryption("aws:kms", key, None if is_alias else frozenset({key}), f"SSE-KMS, key {key}")
+
+
+def _list(s3, bucket: str, base: str) -> dict[str, tuple[int, str | None]]:
+    objects: dict[str, tuple[int, str | None]] = {}
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=base):
+        for o in page.get("Contents", []) or []:
+            objects[o["Key"]] = (int(o["Size"]), o.get("ETag"))
+    return objects
+
+
+def _read_manifest(s3, bucket: str, key: str, notes: list[str]) -> dict[str, Any]:
+    from botocore.exceptions import ClientError
+
+    try:
+        body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    except ClientError as exc:
+        if error_code(exc) in _NOT_FOUND:
+            return {}
+        raise
+    try:
+        manifest = json.loads(body)
+        if manifest.get("format") != MANIFEST_FORMAT or not isinstance(manifest.get("objects"), dict):
+            raise ValueError(f"format {manifest.get('format')!r}")
+    except (ValueError, AttributeError) as exc:
+        notes.append(f"ignored the remote manifest {key} ({exc}); every object is verified with a HEAD instead")
+        return {}
+    return manifest
+
+
+def _published_versions(head: _Head | None, remote_versions: set[int]) -> set[int]:
+    """What readers can load now: our config says so in metadata; a foreign config may name any version."""
+    if head is None:
+        return set()
+    listed = head.metadata.get(VERSIONS_META)
+    if listed is None:
+        return set(remote_versions)
+    return {int(v) for v in listed.split(",") if v.strip().isdigit()}
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+# --------------------------------------------------------------------------------------------- the sync
+
+
+def sync_repository(
+    repo_dir: Path,
+    target: SyncTarget,
+    *,
+    dry_run: bool = False,
+    prune: bool = False,
+    replace: bool = False,
+    show_progress: bool = True,
+    console=None,
+    on_uploaded: Callable[[str], None] | None = None,
+) -> SyncReport:
+    """Sync `repo_dir` to `target`; see the module docstring for the guarantees.
+
+    dry_run: read the store, change nothing, report what would change. prune: delete keys under the
+    prefix that the repository no longer has. replace: allow re-uploading published versions that changed
+    in place (unpublished meanwhile). on_uploaded(key): called after each file is uploaded and verified.
+    """
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    started = time.monotonic()
+    _check_target(target)
+    repo_dir = Path(repo_dir)
+    _validate_repository(repo_dir)
+    models = scan_repository(repo_dir)
+    empty = [
+        f"{m.name}/{CONFIG_NAME}: its version_policy ({describe_policy(m.config)}) selects none of the versions "
+        f"it has: {sorted(m.versions)}"
+        for m in models
+        if not select_versions(m.config, m.versions)
+    ]
+    if empty:
+        raise UserError("not syncing: a model would publish no version:", exit_code=EXIT_INVALID_REPOSITORY, details=empty)
+
+    report = SyncReport(target=target.url, dry_run=dry_run)
+    where, bucket, base = target.where, target.bucket, target.base
+    current_step = "checking bucket"
+    try:
+        _check_bucket(target)
+        s3 = _client(target)
+        current_step = "resolving the encryption key"
+        enc = _resolve_encryption(s3, target, report.notes)
+        report.encryption = enc.label
+        current_step = "listing the prefix"
+        remote = _list(s3, bucket, base)
+        manifest_key = base + MANIFEST_NAME
+        manifest = _read_manifest(s3, bucket, manifest_key, report.notes)
+        plan = _Plan(target, enc, models, remote, manifest, s3, report.notes)
+        current_step = "comparing with the store"
+        plan.compare()
+        plan.find_conflicts(prune=prune)
+        plan.fill_report(report, prune=prune)
+        if plan.conflicts and not replace:
+            details = plan.conflict_details()
+            if dry_run:
+                report.conflicts = details
+                return report
+            raise UserError(
+                "published model versions changed in place; a reader could load a mix of old and new files, "
+                "so nothing was synced. Put the new content in a new version directory (e.g. "
+                f"{_next_version_hint(plan)}) and sync again, or pass --replace to unpublish these versions "
+                "while they are re-uploaded (they are unavailable meanwhile):",
+                exit_code=EXIT_PUBLISHED_CHANGED,
+                details=details,
+            )
+        if dry_run:
+            return report
+        current_step = "writing to the store"
+        _Executor(plan, report, prune=prune, show_progress=show_progress, console=console, on_uploaded=on_uploaded).run()
+    except UserError:
+        raise
+    except (ClientError, BotoCoreError) as exc:
+        raise translate(exc, where=where, bucket=bucket, what=current_step, sse=target.sse) from None
+    report.seconds = time.monotonic() - started
+    return report
+
+
+def _next_version_hint(plan: "_Plan") -> str:
+    model, version = sorted(plan.conflicts)[0]
+    newest = max(next(m for m in plan.models if m.name == model).versions)
+    return f"{model}/{newest + 1}/"
+
+
+class _Plan:
+    """What is where: local files with their decisions, remote keys, published versions, conflicts."""
+
+    def __init__(self, target, enc, models, remote, manifest, s3, notes):
+        self.target: SyncTarget = target
+        self.enc: _Encryption = enc
+        self.models: list[LocalModel] = models
+        self.remote: dict[str, tuple[int, str | None]] = remote
+        self.manifest = manifest
+        self.manifest_objects: dict[str, Any] = manifest.get("objects", {}) if manifest else {}
+        self.s3 = s3
+        self.notes = notes
+        self.base = target.base
+        self.manifest_key = self.base + MANIFEST_NAME
+        self.items: dict[str, _Item] = {}  # files (not configs), by key
+        self.config_heads: dict[str, _Head | None] = {}
+        self.published_before: dict[str, set[int]] = {}
+        self.configs: dict[str, tuple[list[int], bytes]] = {}  # model -> (versions, rendered) if all uploads succeed
+        self.config_items: dict[str, _Item] = {}
+        self.conflicts: dict[tuple[str, int], list[str]] = {}
+        self.stale: list[str] = []
+
+    def key(self, rel: str) -> str:
+        return self.base + rel
+
+    def _trusted(self, f_sha: str, f_size: int, rel: str, key: str) -> dict[str, Any] | None:
+        """The manifest entry, if manifest and listing agree it is this content under the asked encryption."""
+        entry = self.manifest_objects.get(rel)
+        listed = self.remote.get(key)
+        if not entry or not listed:
+            return None
+        size, etag = listed
+        if (
+            entry.get("sha256") == f_sha
+            and entry.get("size") == f_size == size
+            and etag
+            and entry.get("etag") == etag
+            and self.enc.matches(entry.get("sse"), entry.get("kms_key_id"))
+        ):
+            return entry
+        return None
+
+    def compare(self) -> None:
+        to_head: list[str] = []
+        for m in self.models:
+            for f in m.files:
+                key = self.key(f.rel)
+                item = _Item(key=key, rel=f.rel, size=f.size, sha256=f.sha256, state="add", file=f)
+                if key in self.remote:
+                    entry = self._trusted(f.sha256, f.size, f.rel, key)
+                    if entry:
+                        item.state, item.entry = "same", entry
+                    else:
+                        to_head.append(key)
+                self.items[key] = item
+            config_key = self.key(m.config_file.rel)
+            if config_key in self.remote:
+                to_head.append(config_key)
+
+        with ThreadPoolExecutor(max_workers=HEAD_CONCURRENCY) as pool:
+            heads = dict(zip(to_head, pool.map(lambda k: _head(self.s3, self.target.bucket, k), to_head)))
+
+        for key, item in self.items.items():
+            if key not in heads:
+                continue
+            head = heads[key]
+            if head is None:
+                item.state = "add"
+            elif head.size == item.size and head.sha256 == item.sha256:
+                if self.enc.matches(head.sse, head.kms_key_id):
+                    item.state, item.entry = "same", head.entry()
+                else:
+                    item.state, item.content_same = "update", True
+            else:
+                item.state = "update"
+
+        for m in self.models:
+            config_key = self.key(m.config_file.rel)
+            head = heads.get(config_key)
+            self.config_heads[m.name] = head
+            remote_versions = self._remote_versions(m.name)
+            self.published_before[m.name] = _published_versions(head, remote_versions)
+            versions = select_versions(m.config, m.versions)
+            rendered = render_config(m, versions)
+            self.configs[m.name] = (versions, rendered)
+            self.config_items[m.name] = self._config_item(m, rendered)
+
+    def _config_item(self, m: LocalModel, rendered: bytes) -> _Item:
+        key = self.key(m.config_file.rel)
+        sha = _sha256(rendered)
+        head = self.config_heads.get(m.name)
+        item = _Item(key=key, rel=m.config_file.rel, size=len(rendered), sha256=sha, state="add")
+        if head is not None:
+            if head.sha256 == sha and head.size == len(rendered) and self.enc.matches(head.sse, head.kms_key_id):
+                item.state, item.entry = "same", head.entry()
+            else:
+                item.state = "update"
+        return item
+
+    def _remote_versions(self, model: str) -> set[int]:
+        prefix = self.key(model + "/")
+        versions = set()
+        for key in self.remote:
+            if key.startswith(prefix):
+                parts = key[len(prefix):].split("/")
+                if len(parts) > 1 and version_of(parts[0]) is not None:
+                    versions.add(int(parts[0]))
+        return versions
+
+    def local_keys(self) -> set[str]:
+        return set(self.items) | {self.key(m.config_file.rel) for m in self.models}
+
+    def find_conflicts(self, *, prune: bool) -> None:
+        for item in self.items.values():
+            f = item.file
+            if item.state == "same" or item.content_same or f is None or f.version is None:
+                continue
+            if f.version in self.published_before.get(f.model, set()):
+                self.conflicts.setdefault((f.model, f.version), []).append(
+                    f"{item.rel}: {'added to' if item.state == 'add' else 'changed in'} published version {f.model}/{f.version}"
+                )
+        if not prune:
+            return
+        local = self.local_keys()
+        local_models = {m.name: m for m in self.models}
+        self.stale = sorted(k for k in self.remote if k not in local and k != self.manifest_key)
+        for key in self.stale:
+            parts = key[len(self.base):].split("/")
+            model = local_models.get(parts[0])
+            version = version_of(parts[1]) if len(parts) > 2 else None
+            if model and version in model.versions and version in self.published_before.get(model.name, set()):
+                self.conflicts.setdefault((model.name, version), []).append(
+                    f"{key[len(self.base):]}: --prune would delete it from published version {model.name}/{version}"
+                )
+
+    def conflict_details(self) -> list[str]:
+        return [line for _, lines in sorted(self.conflicts.items()) for line in lines]
+
+    def fill_report(self, report: SyncReport, *, prune: bool) -> None:
+        for m in self.models:
+            for f in m.files:
+                item = self.items[self.key(f.rel)]
+                if item.state == "same":
+                    report.skipped.append(item.key)
+                else:
+                    note = "re-encrypt (same content)" if item.content_same else ""
+                    if (f.model, f.version) in self.conflicts:
+                        note = "published version: needs --replace"
+                    report.changes.append(Change(item.state, item.key, item.size, note))
+                    if report.dry_run:
+                        report.uploaded.append(item.key)
+                        report.bytes_uploaded += item.size
+            citem = self.config_items[m.name]
+            versions = self.configs[m.name][0]
+            report.published[m.name] = versions
+            if citem.state == "same":
+                report.skipped.append(citem.key)
+            else:
+                report.changes.append(Change(citem.state, citem.key, citem.size, "publishes versions " + ", ".join(map(str, versions))))
+                if report.dry_run:
+                    report.uploaded.append(citem.key)
+                    report.bytes_uploaded += citem.size
+        if prune:
+            for key in self.stale:
+                report.changes.append(Change("delete", key, self.remote[key][0], "prune"))
+                if report.dry_run:
+                    report.deleted.append(key)
+        else:
+            stale = [k for k in self.remote if k not in self.local_keys() and k != self.manifest_key]
+            if stale:
+                report.notes.append(f"{len(stale)} objects under the prefix are not in the repository; --prune deletes them")
+
+
+class _Executor:
+    """Carries out a plan: (unpublish for --replace), upload + verify, publish per model, prune, manifest."""
+
+    def __init__(self, plan: _Plan, report: SyncReport, *, prune, show_progress, console, on_uploaded):
+        self.plan = plan
+        self.report = report
+        self.prune = prune
+        self.show_progress = show_progress
+        self.console = console
+        self.on_uploaded = on_uploaded
+        self.s3 = plan.s3
+        self.bucket = plan.target.bucket
+        self.entries: dict[str, dict[str, Any]] = {}  # rel -> manifest entry of verified objects
+        self.verified: set[str] = set()  # keys whose content is verified present
+        self.replacing: set[str] = set()  # models with versions unpublished for --replace
+
+    def run(self) -> None:
+        plan = self.plan
+        for item in plan.items.values():
+            if item.state == "same":
+                self.verified.add(item.key)
+                self.entries[item.rel] = item.entry
+        pending: dict[str, list[_Item]] = {
+            m.name: [plan.items[plan.key(f.rel)] for f in m.files if plan.items[plan.key(f.rel)].state != "same"]
+            for m in plan.models
+        }
+
+        # --replace: the changed versions become invisible before they are touched, and are published again
+        # only after the uploads and the prune, when their content is final.
+        self.replacing = {model for model, _ in plan.conflicts}
+        for model in sorted(self.replacing):
+            m = self._model(model)
+            changed = {v for mm, v in plan.conflicts if mm == model}
+            ready = {v for v in m.versions if v not in changed and self._version_ready(m, v)}
+            self._publish(m, ready, unpublishing=changed)
+
+        for m in plan.models:
+            if not pending[m.name] and m.name not in self.replacing:
+                self._publish(m, set(m.versions))
+
+        uploads = [item for m in plan.models for item in pending[m.name]]
+        if uploads:
+            self._abort_stale_multipart({item.key for item in uploads})
+            self._upload_all(uploads, pending)
+
+        if self.prune and plan.stale:
+            self._prune()
+        for model in sorted(self.replacing):
+            self._publish(self._model(model), set(self._model(model).versions))
+        self._write_manifest()
+
+    def _model(self, name: str) -> LocalModel:
+        return next(m for m in self.plan.models if m.name == name)
+
+    def _version_ready(self, m: LocalModel, version: int) -> bool:
+        return all(self.plan.key(f.rel) in self.verified for f in m.versions[version])
+
+    # ---- uploads
+
+    def _abort_stale_multipart(self, keys: set[str]) -> None:
+        """Abort the unfinished multipart uploads a killed sync left on keys this run uploads again.
+
+        They are invisible to readers but cost storage until a lifecycle rule (AbortIncompleteMultipartUpload)
+        removes them. Only keys of this run: one sync per prefix at a time is the rule anyway.
+        """
+        from botocore.exceptions import ClientError
+
+        try:
+            pages = self.s3.get_paginator("list_multipart_uploads").paginate(Bucket=self.bucket, Prefix=self.plan.base)
+            stale = [(u["Key"], u["UploadId"]) for page in pages for u in page.get("Uploads", []) or [] if u["Key"] in keys]
+            for key, upload_id in stale:
+                self.s3.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
+        except ClientError as exc:  # stores without ListMultipartUploads; never a reason to fail the sync
+            self.report.notes.append(f"could not clean up unfinished multipart uploads ({error_code(exc)})")
+            return
+        if stale:
+            self.report.notes.append(f"aborted {len(stale)} unfinished multipart uploads of an interrupted sync")
+
+    def _upload_all(self, uploads: list[_Item], pending: dict[str, list[_Item]]) -> None:
+        from boto3.s3.transfer import TransferConfig, create_transfer_manager
+        from botocore.exceptions import BotoCoreError, ClientError
+        from s3transfer.subscribers import BaseSubscriber
+
+        done: "queue.Queue[tuple[_Item, Any]]" = queue.Queue()
+        progress, task = self._progress(sum(i.size for i in uploads), len(uploads))
+
+        class _Events(BaseSubscriber):
+            def __init__(self, item: _Item):
+                self.item = item
+
+            def on_progress(self, future, bytes_transferred, **kwargs):
+                if progress is not None:
+                    progress.advance(task, bytes_transferred)
+
+            def on_done(self, future, **kwargs):
+                done.put((self.item, future))
+
+        config = TransferConfig(
+            multipart_threshold=MULTIPART_THRESHOLD,
+            multipart_chunksize=MULTIPART_CHUNKSIZE,
+            max_concurrency=MAX_CONCURRENCY,
+            preferred_transfer_client="classic",  # the same code path against AWS and every other store
+        )
+        remaining = {name: len(items) for name, items in pending.items()}
+        try:
+            if progress is not None:
+                progress.start()
+            # Leaving the `with` on an exception cancels queued transfers and aborts started multipart uploads,
+            # so nothing half-written becomes visible. (Not shutdown(cancel=True): s3transfer 0.19.3 passes
+            # its arguments in the wrong order there and raises a TypeError.)
+            with create_transfer_manager(self.s3, config) as manager:
+                # Model by model: with a bounded thread pool, earlier models complete (and publish) first.
+                for item in uploads:
+                    extra = dict(self.plan.enc.extra_args(), Metadata={SHA_META: item.sha256})
+                    manager.upload(str(item.file.path), self.bucket, item.key, extra_args=extra, subscribers=[_Events(item)])
+                for _ in range(len(uploads)):
+                    while True:
+                        try:
+                            item, future = done.get(timeout=0.5)
+                            break
+                        except queue.Empty:
+                            continue
+                    try:
+                        future.result()  # the upload's own error, if any
+                    except (ClientError, BotoCoreError) as exc:
+                        raise translate(
+                            exc,
+                            where=self.plan.target.where,
+                            bucket=self.bucket,
+                            what=f"uploading {item.key}",
+                            sse=self.plan.enc.algorithm,
+                        ) from None
+                    self._verify(item)
+                    self.report.uploaded.append(item.key)
+                    self.report.bytes_uploaded += item.size
+                    if self.on_uploaded is not None:
+                        self.on_uploaded(item.key)
+                    model = item.file.model
+                    remaining[model] -= 1
+                    if remaining[model] == 0 and model not in self.replacing:
+                        self._publish(self._model(model), set(self._model(model).versions))
+        finally:
+            if progress is not None:
+                progress.stop()
+
+    def _progress(self, total: int, count: int):
+        if not self.show_progress:
+            return None, None
+        from rich.console import Console
+        from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+
+        progress = Progress(
+            TextColumn("[bold]sync[/] {task.description}"),
+            BarColumn(),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            TimeRemainingColumn(),
+            console=self.console or Console(stderr=True),
+        )
+        task = progress.add_task(f"{count} files", total=total)
+        return progress, task
+
+    def _verify(self, item: _Item) -> None:
+        head = _head(self.s3, self.bucket, item.key)
+        problems = []
+        if head is None:
+            problems.append("missing after upload")
+        else:
+            if head.size != item.size:
+                problems.append(f"size {head.size}, sent {item.size}")
+            if head.sha256 != item.sha256:
+                problems.append(f"sha256 metadata {head.sha256!r}, sent {item.sha256}")
+            if not self.plan.enc.matches(head.sse, head.kms_key_id):
+                problems.append(
+                    f"encryption {head.sse or 'none'}{' ' + head.kms_key_id if head.kms_key_id else ''}, "
+                    f"asked for {self.plan.enc.label}"
+                )
+        if problems:
+            hint = (
+                " The store may not support this encryption: use an --sse it supports (AES256 for SSE-S3), "
+                "or --sse none if it encrypts at rest by other means."
+                if any("encryption" in p for p in problems)
+                else ""
+            )
+            raise UserError(
+                f"{item.key} did not verify after upload; its model version is not published.{hint}",
+                exit_code=EXIT_VERIFY_FAILED,
+                details=problems,
+            )
+        self.verified.add(item.key)
+        self.entries[item.rel] = head.entry()
+
+    # ---- publish
+
+    def _publish(self, m: LocalModel, ready: set[int], *, unpublishing: set[int] | None = None) -> None:
+        """Write m's config.pbtxt naming the versions its policy selects among `ready` (verified) ones."""
+        plan = self.plan
+        ready = {v for v in ready if self._version_ready(m, v)}
+        versions = select_versions(m.config, ready)
+        key = plan.key(m.config_file.rel)
+        if not versions:
+            # Only reachable through --replace of a model's last selectable version.
+            if plan.config_heads.get(m.name) is not None:
+                self.s3.delete_object(Bucket=self.bucket, Key=key)
+                plan.config_heads[m.name] = None
+            self.report.notes.append(
+                f"{m.name}: unpublished versions {sorted(unpublishing or [])} while they are replaced; "
+                "no other version was left, so its config.pbtxt is removed meanwhile"
+            )
+            return
+        rendered = render_config(m, versions)
+        sha = _sha256(rendered)
+        head = plan.config_heads.get(m.name)
+        if unpublishing:
+            self.report.notes.append(f"{m.name}: unpublished versions {sorted(unpublishing)} while they are replaced")
+        if not (head is not None and head.sha256 == sha and head.size == len(rendered) and plan.enc.matches(head.sse, head.kms_key_id)):
+            extra = plan.enc.extra_args()
+            self.s3.put_object(
+                Bucket=self.bucket,
+                Key=key,
+                Body=rendered,
+                ContentType="text/plain",
+                Metadata={SHA_META: sha, VERSIONS_META: ",".join(map(str, versions))},
+                **extra,
+            )
+            item = _Item(key=key, rel=m.config_file.rel, size=len(rendered), sha256=sha, state="update")
+            self._verify(item)
+            plan.config_heads[m.name] = _head(self.s3, self.bucket, key)
+            if not unpublishing and key not in self.report.uploaded:
+                self.report.uploaded.append(key)
+                self.report.bytes_uploaded += len(rendered)
+        else:
+            self.entries[m.config_file.rel] = head.entry()
+        self.report.published[m.name] = versions
+
+    # ---- prune and manifest
+
+    def _prune(self) -> None:
+        plan = self.plan
+        # Configs of removed models go first: the model disappears before its files do.
+        configs = [k for k in plan.stale if k.endswith("/" + CONFIG_NAME) and k[len(plan.base):].count("/") == 1]
+        rest = [k for k in plan.stale if k not in configs]
+        for batch_keys in (configs, rest):
+            for i in range(0, len(batch_keys), 1000):
+                batch = batch_keys[i : i + 1000]
+                r = self.s3.delete_objects(Bucket=self.bucket, Delete={"Objects": [{"Key": k} for k in batch], "Quiet": True})
+                errors = r.get("Errors") or []
+                if errors:
+                    raise UserError(
+                        f"--prune: the store refused to delete {len(errors)} objects in bucket {self.bucket!r}:",
+                        exit_code=EXIT_STORE_ERROR,
+                        details=[f"{e.get('Key')}: {e.get('Code')} {e.get('Message', '')}" for e in errors[:20]],
+                    )
+                self.report.deleted.extend(batch)
+
+    def _write_manifest(self) -> None:
+        plan = self.plan
+        content = {
+            "prefix": plan.base,
+            "encryption": {"sse": plan.enc.algorithm, "kms_key_id": plan.enc.kms_key_id},
+            "published": {name: versions for name, versions in sorted(self.report.published.items())},
+            "objects": {rel: self.entries[rel] for rel in sorted(self.entries)},
+        }
+        if plan.manifest and all(plan.manifest.get(k) == v for k, v in content.items()) and plan.manifest_key in plan.remote:
+            return  # unchanged: an up-to-date sync writes nothing at all
+        manifest = {"format": MANIFEST_FORMAT, "written": datetime.now(timezone.utc).isoformat(timespec="seconds"), **content}
+        self.s3.put_object(
+            Bucket=self.bucket,
+            Key=plan.manifest_key,
+            Body=(json.dumps(manifest, indent=1, sort_keys=False) + "\n").encode(),
+            ContentType="application/json",
+            **plan.enc.extra_args(),
+        )

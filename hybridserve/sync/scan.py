@@ -1,0 +1,190 @@
+"""The local side of the sync: which files a model repository holds, their sha256, and the published config.
+
+A model is every non-hidden directory directly under the repository. Inside it, a directory whose name is a
+positive integer without a leading zero is a version (Triton ignores the others, and so does its policy);
+everything else (config.pbtxt, labels files, other directories) is model-level. Hidden files, `__pycache__`
+and `*.pyc` are never synced; neither are files at the repository's top level (Triton reads only
+directories there).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hybridserve.errors import UserError
+from hybridserve.sync.errors import EXIT_INVALID_REPOSITORY
+
+CONFIG_NAME = "config.pbtxt"
+_HASH_CHUNK = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class LocalFile:
+    rel: str  # posix path relative to the repository: "text_encoder/1/model.pt"
+    path: Path
+    size: int
+    sha256: str
+    model: str
+    version: int | None  # None: model-level (config.pbtxt, labels, ...)
+
+
+@dataclass
+class LocalModel:
+    name: str
+    config_file: LocalFile
+    config: object  # tritonclient's inference.ModelConfig
+    files: list[LocalFile] = field(default_factory=list)  # every file but config.pbtxt
+    versions: dict[int, list[LocalFile]] = field(default_factory=dict)
+
+
+def version_of(dirname: str) -> int | None:
+    """Triton's rule: a version directory is numeric and does not start with 0."""
+    if dirname.isdigit() and not dirname.startswith("0"):
+        return int(dirname)
+    return None
+
+
+def _ignored(name: str) -> bool:
+    return name.startswith(".") or name == "__pycache__" or name.endswith(".pyc")
+
+
+def sha256_file(path: Path) -> tuple[str, int]:
+    """(hex sha256, size) of what was actually read, so the two always describe the same bytes."""
+    h = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as f:
+        while chunk := f.read(_HASH_CHUNK):
+            h.update(chunk)
+            size += len(chunk)
+    return h.hexdigest(), size
+
+
+def _walk_model(model_dir: Path) -> Iterable[Path]:
+    for root, dirs, files in os.walk(model_dir, followlinks=True):
+        dirs[:] = sorted(d for d in dirs if not _ignored(d))
+        for name in sorted(files):
+            if not _ignored(name):
+                yield Path(root) / name
+
+
+def parse_config(path: Path, text: str | None = None):
+    from google.protobuf import text_format
+    from tritonclient.grpc import model_config_pb2
+
+    config = model_config_pb2.ModelConfig()
+    try:
+        text_format.Parse(path.read_text() if text is None else text, config)
+    except (text_format.ParseError, UnicodeDecodeError) as exc:
+        raise UserError(
+            f"{path}: not a valid Triton model configuration ({exc}); nothing was synced.",
+            exit_code=EXIT_INVALID_REPOSITORY,
+        ) from None
+    return config
+
+
+def scan_repository(repo_dir: Path) -> list[LocalModel]:
+    """Every model with its files and sha256 (hashed in parallel: hashlib releases the GIL on large reads)."""
+    repo_dir = Path(repo_dir)
+    if not repo_dir.is_dir():
+        raise UserError(
+            f"model repository {repo_dir} does not exist or is not a directory; pass --repo PATH "
+            "(a Triton repository: <model>/config.pbtxt, <model>/<version>/...).",
+            exit_code=EXIT_INVALID_REPOSITORY,
+        )
+    found: list[tuple[str, Path, str, int | None]] = []
+    problems: list[str] = []
+    model_dirs = sorted(p for p in repo_dir.iterdir() if p.is_dir() and not _ignored(p.name))
+    for model_dir in model_dirs:
+        if not (model_dir / CONFIG_NAME).is_file():
+            problems.append(f"{model_dir.name}/: no {CONFIG_NAME}")
+            continue
+        has_version = False
+        for path in _walk_model(model_dir):
+            rel_parts = path.relative_to(model_dir).parts
+            version = version_of(rel_parts[0]) if len(rel_parts) > 1 else None
+            has_version |= version is not None
+            found.append((model_dir.name, path, path.relative_to(repo_dir).as_posix(), version))
+        if not has_version:
+            problems.append(f"{model_dir.name}/: no version directory with files (e.g. {model_dir.name}/1/model.pt)")
+    if not model_dirs:
+        problems.append("no model directories")
+    if problems:
+        raise UserError(
+            f"model repository {repo_dir} is not a valid Triton repository; nothing was synced:",
+            exit_code=EXIT_INVALID_REPOSITORY,
+            details=problems,
+        )
+
+    with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
+        digests = list(pool.map(lambda item: sha256_file(item[1]), found))
+
+    models: dict[str, LocalModel] = {}
+    files = [
+        LocalFile(rel=rel, path=path, size=size, sha256=digest, model=model, version=version)
+        for (model, path, rel, version), (digest, size) in zip(found, digests)
+    ]
+    for lf in files:
+        if lf.rel == f"{lf.model}/{CONFIG_NAME}":
+            models[lf.model] = LocalModel(name=lf.model, config_file=lf, config=parse_config(lf.path))
+    for lf in files:
+        if lf.rel == f"{lf.model}/{CONFIG_NAME}":
+            continue
+        m = models[lf.model]
+        m.files.append(lf)
+        if lf.version is not None:
+            m.versions.setdefault(lf.version, []).append(lf)
+    return [models[name] for name in sorted(models)]
+
+
+# --------------------------------------------------------------------------------------------- policy
+
+
+def describe_policy(config) -> str:
+    which = config.version_policy.WhichOneof("policy_choice")
+    if which == "all":
+        return "all"
+    if which == "specific":
+        return "specific " + str(sorted(config.version_policy.specific.versions))
+    if which == "latest":
+        return f"latest {config.version_policy.latest.num_versions or 1}"
+    return "latest 1 (default)"
+
+
+def select_versions(config, ready: Iterable[int]) -> list[int]:
+    """The user's version policy applied to the versions that are fully uploaded and verified.
+
+    `latest N` picks the N newest *ready* versions, so the previous version keeps serving until its
+    successor is complete, exactly what Triton would do if partial versions were invisible.
+    """
+    ready = sorted(set(ready))
+    which = config.version_policy.WhichOneof("policy_choice")
+    if which == "all":
+        return ready
+    if which == "specific":
+        return sorted(set(config.version_policy.specific.versions) & set(ready))
+    n = (config.version_policy.latest.num_versions if which == "latest" else 1) or 1
+    return ready[-n:]
+
+
+def render_config(model: LocalModel, versions: list[int]) -> bytes:
+    """The config.pbtxt readers get: the user's config with `version_policy { specific { versions } }`.
+
+    Triton reads the policy only from config.pbtxt, so this is what keeps it off partial versions.
+    """
+    from google.protobuf import text_format
+    from tritonclient.grpc import model_config_pb2
+
+    config = model_config_pb2.ModelConfig()
+    config.CopyFrom(model.config)
+    config.ClearField("version_policy")
+    config.version_policy.specific.versions.extend(versions)
+    header = (
+        f"# Published by `hybridserve sync` from {model.config_file.rel} (sha256 {model.config_file.sha256[:16]}).\n"
+        f"# Its version policy ({describe_policy(model.config)}) applied to the fully uploaded, verified versions.\n"
+    )
+    return (header + text_format.MessageToString(config)).encode()

@@ -1,0 +1,494 @@
+"""`hybridserve sync` against real stores: moto_server (SSE-KMS) and SeaweedFS (SSE-S3).
+
+Buckets are plain (no default encryption) and versioned: the encryption seen on an object is what the sync
+asked for, and the list of object versions shows every write, so "wrote nothing" can be checked exactly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2
+
+from hybridserve.errors import UserError
+from hybridserve.local.objectstore import S3Endpoint
+from hybridserve.local.process import free_port
+from hybridserve.sync import SyncTarget, sync_repository
+from hybridserve.sync.engine import MANIFEST_NAME, MULTIPART_CHUNKSIZE, VERSIONS_META
+from hybridserve.sync.errors import (
+    EXIT_ACCESS_DENIED,
+    EXIT_INVALID_REPOSITORY,
+    EXIT_KMS,
+    EXIT_NO_BUCKET,
+    EXIT_PUBLISHED_CHANGED,
+    EXIT_UNREACHABLE,
+)
+
+pytestmark = pytest.mark.servers
+PREFIX = "models"
+
+
+@dataclass
+class Store:
+    name: str
+    endpoint: S3Endpoint
+    bucket: str
+    kms_key: dict | None  # KeyMetadata of the key the target uses (moto only)
+
+    @property
+    def s3(self):
+        return self.endpoint.client()
+
+    def target(self, **overrides) -> SyncTarget:
+        kwargs = dict(
+            bucket=self.bucket,
+            prefix=PREFIX,
+            endpoint_url=self.endpoint.url,
+            region=self.endpoint.region,
+            access_key=self.endpoint.access_key,
+            secret_key=self.endpoint.secret_key,
+            sse="aws:kms" if self.kms_key else "AES256",
+            kms_key_id=self.kms_key["KeyId"] if self.kms_key else None,
+        )
+        kwargs.update(overrides)
+        return SyncTarget(**kwargs)
+
+    def keys(self, prefix: str = PREFIX + "/") -> set[str]:
+        pages = self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix)
+        return {o["Key"] for page in pages for o in page.get("Contents", [])}
+
+    def writes(self) -> int:
+        """Object versions plus delete markers in the bucket: grows with every PUT or DELETE."""
+        r = self.s3.list_object_versions(Bucket=self.bucket)
+        return len(r.get("Versions", [])) + len(r.get("DeleteMarkers", []))
+
+    def head(self, key: str) -> dict:
+        return self.s3.head_object(Bucket=self.bucket, Key=key)
+
+    def published(self, model: str) -> list[int]:
+        body = self.s3.get_object(Bucket=self.bucket, Key=f"{PREFIX}/{model}/config.pbtxt")["Body"].read().decode()
+        config = text_format.Parse(body, model_config_pb2.ModelConfig())
+        assert config.version_policy.WhichOneof("policy_choice") == "specific"
+        return list(config.version_policy.specific.versions)
+
+
+def _new_bucket(endpoint: S3Endpoint, bucket: str) -> None:
+    s3 = endpoint.client()
+    s3.create_bucket(Bucket=bucket)
+    s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+
+
+@pytest.fixture(params=["moto", "seaweed"])
+def store(request, unique_bucket) -> Store:
+    if request.param == "moto":
+        endpoint = request.getfixturevalue("moto_endpoint")
+        key = endpoint.client("kms").create_key(Description="sync test")["KeyMetadata"]
+    else:
+        endpoint = request.getfixturevalue("seaweed_endpoint")
+        key = None
+    _new_bucket(endpoint, unique_bucket)
+    return Store(request.param, endpoint, unique_bucket, key)
+
+
+@pytest.fixture
+def moto_store(moto_endpoint, unique_bucket) -> Store:
+    key = moto_endpoint.client("kms").create_key(Description="sync test")["KeyMetadata"]
+    _new_bucket(moto_endpoint, unique_bucket)
+    return Store("moto", moto_endpoint, unique_bucket, key)
+
+
+@pytest.fixture
+def repo(built_model_repo, tmp_path) -> Path:
+    """A private copy of the built repository: tests change it."""
+    return Path(shutil.copytree(built_model_repo, tmp_path / "model_repo"))
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _local_files(repo: Path) -> dict[str, Path]:
+    """Object key -> local file, for every file the sync should upload as is (configs are rewritten)."""
+    return {
+        f"{PREFIX}/{p.relative_to(repo).as_posix()}": p
+        for p in repo.rglob("*")
+        if p.is_file() and p.name != "config.pbtxt" and "__pycache__" not in p.parts
+    }
+
+
+def _models(repo: Path) -> list[str]:
+    return sorted(p.name for p in repo.iterdir() if (p / "config.pbtxt").is_file())
+
+
+def _new_version(repo: Path, model: str, version: int, extra: bytes | None = None) -> Path:
+    """A new version directory: a copy of version 1 (valid for the models module), plus an optional big file."""
+    vdir = repo / model / str(version)
+    shutil.copytree(repo / model / "1", vdir)
+    if extra is not None:
+        (vdir / "extra.bin").write_bytes(extra)
+    return vdir
+
+
+# --------------------------------------------------------------------------------------------- full + incremental
+
+
+def test_full_sync_encrypts_every_object_then_an_unchanged_repo_uploads_nothing(store, repo):
+    report = sync_repository(repo, store.target(), show_progress=False)
+
+    files = _local_files(repo)
+    configs = {f"{PREFIX}/{m}/config.pbtxt" for m in _models(repo)}
+    manifest_key = f"{PREFIX}/{MANIFEST_NAME}"
+    assert set(report.uploaded) == set(files) | configs
+    assert report.bytes_uploaded >= sum(p.stat().st_size for p in files.values())
+    assert store.keys() == set(files) | configs | {manifest_key}
+
+    for key in store.keys():
+        head = store.head(key)
+        if store.kms_key:
+            assert head["ServerSideEncryption"] == "aws:kms", key
+            assert head["SSEKMSKeyId"].endswith(store.kms_key["KeyId"]), key
+        else:
+            assert head["ServerSideEncryption"] == "AES256", key
+        if key in files:
+            assert head["Metadata"]["sha256"] == _sha(files[key])
+            assert head["ContentLength"] == files[key].stat().st_size
+
+    some = f"{PREFIX}/text_encoder/1/model.pt"
+    assert store.s3.get_object(Bucket=store.bucket, Key=some)["Body"].read() == files[some].read_bytes()
+
+    manifest = json.loads(store.s3.get_object(Bucket=store.bucket, Key=manifest_key)["Body"].read())
+    for key, path in files.items():
+        entry = manifest["objects"][key[len(PREFIX) + 1 :]]
+        assert (entry["sha256"], entry["size"]) == (_sha(path), path.stat().st_size)
+    for model in _models(repo):
+        assert store.published(model) == [1]
+        assert manifest["published"][model] == [1]
+        assert report.published[model] == [1]
+
+    writes = store.writes()
+    again = sync_repository(repo, store.target(), show_progress=False)
+    assert again.uploaded == [] and again.deleted == [] and again.bytes_uploaded == 0
+    assert set(again.skipped) == set(files) | configs
+    assert store.writes() == writes  # not even the manifest was rewritten
+
+
+def test_without_manifest_a_rerun_verifies_by_head_and_uploads_nothing(moto_store, repo):
+    """An interruption after the configs but before the manifest: the rerun trusts HEADs, not a manifest."""
+    sync_repository(repo, moto_store.target(), show_progress=False)
+    moto_store.s3.delete_object(Bucket=moto_store.bucket, Key=f"{PREFIX}/{MANIFEST_NAME}")
+
+    report = sync_repository(repo, moto_store.target(), show_progress=False)
+    assert report.uploaded == []
+    assert f"{PREFIX}/{MANIFEST_NAME}" in moto_store.keys()  # written again
+
+
+def test_changed_config_uploads_only_that_file(store, repo):
+    sync_repository(repo, store.target(), show_progress=False)
+    config = repo / "text_encoder" / "config.pbtxt"
+    config.write_text(config.read_text().replace('string_value: "1e-3"', 'string_value: "2e-3"'))
+
+    report = sync_repository(repo, store.target(), show_progress=False)
+    assert report.uploaded == [f"{PREFIX}/text_encoder/config.pbtxt"]
+    body = store.s3.get_object(Bucket=store.bucket, Key=f"{PREFIX}/text_encoder/config.pbtxt")["Body"].read()
+    assert b'"2e-3"' in body
+
+
+def test_new_version_uploads_only_its_files_and_is_published_by_the_policy(store, repo):
+    sync_repository(repo, store.target(), show_progress=False)
+    vdir = _new_version(repo, "text_encoder", 2)
+    (vdir / "model.pt").write_bytes((vdir / "model.pt").read_bytes() + b"\0")  # differs from version 1
+
+    report = sync_repository(repo, store.target(), show_progress=False)
+    new = {f"{PREFIX}/text_encoder/2/{p.name}" for p in vdir.iterdir()}
+    assert set(report.uploaded) == new | {f"{PREFIX}/text_encoder/config.pbtxt"}
+    assert store.published("text_encoder") == [2]  # its policy is Triton's default, latest 1
+    assert store.published("image_classifier") == [1]
+    assert store.head(f"{PREFIX}/text_encoder/config.pbtxt")["Metadata"][VERSIONS_META] == "2"
+
+
+def test_a_published_version_changed_in_place_is_refused_unless_replace(store, repo):
+    sync_repository(repo, store.target(), show_progress=False)
+    changed = repo / "image_classifier" / "1" / "model.pt"
+    changed.write_bytes(changed.read_bytes() + b"\0")
+    writes = store.writes()
+
+    with pytest.raises(UserError) as err:
+        sync_repository(repo, store.target(), show_progress=False)
+    assert err.value.exit_code == EXIT_PUBLISHED_CHANGED
+    assert "image_classifier/1/model.pt" in str(err.value) and "--replace" in str(err.value)
+    assert "image_classifier/2/" in str(err.value)  # the suggested new version
+    assert store.writes() == writes
+
+    report = sync_repository(repo, store.target(), show_progress=False, replace=True)
+    key = f"{PREFIX}/image_classifier/1/model.pt"
+    assert key in report.uploaded and f"{PREFIX}/text_encoder/1/model.pt" not in report.uploaded
+    assert store.head(key)["Metadata"]["sha256"] == _sha(changed)
+    assert store.published("image_classifier") == [1]
+    assert any("unpublished versions [1]" in n for n in report.notes)
+
+
+# --------------------------------------------------------------------------------------------- interruption
+
+_DRIVER = r"""
+import json, os, pathlib, signal, sys
+from hybridserve.sync import SyncTarget, sync_repository
+
+args = json.loads(sys.argv[1])
+marker = pathlib.Path(args.pop("marker"))
+repo = args.pop("repo")
+
+def die(key):
+    # SIGKILL right after the first verified upload, other transfers in flight: no cleanup code can run.
+    marker.write_text(key)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+sync_repository(repo, SyncTarget(**args), show_progress=False, on_uploaded=die)
+"""
+
+
+def test_a_killed_sync_publishes_no_partial_version_and_a_rerun_completes(store, repo, tmp_path):
+    sync_repository(repo, store.target(), show_progress=False)
+    # A multipart-sized file next to small ones: the kill lands while its parts are in flight.
+    vdir = _new_version(repo, "text_encoder", 2, extra=os.urandom(3 * MULTIPART_CHUNKSIZE + 12345))
+    local = {f"{PREFIX}/text_encoder/2/{p.name}": p for p in vdir.iterdir()}
+
+    marker = tmp_path / "first-upload"
+    target = store.target()
+    args = dict(vars(target), marker=str(marker), repo=str(repo))
+    log = tmp_path / "driver.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", _DRIVER, json.dumps(args)], stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    try:
+        code = proc.wait(timeout=300)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=30)
+    assert code == -signal.SIGKILL and marker.exists(), f"the sync was not killed mid-way:\n{log.read_text()}"
+
+    # The interrupted state: only complete, verified objects; the config still names only version 1.
+    present = store.keys(f"{PREFIX}/text_encoder/2/")
+    assert marker.read_text() in present
+    for key in present:
+        head = store.head(key)
+        assert head["ContentLength"] == local[key].stat().st_size
+        assert head["Metadata"]["sha256"] == _sha(local[key])
+    assert store.published("text_encoder") == [1]
+    assert store.head(f"{PREFIX}/text_encoder/config.pbtxt")["Metadata"][VERSIONS_META] == "1"
+
+    report = sync_repository(repo, target, show_progress=False)
+    assert not present & set(report.uploaded), "verified objects were uploaded again"
+    assert set(report.uploaded) == (set(local) - present) | {f"{PREFIX}/text_encoder/config.pbtxt"}
+    assert store.published("text_encoder") == [2]
+    for key, path in local.items():
+        assert store.head(key)["Metadata"]["sha256"] == _sha(path)
+    # The killed run's unfinished multipart upload (if the kill caught one) was aborted, not left to linger.
+    assert store.s3.list_multipart_uploads(Bucket=store.bucket, Prefix=PREFIX + "/").get("Uploads", []) == []
+
+
+# --------------------------------------------------------------------------------------------- dry run, prune
+
+
+def _stale_objects(store: Store) -> dict[str, str]:
+    """Stale keys under the prefix (delete with --prune) and keys outside it (never touched)."""
+    under = {f"{PREFIX}/gone_model/config.pbtxt", f"{PREFIX}/gone_model/1/model.py", f"{PREFIX}/text_encoder/7/old.bin"}
+    outside = {"other/keep.txt", f"{PREFIX}-sibling/keep.txt", "keep-at-root.txt"}
+    for key in under | outside:
+        store.s3.put_object(Bucket=store.bucket, Key=key, Body=b"stale", ServerSideEncryption="AES256")
+    return {"under": under, "outside": outside}
+
+
+def test_dry_run_shows_adds_updates_deletes_and_touches_nothing(store, repo):
+    sync_repository(repo, store.target(), show_progress=False)
+    stale = _stale_objects(store)
+    config = repo / "text_encoder" / "config.pbtxt"
+    config.write_text(config.read_text().replace('string_value: "1e-3"', 'string_value: "2e-3"'))
+    _new_version(repo, "image_classifier", 2)
+    before_keys, before_writes = store.keys(""), store.writes()
+
+    report = sync_repository(repo, store.target(), dry_run=True, prune=True, show_progress=False)
+    assert report.dry_run
+    actions = {(c.action, c.key) for c in report.changes}
+    assert ("update", f"{PREFIX}/text_encoder/config.pbtxt") in actions
+    assert ("add", f"{PREFIX}/image_classifier/2/model.pt") in actions
+    assert {k for a, k in actions if a == "delete"} == stale["under"]
+    assert set(report.deleted) == stale["under"]
+    assert report.published["image_classifier"] == [2]
+    assert store.keys("") == before_keys and store.writes() == before_writes
+
+
+def test_prune_deletes_only_stale_keys_under_the_prefix(store, repo):
+    sync_repository(repo, store.target(), show_progress=False)
+    stale = _stale_objects(store)
+
+    kept = sync_repository(repo, store.target(), show_progress=False)
+    assert kept.deleted == [] and stale["under"] <= store.keys("")
+    assert any("--prune deletes them" in n for n in kept.notes)
+
+    shutil.rmtree(repo / "image_classifier")
+    gone = stale["under"] | store.keys(f"{PREFIX}/image_classifier/")
+    report = sync_repository(repo, store.target(), prune=True, show_progress=False)
+    assert set(report.deleted) == gone
+    remaining = store.keys("")
+    assert not gone & remaining
+    assert stale["outside"] <= remaining
+    assert set(_local_files(repo)) | {f"{PREFIX}/text_encoder/config.pbtxt"} <= remaining
+    assert report.deleted.index(f"{PREFIX}/image_classifier/config.pbtxt") < report.deleted.index(
+        f"{PREFIX}/image_classifier/1/model.pt"
+    )  # the model disappears before its files
+
+
+def test_pruning_inside_a_published_version_needs_replace(moto_store, repo):
+    sync_repository(repo, moto_store.target(), show_progress=False)
+    leftover = f"{PREFIX}/text_encoder/1/leftover.bin"
+    moto_store.s3.put_object(Bucket=moto_store.bucket, Key=leftover, Body=b"old")
+
+    with pytest.raises(UserError) as err:
+        sync_repository(repo, moto_store.target(), prune=True, show_progress=False)
+    assert err.value.exit_code == EXIT_PUBLISHED_CHANGED and "leftover.bin" in str(err.value)
+
+    dry = sync_repository(repo, moto_store.target(), prune=True, dry_run=True, show_progress=False)
+    assert any("leftover.bin" in c for c in dry.conflicts)
+
+    report = sync_repository(repo, moto_store.target(), prune=True, replace=True, show_progress=False)
+    assert report.deleted == [leftover] and leftover not in moto_store.keys()
+    assert moto_store.published("text_encoder") == [1]
+    assert moto_store.published("image_classifier") == [1]
+
+
+# --------------------------------------------------------------------------------------------- errors
+
+
+def test_missing_bucket(moto_store, repo):
+    with pytest.raises(UserError) as err:
+        sync_repository(repo, moto_store.target(bucket="no-such-bucket-here"), show_progress=False)
+    assert err.value.exit_code == EXIT_NO_BUCKET
+    assert "no-such-bucket-here" in str(err.value)
+
+
+def test_unreachable_endpoint(moto_store, repo):
+    closed = f"http://127.0.0.1:{free_port()}"  # nothing listens: the OS just handed it out and it was closed
+    with pytest.raises(UserError) as err:
+        sync_repository(repo, moto_store.target(endpoint_url=closed), show_progress=False)
+    assert err.value.exit_code == EXIT_UNREACHABLE
+    assert closed in str(err.value)
+
+
+@pytest.mark.parametrize("kind", ["missing", "disabled", "pending deletion"])
+def test_unusable_kms_key_is_refused_before_any_write(moto_store, repo, kind):
+    kms = moto_store.endpoint.client("kms")
+    if kind == "missing":
+        key_id = "00000000-1111-2222-3333-444444444444"
+    else:
+        key_id = kms.create_key()["KeyMetadata"]["KeyId"]
+        if kind == "disabled":
+            kms.disable_key(KeyId=key_id)
+        else:
+            kms.schedule_key_deletion(KeyId=key_id, PendingWindowInDays=7)
+    with pytest.raises(UserError) as err:
+        sync_repository(repo, moto_store.target(kms_key_id=key_id), show_progress=False)
+    assert err.value.exit_code == EXIT_KMS
+    assert key_id in str(err.value)
+    assert moto_store.keys("") == set()
+
+
+def test_kms_without_key_id_needs_a_bucket_default_key(moto_store, repo):
+    with pytest.raises(UserError) as err:
+        sync_repository(repo, moto_store.target(kms_key_id=None), show_progress=False)
+    assert err.value.exit_code == EXIT_KMS and "--kms-key-id" in str(err.value)
+
+    key = moto_store.kms_key
+    moto_store.s3.put_bucket_encryption(
+        Bucket=moto_store.bucket,
+        ServerSideEncryptionConfiguration={
+            "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "aws:kms", "KMSMasterKeyID": key["Arn"]}}]
+        },
+    )
+    report = sync_repository(repo, moto_store.target(kms_key_id=None), show_progress=False)
+    assert any("bucket default key" in n for n in report.notes)
+    head = moto_store.head(f"{PREFIX}/text_encoder/1/model.pt")
+    assert head["ServerSideEncryption"] == "aws:kms" and head["SSEKMSKeyId"].endswith(key["KeyId"])
+
+
+def test_sse_kms_on_a_store_without_kms_says_use_aes256(seaweed_endpoint, unique_bucket, repo):
+    _new_bucket(seaweed_endpoint, unique_bucket)
+    store = Store("seaweed", seaweed_endpoint, unique_bucket, None)
+    with pytest.raises(UserError) as err:
+        sync_repository(repo, store.target(sse="aws:kms", kms_key_id="some-key"), show_progress=False)
+    assert err.value.exit_code == EXIT_KMS
+    assert "--sse AES256" in str(err.value)
+    assert not any(k.endswith("config.pbtxt") for k in store.keys())
+
+
+def test_wrong_credentials_are_access_denied(seaweed_endpoint, unique_bucket, repo):
+    _new_bucket(seaweed_endpoint, unique_bucket)
+    store = Store("seaweed", seaweed_endpoint, unique_bucket, None)
+    wrong_secret = "not-the-secret-" + "x" * 20
+    with pytest.raises(UserError) as err:
+        sync_repository(repo, store.target(secret_key=wrong_secret), show_progress=False)
+    assert err.value.exit_code == EXIT_ACCESS_DENIED
+    assert wrong_secret not in str(err.value) and seaweed_endpoint.secret_key not in str(err.value)
+
+
+def test_invalid_repository_is_never_synced(moto_store, repo):
+    (repo / "text_encoder" / "1" / "model.pt").unlink()
+    with pytest.raises(UserError) as err:
+        sync_repository(repo, moto_store.target(), show_progress=False)
+    assert err.value.exit_code == EXIT_INVALID_REPOSITORY
+    assert "text_encoder/1/model.pt" in str(err.value)
+    assert moto_store.keys("") == set()
+
+
+# --------------------------------------------------------------------------------------------- CLI
+
+
+def test_cli_syncs_with_credentials_from_the_environment_and_never_prints_them(
+    seaweed_endpoint, unique_bucket, repo, monkeypatch, capsys
+):
+    from hybridserve.cli import main
+
+    _new_bucket(seaweed_endpoint, unique_bucket)
+    for name, value in seaweed_endpoint.env().items():
+        monkeypatch.setenv(name, value)
+    argv = ["sync", "--bucket", unique_bucket, "--endpoint-url", seaweed_endpoint.url, "--sse", "AES256",
+            "--repo", str(repo), "--no-progress"]
+
+    main(argv + ["--dry-run"])
+    out = capsys.readouterr().out
+    assert "Would change (dry run)" in out and "text_encoder" in out
+    assert Store("seaweed", seaweed_endpoint, unique_bucket, None).keys("") == set()
+
+    main(argv)
+    out = capsys.readouterr()
+    assert "published text_encoder: versions 1" in out.out
+    for secret in (seaweed_endpoint.secret_key, seaweed_endpoint.access_key):
+        assert secret not in out.out + out.err
+
+    with pytest.raises(SystemExit) as exit_:
+        main(argv + ["--sse", "aws:kms"])  # no --kms-key-id and no bucket default key
+    assert exit_.value.code == EXIT_KMS
+    assert "--kms-key-id" in capsys.readouterr().err
+
+
+def test_cli_help_explains_every_option():
+    from typer.testing import CliRunner
+
+    from hybridserve.cli import app
+
+    result = CliRunner().invoke(app, ["sync", "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    for option in ("--bucket", "--prefix", "--endpoint-url", "--region", "--sse", "--kms-key-id", "--repo",
+                   "--dry-run", "--prune", "--replace"):
+        assert option in result.output

@@ -1,0 +1,137 @@
+"""The sync's local side without a store: repository scan, version policy, the published config.pbtxt."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2
+
+from hybridserve.errors import UserError
+from hybridserve.sync.engine import SyncTarget, _check_target, _Encryption
+from hybridserve.sync.errors import EXIT_BAD_ARGUMENT, EXIT_INVALID_REPOSITORY
+from hybridserve.sync.scan import render_config, scan_repository, select_versions
+
+
+def _config(text: str):
+    return text_format.Parse(text, model_config_pb2.ModelConfig())
+
+
+def _write(path: Path, data: bytes | str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data.encode() if isinstance(data, str) else data)
+    return path
+
+
+@pytest.fixture
+def small_repo(tmp_path) -> Path:
+    repo = tmp_path / "repo"
+    _write(repo / "m" / "config.pbtxt", 'name: "m"\nbackend: "python"\nmax_batch_size: 8\n'
+           'version_policy { latest { num_versions: 2 } }\n'
+           'parameters { key: "reference_atol" value { string_value: "1e-4" } }\n')
+    for v in (1, 2, 10):
+        _write(repo / "m" / str(v) / "model.py", f"version {v}\n")
+    _write(repo / "m" / "labels.txt", "a\nb\n")
+    _write(repo / "m" / "1" / "__pycache__" / "model.cpython-311.pyc", b"\0")
+    _write(repo / "m" / "1" / ".DS_Store", b"\0")
+    _write(repo / "m" / "1" / "model.pyc", b"\0")
+    _write(repo / "README.md", "top-level files are not synced\n")
+    _write(repo / ".git" / "HEAD", "ignored\n")
+    return repo
+
+
+def test_scan_finds_versions_model_files_and_hashes_skipping_junk(small_repo):
+    (model,) = scan_repository(small_repo)
+    assert model.name == "m"
+    assert sorted(model.versions) == [1, 2, 10]
+    rels = sorted(f.rel for f in model.files)
+    assert rels == ["m/1/model.py", "m/10/model.py", "m/2/model.py", "m/labels.txt"]
+    labels = next(f for f in model.files if f.rel == "m/labels.txt")
+    assert labels.version is None
+    assert labels.sha256 == hashlib.sha256(b"a\nb\n").hexdigest() and labels.size == 4
+    assert model.config_file.rel == "m/config.pbtxt"
+
+
+def test_scan_rejects_a_model_without_config_or_versions(tmp_path):
+    _write(tmp_path / "a" / "1" / "model.py", "x")
+    _write(tmp_path / "b" / "config.pbtxt", 'name: "b"')
+    with pytest.raises(UserError) as err:
+        scan_repository(tmp_path)
+    assert err.value.exit_code == EXIT_INVALID_REPOSITORY
+    assert any("a/: no config.pbtxt" in d for d in err.value.details)
+    assert any("b/: no version directory" in d for d in err.value.details)
+
+
+def test_scan_names_the_file_of_an_unparsable_config(tmp_path):
+    _write(tmp_path / "m" / "config.pbtxt", "name: [unclosed")
+    _write(tmp_path / "m" / "1" / "model.py", "x")
+    with pytest.raises(UserError) as err:
+        scan_repository(tmp_path)
+    assert "m/config.pbtxt" in str(err.value) and err.value.exit_code == EXIT_INVALID_REPOSITORY
+
+
+@pytest.mark.parametrize(
+    "policy, ready, expected",
+    [
+        ("", [1, 2, 3], [3]),  # Triton's default: latest 1
+        ("version_policy { latest { num_versions: 2 } }", [1, 2, 3], [2, 3]),
+        ("version_policy { latest { num_versions: 2 } }", [1], [1]),
+        ("version_policy { all { } }", [3, 1], [1, 3]),
+        ("version_policy { specific { versions: [1, 3] } }", [1, 2], [1]),
+        ("version_policy { specific { versions: [3] } }", [1, 2], []),
+    ],
+)
+def test_select_versions_applies_the_users_policy_to_ready_versions(policy, ready, expected):
+    assert select_versions(_config('name: "m" ' + policy), ready) == expected
+
+
+def test_rendered_config_keeps_the_users_fields_and_lists_only_given_versions(small_repo):
+    (model,) = scan_repository(small_repo)
+    text = render_config(model, [2, 10]).decode()
+    assert text.startswith("# Published by `hybridserve sync`")
+    parsed = _config(text)
+    assert list(parsed.version_policy.specific.versions) == [2, 10]
+    assert parsed.version_policy.WhichOneof("policy_choice") == "specific"
+    assert parsed.max_batch_size == 8 and parsed.backend == "python"
+    assert parsed.parameters["reference_atol"].string_value == "1e-4"
+    # The source config object is not changed by rendering.
+    assert model.config.version_policy.WhichOneof("policy_choice") == "latest"
+
+
+def test_encryption_match_accepts_key_id_or_arn_and_rejects_other_keys():
+    arn = "arn:aws:kms:us-east-1:123456789012:key/1111-2222"
+    kms = _Encryption("aws:kms", arn, frozenset({arn, "1111-2222"}), "")
+    assert kms.matches("aws:kms", arn)
+    assert kms.matches("aws:kms", "1111-2222")
+    assert not kms.matches("aws:kms", "arn:aws:kms:us-east-1:123456789012:key/3333")
+    assert not kms.matches("AES256", None)
+    assert _Encryption("AES256", None, None, "").matches("AES256", None)
+    assert not _Encryption("AES256", None, None, "").matches(None, None)
+    assert _Encryption("none", None, None, "").matches(None, None)
+
+
+@pytest.mark.parametrize(
+    "kwargs, fragment",
+    [
+        ({"bucket": ""}, "give a bucket name"),
+        ({"bucket": "s3://b/x"}, "no slashes"),
+        ({"sse": "aes"}, "'aws:kms', 'AES256', 'none'"),
+        ({"sse": "AES256", "kms_key_id": "k"}, "only valid with sse 'aws:kms'"),
+        ({"endpoint_url": "127.0.0.1:9000"}, "http:// or https://"),
+        ({"access_key": "a"}, "both access_key and secret_key"),
+    ],
+)
+def test_invalid_targets_are_user_errors_naming_the_field(kwargs, fragment):
+    target = SyncTarget(**{"bucket": "b", "prefix": "models", **kwargs})
+    with pytest.raises(UserError) as err:
+        _check_target(target)
+    assert err.value.exit_code == EXIT_BAD_ARGUMENT
+    assert fragment in str(err.value)
+
+
+def test_prefix_normalisation():
+    assert SyncTarget(bucket="b", prefix="/models/").base == "models/"
+    assert SyncTarget(bucket="b", prefix="").base == ""
+    assert SyncTarget(bucket="b", prefix="a/b").url == "s3://b/a/b/"
