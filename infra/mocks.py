@@ -135,13 +135,13 @@ class PlanMocks(pulumi.runtime.Mocks):
             state.update(rule(m, args))
         return m.id, state
 
-    def call(self, args: MockCallArgs) -> tuple[dict, list | None]:
+    def call(self, args: MockCallArgs) -> dict:
         rule = CALLS.get(args.token)
         if rule is None:
             self.unmocked_calls.append(args.token)
-            return {}, None
+            return {}
         m = MockContext(self.region, self.stack, args.token, json.dumps(args.args, sort_keys=True, default=str))
-        return rule(m, args), None
+        return rule(m, args)
 
 
 # ======================================================================================

@@ -47,7 +47,9 @@ from google.protobuf import json_format
 from pulumi.runtime import config as runtime_config
 from pulumi.runtime import rpc, rpc_manager, settings
 from pulumi.runtime.mocks import MockEngine, MockMonitor, MockSettings
+from pulumi.runtime.proto import resource_pb2
 from pulumi.runtime.stack import run_in_stack
+from pulumi.runtime.sync_await import _ensure_event_loop, _sync_await
 
 from hybridserve.errors import UserError
 from hybridserve.stackconfig.cost import CostEstimate, estimate
@@ -150,6 +152,27 @@ def _urn_of_ref(ref: str) -> str | None:
     return ref.rsplit("::", 1)[0] if ref else None
 
 
+def _mark_secret(struct: Any, names: Any) -> Any:
+    """The outputs in `names` wrapped as secrets, in a new Struct."""
+    _ensure_event_loop()
+    state = rpc.deserialize_properties(struct)
+    for name in names:
+        if name in state:
+            state[name] = rpc.wrap_rpc_secret(state[name])
+    return _sync_await(rpc.serialize_properties(state, {}))
+
+
+def _with_secret_outputs(response: Any, names: Any) -> Any:
+    """What the engine does and the SDK's mock monitor does not: mark `additionalSecretOutputs` secret.
+
+    Without it a provider-marked secret (RandomPassword.result, a Magnum kubeconfig, a VPN tunnel
+    key) would flow on in clear, and the plan would both mask too little and hide a real leak.
+    """
+    if not names or not response.object:
+        return response
+    return resource_pb2.RegisterResourceResponse(urn=response.urn, id=response.id, object=_mark_secret(response.object, names))
+
+
 class RecordingMonitor(MockMonitor):
     """The SDK's mock monitor, also recording every registration as the engine would receive it."""
 
@@ -161,7 +184,7 @@ class RecordingMonitor(MockMonitor):
         self._lock = threading.Lock()
 
     def RegisterResource(self, request):
-        response = super().RegisterResource(request)
+        response = _with_secret_outputs(super().RegisterResource(request), request.additionalSecretOutputs)
         entry = PlannedResource(
             urn=response.urn,
             type=request.type,
@@ -179,6 +202,10 @@ class RecordingMonitor(MockMonitor):
 
     def ReadResource(self, request):
         response = super().ReadResource(request)
+        if request.additionalSecretOutputs:
+            response = resource_pb2.ReadResourceResponse(
+                urn=response.urn, properties=_mark_secret(response.properties, request.additionalSecretOutputs)
+            )
         with self._lock:
             self.recorded.append(
                 PlannedResource(response.urn, request.type, request.name, request.parent or None, _urn_of_ref(request.provider), to_plain(request.properties), True)

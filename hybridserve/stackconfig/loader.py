@@ -104,12 +104,12 @@ def build_stack_config(
             data["aws"] = {"region": region}
 
     config: StackConfig | None = None
-    if not problems:
-        try:
-            config = StackConfig.model_validate({**data, "secrets_set": frozenset(secrets_set)})
-        except ValidationError as exc:
-            problems.extend(translate_validation_error(exc))
-            problems.extend(_section_issues(data, failed={p[0][0] for p in problems if p[0]}))
+    try:
+        config = StackConfig.model_validate({**data, "secrets_set": frozenset(secrets_set)})
+    except ValidationError as exc:
+        errors = translate_validation_error(exc)
+        problems.extend(errors)
+        problems.extend(_section_issues(data, failed={loc[0] for loc, _ in errors if loc}))
     if config is not None:
         problems.extend(collect_issues(config))
         if stack_name is not None and config.stack_name != stack_name and not problems:
