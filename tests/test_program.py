@@ -1,0 +1,150 @@
+"""infra/: the entry point the plan runs, the context components get, the config read under Pulumi."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pulumi
+import pytest
+import yaml
+
+import infra.components
+import infra.program
+from hybridserve.paths import repo_root
+from infra.mocks import PlanMocks
+from infra.plan import PROGRAM_DIR, RecordingMonitor, _run_program, plan_stack_file, runtime_config_of
+
+EXAMPLES = repo_root() / "stacks"
+
+
+def test_pulumi_yaml_main_is_what_the_plan_runs():
+    project = yaml.safe_load((repo_root() / "Pulumi.yaml").read_text())
+    assert (repo_root() / project["main"]).resolve() == PROGRAM_DIR
+    assert project["stackConfigDir"] == "stacks"
+    assert (PROGRAM_DIR / "__main__.py").read_text().strip().endswith("run()")
+
+
+def test_the_plan_executes_infra_main(monkeypatch):
+    """infra/__main__.py imports infra.program.run at run time: replacing it shows in the plan."""
+    calls = []
+    real_run = infra.program.run
+
+    def spy():
+        calls.append("run")
+        ctx = real_run()
+        pulumi.export("spy", "seen")
+        return ctx
+
+    monkeypatch.setattr(infra.program, "run", spy)
+    plan = plan_stack_file(EXAMPLES / "Pulumi.search-dev.yaml")
+    assert calls == ["run"]
+    assert plan.outputs["spy"] == "seen"
+
+
+def test_components_registry_is_importable_and_ordered():
+    builders = infra.components.load_builders()
+    assert len(builders) == len(infra.components.COMPONENTS)
+    assert all(callable(b) for b in builders)
+    assert infra.components.type_token("network", "Network") == "hybridserve:network:Network"
+
+
+def test_builders_run_in_order_and_share_parts(monkeypatch):
+    import sys
+    import types
+
+    order = []
+
+    def first(ctx):
+        order.append("first")
+        ctx.put("network", {"vpc": ctx.name("vpc")})
+
+    def second(ctx):
+        order.append(ctx.get("network")["vpc"])
+        with pytest.raises(LookupError, match="part 'cluster' is not available"):
+            ctx.get("cluster")
+
+    module = types.ModuleType("hybridserve_order_components")
+    module.first, module.second = first, second
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    monkeypatch.setattr(infra.components, "COMPONENTS", [f"{module.__name__}:first", f"{module.__name__}:second"])
+    plan_stack_file(EXAMPLES / "Pulumi.vision-dev.yaml")
+    assert order == ["first", "hybridserve-vision-dev-vpc"]
+
+
+def _run_with_config(values: dict[str, str], secret_keys: list[str] | None = None, stack: str = "acme-dev") -> RecordingMonitor:
+    monitor = RecordingMonitor(PlanMocks("us-east-1", stack))
+    _run_program(stack, values, secret_keys or [], monitor, logging.getLogger("test"))
+    return monitor
+
+
+def test_program_reads_config_through_pulumi_config():
+    """What `pulumi up` passes: strings, JSON text for objects, secret keys listed."""
+    values = {
+        "hybridserve:team": "acme",
+        "hybridserve:environment": "dev",
+        "hybridserve:cost_center": "CC-7",
+        "hybridserve:aws": json.dumps({"vpc": {"cidr": "10.44.0.0/16"}}),
+        "hybridserve:openstack": json.dumps({"cloud": "acme-cloud"}),
+        "hybridserve:openstack_password": "s3cret-value",
+        "aws:region": "ap-southeast-2",
+    }
+    monitor = _run_with_config(values, ["hybridserve:openstack_password"])
+    by_name = {r.name: r for r in monitor.recorded}
+    assert by_name["aws"].inputs["region"] == "ap-southeast-2"
+    assert json.loads(by_name["aws"].inputs["defaultTags"])["tags"]["cost-center"] == "CC-7"
+    assert by_name["openstack"].inputs == {"cloud": "acme-cloud", "password": "[secret]"}
+    assert monitor.stack_outputs["team"] == "acme"
+
+
+def test_program_stops_with_a_run_error_naming_every_bad_key():
+    values = {
+        "hybridserve:team": "acme",
+        "hybridserve:environment": "dev",
+        "hybridserve:aws": json.dumps({"eks": {"gpu_pools": [{"name": "g", "min_size": 3, "max_size": 1}]}}),
+        "hybridserve:awz": "{}",
+        "hybridserve:vpn_psk": "plain",
+    }
+    with pytest.raises(pulumi.RunError) as info:
+        _run_with_config(values)
+    text = str(info.value)
+    assert "hybridserve:cost_center: is required but not set" in text
+    assert "hybridserve:aws.eks.gpu_pools[0].min_size: 3 is greater than max_size (1)" in text
+    assert "hybridserve:awz: is not a known key" in text
+    assert "hybridserve:vpn_psk: is stored in plain text" in text
+
+
+def test_offline_config_is_fed_like_the_cli(tmp_path: Path):
+    path = tmp_path / "Pulumi.acme-dev.yaml"
+    path.write_text(yaml.safe_dump({"config": {
+        "hybridserve:team": "acme", "hybridserve:cost_center": 42, "hybridserve:aws": {"vpc": {"az_count": 3}},
+        "hybridserve:vpn_psk": {"secure": "v1:abc"}, "pulumi:disable-default-providers": ["*"],
+    }}))
+    values, secret_keys, placeholders = runtime_config_of(path)
+    assert values["hybridserve:cost_center"] == "42"
+    assert json.loads(values["hybridserve:aws"]) == {"vpc": {"az_count": 3}}
+    assert values["pulumi:disable-default-providers"] == '["*"]'
+    assert secret_keys == ["hybridserve:vpn_psk"] and values["hybridserve:vpn_psk"] == placeholders[0] != "v1:abc"
+
+
+def test_kubernetes_provider_per_cluster_and_exports(monkeypatch):
+    import sys
+    import types
+
+    def build(ctx):
+        ctx.kubernetes_provider("aws", "apiVersion: v1")
+        with pytest.raises(ValueError, match="already exists"):
+            ctx.kubernetes_provider("aws", "again")
+        ctx.outputs.triton_endpoints["aws"] = {"grpc": "triton.example:8001"}
+        ctx.outputs.bucket_uris["s3"] = f"s3://{ctx.config.storage.model_bucket}/{ctx.config.storage.prefix}"
+
+    module = types.ModuleType("hybridserve_k8s_components")
+    module.build = build
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    monkeypatch.setattr(infra.components, "COMPONENTS", [f"{module.__name__}:build"])
+    plan = plan_stack_file(EXAMPLES / "Pulumi.vision-dev.yaml")
+    assert [r.name for r in plan.resources if r.type == "pulumi:providers:kubernetes"] == ["k8s-aws"]
+    assert plan.outputs["kubeconfigs"] == "[secret]"
+    assert plan.outputs["tritonEndpoints"] == {"aws": {"grpc": "triton.example:8001"}}
+    assert plan.outputs["bucketUris"] == {"s3": "s3://acme-vision-dev-triton-models/models"}
