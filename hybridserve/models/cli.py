@@ -1,4 +1,77 @@
-"""Placeholder: replaced by the models implementation."""
-import typer
+"""`hybridserve models build` and `hybridserve models validate`.
 
-app = typer.Typer(help="models commands", no_args_is_help=True)
+torch, numpy and protobuf are imported inside the commands so `hybridserve --help` stays fast.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from hybridserve.paths import model_repo_dir
+
+app = typer.Typer(
+    help="Build and validate the Triton model repository (model_repo/).",
+    no_args_is_help=True,
+)
+
+RepoOption = Annotated[
+    Optional[Path],
+    typer.Option("--repo", help="Model repository directory [default: model_repo/ of the checkout]", show_default=False),
+]
+
+
+@app.command("build")
+def build_command(
+    repo: RepoOption = None,
+    force: Annotated[bool, typer.Option("--force", help="Rebuild even when the artifacts are up to date")] = False,
+) -> None:
+    """Build each model's TorchScript artifact (model.pt) and reference set (reference.npz), deterministically."""
+    from hybridserve.models.build import build_models
+    from hybridserve.models.repository import display_path
+
+    repo_dir = repo or model_repo_dir()
+    results = build_models(repo_dir, force=force, progress=True)
+    table = Table(title=f"models build: {display_path(repo_dir)}")
+    table.caption = "artifacts: first 12 hex digits of their sha256"
+    for column in ("model", "version", "status", "model.pt", "reference.npz"):
+        table.add_column(column, no_wrap=True)
+    for r in results:
+        table.add_row(
+            r.name,
+            str(r.version),
+            "[green]built[/]" if r.built else "up to date",
+            r.model_sha256[:12],
+            r.reference_sha256[:12],
+        )
+    Console().print(table)
+
+
+@app.command("validate")
+def validate_command(repo: RepoOption = None) -> None:
+    """Check every config.pbtxt with Triton's schema, the layout and the built artifacts (exit code 2 on problems)."""
+    from hybridserve.models.repository import display_path, ensure_valid
+
+    info = ensure_valid(repo or model_repo_dir())
+    table = Table(title=f"{display_path(info.path)}: valid")
+    for column in ("model", "ver", "batch", "inputs", "outputs", "atol / rtol"):
+        wrap = column in ("inputs", "outputs")
+        table.add_column(column, no_wrap=not wrap, overflow="fold" if wrap else "ellipsis")
+
+    def tensors(ts) -> str:
+        return "\n".join(f"{t.name} {t.data_type.removeprefix('TYPE_')}[{','.join(map(str, t.dims))}]" for t in ts)
+
+    for m in info.models:
+        table.add_row(
+            m.name,
+            ", ".join(map(str, m.versions)),
+            str(m.max_batch_size),
+            tensors(m.inputs),
+            tensors(m.outputs),
+            f"{m.atol:.0e} / {m.rtol:.0e}",
+        )
+    Console().print(table)

@@ -1,0 +1,463 @@
+"""The Triton model repository: validation against Triton's own config schema, description, references.
+
+`validate_repository` parses every `config.pbtxt` with Triton's protobuf schema
+(`tritonclient.grpc.model_config_pb2`) and checks the layout rules the kit relies on; every problem
+names its file and field, and all are reported at once. Other modules call `ensure_valid` before
+syncing or serving, `describe_repository` to learn the tensors, and `load_reference` for the
+reference inputs/outputs that `hybridserve models build` wrote.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from hybridserve.errors import UserError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import numpy as np
+
+CONFIG_FILE = "config.pbtxt"
+REFERENCE_FILE = "reference.npz"
+TOLERANCE_PARAMETERS = ("reference_atol", "reference_rtol")
+BUILD_HINT = "run `hybridserve models build`"
+
+# The file each backend/platform loads from a version directory unless default_model_filename says otherwise.
+_DEFAULT_ARTIFACT = {
+    "python": "model.py",
+    "pytorch": "model.pt",
+    "pytorch_libtorch": "model.pt",
+    "onnxruntime": "model.onnx",
+    "onnxruntime_onnx": "model.onnx",
+    "tensorrt": "model.plan",
+    "tensorrt_plan": "model.plan",
+    "openvino": "model.xml",
+}
+# File names a model.py refers to in a string literal, e.g. "model.pt": those must exist next to it.
+_LOADED_FILE = re.compile(r"""["']([\w.-]+\.(?:pt|pt2|pth|ts|onnx|plan|safetensors|bin))["']""")
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with the repository: the file, the config field (or location), and what is wrong."""
+
+    file: str
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.file}: {self.field}: {self.message}" if self.field else f"{self.file}: {self.message}"
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """An input or output as config.pbtxt declares it; `dims` exclude the batch dimension."""
+
+    name: str
+    data_type: str  # Triton's enum name, e.g. "TYPE_FP32"
+    dtype: "np.dtype"
+    dims: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """One model of the repository."""
+
+    name: str
+    path: Path
+    backend: str
+    versions: tuple[int, ...]  # ascending
+    max_batch_size: int
+    inputs: tuple[TensorInfo, ...]
+    outputs: tuple[TensorInfo, ...]
+    atol: float | None  # parameters reference_atol / reference_rtol (None when absent or invalid)
+    rtol: float | None
+
+    @property
+    def latest_version(self) -> int:
+        return self.versions[-1]
+
+    def version_dir(self, version: int | None = None) -> Path:
+        """The directory of `version` (default: the latest)."""
+        return self.path / str(self.latest_version if version is None else version)
+
+
+@dataclass(frozen=True)
+class RepositoryInfo:
+    """The models of a repository, sorted by name."""
+
+    path: Path
+    models: tuple[ModelInfo, ...]
+
+    @property
+    def names(self) -> list[str]:
+        return [m.name for m in self.models]
+
+    def model(self, name: str) -> ModelInfo:
+        for m in self.models:
+            if m.name == name:
+                return m
+        raise UserError(f"model {name!r} is not in {display_path(self.path)} (it has: {', '.join(self.names) or 'none'})")
+
+
+def display_path(path: Path) -> str:
+    """Relative to the working directory when below it (so messages read `model_repo/...`), else absolute."""
+    path = Path(path).absolute()
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+# --- parsing -------------------------------------------------------------------------------------
+
+
+def _parse_config(path: Path) -> tuple[Any | None, list[Problem]]:
+    """Parse one config.pbtxt with Triton's schema; a syntax error becomes a Problem with line and column."""
+    from google.protobuf import text_format
+    from tritonclient.grpc import model_config_pb2
+
+    shown = display_path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        return None, [Problem(shown, "", f"cannot read: {exc}")]
+    try:
+        return text_format.Parse(text, model_config_pb2.ModelConfig()), []
+    except text_format.ParseError as exc:
+        line, column = exc.GetLine(), exc.GetColumn()
+        message = re.sub(r"^\d+:\d+ : ", "", str(exc))
+        where = f"line {line}, column {column}" if line else "syntax"
+        return None, [Problem(shown, where, f"not valid Triton model configuration text: {message}")]
+
+
+def _version_dirs(model_dir: Path) -> tuple[list[int], list[Path]]:
+    """(positive integer versions, other sub-directories)."""
+    versions, others = [], []
+    for sub in sorted(model_dir.iterdir()):
+        if not sub.is_dir() or sub.name.startswith("."):
+            continue
+        if sub.name.isdigit() and int(sub.name) > 0:
+            versions.append(int(sub.name))
+        else:
+            others.append(sub)
+    return sorted(versions), others
+
+
+def _tolerance(config: Any, key: str) -> tuple[float | None, str | None]:
+    """(value, None) or (None, why it is not a valid tolerance)."""
+    if key not in config.parameters:
+        example = f'parameters: {{ key: "{key}" value: {{ string_value: "1e-4" }} }}'
+        return None, f"missing; the smoke test compares outputs with the reference within it, e.g. {example}"
+    raw = config.parameters[key].string_value
+    try:
+        value = float(raw)
+    except ValueError:
+        return None, f"{raw!r} is not a number; give a non-negative float such as \"1e-4\""
+    if not math.isfinite(value) or value < 0:
+        return None, f"{raw!r} is not a non-negative finite float"
+    return value, None
+
+
+def _tensor_infos(tensors: Any) -> tuple[TensorInfo, ...]:
+    import numpy as np
+    from tritonclient.grpc import model_config_pb2
+
+    from hybridserve.models.definitions import TRITON_TO_NUMPY
+
+    out = []
+    for t in tensors:
+        type_name = model_config_pb2.DataType.Name(t.data_type)
+        dtype = np.dtype(object) if type_name == "TYPE_STRING" else np.dtype(TRITON_TO_NUMPY.get(type_name, "void"))
+        out.append(TensorInfo(t.name, type_name, dtype, tuple(int(d) for d in t.dims)))
+    return tuple(out)
+
+
+# --- validation ----------------------------------------------------------------------------------
+
+
+def validate_repository(repo_dir: Path, *, require_artifacts: bool = True) -> list[Problem]:
+    """Every problem of the repository at `repo_dir`, each naming its file and field; [] when valid.
+
+    With `require_artifacts=False` the built, git-ignored files (model.pt, reference.npz) are not
+    required, so a fresh checkout validates before `hybridserve models build`.
+    """
+    repo_dir = Path(repo_dir)
+    if not repo_dir.is_dir():
+        return [Problem(display_path(repo_dir), "", "model repository directory does not exist (pass --repo PATH)")]
+    model_dirs = [p for p in sorted(repo_dir.iterdir()) if p.is_dir() and not p.name.startswith((".", "__"))]
+    if not model_dirs:
+        return [Problem(display_path(repo_dir), "", f"no model directories; expected <model>/{CONFIG_FILE} and <model>/1/")]
+    problems: list[Problem] = []
+    for model_dir in model_dirs:
+        problems.extend(_check_model(model_dir, require_artifacts))
+    return problems
+
+
+def _check_model(model_dir: Path, require_artifacts: bool) -> list[Problem]:
+    from tritonclient.grpc import model_config_pb2
+
+    from hybridserve.models.definitions import MODEL_SPECS
+
+    config_path = model_dir / CONFIG_FILE
+    cfg = display_path(config_path)
+    if not config_path.is_file():
+        return [Problem(cfg, "", "missing; every model directory needs a Triton config.pbtxt")]
+    config, problems = _parse_config(config_path)
+    if config is None:  # the layout can still be checked; the files each version needs depend on the config
+        return problems + _check_version_dirs(model_dir)[1]
+
+    def add(field: str, message: str) -> None:
+        problems.append(Problem(cfg, field, message))
+
+    if config.name != model_dir.name:
+        got = f'"{config.name}"' if config.name else "missing"
+        add("name", f'{got} does not match the directory name; set name: "{model_dir.name}"')
+
+    kind = config.backend or config.platform
+    if not kind:
+        add("backend", 'missing; the kit\'s models run on Triton\'s Python backend: backend: "python"')
+    artifact = config.default_model_filename or _DEFAULT_ARTIFACT.get(kind)
+
+    # Batching and instances.
+    mbs = config.max_batch_size
+    if mbs < 0:
+        add("max_batch_size", f"{mbs} is negative; use 0 (no batching) or a positive size")
+    if config.HasField("dynamic_batching"):
+        if mbs <= 0:
+            add("max_batch_size", f"is {mbs} but dynamic_batching is set; set it > 0 (e.g. 64) or remove dynamic_batching")
+        for i, size in enumerate(config.dynamic_batching.preferred_batch_size):
+            if size <= 0 or (mbs > 0 and size > mbs):
+                add(f"dynamic_batching.preferred_batch_size[{i}]", f"{size} is not within 1..max_batch_size ({mbs})")
+    for i, group in enumerate(config.instance_group):
+        if group.count <= 0:
+            add(f"instance_group[{i}].count", f"is {group.count}; set a count > 0 (e.g. count: 1)")
+
+    # Tensors: well-formed, then equal to what the model code produces.
+    spec = MODEL_SPECS.get(model_dir.name)
+    before_tensors = len(problems)
+    for io, tensors, expected in (
+        ("input", config.input, spec.inputs if spec else None),
+        ("output", config.output, spec.outputs if spec else None),
+    ):
+        if not tensors:
+            add(io, f"no {io} declared")
+        seen: set[str] = set()
+        for i, t in enumerate(tensors):
+            if not t.name:
+                add(f"{io}[{i}].name", "missing")
+            elif t.name in seen:
+                add(f"{io}[{i}].name", f'"{t.name}" is declared twice')
+            seen.add(t.name)
+            if t.data_type == model_config_pb2.TYPE_INVALID:
+                add(f"{io}[{i}].data_type", "missing (e.g. TYPE_FP32)")
+            if not t.dims and not t.HasField("reshape"):
+                add(f"{io}[{i}].dims", "missing; give the shape without the batch dimension, e.g. dims: [ 10 ]")
+            for j, d in enumerate(t.dims):
+                if d == 0 or d < -1:
+                    add(f"{io}[{i}].dims[{j}]", f"{d} is not a size; use a positive size or -1 (variable)")
+        if expected is None:
+            continue  # not one of the kit's models: no code to compare with
+        by_name = {t.name: (i, t) for i, t in enumerate(tensors)}
+        for e in expected:
+            if e.name not in by_name:
+                add(io, f'the model code has {io} "{e.name}" ({e.data_type}, dims {list(e.dims)}); config.pbtxt lacks it')
+                continue
+            i, t = by_name[e.name]
+            got_type = model_config_pb2.DataType.Name(t.data_type)
+            if got_type != e.data_type and t.data_type != model_config_pb2.TYPE_INVALID:
+                add(f"{io}[{i}].data_type", f"{got_type} does not match the model code ({e.data_type})")
+            if tuple(t.dims) != e.dims and t.dims:
+                add(f"{io}[{i}].dims", f"{list(t.dims)} does not match the model code ({list(e.dims)})")
+        wanted = sorted(e.name for e in expected)
+        for name, (i, _) in by_name.items():
+            if name and name not in wanted:
+                add(f"{io}[{i}].name", f'"{name}" is not an {io} of the model code (it has: {", ".join(wanted)})')
+    # A reference set is only comparable with a config that agrees with the code (a rebuild would not fix it).
+    tensors_agree = len(problems) == before_tensors
+
+    for key in TOLERANCE_PARAMETERS:
+        _, why = _tolerance(config, key)
+        if why:
+            add(f'parameters["{key}"]', why)
+
+    # Versions and the files each needs.
+    versions, version_problems = _check_version_dirs(model_dir)
+    problems.extend(version_problems)
+    if config.version_policy.WhichOneof("policy_choice") == "specific":
+        for i, v in enumerate(config.version_policy.specific.versions):
+            if v not in versions:
+                where = display_path(model_dir / str(v))
+                add(f"version_policy.specific.versions[{i}]", f"version {v} has no directory {where}/")
+    for version in versions:
+        problems.extend(
+            _check_version_files(
+                model_dir / str(version),
+                kind,
+                artifact,
+                spec,
+                config,
+                check_reference=require_artifacts and tensors_agree,
+                require_artifacts=require_artifacts,
+            )
+        )
+    return problems
+
+
+def _check_version_dirs(model_dir: Path) -> tuple[list[int], list[Problem]]:
+    versions, others = _version_dirs(model_dir)
+    problems = [
+        Problem(
+            display_path(other),
+            "version directory",
+            f'"{other.name}" is not a positive integer; Triton only loads versions named 1, 2, ...',
+        )
+        for other in others
+    ]
+    if not versions:
+        where = display_path(model_dir / "1")
+        problems.append(Problem(display_path(model_dir), "version directory", f"none; put the model files in {where}/"))
+    return versions, problems
+
+
+def _check_version_files(
+    vdir: Path, kind: str, artifact: str | None, spec, config, *, check_reference: bool, require_artifacts: bool
+) -> list[Problem]:
+    if artifact is None:
+        return []  # a backend the kit does not know: Triton will say what it misses
+    problems: list[Problem] = []
+
+    def missing(name: str, loaded_by: str) -> None:
+        built = spec is not None and name == spec.artifact  # `models build` makes it
+        message = f"missing; {loaded_by} loads it" + (f"; {BUILD_HINT}" if built else "")
+        problems.append(Problem(display_path(vdir / name), "artifact", message))
+
+    if not (vdir / artifact).is_file():
+        if kind == "python" or require_artifacts:  # model.py is source; other backends' files are built
+            missing(artifact, f"the {kind} backend")
+        return problems
+    if kind == "python" and require_artifacts:
+        try:
+            source = (vdir / artifact).read_text(encoding="utf-8", errors="replace")
+        except OSError as exc:
+            return [Problem(display_path(vdir / artifact), "artifact", f"cannot read: {exc}")]
+        for name in sorted(set(_LOADED_FILE.findall(source))):
+            if not (vdir / name).is_file():
+                missing(name, artifact)
+    if spec is not None and check_reference:
+        problems.extend(_check_reference(vdir, config))
+    return problems
+
+
+def _check_reference(vdir: Path, config) -> list[Problem]:
+    """reference.npz exists and holds every config tensor with the config's dtype and dims."""
+    import numpy as np
+
+    path = vdir / REFERENCE_FILE
+    shown = display_path(path)
+    if not path.is_file():
+        return [Problem(shown, "artifact", f"missing; the smoke test needs it; {BUILD_HINT}")]
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {key: npz[key] for key in npz.files}
+    except Exception as exc:  # a truncated or foreign file: zipfile, ValueError, OSError...
+        return [Problem(shown, "artifact", f"unreadable ({exc}); {BUILD_HINT}")]
+    problems: list[Problem] = []
+    batched = config.max_batch_size > 0
+    batch_sizes = set()
+    for prefix, tensors in (("input", config.input), ("output", config.output)):
+        for t in _tensor_infos(tensors):
+            key = f"{prefix}/{t.name}"
+            if key not in arrays:
+                problems.append(Problem(shown, key, f"missing; {BUILD_HINT}"))
+                continue
+            a = arrays[key]
+            if a.dtype != t.dtype:
+                problems.append(Problem(shown, key, f"dtype {a.dtype} does not match config.pbtxt ({t.data_type}); {BUILD_HINT}"))
+            inner = a.shape[1:] if batched else a.shape
+            if len(inner) != len(t.dims) or any(d not in (-1, s) for d, s in zip(t.dims, inner)):
+                message = f"shape {list(a.shape)} does not match config.pbtxt dims {list(t.dims)}; {BUILD_HINT}"
+                problems.append(Problem(shown, key, message))
+            if batched and a.ndim:
+                batch_sizes.add(a.shape[0])
+    if len(batch_sizes) > 1:
+        problems.append(Problem(shown, "", f"arrays disagree on the number of samples ({sorted(batch_sizes)}); {BUILD_HINT}"))
+    return problems
+
+
+# --- description ---------------------------------------------------------------------------------
+
+
+def describe_repository(repo_dir: Path) -> RepositoryInfo:
+    """The repository's models as their configs declare them (no artifact checks; see `ensure_valid`).
+
+    Raises UserError when a config cannot be parsed.
+    """
+    repo_dir = Path(repo_dir)
+    if not repo_dir.is_dir():
+        raise UserError(f"model repository {display_path(repo_dir)} does not exist (pass --repo PATH)")
+    models = []
+    problems: list[Problem] = []
+    for model_dir in sorted(repo_dir.iterdir()):
+        if not model_dir.is_dir() or model_dir.name.startswith((".", "__")) or not (model_dir / CONFIG_FILE).is_file():
+            continue
+        config, parse_problems = _parse_config(model_dir / CONFIG_FILE)
+        if config is None:
+            problems.extend(parse_problems)
+            continue
+        versions, _ = _version_dirs(model_dir)
+        models.append(
+            ModelInfo(
+                name=config.name or model_dir.name,
+                path=model_dir,
+                backend=config.backend or config.platform,
+                versions=tuple(versions),
+                max_batch_size=config.max_batch_size,
+                inputs=_tensor_infos(config.input),
+                outputs=_tensor_infos(config.output),
+                atol=_tolerance(config, "reference_atol")[0],
+                rtol=_tolerance(config, "reference_rtol")[0],
+            )
+        )
+    if problems:
+        raise UserError(f"cannot read the model repository {display_path(repo_dir)}", details=[str(p) for p in problems])
+    return RepositoryInfo(path=repo_dir, models=tuple(models))
+
+
+def ensure_valid(repo_dir: Path, *, require_artifacts: bool = True) -> RepositoryInfo:
+    """`describe_repository` after `validate_repository` found nothing; else UserError listing every problem (exit 2)."""
+    problems = validate_repository(repo_dir, require_artifacts=require_artifacts)
+    if problems:
+        raise UserError(
+            f"the model repository {display_path(Path(repo_dir))} has {len(problems)} problem(s):",
+            exit_code=2,
+            details=[str(p) for p in problems],
+        )
+    return describe_repository(repo_dir)
+
+
+def load_reference(version_dir: Path) -> tuple[dict[str, "np.ndarray"], dict[str, "np.ndarray"]]:
+    """(inputs, outputs) of `version_dir/reference.npz`, keyed by Triton tensor name, batch dimension first."""
+    import numpy as np
+
+    path = Path(version_dir) / REFERENCE_FILE
+    if not path.is_file():
+        raise UserError(f"{display_path(path)} is missing; {BUILD_HINT}")
+    inputs: dict[str, np.ndarray] = {}
+    outputs: dict[str, np.ndarray] = {}
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            for key in npz.files:
+                kind, _, name = key.partition("/")
+                if kind == "input" and name:
+                    inputs[name] = npz[key]
+                elif kind == "output" and name:
+                    outputs[name] = npz[key]
+    except Exception as exc:
+        raise UserError(f"{display_path(path)} is unreadable ({exc}); {BUILD_HINT}") from exc
+    if not inputs or not outputs:
+        raise UserError(f"{display_path(path)} holds no input/<name> or output/<name> arrays; {BUILD_HINT}")
+    return inputs, outputs
