@@ -25,6 +25,8 @@ JSON contract (`hybridserve plan --json FILE`; `format` changes only with a new 
       "cost": {...}                          # hybridserve.stackconfig.cost.CostEstimate.as_dict()
     }
 
+`plan --all --json FILE` writes {"format": "hybridserve-plan/v1-set", "plans": [<one object as above per stack>]}.
+
 Every secret value, in inputs and outputs, is the string "[secret]"; a value the engine would
 compute later is "[unknown]"; a reference to another resource is its URN.
 """

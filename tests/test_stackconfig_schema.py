@@ -113,6 +113,11 @@ def test_unknown_keys_name_the_valid_ones():
     assert any("hybridserve:aws.vpc.cidrr: is not a known key; valid keys here: cidr, availability_zones" in p for p in problems)
 
 
+def test_a_dotted_key_set_without_path_gets_a_hint():
+    problems = problems_of({**REQUIRED, "hybridserve:aws.vpc.cidr": "10.1.0.0/16"})
+    assert problems == ["config: hybridserve:aws.vpc.cidr: is not a known key; a nested value needs --path: pulumi config rm hybridserve:aws.vpc.cidr; pulumi config set --path hybridserve:aws.vpc.cidr <value>"]
+
+
 def test_other_namespaces_are_not_judged():
     assert build({"pulumi:disable-default-providers": ["*"], "aws:profile": "x"}).team == "acme"
 
@@ -181,7 +186,8 @@ def test_format_loc(loc, text):
         ({"hybridserve:tags": {"team": "x"}}, "hybridserve:tags.team: 'team' is set by the kit"),
         ({"hybridserve:openstack": {"network": {"cidr": "172.20.0.0/22"}}}, "hybridserve:aws.eks.service_cidr: 172.20.0.0/16 overlaps hybridserve:openstack.network.cidr (172.20.0.0/22)"),
         ({"hybridserve:aws": {"eks": {"pod_cidr": "10.0.128.0/17"}}}, "hybridserve:aws.eks.pod_cidr: 10.0.128.0/17 overlaps hybridserve:aws.vpc.cidr (10.0.0.0/16)"),
-        ({"hybridserve:aws": {"eks": {"version": 1.3}}}, "hybridserve:aws.eks.version: 1.3 is not valid: Input should be a valid string"),
+        ({"hybridserve:aws": {"eks": {"version": 1.3}}}, "hybridserve:aws.eks.version: 1.3 is a number; quote the version so YAML keeps it as text"),
+        ({"hybridserve:aws": {"eks": {"version": "1.31.2"}}}, "hybridserve:aws.eks.version: '1.31.2' is not a Kubernetes minor version; expected e.g. '1.31'"),
     ],
 )
 def test_each_problem_names_its_key_the_value_and_what_is_valid(extra, expected):

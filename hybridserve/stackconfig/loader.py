@@ -87,7 +87,12 @@ def build_stack_config(
             secrets_set.add(name)
             continue
         if name not in CONFIG_FIELDS:
-            problems.append(((name,), f"is not a known key; known keys: {', '.join(f'{PROJECT}:{k}' for k in (*CONFIG_FIELDS, *SECRET_KEYS))}"))
+            head = name.split(".")[0].split("[")[0]
+            if head in OBJECT_KEYS:
+                hint = f"a nested value needs --path: pulumi config rm {key}; pulumi config set --path {key} <value>"
+            else:
+                hint = f"known keys: {', '.join(f'{PROJECT}:{k}' for k in (*CONFIG_FIELDS, *SECRET_KEYS))}"
+            problems.append(((name,), f"is not a known key; {hint}"))
             continue
         if isinstance(value, dict) and set(value) == {"secure"} or key in secret_keys:
             problems.append(((name,), f"is a secret, but only {', '.join(f'{PROJECT}:{k}' for k in SECRET_KEYS)} may be; set it without --secret"))

@@ -12,7 +12,7 @@ import re
 from collections.abc import Iterator
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator, BeforeValidator, Field
 
 from hybridserve.stackconfig.catalog import AWS_INSTANCE_TYPES, aws_cpu_instance_types, aws_gpu_instance_types, brief
 from hybridserve.stackconfig.schema.common import Cidr, ConfigModel, Issue, K8sLabels, Label, net
@@ -97,6 +97,13 @@ def _default_aws_gpu_pools() -> list[AwsGpuPool]:
 _K8S_VERSION = re.compile(r"^1\.\d{2}$")
 
 
+def _version_text(value: object) -> object:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        # YAML reads 1.30 as the number 1.3
+        raise ValueError(f"{value} is a number; quote the version so YAML keeps it as text, e.g. \"1.31\"")
+    return value
+
+
 def _check_k8s_version(value: str) -> str:
     if not _K8S_VERSION.match(value):
         raise ValueError(f"{value!r} is not a Kubernetes minor version; expected e.g. '1.31' (quote it in YAML)")
@@ -109,7 +116,7 @@ _EKS_SERVICE_RANGES = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")
 
 
 class EksCluster(ConfigModel):
-    version: Annotated[str, AfterValidator(_check_k8s_version)] = "1.31"
+    version: Annotated[str, BeforeValidator(_version_text), AfterValidator(_check_k8s_version)] = "1.31"
     endpoint_private_access: bool = True
     endpoint_public_access: bool = True
     # Who may reach the public API endpoint (the operator running `pulumi up` needs to).

@@ -9,6 +9,10 @@ Config keys (stack file `stacks/Pulumi.<team>-<env>.yaml`, `pulumi config set`):
     aws:region                str (AWS provider) hybridserve:serving    object (ServingConfig)
     hybridserve:openstack_password, hybridserve:vpn_psk   optional secrets (SECRET_KEYS)
 
+Nested values are set with `--path`, e.g.
+    pulumi config set --path 'hybridserve:aws.eks.gpu_pools[0].max_size' 4
+    pulumi config set --secret hybridserve:vpn_psk '...'
+
 Secrets never enter this model: the program reads them with `pulumi.Config.get_secret`, so their
 values stay Pulumi secrets; offline tools only learn whether they are set (`secrets_set`).
 """
