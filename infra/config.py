@@ -41,7 +41,6 @@ def read_config() -> StackConfig:
     region = pulumi.Config("aws").get("region")
     if region is not None:
         values["aws:region"] = region
-    secret_keys: list[str] = []
     for key in SECRET_KEYS:
         full = f"{PROJECT}:{key}"
         if runtime_config.get_config(full) is not None:
@@ -52,7 +51,7 @@ def read_config() -> StackConfig:
         if key.startswith(f"{PROJECT}:") and key not in known:
             values[key] = runtime_config.get_config(key)
     try:
-        return build_stack_config(values, source=f"stack {pulumi.get_stack()}", stack_name=pulumi.get_stack(), secret_keys=secret_keys)
+        return build_stack_config(values, source=f"stack {pulumi.get_stack()}", stack_name=pulumi.get_stack())
     except StackConfigError as exc:
         raise pulumi.RunError(str(exc)) from None
 
