@@ -1,0 +1,335 @@
+"""perf_analyzer's time-window measurement of one concurrency level, and the saturation rule of a sweep.
+
+Per level: closed-loop load runs without pause while the coordinator cuts wall-clock windows of
+`window_s`. A request belongs to a window when it started and ended inside it (perf_analyzer's rule;
+requests straddling a boundary count in neither). At each boundary Triton's statistics of the model are
+read, so the server-side figures cover the same window. The level ends when the last
+`stability_windows` windows each lie within `stability_threshold` of their mean in throughput and in
+latency, or after `max_windows` windows (then marked unstable). The reported figures merge those last
+windows: throughput = inferences / their total length; percentiles over all their requests.
+
+Every wait is bounded: a window is a sleep; a statistics call has the control-call timeout; a worker
+reply has its own timeout; in-flight requests have the request timeout.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from smoke_tests.endpoint import Endpoint, EndpointError, ModelStats
+from smoke_tests.errors import ExitCode, SmokeFatal
+from smoke_tests.loadgen import LoadGenerator, Records
+from smoke_tests.options import MeasurementProfile
+from smoke_tests.results import LevelResult, Saturation, ServerSide
+
+if TYPE_CHECKING:  # pragma: no cover
+    import numpy as np
+
+PERCENTILES = (50, 90, 95, 99)
+
+
+@dataclass
+class Window:
+    start_ns: int
+    end_ns: int
+    latencies_ns: "np.ndarray"  # successful requests that started and ended in the window
+    errors: int
+    finished: int  # every request that ended in the window (also straddling ones): is anything answering?
+    error_samples: Counter = field(default_factory=Counter)
+    stats: ModelStats | None = None
+    cpu_s: float = 0.0
+
+    @property
+    def duration_s(self) -> float:
+        return (self.end_ns - self.start_ns) / 1e9
+
+    @property
+    def requests(self) -> int:
+        return int(self.latencies_ns.size)
+
+    def throughput(self, batch: int) -> float:
+        return self.requests * batch / self.duration_s if self.duration_s > 0 else 0.0
+
+    def latency_us(self, kind: str) -> float:
+        import numpy as np
+
+        if self.latencies_ns.size == 0:
+            return 0.0
+        if kind == "p99":
+            return float(percentile(self.latencies_ns, 99)) / 1e3
+        return float(np.mean(self.latencies_ns)) / 1e3
+
+
+def percentile(values: "np.ndarray", pct: float) -> float:
+    """Nearest-rank percentile (perf_analyzer's): the value at rank ceil(pct/100 * n)."""
+    import numpy as np
+
+    return float(np.percentile(values, pct, method="inverted_cdf"))
+
+
+def cut_window(pending: Records, start_ns: int, end_ns: int) -> tuple[Window, Records]:
+    """Split finished requests into this window's (ended by `end_ns`) and those that ended after it."""
+    import numpy as np
+
+    ok_s = np.frombuffer(pending.ok_start, dtype=np.int64)
+    ok_e = np.frombuffer(pending.ok_end, dtype=np.int64)
+    er_s = np.frombuffer(pending.err_start, dtype=np.int64)
+    er_e = np.frombuffer(pending.err_end, dtype=np.int64)
+    ok_in = ok_e <= end_ns
+    er_in = er_e <= end_ns
+    valid = ok_in & (ok_s >= start_ns)
+    window = Window(
+        start_ns=start_ns,
+        end_ns=end_ns,
+        latencies_ns=(ok_e[valid] - ok_s[valid]).copy(),
+        errors=int(np.count_nonzero(er_in & (er_s >= start_ns))),
+        finished=int(np.count_nonzero(ok_in) + np.count_nonzero(er_in)),
+        error_samples=pending.errors,
+    )
+    from array import array
+
+    carry = Records(
+        ok_start=array("q", ok_s[~ok_in].tobytes()),
+        ok_end=array("q", ok_e[~ok_in].tobytes()),
+        err_start=array("q", er_s[~er_in].tobytes()),
+        err_end=array("q", er_e[~er_in].tobytes()),
+    )
+    return window, carry
+
+
+def is_stable(windows: list[Window], profile: MeasurementProfile, batch: int) -> bool:
+    """perf_analyzer's rule: each of the last N windows within +-threshold of their mean, throughput and latency."""
+    n = profile.stability_windows
+    if len(windows) < n:
+        return False
+    last = windows[-n:]
+    if any(w.requests == 0 for w in last):
+        return False
+    for values in ([w.throughput(batch) for w in last], [w.latency_us(profile.stability_latency) for w in last]):
+        mean = sum(values) / n
+        if mean <= 0:
+            return False
+        if any(abs(v / mean - 1.0) > profile.stability_threshold for v in values):
+            return False
+    return True
+
+
+def server_side(stats: ModelStats | None, duration_s: float, instances: int) -> ServerSide:
+    if stats is None:
+        return ServerSide(instances=instances)
+
+    def per_request(ns: int, count: int) -> float | None:
+        return ns / count / 1e3 if count else None
+
+    count = stats.compute_count
+    return ServerSide(
+        inference_count=stats.inference_count,
+        execution_count=stats.execution_count,
+        success_count=stats.success_count,
+        fail_count=stats.fail_count,
+        avg_batch_size=stats.inference_count / stats.execution_count if stats.execution_count else None,
+        queue_us=per_request(stats.queue_ns, stats.queue_count),
+        compute_input_us=per_request(stats.compute_input_ns, count),
+        compute_infer_us=per_request(stats.compute_infer_ns, count),
+        compute_output_us=per_request(stats.compute_output_ns, count),
+        request_us=per_request(stats.success_ns, stats.success_count),
+        utilization=stats.busy_ns / (duration_s * 1e9 * instances) if duration_s > 0 and instances else None,
+        instances=instances,
+    )
+
+
+def summarize(concurrency: int, batch: int, windows: list[Window], profile: MeasurementProfile, *,
+              stable: bool, instances: int, note: str = "") -> LevelResult:
+    """The level's result: the last `stability_windows` windows merged (perf_analyzer's reported figures)."""
+    import numpy as np
+
+    last = windows[-profile.stability_windows:]
+    lat = np.concatenate([w.latencies_ns for w in last]) if last else np.zeros(0, dtype=np.int64)
+    duration = sum(w.duration_s for w in last)
+    stats = None
+    for w in last:
+        if w.stats is not None:
+            stats = w.stats if stats is None else stats + w.stats
+    if lat.size:
+        latency = {f"p{p}": percentile(lat, p) / 1e3 for p in PERCENTILES}
+        latency.update(avg=float(lat.mean()) / 1e3, min=float(lat.min()) / 1e3, max=float(lat.max()) / 1e3)
+    else:
+        latency = {f"p{p}": None for p in PERCENTILES} | {"avg": None, "min": None, "max": None}
+    samples: Counter = Counter()
+    for w in windows:
+        samples.update(w.error_samples)
+    requests = int(lat.size)
+    total_cpu = sum(w.cpu_s for w in last)
+    return LevelResult(
+        concurrency=concurrency,
+        batch_size=batch,
+        stable=stable,
+        windows=len(windows),
+        duration_s=duration,
+        requests=requests,
+        errors=sum(w.errors for w in last),
+        throughput=requests * batch / duration if duration > 0 else 0.0,
+        latency_us=latency,
+        server=server_side(stats, duration, instances),
+        client_cpu_cores=total_cpu / duration if duration > 0 else 0.0,
+        total_requests=sum(w.requests + w.errors for w in windows),
+        total_errors=sum(w.errors for w in windows),
+        error_samples=dict(samples.most_common(5)),
+        window_throughputs=[w.throughput(batch) for w in windows],
+        window_latencies_us=[w.latency_us(profile.stability_latency) for w in windows],
+        note=note,
+    )
+
+
+def measure_level(
+    gen: LoadGenerator,
+    endpoint: Endpoint,
+    model: str,
+    version: str,
+    concurrency: int,
+    *,
+    batch: int,
+    profile: MeasurementProfile,
+    request_timeout: float,
+    instances: int,
+    on_window: Callable[[int, Window], None] | None = None,
+) -> LevelResult:
+    """Measure one concurrency level. Raises SmokeFatal(UNREACHABLE) when the server stops answering."""
+    window_ns = int(profile.window_s * 1e9)
+    # A level is abandoned when nothing at all finished for this long: by then even timeouts would have.
+    silence_limit_ns = int((request_timeout + profile.window_s) * 1e9)
+    gen.start(concurrency)
+    grace = request_timeout
+    note = ""
+    windows: list[Window] = []
+    try:
+        snap0 = _stats(endpoint, model, version, concurrency)
+        t_ws = time.perf_counter_ns()
+        carry = Records()
+        silent_ns = 0
+        failing = 0
+        while True:
+            target = t_ws + window_ns
+            while (left := target - time.perf_counter_ns()) > 0:
+                time.sleep(min(left / 1e9, 0.5))
+            t_we = time.perf_counter_ns()
+            snap1 = _stats(endpoint, model, version, concurrency)
+            fresh = gen.collect()
+            cpu = fresh.cpu_s
+            carry.extend(fresh)
+            window, carry = cut_window(carry, t_ws, t_we)
+            window.stats = snap1 - snap0 if snap0 is not None and snap1 is not None else None
+            window.cpu_s = cpu
+            windows.append(window)
+            if on_window is not None:
+                on_window(len(windows), window)
+
+            silent_ns = silent_ns + (t_we - t_ws) if window.finished == 0 else 0
+            if silent_ns >= silence_limit_ns:
+                grace = 0.0
+                raise SmokeFatal(
+                    f"model {model}: no request finished for {silent_ns / 1e9:.0f} s at concurrency {concurrency} "
+                    f"(request timeout {request_timeout:g} s): the server stopped answering",
+                    ExitCode.UNREACHABLE,
+                    model=model,
+                )
+            failing = failing + 1 if window.requests == 0 and window.errors > 0 else 0
+            if failing >= 2:
+                top = window.error_samples.most_common(1)
+                note = "every request failed in 2 windows in a row: level abandoned" + (f" ({top[0][0]})" if top else "")
+                break
+            if is_stable(windows, profile, batch):
+                return summarize(concurrency, batch, windows, profile, stable=True, instances=instances)
+            if len(windows) >= profile.max_windows:
+                note = f"unstable: the last {profile.stability_windows} of {len(windows)} windows differ by more than {profile.stability_threshold:.0%}"
+                break
+            t_ws, snap0 = t_we, snap1
+        return summarize(concurrency, batch, windows, profile, stable=False, instances=instances, note=note)
+    except SmokeFatal:
+        grace = 0.0
+        raise
+    finally:
+        gen.stop(grace)
+
+
+def _stats(endpoint: Endpoint, model: str, version: str, concurrency: int) -> ModelStats:
+    """Triton's statistics now; a server that does not answer this (nor a liveness probe) has stopped answering."""
+    try:
+        return endpoint.statistics(model, version)
+    except EndpointError as exc:
+        if exc.code != ExitCode.UNREACHABLE:
+            raise SmokeFatal(f"model {model}: {exc}", exc.code or ExitCode.NOT_READY, model=model) from None
+        first = str(exc)
+    try:
+        endpoint.server_live()
+    except EndpointError:
+        raise SmokeFatal(
+            f"the server stopped answering while measuring model {model} at concurrency {concurrency}: {first}",
+            ExitCode.UNREACHABLE,
+            model=model,
+        ) from None
+    try:
+        return endpoint.statistics(model, version)
+    except EndpointError as exc:
+        raise SmokeFatal(
+            f"the server stopped answering while measuring model {model} at concurrency {concurrency}: {exc}",
+            ExitCode.UNREACHABLE,
+            model=model,
+        ) from None
+
+
+# --------------------------------------------------------------------------------------------- saturation
+
+UTILIZATION_SATURATED = 0.90
+BATCH_FULL = 0.90
+PLATEAU_GAIN = 0.10
+QUEUE_GROWTH = 1.5
+
+
+def saturation(levels: list[LevelResult], *, max_batch_size: int | None, processes: int, cpus: int) -> Saturation:
+    """Did the sweep drive the model to capacity? The first level where one of these holds:
+
+    1. utilization: the model's instances were busy >= 90 % of the window (Triton's compute time of all
+       executions / (window x instance count));
+    2. batch_full: with batching, the average batch size reached >= 90 % of max_batch_size;
+    3. plateau: concurrency went up but throughput grew < 10 % while the server queue time per request
+       grew >= 1.5x: requests wait for a busy instance instead of being served.
+
+    Otherwise not saturated; then `load_generator_bound` tells whether the client processes used
+    >= 90 % of the CPU they could get (min(processes, CPUs) cores), i.e. the client was the limit.
+    """
+    ordered = sorted((lv for lv in levels if lv.requests > 0), key=lambda lv: lv.concurrency)
+    prev = None
+    for lv in ordered:
+        s = lv.server
+        if s.utilization is not None and s.utilization >= UTILIZATION_SATURATED:
+            return Saturation(True, lv.concurrency, "utilization",
+                              f"instances busy {s.utilization:.0%} of the time at concurrency {lv.concurrency}")
+        if max_batch_size and max_batch_size > 1 and s.avg_batch_size is not None and s.avg_batch_size >= BATCH_FULL * max_batch_size:
+            return Saturation(True, lv.concurrency, "batch_full",
+                              f"average batch {s.avg_batch_size:.1f} of max {max_batch_size} at concurrency {lv.concurrency}")
+        if prev is not None and lv.concurrency > prev.concurrency and prev.throughput > 0:
+            gain = lv.throughput / prev.throughput - 1.0
+            q0, q1 = prev.server.queue_us, s.queue_us
+            if gain < PLATEAU_GAIN and q0 is not None and q1 is not None and q1 >= QUEUE_GROWTH * max(q0, 1.0):
+                return Saturation(True, lv.concurrency, "plateau",
+                                  f"throughput +{gain:.0%} from concurrency {prev.concurrency} to {lv.concurrency} while "
+                                  f"queue time went {q0:.0f} -> {q1:.0f} us")
+        prev = lv
+    if not ordered:
+        return Saturation(False, None, "", "no successful requests measured")
+    top = max(ordered, key=lambda lv: lv.client_cpu_cores)
+    cap = min(processes, cpus)
+    bound = top.client_cpu_cores >= 0.9 * cap
+    util = max((lv.server.utilization or 0.0) for lv in ordered)
+    if bound:
+        detail = (f"not saturated (max utilization {util:.0%}); the load generator used {top.client_cpu_cores:.2f} of "
+                  f"{cap} cores at concurrency {top.concurrency}: it was the limit")
+    else:
+        detail = (f"not saturated (max utilization {util:.0%} up to concurrency {ordered[-1].concurrency}); "
+                  "raise --max-concurrency to find the capacity")
+    return Saturation(False, None, "", detail, load_generator_bound=bound)

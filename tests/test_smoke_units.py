@@ -1,0 +1,392 @@
+"""The smoke gate's parts that need no server: flags, SLOs, stability, window cutting, saturation, report files.
+
+The server-facing behaviour (readiness, correctness, sweeps, failures) is in test_smoke_servers.py.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import socket
+import xml.etree.ElementTree as ET
+from array import array
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from hybridserve.errors import UserError
+from smoke_tests.errors import ExitCode, worst
+from smoke_tests.loadgen import Records
+from smoke_tests.measure import Window, cut_window, is_stable, percentile, saturation
+from smoke_tests.options import PROFILES, SLO, MeasurementProfile, ModelTarget, SmokeOptions, parse_slo_flags, resolve_slos
+from smoke_tests.report import CSV_COLUMNS, PERF_ANALYZER_COLUMNS, SmokeReport
+from smoke_tests.results import Correctness, LevelResult, ModelReport, RunInfo, ServerSide
+from smoke_tests.slo import evaluate
+
+SCHEMA = Path(__file__).resolve().parent.parent / "smoke_tests" / "report.schema.json"
+
+
+# --------------------------------------------------------------------------------------------- flags and SLOs
+
+
+def test_slo_flags_parse_per_model_and_for_all():
+    slos = parse_slo_flags(["text_encoder=200@4", "50"], ["text_encoder=25.5", "image_classifier=10@2"], ["0.01"])
+    assert slos["text_encoder"] == SLO(min_throughput=200, throughput_concurrency=4, max_p99_ms=25.5)
+    assert slos["image_classifier"] == SLO(max_p99_ms=10, p99_concurrency=2)
+    assert slos["*"] == SLO(min_throughput=50, max_error_rate=0.01)
+    resolved = resolve_slos(["text_encoder", "image_classifier"], {}, slos)
+    # The model's own flags win; the all-model flags fill the rest.
+    assert resolved["text_encoder"].min_throughput == 200 and resolved["text_encoder"].max_error_rate == 0.01
+    assert resolved["image_classifier"].min_throughput == 50 and resolved["image_classifier"].p99_at == 2
+    # p99 without its own concurrency is checked where the throughput is.
+    assert resolved["text_encoder"].p99_at == 4
+
+
+@pytest.mark.parametrize(
+    "flags",
+    [
+        {"min_throughput": ["text_encoder=fast"]},
+        {"min_throughput": ["m=10@0"]},
+        {"min_throughput": ["m=0"]},
+        {"max_p99_ms": ["m=-3"]},
+        {"max_error_rate": ["m=1.5"]},
+        {"max_error_rate": ["m=0.1@4"]},
+    ],
+)
+def test_bad_slo_flags_are_bad_input(flags):
+    with pytest.raises(UserError) as info:
+        parse_slo_flags(**flags)
+    assert info.value.exit_code == ExitCode.BAD_INPUT
+    assert "--" in str(info.value)  # names the flag
+
+
+def test_stack_slos_override_field_by_field():
+    base = {"*": SLO(min_throughput=20, max_p99_ms=500, max_error_rate=0.0)}
+    flags = parse_slo_flags(["m=100@8"], [], [])
+    slo = resolve_slos(["m"], base, flags)["m"]
+    assert slo == SLO(min_throughput=100, throughput_concurrency=8, max_p99_ms=500, max_error_rate=0.0)
+
+
+def test_stack_schema_converts_to_smoke_slos():
+    from hybridserve.stackconfig.schema.serving import ModelSpec, ServingConfig, SloOverride
+    from smoke_tests.stack import slos_from_serving
+
+    serving = ServingConfig(
+        models=[ModelSpec(name="text_encoder", versions=[1]), ModelSpec(name="image_classifier")],
+        model_slos={"text_encoder": SloOverride(min_throughput=150, throughput_concurrency=4)},
+    )
+    cfg = slos_from_serving("vision-dev", serving)
+    assert cfg.models == [ModelTarget("text_encoder", "1"), ModelTarget("image_classifier")]
+    assert cfg.slos["text_encoder"].min_throughput == 150 and cfg.slos["text_encoder"].throughput_concurrency == 4
+    assert cfg.slos["text_encoder"].max_p99_ms == serving.slo.max_p99_ms  # the stack-wide value stays
+    assert cfg.slos["*"].min_throughput == serving.slo.min_throughput
+    assert cfg.wait_ready_s == serving.slo.wait_ready_seconds
+
+
+def test_profile_levels_double_up_to_the_cap_and_include_slo_concurrencies():
+    assert PROFILES["default"].levels() == [1, 2, 4, 8, 16]
+    assert PROFILES["quick"].levels({3, 32}) == [1, 2, 3, 4, 8, 32]
+    assert MeasurementProfile(concurrencies=(1, 6)).levels() == [1, 6]
+    assert PROFILES["default"].window_s == 5.0 and PROFILES["default"].stability_threshold == 0.10
+    with pytest.raises(UserError):
+        MeasurementProfile(max_windows=2, stability_windows=3).validate()
+
+
+@pytest.mark.parametrize(
+    ("url", "protocol", "expected"),
+    [
+        ("127.0.0.1:8001", None, ("grpc", "127.0.0.1:8001", False)),
+        ("http://triton.internal:8000/", None, ("http", "triton.internal:8000", False)),
+        ("grpcs://triton.example.com:443", None, ("grpc", "triton.example.com:443", True)),
+        ("localhost:8000", "http", ("http", "localhost:8000", False)),
+    ],
+)
+def test_endpoint_urls(url, protocol, expected):
+    assert SmokeOptions(url=url, protocol=protocol).endpoint() == expected
+
+
+@pytest.mark.parametrize("url", ["ftp://host:1", "host", "http://host:8000/v2", "grpc://host:port"])
+def test_bad_endpoint_urls_are_bad_input(url):
+    with pytest.raises(UserError) as info:
+        SmokeOptions(url=url).endpoint()
+    assert info.value.exit_code == ExitCode.BAD_INPUT
+
+
+def test_exit_code_of_several_failures_is_the_most_fundamental():
+    assert worst([]) == ExitCode.PASSED
+    assert worst([ExitCode.SLO_VIOLATION, ExitCode.CORRECTNESS]) == ExitCode.CORRECTNESS
+    assert worst([ExitCode.CORRECTNESS, ExitCode.INTERFACE, ExitCode.NOT_READY]) == ExitCode.NOT_READY
+    assert worst([ExitCode.NOT_READY, ExitCode.UNREACHABLE]) == ExitCode.UNREACHABLE
+
+
+# --------------------------------------------------------------------------------------------- windows
+
+
+def _records(ok: list[tuple[int, int]], err: list[tuple[int, int]] = ()) -> Records:
+    r = Records()
+    for s, e in ok:
+        r.ok_start.append(s)
+        r.ok_end.append(e)
+    for s, e in err:
+        r.err_start.append(s)
+        r.err_end.append(e)
+    return r
+
+
+def test_a_window_counts_requests_that_started_and_ended_inside_it():
+    recs = _records(
+        ok=[(100, 150), (90, 120), (180, 260), (110, 130)],  # inside, straddles start, ends after, inside
+        err=[(120, 170), (150, 250)],
+    )
+    window, carry = cut_window(recs, 100, 200)
+    assert sorted(window.latencies_ns.tolist()) == [20, 50]
+    assert window.errors == 1
+    assert window.finished == 4  # also the straddling one: something answered
+    assert list(carry.ok_start) == [180] and list(carry.err_end) == [250]
+    nxt, carry = cut_window(carry, 200, 300)
+    assert nxt.requests == 0 and nxt.errors == 0  # both started before 200: perf_analyzer drops them
+    assert len(carry) == 0
+
+
+def _window(requests: int, latency_ns: int, seconds: float = 1.0) -> Window:
+    return Window(0, int(seconds * 1e9), np.full(requests, latency_ns, dtype=np.int64), 0, requests)
+
+
+def test_stability_needs_the_last_three_windows_within_ten_percent():
+    profile = MeasurementProfile(window_s=1.0)
+    steady = [_window(1000, 2_000_000), _window(1040, 2_050_000), _window(980, 1_950_000)]
+    assert is_stable(steady, profile, batch=1)
+    assert not is_stable(steady[:2], profile, batch=1)
+    assert not is_stable([_window(1000, 2_000_000), _window(1300, 2_000_000), _window(1000, 2_000_000)], profile, 1)
+    # Throughput agrees, latency does not.
+    assert not is_stable([_window(1000, 2_000_000), _window(1000, 2_600_000), _window(1000, 2_000_000)], profile, 1)
+    # An earlier outlier does not matter: only the last three count.
+    assert is_stable([_window(10, 90_000_000)] + steady, profile, batch=1)
+    assert not is_stable([_window(0, 1), _window(0, 1), _window(0, 1)], profile, 1)
+
+
+def test_percentiles_are_nearest_rank():
+    values = np.arange(1, 101, dtype=np.int64)
+    assert percentile(values, 99) == 99 and percentile(values, 50) == 50
+    assert percentile(np.array([5, 1, 3]), 99) == 5
+
+
+# --------------------------------------------------------------------------------------------- saturation, SLOs
+
+
+def _level(c: int, tp: float, *, util=0.3, batch=1.0, queue=100.0, p99_ms=5.0, cpu=0.2, errors=0, stable=True) -> LevelResult:
+    server = ServerSide(avg_batch_size=batch, queue_us=queue, utilization=util, instances=1)
+    lat = {"p50": p99_ms * 500, "p90": p99_ms * 800, "p95": p99_ms * 900, "p99": p99_ms * 1000, "avg": p99_ms * 600,
+           "min": 100.0, "max": p99_ms * 1200}
+    return LevelResult(c, 1, stable, 3, 3.0, int(tp * 3), errors, tp, lat, server, cpu,
+                       total_requests=int(tp * 3) + errors, total_errors=errors, window_throughputs=[tp, tp, tp])
+
+
+def test_saturation_rules():
+    by_util = saturation([_level(1, 100, util=0.5), _level(2, 180, util=0.95)], max_batch_size=0, processes=2, cpus=2)
+    assert (by_util.saturated, by_util.concurrency, by_util.rule) == (True, 2, "utilization")
+    by_batch = saturation([_level(1, 100), _level(8, 500, batch=7.5)], max_batch_size=8, processes=2, cpus=2)
+    assert (by_batch.saturated, by_batch.rule) == (True, "batch_full")
+    plateau = saturation([_level(4, 1000, queue=200), _level(8, 1050, queue=900)], max_batch_size=0, processes=2, cpus=2)
+    assert (plateau.saturated, plateau.concurrency, plateau.rule) == (True, 8, "plateau")
+    # Flat throughput without growing queues is not saturation of the server.
+    flat = saturation([_level(4, 1000, queue=200), _level(8, 1050, queue=210)], max_batch_size=0, processes=2, cpus=2)
+    assert not flat.saturated and not flat.load_generator_bound
+    client_bound = saturation([_level(1, 100, cpu=1.9), _level(2, 110, cpu=1.95)], max_batch_size=0, processes=2, cpus=2)
+    assert not client_bound.saturated and client_bound.load_generator_bound
+
+
+def _model(levels, slo=SLO()) -> ModelReport:
+    return ModelReport(name="m", version="1", ready=True, correctness=Correctness("passed"), sweep=levels, slo=slo)
+
+
+def test_slo_evaluation_names_the_model_and_the_figure():
+    levels = [_level(1, 300, p99_ms=4), _level(2, 550, p99_ms=6), _level(4, 600, p99_ms=12)]
+    ok = evaluate(_model(levels), SLO(min_throughput=500, throughput_concurrency=2, max_p99_ms=8), fail_on_unstable=False)
+    assert ok == []
+    low = evaluate(_model(levels), SLO(min_throughput=700), fail_on_unstable=False)
+    assert [v.metric for v in low] == ["min_throughput"]
+    assert low[0].message.startswith("m: peak throughput 600.0 inf/s") and "700" in low[0].message
+    slow = evaluate(_model(levels), SLO(max_p99_ms=5), fail_on_unstable=False)  # no concurrency: every level
+    assert [v.concurrency for v in slow] == [2, 4] and "p99 latency 12.00 ms at concurrency 4" in slow[1].message
+    missing = evaluate(_model(levels), SLO(min_throughput=1, throughput_concurrency=16), fail_on_unstable=False)
+    assert "not measured" in missing[0].message
+    errs = evaluate(_model([_level(1, 300, errors=9)]), SLO(), fail_on_unstable=False)
+    assert [v.metric for v in errs] == ["max_error_rate"] and "error rate 0.99%" in errs[0].message
+    assert evaluate(_model([_level(1, 300, errors=9)]), SLO(max_error_rate=0.05), fail_on_unstable=False) == []
+    unstable = [_level(1, 300, stable=False)]
+    assert evaluate(_model(unstable), SLO(), fail_on_unstable=False) == []
+    assert [v.metric for v in evaluate(_model(unstable), SLO(), fail_on_unstable=True)] == ["stability"]
+
+
+def test_correctness_compare_uses_the_tolerance():
+    from smoke_tests.correctness import compare
+
+    want = np.array([[1.0, 2.0], [3.0, 4.0]], dtype=np.float32)
+    assert compare("y", want + 5e-5, want, atol=1e-4, rtol=0).mismatched == 0
+    bad = compare("y", want + np.array([[0, 0], [0, 0.01]], dtype=np.float32), want, atol=1e-4, rtol=0)
+    assert bad.mismatched == 1 and bad.first_mismatch == [1, 1] and bad.max_abs_diff == pytest.approx(0.01, rel=1e-3)
+    assert compare("y", want[:1], want, 1e-4, 1e-4).message.startswith("shape [1, 2]")
+    ints = np.array([[1, 2]], dtype=np.int64)
+    assert compare("ids", ints, ints, 0.5, 0.5).mismatched == 0
+    assert compare("ids", ints + 1, ints, 5, 5).mismatched == 2  # integers must match exactly
+
+
+# --------------------------------------------------------------------------------------------- references
+
+
+def _write_model(repo: Path, name: str, *, atol: str = "1e-3", config_extra: str = "") -> Path:
+    (repo / name / "1").mkdir(parents=True)
+    (repo / name / "config.pbtxt").write_text(
+        f'name: "{name}"\nbackend: "python"\nmax_batch_size: 4\n'
+        'input [ { name: "X" data_type: TYPE_FP32 dims: [ 3 ] } ]\n'
+        'output [ { name: "Y" data_type: TYPE_FP32 dims: [ 3 ] } ]\n'
+        f'parameters {{ key: "reference_atol" value {{ string_value: "{atol}" }} }}\n' + config_extra
+    )
+    x = np.ones((5, 3), dtype=np.float32)
+    np.savez(repo / name / "1" / "reference.npz", **{"input/X": x, "output/Y": x * 2})
+    return repo / name
+
+
+def test_references_follow_the_build_contract(tmp_path):
+    from smoke_tests.references import load_model_reference, models_with_references
+
+    _write_model(tmp_path, "good")
+    (tmp_path / "unbuilt" / "1").mkdir(parents=True)
+    (tmp_path / "unbuilt" / "config.pbtxt").write_text('name: "unbuilt"\n')
+    assert models_with_references(tmp_path) == ["good"]
+    ref = load_model_reference(tmp_path, "good")
+    assert (ref.version, ref.max_batch_size, ref.atol, ref.rtol, ref.rows) == ("1", 4, 1e-3, 1e-4, 5)
+    assert list(ref.inputs) == ["X"] and ref.outputs["Y"].shape == (5, 3)
+    assert ref.declared_inputs[0].datatype == "FP32" and ref.declared_inputs[0].dims == (3,)
+
+
+@pytest.mark.parametrize(
+    ("setup", "needle"),
+    [
+        (lambda repo: _write_model(repo, "m", atol="loose"), "reference_atol"),
+        (lambda repo: (_write_model(repo, "m"), (repo / "m" / "config.pbtxt").write_text("max_batch_size: [")), "config.pbtxt"),
+        (lambda repo: (_write_model(repo, "m"), (repo / "m" / "1" / "reference.npz").unlink()), "models build"),
+        (lambda repo: (_write_model(repo, "m"), np.savez(repo / "m" / "1" / "reference.npz", X=np.ones(3))), "input/<NAME>"),
+        (lambda repo: None, "no "),
+    ],
+)
+def test_bad_references_are_bad_input(tmp_path, setup, needle):
+    from smoke_tests.references import load_model_reference
+
+    setup(tmp_path)
+    with pytest.raises(UserError) as info:
+        load_model_reference(tmp_path, "m")
+    assert info.value.exit_code == ExitCode.BAD_INPUT
+    assert needle in str(info.value)
+
+
+# --------------------------------------------------------------------------------------------- report files
+
+
+def _report() -> SmokeReport:
+    from smoke_tests.measure import saturation as sat
+
+    info = RunInfo(url="127.0.0.1:8001", protocol="grpc", server_version="2.51.0", started_at="2026-01-01T00:00:00+00:00",
+                   duration_s=12.5, profile=PROFILES["quick"].to_dict(),
+                   load_generator={"kind": "grpc.aio", "processes": 2, "batch_size": 1, "request_timeout_s": 10.0})
+    good = _model([_level(1, 300), _level(2, 550), _level(4, 600, util=0.93)], SLO(min_throughput=100, max_p99_ms=50))
+    good.name = "good"
+    bad = _model([_level(1, 30, stable=False)], SLO(min_throughput=100, throughput_concurrency=1))
+    bad.name = "slow"
+    for m in (good, bad):
+        m.saturation = sat(m.sweep, max_batch_size=8, processes=2, cpus=2)
+        m.violations = evaluate(m, m.slo, fail_on_unstable=False)
+    return SmokeReport(info, [good, bad])
+
+
+def test_report_files_parse(tmp_path):
+    import jsonschema
+    import matplotlib.image
+
+    report = _report()
+    assert not report.passed and report.exit_code == ExitCode.SLO_VIOLATION
+    assert [v.message for v in report.violations] == [
+        "slow: throughput 30.0 inf/s at concurrency 1 is below the minimum 100 inf/s"
+    ]
+    paths = report.write_outputs(json_path=tmp_path / "r.json", junit_path=tmp_path / "r.xml",
+                                 csv_path=tmp_path / "r.csv", plot_path=tmp_path / "r.png")
+    assert len(paths) == 4
+
+    data = json.loads((tmp_path / "r.json").read_text())
+    jsonschema.validate(data, json.loads(SCHEMA.read_text()))
+    assert data["exit_code"] == 1 and data["models"][0]["saturation"]["rule"] == "utilization"
+
+    root = ET.parse(tmp_path / "r.xml").getroot()
+    assert root.tag == "testsuites" and root.get("failures") == "1"
+    failed = [c for c in root.iter("testcase") if c.find("failure") is not None]
+    assert [(c.get("classname"), c.get("name")) for c in failed] == [("smoke.slow", "slo throughput")]
+
+    with open(tmp_path / "r.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert list(rows[0]) == CSV_COLUMNS and CSV_COLUMNS[: len(PERF_ANALYZER_COLUMNS)] == PERF_ANALYZER_COLUMNS
+    assert [(r["Model"], r["Concurrency"]) for r in rows] == [("good", "1"), ("good", "2"), ("good", "4"), ("slow", "1")]
+    assert rows[0]["p99 latency"] == "5000" and rows[3]["Stable"] == "false"
+
+    image = matplotlib.image.imread(tmp_path / "r.png")
+    assert image.ndim == 3 and image.shape[0] > 300
+
+
+def test_report_renders_on_a_console():
+    from rich.console import Console
+
+    console = Console(width=160, record=True)
+    console.print(_report())
+    text = console.export_text()
+    assert "good" in text and "FAIL [slo] slow: throughput 30.0 inf/s" in text and "exit code 1" in text
+
+
+# --------------------------------------------------------------------------------------------- CLI without a server
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _cli(args: list[str], capsys) -> tuple[int, str]:
+    from smoke_tests.__main__ import main
+
+    code = main(args)
+    captured = capsys.readouterr()
+    return code, captured.out + captured.err
+
+
+def test_cli_bad_flags_exit_2(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("HYBRIDSERVE_ROOT", str(tmp_path))  # no built model_repo/ to fall back on
+    code, out = _cli(["--url", "127.0.0.1:1", "--model", "m", "--no-correctness", "--min-throughput", "m=lots"], capsys)
+    assert code == 2 and "--min-throughput 'm=lots'" in out
+    code, out = _cli(["--url", "127.0.0.1:1", "--model", "m"], capsys)  # correctness needs references
+    assert code == 2 and "--model-repo" in out
+    _write_model(tmp_path / "repo", "good")
+    code, out = _cli(["--url", "127.0.0.1:1", "--model-repo", str(tmp_path / "repo"), "--model", "nope"], capsys)
+    assert code == 2 and "'nope'" in out and "good" in out  # names the models that have references
+    code, out = _cli(["--url", "127.0.0.1:1", "--model-repo", str(tmp_path / "repo"), "--max-p99-ms", "other=5"], capsys)
+    assert code == 2 and "'other'" in out
+    code, out = _cli(["--url", "127.0.0.1:1", "--model-repo", str(tmp_path / "repo"), "--concurrency", "1,x"], capsys)
+    assert code == 2 and "--concurrency" in out
+
+
+def test_cli_endpoint_down_fails_fast_with_exit_3(capsys, tmp_path):
+    port = _free_port()  # nothing listens there
+    code, out = _cli(["--url", f"127.0.0.1:{port}", "--model", "m", "--no-correctness", "--json", str(tmp_path / "r.json"),
+                      "--junit", str(tmp_path / "r.xml")], capsys)
+    assert code == 3
+    assert f"127.0.0.1:{port}" in out and ("cannot reach" in out)
+    data = json.loads((tmp_path / "r.json").read_text())
+    assert data["error"]["exit_code"] == 3 and data["passed"] is False
+    root = ET.parse(tmp_path / "r.xml").getroot()
+    assert root.get("errors") == "1"
+
+
+def test_http_endpoint_down_fails_with_exit_3(capsys):
+    port = _free_port()
+    code, out = _cli(["--url", f"http://127.0.0.1:{port}", "--model", "m", "--no-correctness"], capsys)
+    assert code == 3 and "Connection refused" in out
