@@ -10,6 +10,7 @@ import sys
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from hybridserve.errors import UserError
 from hybridserve.local.cli import app as local_app
@@ -44,7 +45,8 @@ def main(argv: list[str] | None = None) -> None:
     try:
         app(args=argv, standalone_mode=False)
     except UserError as exc:
-        _err.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False)
+        # soft_wrap: keep paths and URNs whole, so the message can be copied and grepped.
+        _err.print(f"[bold red]error:[/] {escape(str(exc))}", markup=True, highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         _err.print("[yellow]interrupted[/]")
