@@ -18,7 +18,7 @@ demo: $(STAMP)
 	$(BIN)/hybridserve local up
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -n 2 tests
+	$(BIN)/python -m pytest -n 2 --dist loadfile tests
 
 clean-state:
 	rm -rf .state
