@@ -455,13 +455,14 @@ def test_invalid_repository_is_never_synced(moto_store, repo):
 
 
 def test_cli_syncs_with_credentials_from_the_environment_and_never_prints_them(
-    seaweed_endpoint, unique_bucket, repo, monkeypatch, capsys
+    seaweed_endpoint, unique_bucket, repo, monkeypatch, capsys, tmp_path
 ):
     from hybridserve.cli import main
 
     _new_bucket(seaweed_endpoint, unique_bucket)
     for name, value in seaweed_endpoint.env().items():
         monkeypatch.setenv(name, value)
+    monkeypatch.setenv("HYBRIDSERVE_STATE_DIR", str(tmp_path / "state"))  # the hash cache goes there
     argv = ["sync", "--bucket", unique_bucket, "--endpoint-url", seaweed_endpoint.url, "--sse", "AES256",
             "--repo", str(repo), "--no-progress"]
 

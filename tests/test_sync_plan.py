@@ -135,3 +135,41 @@ def test_prefix_normalisation():
     assert SyncTarget(bucket="b", prefix="/models/").base == "models/"
     assert SyncTarget(bucket="b", prefix="").base == ""
     assert SyncTarget(bucket="b", prefix="a/b").url == "s3://b/a/b/"
+
+
+def test_hash_cache_is_used_and_an_in_place_rewrite_with_the_old_mtime_misses_it(small_repo, tmp_path, monkeypatch):
+    import json
+    import os
+    import time
+
+    from hybridserve.sync import scan
+
+    monkeypatch.setattr(scan, "RACY_SECONDS", -1.0)  # the fixture's files are brand new; cache them anyway
+    cache = tmp_path / "cache" / "hashes.json"
+    target = small_repo / "m" / "labels.txt"
+    key = os.path.abspath(target)
+
+    scan_repository(small_repo, hash_cache=cache)
+    entries = json.loads(cache.read_text())["files"]
+    assert entries[key][5] == hashlib.sha256(b"a\nb\n").hexdigest()
+
+    # A cache hit is believed without reading the file: a planted digest comes back.
+    entries[key][5] = "0" * 64
+    cache.write_text(json.dumps({"format": 1, "files": entries}))
+    (model,) = scan_repository(small_repo, hash_cache=cache)
+    assert next(f for f in model.files if f.rel == "m/labels.txt").sha256 == "0" * 64
+
+    # Same size, same mtime, same inode, new bytes: only the ctime tells, and it does.
+    st = os.stat(target)
+    time.sleep(0.05)  # a new tick of the kernel's coarse file clock, so the ctime can differ
+    target.write_bytes(b"c\nd\n")
+    os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert os.stat(target).st_ino == st.st_ino and os.stat(target).st_mtime_ns == st.st_mtime_ns
+    (model,) = scan_repository(small_repo, hash_cache=cache)
+    assert next(f for f in model.files if f.rel == "m/labels.txt").sha256 == hashlib.sha256(b"c\nd\n").hexdigest()
+
+
+def test_recently_changed_files_are_not_cached(small_repo, tmp_path):
+    cache = tmp_path / "hashes.json"
+    scan_repository(small_repo, hash_cache=cache)  # every file was written just now
+    assert not cache.exists()

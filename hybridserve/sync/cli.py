@@ -76,7 +76,7 @@ def sync_command(
     """
     from rich.console import Console
 
-    from hybridserve.paths import model_repo_dir
+    from hybridserve.paths import model_repo_dir, state_dir
     from hybridserve.sync.engine import SyncTarget, sync_repository
     from hybridserve.sync.errors import EXIT_PUBLISHED_CHANGED
 
@@ -98,6 +98,7 @@ def sync_command(
         replace=replace,
         show_progress=progress,
         console=Console(stderr=True),
+        hash_cache=state_dir() / "sync-hashes.json",
     )
     Console().print(report)
     if report.conflicts:  # a dry run that a real run would refuse

@@ -78,8 +78,8 @@ VERSIONS_META = "hybridserve-versions"  # on config.pbtxt: the versions it publi
 
 MB = 1024 * 1024
 # Parts of 16 MiB: few requests per model file, yet a 200 MB TorchScript still goes up in ~13 parallel parts.
-MULTIPART_THRESHOLD = 16 * MB
-MULTIPART_CHUNKSIZE = 16 * MB
+MULTIPART_THRESHOLD = 8 * MB
+MULTIPART_CHUNKSIZE = 8 * MB
 MAX_CONCURRENCY = 10
 HEAD_CONCURRENCY = 8
 
@@ -273,8 +273,16 @@ def _validate_repository(repo_dir: Path) -> None:
         ) from None
 
 
-def _client(target: SyncTarget, service: str = "s3", *, max_attempts: int = 5):
+def _session(target: SyncTarget):
+    """One session per sync: its clients share the loaded service models (loading them costs ~0.5 s each time)."""
     import boto3
+
+    return boto3.session.Session(
+        aws_access_key_id=target.access_key, aws_secret_access_key=target.secret_key, region_name=target.region
+    )
+
+
+def _client(session, target: SyncTarget, service: str = "s3", *, max_attempts: int = 5):
     from botocore.config import Config
 
     config = Config(
@@ -286,9 +294,6 @@ def _client(target: SyncTarget, service: str = "s3", *, max_attempts: int = 5):
         max_pool_connections=MAX_CONCURRENCY + HEAD_CONCURRENCY,
         # Non-AWS endpoints (an IP and a port) cannot take bucket names as DNS labels.
         s3={"addressing_style": "path"} if target.endpoint_url else {},
-    )
-    session = boto3.session.Session(
-        aws_access_key_id=target.access_key, aws_secret_access_key=target.secret_key, region_name=target.region
     )
     return session.client(service, endpoint_url=target.endpoint_url, config=config)
 
@@ -313,11 +318,11 @@ def _head(s3, bucket: str, key: str) -> _Head | None:
     )
 
 
-def _check_bucket(target: SyncTarget) -> None:
+def _check_bucket(session, target: SyncTarget) -> None:
     from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
 
     # Few attempts: a closed port or a missing bucket should fail in seconds, not after a minute of retries.
-    s3 = _client(target, max_attempts=2)
+    s3 = _client(session, target, max_attempts=2)
     try:
         s3.head_bucket(Bucket=target.bucket)
     except ParamValidationError as exc:
@@ -357,12 +362,12 @@ def _bucket_default_kms_key(s3, target: SyncTarget) -> tuple[str | None, str]:
     )
 
 
-def _describe_kms_key(target: SyncTarget, key: str, notes: list[str]) -> tuple[str, str] | None:
+def _describe_kms_key(session, target: SyncTarget, key: str, notes: list[str]) -> tuple[str, str] | None:
     """(arn, key id) of a usable key; UserError for a missing/disabled/unsuitable one; None if KMS can't be asked."""
     from botocore.exceptions import BotoCoreError, ClientError
 
     try:
-        meta = _client(target, "kms", max_attempts=2).describe_key(KeyId=key)["KeyMetadata"]
+        meta = _client(session, target, "kms", max_attempts=2).describe_key(KeyId=key)["KeyMetadata"]
     except ClientError as exc:
         code = error_code(exc)
         if code in ("NotFoundException", "InvalidArnException", "ValidationException"):
@@ -396,7 +401,7 @@ def _describe_kms_key(target: SyncTarget, key: str, notes: list[str]) -> tuple[s
     return meta["Arn"], meta["KeyId"]
 
 
-def _resolve_encryption(s3, target: SyncTarget, notes: list[str]) -> _Encryption:
+def _resolve_encryption(session, s3, target: SyncTarget, notes: list[str]) -> _Encryption:
     if target.sse == "none":
         return _Encryption("none", None, None, "none (asked for explicitly)")
     if target.sse == "AES256":
@@ -407,7 +412,7 @@ def _resolve_encryption(s3, target: SyncTarget, notes: list[str]) -> _Encryption
         notes.append(f"no --kms-key-id: encrypting under the {label}")
         if key is None:
             return _Encryption("aws:kms", None, None, f"SSE-KMS, {label}")
-    resolved = _describe_kms_key(target, key, notes)
+    resolved = _describe_kms_key(session, target, key, notes)
     if resolved:
         arn, key_id = resolved
         # The ARN, not an alias: an alias can be repointed, the objects must name the key they are under.
@@ -470,12 +475,14 @@ def sync_repository(
     show_progress: bool = True,
     console=None,
     on_uploaded: Callable[[str], None] | None = None,
+    hash_cache: Path | None = None,
 ) -> SyncReport:
     """Sync `repo_dir` to `target`; see the module docstring for the guarantees.
 
     dry_run: read the store, change nothing, report what would change. prune: delete keys under the
     prefix that the repository no longer has. replace: allow re-uploading published versions that changed
     in place (unpublished meanwhile). on_uploaded(key): called after each file is uploaded and verified.
+    hash_cache: a JSON file that keeps local sha256s between runs (the CLI uses the state dir); None: hash all.
     """
     from botocore.exceptions import BotoCoreError, ClientError
 
@@ -483,7 +490,7 @@ def sync_repository(
     _check_target(target)
     repo_dir = Path(repo_dir)
     _validate_repository(repo_dir)
-    models = scan_repository(repo_dir)
+    models = scan_repository(repo_dir, hash_cache=hash_cache)
     empty = [
         f"{m.name}/{CONFIG_NAME}: its version_policy ({describe_policy(m.config)}) selects none of the versions "
         f"it has: {sorted(m.versions)}"
@@ -497,10 +504,11 @@ def sync_repository(
     where, bucket, base = target.where, target.bucket, target.base
     current_step = "checking bucket"
     try:
-        _check_bucket(target)
-        s3 = _client(target)
+        session = _session(target)
+        _check_bucket(session, target)
+        s3 = _client(session, target)
         current_step = "resolving the encryption key"
-        enc = _resolve_encryption(s3, target, report.notes)
+        enc = _resolve_encryption(session, s3, target, report.notes)
         report.encryption = enc.label
         current_step = "listing the prefix"
         remote = _list(s3, bucket, base)
@@ -798,8 +806,9 @@ class _Executor:
         from botocore.exceptions import BotoCoreError, ClientError
         from s3transfer.subscribers import BaseSubscriber
 
-        done: "queue.Queue[tuple[_Item, Any]]" = queue.Queue()
+        done: "queue.Queue[tuple[_Item, _Head | None, BaseException | None]]" = queue.Queue()
         progress, task = self._progress(sum(i.size for i in uploads), len(uploads))
+        s3, bucket = self.s3, self.bucket
 
         class _Events(BaseSubscriber):
             def __init__(self, item: _Item):
@@ -810,7 +819,14 @@ class _Executor:
                     progress.advance(task, bytes_transferred)
 
             def on_done(self, future, **kwargs):
-                done.put((self.item, future))
+                # Runs in the transfer's worker thread, so the verifying HEADs overlap each other and the
+                # remaining uploads. s3transfer swallows exceptions raised here: they travel in the queue.
+                try:
+                    future.result()
+                    head, error = _head(s3, bucket, self.item.key), None
+                except BaseException as exc:  # noqa: BLE001 - handed to the main thread as is
+                    head, error = None, exc
+                done.put((self.item, head, error))
 
         config = TransferConfig(
             multipart_threshold=MULTIPART_THRESHOLD,
@@ -833,21 +849,21 @@ class _Executor:
                 for _ in range(len(uploads)):
                     while True:
                         try:
-                            item, future = done.get(timeout=0.5)
+                            item, head, error = done.get(timeout=0.5)
                             break
                         except queue.Empty:
                             continue
-                    try:
-                        future.result()  # the upload's own error, if any
-                    except (ClientError, BotoCoreError) as exc:
+                    if isinstance(error, (ClientError, BotoCoreError)):
                         raise translate(
-                            exc,
+                            error,
                             where=self.plan.target.where,
                             bucket=self.bucket,
                             what=f"uploading {item.key}",
                             sse=self.plan.enc.algorithm,
                         ) from None
-                    self._verify(item)
+                    if error is not None:
+                        raise error
+                    self._verify(item, head)
                     self.report.uploaded.append(item.key)
                     self.report.bytes_uploaded += item.size
                     if self.on_uploaded is not None:
@@ -877,8 +893,8 @@ class _Executor:
         task = progress.add_task(f"{count} files", total=total)
         return progress, task
 
-    def _verify(self, item: _Item) -> None:
-        head = _head(self.s3, self.bucket, item.key)
+    def _verify(self, item: _Item, head: _Head | None) -> None:
+        """The object is what was sent (size, sha256 metadata) under the encryption asked for."""
         problems = []
         if head is None:
             problems.append("missing after upload")
@@ -941,8 +957,9 @@ class _Executor:
                 **extra,
             )
             item = _Item(key=key, rel=m.config_file.rel, size=len(rendered), sha256=sha, state="update")
-            self._verify(item)
-            plan.config_heads[m.name] = _head(self.s3, self.bucket, key)
+            head = _head(self.s3, self.bucket, key)
+            self._verify(item, head)
+            plan.config_heads[m.name] = head
             if not unpublishing and key not in self.report.uploaded:
                 self.report.uploaded.append(key)
                 self.report.bytes_uploaded += len(rendered)

@@ -10,7 +10,10 @@ directories there).
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import threading
+import time
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -64,6 +67,66 @@ def sha256_file(path: Path) -> tuple[str, int]:
     return h.hexdigest(), size
 
 
+# Like git's "racy clean" rule: a file changed this recently may change again within the same timestamp tick.
+RACY_SECONDS = 2.0
+
+
+class HashCache:
+    """sha256 of files by (size, mtime, ctime, inode, device), kept in a JSON file between syncs.
+
+    Saves re-reading gigabytes of unchanged weights on every sync. ctime cannot be set from user space and
+    changes on every write, so a rewrite that keeps size and mtime (cp -p, rsync -t, touch -r) still misses
+    the cache; files changed less than RACY_SECONDS before hashing are not cached at all. path None: no cache.
+    """
+
+    def __init__(self, path: Path | None):
+        self.path = Path(path) if path else None
+        self.entries: dict[str, list] = {}
+        self.hits = 0
+        self._dirty = False
+        self._lock = threading.Lock()
+        if self.path and self.path.is_file():
+            try:
+                data = json.loads(self.path.read_text())
+                if data.get("format") == 1 and isinstance(data.get("files"), dict):
+                    self.entries = data["files"]
+            except (OSError, ValueError, AttributeError):
+                self.entries = {}  # a damaged cache is only a slower sync
+
+    @staticmethod
+    def _signature(st: os.stat_result) -> list[int]:
+        return [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev]
+
+    def digest(self, path: Path) -> tuple[str, int]:
+        key = os.path.abspath(path)
+        before = os.stat(path)
+        signature = self._signature(before)
+        hit = self.entries.get(key) if self.path else None
+        if isinstance(hit, list) and len(hit) == 6 and hit[:5] == signature and isinstance(hit[5], str):
+            with self._lock:
+                self.hits += 1
+            return hit[5], before.st_size
+        digest, size = sha256_file(path)
+        if self.path is None:
+            return digest, size
+        unchanged = self._signature(os.stat(path)) == signature and size == before.st_size
+        settled = time.time() - max(before.st_mtime, before.st_ctime) > RACY_SECONDS
+        if unchanged and settled:
+            with self._lock:
+                self.entries[key] = signature + [digest]
+                self._dirty = True
+        return digest, size
+
+    def save(self) -> None:
+        if not self.path or not self._dirty:
+            return
+        entries = {k: v for k, v in self.entries.items() if os.path.exists(k)}  # forget deleted files
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps({"format": 1, "files": entries}))
+        os.replace(tmp, self.path)  # atomic: a concurrent sync reads the old or the new cache, never half
+
+
 def _walk_model(model_dir: Path) -> Iterable[Path]:
     for root, dirs, files in os.walk(model_dir, followlinks=True):
         dirs[:] = sorted(d for d in dirs if not _ignored(d))
@@ -87,8 +150,11 @@ def parse_config(path: Path, text: str | None = None):
     return config
 
 
-def scan_repository(repo_dir: Path) -> list[LocalModel]:
-    """Every model with its files and sha256 (hashed in parallel: hashlib releases the GIL on large reads)."""
+def scan_repository(repo_dir: Path, *, hash_cache: Path | None = None) -> list[LocalModel]:
+    """Every model with its files and sha256 (hashed in parallel: hashlib releases the GIL on large reads).
+
+    hash_cache: a JSON file remembering the sha256 of unchanged files between runs (see HashCache).
+    """
     repo_dir = Path(repo_dir)
     if not repo_dir.is_dir():
         raise UserError(
@@ -120,8 +186,13 @@ def scan_repository(repo_dir: Path) -> list[LocalModel]:
             details=problems,
         )
 
+    cache = HashCache(hash_cache)
     with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
-        digests = list(pool.map(lambda item: sha256_file(item[1]), found))
+        digests = list(pool.map(lambda item: cache.digest(item[1]), found))
+    try:
+        cache.save()
+    except OSError:
+        pass  # an unwritable cache location only costs hashing time next run
 
     models: dict[str, LocalModel] = {}
     files = [
