@@ -51,11 +51,9 @@ def smoke_command(
     plot_path: Optional[Path] = typer.Option(None, "--plot", help="Write a PNG: throughput and p99 against concurrency per model."),
     out_dir: Optional[Path] = typer.Option(None, "--out-dir", help="Write all four (smoke.json, smoke.junit.xml, smoke.csv, smoke.png) here."),
 ) -> None:
-    """The smoke gate: is this Triton fit to serve? Readiness, correctness on the reference set, and a
-    throughput / latency sweep against each model's SLO.
+    """The smoke gate: is this Triton fit to serve? Readiness, correctness on the reference set, and a throughput / latency sweep against each model's SLO.
 
-    Exit codes: 0 passed; 1 SLO violation; 2 bad input; 3 endpoint unreachable or stopped answering;
-    4 unknown model or not ready; 5 wrong outputs; 6 interface mismatch.
+    Exit codes: 0 passed, 1 SLO violation, 2 bad input, 3 endpoint unreachable or stopped answering, 4 unknown model or not ready, 5 wrong outputs, 6 interface mismatch.
     """
     from dataclasses import replace
 

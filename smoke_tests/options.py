@@ -69,9 +69,11 @@ class SLO:
         if self.max_p99_ms is not None:
             at = f" @ c={self.p99_at}" if self.p99_at else " (every c)"
             parts.append(f"p99 <= {self.max_p99_ms:g} ms{at}")
-        if self.max_error_rate is not None:
+        if self.max_error_rate is not None and self.max_error_rate > 0:
             parts.append(f"errors <= {self.max_error_rate:.2%}")
-        return ", ".join(parts) or "none"
+        else:
+            parts.append("no errors")
+        return ", ".join(parts)
 
     def to_dict(self) -> dict:
         return {

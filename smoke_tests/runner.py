@@ -92,6 +92,9 @@ def run_smoke(options: SmokeOptions | None = None, /, *, console=None, show_prog
     progress = _Progress(console, show_progress)
     gen = None
     try:
+        if options.wait_ready_s > 0 and console is not None:
+            console.print(f"[dim]waiting up to {options.wait_ready_s:g} s for {protocol}://{address} and "
+                          f"{len(targets)} model(s) to be ready[/]", highlight=False)
         meta = endpoint.wait_server(options.wait_ready_s)
         info.server_version = str(meta.get("version")) if isinstance(meta, dict) else None
         deadline = time.monotonic() + options.wait_ready_s
