@@ -397,6 +397,69 @@ def _random_id(m: MockContext, args: MockResourceArgs) -> dict:
     return {"hex": h, "dec": str(int(h, 16)), "b64Url": base64.urlsafe_b64encode(bytes.fromhex(h)).decode().rstrip("=")}
 
 
+# --- clusters and storage (issue 7) ------------------------------------------------------
+
+
+@resource("aws:ec2/launchTemplate:LaunchTemplate", id_prefix="lt-")
+def _launch_template(m: MockContext, args: MockResourceArgs) -> dict:
+    return {"arn": m.arn("ec2", f"launch-template/{m.id}"), "latestVersion": 1, "defaultVersion": 1}
+
+
+@resource("aws:cloudwatch/logGroup:LogGroup")
+def _log_group(m: MockContext, args: MockResourceArgs) -> dict:
+    name = str(args.inputs.get("name", args.name))
+    m.id = name
+    return {"arn": m.arn("logs", f"log-group:{name}")}
+
+
+@resource("aws:s3/bucketPolicy:BucketPolicy")
+def _bucket_policy(m: MockContext, args: MockResourceArgs) -> dict:
+    m.id = str(args.inputs.get("bucket", args.name))
+    return {}
+
+
+@resource("openstack:objectstorage/container:Container")
+def _swift_container(m: MockContext, args: MockResourceArgs) -> dict:
+    m.id = str(args.inputs.get("name", args.name))
+    return {"name": m.id, "storagePolicy": args.inputs.get("storagePolicy", "Policy-0")}
+
+
+@resource("openstack:identity/ec2CredentialV3:Ec2CredentialV3")
+def _ec2_credential(m: MockContext, args: MockResourceArgs) -> dict:
+    # Returned in clear here; the SDK marks `secret` secret (additional_secret_outputs), the component `access` too.
+    return {
+        "access": m.digest("access", length=32),
+        "secret": f"mockec2secret{m.digest('secret', length=32)}",
+        "userId": m.uuid("user").replace("-", ""),
+        "projectId": args.inputs.get("projectId") or m.uuid("project").replace("-", ""),
+        "trustId": "",
+    }
+
+
+@resource("kubernetes:helm.sh/v3:Release")
+def _helm_release(m: MockContext, args: MockResourceArgs) -> dict:
+    name = args.inputs.get("name") or args.name
+    return {
+        "name": name,
+        "status": {
+            "name": name,
+            "namespace": args.inputs.get("namespace", "default"),
+            "chart": args.inputs.get("chart", ""),
+            "version": args.inputs.get("version", ""),
+            "revision": 1,
+            "status": "deployed",
+        },
+    }
+
+
+@call("openstack:identity/getEndpoint:getEndpoint")
+def _os_get_endpoint(m: MockContext, args: MockCallArgs) -> dict:
+    service = args.args.get("serviceType", "object-store")
+    project = m.uuid("project").replace("-", "")
+    url = f"https://{service}.{m.stack}.cloud.example:8080/v1/AUTH_{project}" if service == "object-store" else f"https://{service}.{m.stack}.cloud.example:443"
+    return {"id": m.uuid(service), "url": url, "serviceType": service, "interface": args.args.get("interface", "public"), "serviceName": "swift"}
+
+
 # ======================================================================================
 # Invokes (provider functions)
 # ======================================================================================

@@ -13,6 +13,10 @@ Prices
   `OPENSTACK_FLAVORS` for that stack.
 
 A month is `HOURS_PER_MONTH` = 730 hours (8760 / 12).
+
+Pinned Helm charts (`HELM_CHARTS`) and the cluster autoscaler image per Kubernetes minor
+(`CLUSTER_AUTOSCALER_IMAGE_TAGS`; the autoscaler's minor must match the cluster's) live here too,
+so a version bump is one reviewed line. Stacks may pin another chart version in their config.
 """
 
 from __future__ import annotations
@@ -105,6 +109,35 @@ OPENSTACK_FLAVORS: dict[str, MachineType] = {
         _m("gpu.l40s.2xlarge", 32, 128, "L40S", 1, 48, 1.20),
         _m("gpu.a100.4xlarge", 32, 256, "A100", 1, 80, 1.80),
     )
+}
+
+
+@dataclass(frozen=True)
+class HelmChart:
+    name: str
+    repository: str
+    version: str
+
+
+HELM_CHARTS: dict[str, HelmChart] = {
+    c.name: c
+    for c in (
+        # DaemonSet advertising nvidia.com/gpu on nodes whose image has the driver (EKS AL2023 NVIDIA AMI).
+        HelmChart("nvidia-device-plugin", "https://nvidia.github.io/k8s-device-plugin", "0.17.0"),
+        # Driver container + toolkit + device plugin, for images without a driver (Magnum Fedora CoreOS).
+        HelmChart("gpu-operator", "https://helm.ngc.nvidia.com/nvidia", "v24.9.0"),
+        # Kubernetes cluster autoscaler (AWS provider, node group auto-discovery by tags).
+        HelmChart("cluster-autoscaler", "https://kubernetes.github.io/autoscaler", "9.43.1"),
+    )
+}
+
+# registry.k8s.io/autoscaling/cluster-autoscaler tag per supported EKS Kubernetes minor.
+CLUSTER_AUTOSCALER_IMAGE_TAGS: dict[str, str] = {
+    "1.29": "v1.29.0",
+    "1.30": "v1.30.0",
+    "1.31": "v1.31.0",
+    "1.32": "v1.32.0",
+    "1.33": "v1.33.0",
 }
 
 

@@ -1,9 +1,16 @@
 """Kubernetes clusters and their node pools: EKS (`hybridserve:aws.eks`) and Magnum (`hybridserve:openstack.magnum`).
 
-Every pool has min / desired / max node counts (min ≤ desired ≤ max); GPU pools carry a
-`nvidia.com/gpu` NoSchedule taint by default so only GPU workloads (Triton) land on them.
+Every pool has min / desired / max node counts (min ≤ desired ≤ max); GPU pools carry the
+taint `nvidia.com/gpu=true:NoSchedule` (required; more taints may be added) so only GPU workloads
+(Triton, which tolerates it) land on them, and the labels of `gpu_node_labels()`.
 Instance types are checked against `hybridserve.stackconfig.catalog`; OpenStack flavors are
 checked by `OpenStackConfig` (stack.py) because a stack may declare its own flavors.
+
+Secure by default: the EKS API endpoint is private unless `public_access_cidrs` lists the
+networks allowed to reach it; 0.0.0.0/0 is rejected unless `allow_public_api_from_anywhere` is
+set. Control-plane logs api, audit and authenticator cannot be turned off. Helm charts (NVIDIA
+device plugin / GPU operator, cluster autoscaler) are pinned in `catalog.HELM_CHARTS`; a stack may
+pin another version here.
 """
 
 from __future__ import annotations
@@ -14,7 +21,14 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BeforeValidator, Field
 
-from hybridserve.stackconfig.catalog import AWS_INSTANCE_TYPES, aws_cpu_instance_types, aws_gpu_instance_types, brief
+from hybridserve.stackconfig.catalog import (
+    AWS_INSTANCE_TYPES,
+    CLUSTER_AUTOSCALER_IMAGE_TAGS,
+    HELM_CHARTS,
+    aws_cpu_instance_types,
+    aws_gpu_instance_types,
+    brief,
+)
 from hybridserve.stackconfig.schema.common import Cidr, ConfigModel, Issue, K8sLabels, Label, net
 
 TaintEffect = Literal["NoSchedule", "PreferNoSchedule", "NoExecute"]
@@ -28,8 +42,50 @@ class Taint(ConfigModel):
     effect: TaintEffect = "NoSchedule"
 
 
+# The taint that keeps every non-GPU workload off GPU nodes; Triton and the NVIDIA pods tolerate it.
+GPU_TAINT_KEY = "nvidia.com/gpu"
+GPU_TAINT_VALUE = "true"
+GPU_TAINT_EFFECT = "NoSchedule"
+# Node labels every GPU node carries on both clouds (selectors for Triton and the NVIDIA pods).
+GPU_PRESENT_LABEL = "nvidia.com/gpu.present"
+POOL_LABEL = "hybridserve.io/pool"
+ACCELERATOR_LABEL = "hybridserve.io/accelerator"
+# The label the cluster autoscaler's AWS provider reads to know a node has (or will have) a GPU.
+AWS_AUTOSCALER_GPU_LABEL = "k8s.amazonaws.com/accelerator"
+
+
 def _gpu_taints() -> list[Taint]:
-    return [Taint(key="nvidia.com/gpu", value="present", effect="NoSchedule")]
+    return [Taint(key=GPU_TAINT_KEY, value=GPU_TAINT_VALUE, effect=GPU_TAINT_EFFECT)]
+
+
+def gpu_node_labels(pool_name: str, accelerator: str | None, extra: dict[str, str] | None = None) -> dict[str, str]:
+    """Labels of a GPU pool's nodes: the user's, then the kit's (which win)."""
+    labels = {**(extra or {}), GPU_PRESENT_LABEL: "true", POOL_LABEL: pool_name}
+    if accelerator:
+        labels[ACCELERATOR_LABEL] = accelerator
+    return labels
+
+
+def _gpu_taint_issues(taints: list[Taint]) -> Iterator[Issue]:
+    if not any(t.key == GPU_TAINT_KEY and t.effect in ("NoSchedule", "NoExecute") for t in taints):
+        yield Issue(
+            ("taints",),
+            f"no {GPU_TAINT_KEY} NoSchedule taint; a GPU pool must keep other workloads off its nodes "
+            f"(add {{key: {GPU_TAINT_KEY}, value: '{GPU_TAINT_VALUE}', effect: {GPU_TAINT_EFFECT}}} or remove `taints` for the default)",
+        )
+
+
+class HelmChartPin(ConfigModel):
+    """A Helm chart at a pinned version (repository URL and version; never 'latest')."""
+
+    chart: str = Field(min_length=1)
+    repository: str = Field(pattern=r"^(https|oci)://[^\s]+$")
+    version: str = Field(pattern=r"^v?\d+\.\d+\.\d+([-+][0-9A-Za-z.-]+)?$")
+
+
+def _pin(name: str) -> HelmChartPin:
+    chart = HELM_CHARTS[name]
+    return HelmChartPin(chart=chart.name, repository=chart.repository, version=chart.version)
 
 
 def _check_gpu_type(value: str) -> str:
@@ -84,10 +140,24 @@ class AwsGpuPool(NodeCounts):
     name: Label
     instance_types: list[GpuInstanceType] = Field(default_factory=lambda: ["g4dn.xlarge"], min_length=1)
     capacity_type: Literal["ON_DEMAND", "SPOT"] = "ON_DEMAND"
-    ami_type: Literal["AL2023_x86_64_NVIDIA", "BOTTLEROCKET_x86_64_NVIDIA", "AL2_x86_64_GPU"] = "AL2023_x86_64_NVIDIA"
+    # The EKS-optimized AL2023 NVIDIA AMI: NVIDIA driver and container toolkit preinstalled
+    # (the device plugin comes from the Helm chart). AL2 GPU AMIs are end-of-life.
+    ami_type: Literal["AL2023_x86_64_NVIDIA"] = "AL2023_x86_64_NVIDIA"
+    # Root volume (gp3, encrypted with the stack key): container images of Triton and models are large.
     disk_size_gb: int = Field(default=100, ge=20, le=16384)
     labels: K8sLabels = Field(default_factory=dict)
     taints: list[Taint] = Field(default_factory=_gpu_taints)
+
+    def issues(self) -> Iterator[Issue]:
+        yield from super().issues()
+        yield from _gpu_taint_issues(self.taints)
+        gpus = {AWS_INSTANCE_TYPES[t].gpu_model for t in self.instance_types if t in AWS_INSTANCE_TYPES}
+        if len(gpus) > 1:
+            yield Issue(
+                ("instance_types",),
+                f"{self.instance_types} mix GPU models ({', '.join(sorted(g for g in gpus if g))}); a pool has one accelerator, "
+                "use one pool per GPU model",
+            )
 
 
 def _default_aws_gpu_pools() -> list[AwsGpuPool]:
@@ -115,19 +185,69 @@ EKS_LOG_TYPES = Literal["api", "audit", "authenticator", "controllerManager", "s
 _EKS_SERVICE_RANGES = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")
 
 
+_REQUIRED_LOG_TYPES = ("api", "audit", "authenticator")
+
+
+class ClusterAutoscaler(ConfigModel):
+    """The Kubernetes cluster autoscaler on EKS: discovers the node groups by tag, scales GPU pools from min (0 too)."""
+
+    enabled: bool = True
+    chart: HelmChartPin = Field(default_factory=lambda: _pin("cluster-autoscaler"))
+    # None: the tag of catalog.CLUSTER_AUTOSCALER_IMAGE_TAGS for the cluster's Kubernetes version.
+    image_tag: str | None = Field(default=None, pattern=r"^v\d+\.\d+\.\d+$")
+    # Which node group grows first: least-waste picks the cheapest fit for pending GPU pods.
+    expander: Literal["least-waste", "random", "most-pods", "priority", "price"] = "least-waste"
+    # How long a node must be unneeded before it is removed (GPU nodes are expensive: not too long).
+    scale_down_unneeded_time: str = Field(default="10m", pattern=r"^\d+[smh]$")
+
+
+class NvidiaDevicePlugin(ConfigModel):
+    """How GPUs become schedulable (`nvidia.com/gpu` resources).
+
+    device-plugin: the NVIDIA device plugin DaemonSet only (the node image has the driver: EKS AL2023 NVIDIA).
+    gpu-operator: the NVIDIA GPU operator (driver container, toolkit, device plugin), for images without a driver.
+    """
+
+    mode: Literal["device-plugin", "gpu-operator"] = "device-plugin"
+    device_plugin_chart: HelmChartPin = Field(default_factory=lambda: _pin("nvidia-device-plugin"))
+    gpu_operator_chart: HelmChartPin = Field(default_factory=lambda: _pin("gpu-operator"))
+
+    @property
+    def chart(self) -> HelmChartPin:
+        return self.device_plugin_chart if self.mode == "device-plugin" else self.gpu_operator_chart
+
+
+def _operator() -> NvidiaDevicePlugin:
+    return NvidiaDevicePlugin(mode="gpu-operator")
+
+
 class EksCluster(ConfigModel):
     version: Annotated[str, BeforeValidator(_version_text), AfterValidator(_check_k8s_version)] = "1.31"
     endpoint_private_access: bool = True
-    endpoint_public_access: bool = True
+    # None: public only when public_access_cidrs lists networks. The default endpoint is private
+    # (reached over the VPN or from the VPC); `pulumi up` must then run from such a network.
+    endpoint_public_access: bool | None = None
     # Who may reach the public API endpoint (the operator running `pulumi up` needs to).
-    public_access_cidrs: list[Cidr] = Field(default_factory=lambda: ["0.0.0.0/0"], min_length=1)
+    public_access_cidrs: list[Cidr] = Field(default_factory=list)
+    # 0.0.0.0/0 (or any /0) in public_access_cidrs is rejected unless this is true.
+    allow_public_api_from_anywhere: bool = False
     service_cidr: Cidr = "172.20.0.0/16"
     # None: pods take VPC subnet addresses (VPC CNI default). A CIDR: a secondary VPC range for
     # pods (VPC CNI custom networking); it is routed, so it must not overlap other networks.
     pod_cidr: Cidr | None = None
-    log_types: list[EKS_LOG_TYPES] = Field(default_factory=lambda: ["api", "audit", "authenticator"])
+    log_types: list[EKS_LOG_TYPES] = Field(default_factory=lambda: list(_REQUIRED_LOG_TYPES))
+    # Retention of the control-plane log group /aws/eks/<cluster>/cluster.
+    log_retention_days: Literal[1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653] = 90
     system_pool: AwsSystemPool = AwsSystemPool()
     gpu_pools: list[AwsGpuPool] = Field(default_factory=_default_aws_gpu_pools)
+    autoscaler: ClusterAutoscaler = ClusterAutoscaler()
+    nvidia: NvidiaDevicePlugin = NvidiaDevicePlugin()
+    # Triton's service account (in hybridserve:serving.namespace): the only one trusted by the model-reader role.
+    triton_service_account: Label = "triton"
+
+    @property
+    def public_access(self) -> bool:
+        return bool(self.public_access_cidrs) if self.endpoint_public_access is None else self.endpoint_public_access
 
     def issues(self) -> Iterator[Issue]:
         svc = net(self.service_cidr)
@@ -136,6 +256,26 @@ class EksCluster(ConfigModel):
                 ("service_cidr",),
                 f"{self.service_cidr} is not valid for EKS; use a /12../24 inside 10.0.0.0/8, 172.16.0.0/12 or 192.168.0.0/16",
             )
+        if self.version not in CLUSTER_AUTOSCALER_IMAGE_TAGS:
+            yield Issue(("version",), f"{self.version!r} is not a version the kit supports; supported: {', '.join(CLUSTER_AUTOSCALER_IMAGE_TAGS)}")
+        for i, cidr in enumerate(self.public_access_cidrs):
+            if net(cidr).prefixlen == 0 and not self.allow_public_api_from_anywhere:
+                yield Issue(
+                    ("public_access_cidrs", i),
+                    f"{cidr} opens the Kubernetes API to the whole internet; list the operators' networks "
+                    "(or set allow_public_api_from_anywhere: true to accept that)",
+                )
+        if self.endpoint_public_access and not self.public_access_cidrs:
+            yield Issue(("public_access_cidrs",), "is empty while endpoint_public_access is true; list the networks allowed to reach the API endpoint")
+        if not self.public_access and self.public_access_cidrs:
+            yield Issue(("public_access_cidrs",), f"{self.public_access_cidrs} has no effect: endpoint_public_access is false; remove it or enable the public endpoint")
+        if not self.endpoint_private_access and not self.public_access:
+            yield Issue(("endpoint_private_access",), "false while the public endpoint is off too; nothing could reach the API (enable one of them)")
+        missing = [t for t in _REQUIRED_LOG_TYPES if t not in self.log_types]
+        if missing:
+            yield Issue(("log_types",), f"{self.log_types} lacks {', '.join(missing)}; api, audit and authenticator logs are always on (add more, not fewer)")
+        if len(set(self.log_types)) != len(self.log_types):
+            yield Issue(("log_types",), f"{self.log_types} lists a log type twice")
         yield from _unique_pool_names(self.gpu_pools)
 
 
@@ -148,7 +288,13 @@ class OpenStackGpuPool(NodeCounts):
     disk_size_gb: int = Field(default=100, ge=20, le=16384)
     image: str | None = None  # None: the cluster template's image
     labels: K8sLabels = Field(default_factory=dict)
+    # Magnum node groups have no taint API: the kit registers these through the kubelet
+    # (`--register-with-taints` in the node group's `kubelet_options` label, Heat drivers).
     taints: list[Taint] = Field(default_factory=_gpu_taints)
+
+    def issues(self) -> Iterator[Issue]:
+        yield from super().issues()
+        yield from _gpu_taint_issues(self.taints)
 
 
 def _default_openstack_gpu_pools() -> list[OpenStackGpuPool]:
@@ -167,6 +313,12 @@ class MagnumTemplate(ConfigModel):
     docker_volume_size_gb: int = Field(default=50, ge=10, le=16384)
     master_lb_enabled: bool = True
     floating_ip_enabled: bool = False  # nodes stay private; the API is reached through the LB
+    # A floating IP on the API load balancer (reachable from outside the tenant network). Off: the
+    # API is reached over the VPN / from the tenant network, like the EKS private endpoint.
+    master_lb_floating_ip_enabled: bool = False
+    # Magnum's cluster autoscaler scales the node groups between their min and max.
+    auto_scaling_enabled: bool = True
+    keypair: str | None = Field(default=None, min_length=1)  # SSH key pair on the nodes; None: no SSH access
     labels: dict[str, str] = Field(default_factory=dict)  # extra Magnum labels, passed through
 
 
@@ -177,6 +329,8 @@ class MagnumCluster(ConfigModel):
     pod_cidr: Cidr = "10.100.0.0/16"
     service_cidr: Cidr = "10.254.0.0/16"
     gpu_pools: list[OpenStackGpuPool] = Field(default_factory=_default_openstack_gpu_pools)
+    # Magnum images (Fedora CoreOS) ship no NVIDIA driver: the GPU operator installs it by default.
+    nvidia: NvidiaDevicePlugin = Field(default_factory=_operator)
 
     def issues(self) -> Iterator[Issue]:
         yield from _unique_pool_names(self.gpu_pools)

@@ -2,6 +2,11 @@
 
 Names left empty are derived from the stack: `<project>-<team>-<env>-models` (see
 `StackConfig.bucket_names`). Bucket names must be unique across every stack in `stacks/`.
+
+Encrypted by default, and not switchable off: the stack key rotates; the model bucket and its
+access-log bucket use SSE-KMS with that key; EBS volumes in the region default to it
+(`ebs_default_encryption`); Cinder volumes use the cloud operator's encrypted volume type
+(`cinder_volume_type`: the kit uses the type, it does not create it).
 """
 
 from __future__ import annotations
@@ -48,6 +53,10 @@ class KmsKeySettings(ConfigModel):
     multi_region: bool = False
     alias: str | None = Field(default=None, pattern=r"^alias/[A-Za-z0-9/_-]{1,250}$")  # None: alias/<project>-<team>-<env>
 
+    def issues(self) -> Iterator[Issue]:
+        if not self.enable_key_rotation:
+            yield Issue(("enable_key_rotation",), "false is not allowed; the stack key always rotates (set rotation_period_days to change how often)")
+
 
 class Retention(ConfigModel):
     # Old object versions are kept this long, so a bad sync can be rolled back.
@@ -57,9 +66,55 @@ class Retention(ConfigModel):
     object_lock_days: int | None = Field(default=None, ge=1, le=36500)
 
 
+_IAM_PRINCIPAL = r"^arn:aws(-[a-z]+)*:iam::\d{12}:(root|role/[\w+=,.@/-]+|user/[\w+=,.@/-]+)$"
+_ENDPOINT = re.compile(r"^(https?)://([A-Za-z0-9.-]+)(:(\d{1,5}))?/?$")
+
+
+def check_endpoint(value: str) -> str:
+    if not isinstance(value, str) or not _ENDPOINT.match(value):
+        raise ValueError(f"{value!r} is not an S3 endpoint; expected scheme://host[:port], e.g. https://swift.example.org:8080 (no path)")
+    return value.rstrip("/")
+
+
+S3Endpoint = Annotated[str, AfterValidator(check_endpoint)]
+
+
+def endpoint_host_port(endpoint: str) -> tuple[str, str, int]:
+    """('https', 'swift.example.org', 443) from 'https://swift.example.org' (default ports filled in)."""
+    m = _ENDPOINT.match(endpoint)
+    if not m:
+        raise ValueError(f"{endpoint!r} is not scheme://host[:port]")
+    scheme, host, port = m.group(1), m.group(2), m.group(4)
+    return scheme, host, int(port) if port else (443 if scheme == "https" else 80)
+
+
+class AccessLogs(ConfigModel):
+    """S3 server access logs of the model bucket (audit), in a separate private bucket encrypted with the stack key."""
+
+    # None: <project>-<team>-<env>-access-logs
+    bucket: BucketName | None = None
+    expire_days: int = Field(default=365, ge=1, le=3650)
+
+
 class StorageConfig(ConfigModel):
     model_bucket: BucketName | None = None
     swift_container: BucketName | None = None
+    access_logs: AccessLogs = AccessLogs()
+    # Swift's S3 API (s3api middleware) as Triton on the private cluster reaches it. None: the
+    # object-store endpoint of the Keystone catalog (reading it may need more than member rights;
+    # set it when `pulumi up` reports it cannot list endpoints).
+    swift_s3_endpoint: S3Endpoint | None = None
+    # Object versions in the Swift container (X-Versions-Enabled; needs a cloud with Swift >= 2.24).
+    swift_versioning: bool = True
+    # The cloud operator's encrypted Cinder volume type (LUKS): node volumes and the private
+    # cluster's default StorageClass use it. The kit does not create it; ask the cloud operator.
+    cinder_volume_type: str = Field(default="LUKS", min_length=1, max_length=255)
+    # EBS encryption by default in the region with the stack key. It is a setting of the account and
+    # region: if several stacks share them, let one stack own it and set false on the others.
+    ebs_default_encryption: bool = True
+    # Who may assume the model-writer role (`hybridserve sync` uploads with it). Empty: any principal
+    # of the account that IAM allows to sts:AssumeRole it.
+    writer_principals: list[Annotated[str, Field(pattern=_IAM_PRINCIPAL)]] = Field(default_factory=list)
     # Key prefix of the Triton model repository inside the bucket: s3://<bucket>/<prefix>/<model>/...
     prefix: str = Field(default="models", pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,200}[A-Za-z0-9]$|^[A-Za-z0-9]$")
     versioning: bool = True
