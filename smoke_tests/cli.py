@@ -16,6 +16,8 @@ def smoke_command(
         help="Triton endpoint: HOST:PORT, or grpc:// grpcs:// http:// https:// + HOST:PORT (a port-forward, a stack output).",
     ),
     protocol: Optional[str] = typer.Option(None, "--protocol", help="grpc or http (default: from the URL scheme, else grpc)."),
+    metrics_url: Optional[str] = typer.Option(
+        None, "--metrics-url", help="Triton's metrics endpoint HOST:PORT (e.g. 127.0.0.1:8002): the server host's CPU per window, for the saturation verdict."),
     model: list[str] = typer.Option(
         [], "--model", "-m", help="Expected model NAME or NAME:VERSION (repeatable). Default: the stack's, else every model with a reference."),
     model_repo: Optional[Path] = typer.Option(
@@ -116,7 +118,7 @@ def smoke_command(
         plot_path = plot_path or out_dir / "smoke.png"
 
     options = SmokeOptions(
-        url=url, protocol=protocol, models=targets, model_repo=model_repo, slos=slos, profile=prof,
+        url=url, protocol=protocol, metrics_url=metrics_url, models=targets, model_repo=model_repo, slos=slos, profile=prof,
         batch_size=batch_size, client_processes=client_processes, correctness=correctness, throughput=throughput,
         fail_on_unstable=fail_on_unstable, request_timeout_s=request_timeout, call_timeout_s=call_timeout,
         wait_ready_s=wait or 0.0, json_path=json_path, junit_path=junit_path, csv_path=csv_path, plot_path=plot_path,
@@ -143,7 +145,6 @@ def smoke_command(
             exit_code=int(code),
             details=lines,
         )
-    out.print(f"[bold green]smoke gate passed[/] ({len(report.models)} models, {report.info.duration_s:.1f} s)")
 
 
 def _default_model_repo() -> Path | None:

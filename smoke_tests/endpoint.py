@@ -211,6 +211,34 @@ class Endpoint:
                     raise SmokeFatal(f"{exc}{hint}", code) from None
                 time.sleep(min(1.0, max(0.05, deadline - time.monotonic())))
 
+    # -- host metrics -------------------------------------------------------------------------------
+
+    def host_cpu(self, metrics_url: str | None) -> float | None:
+        """Triton's `nv_cpu_utilization` gauge (0..1, the server host's CPU), or None if unavailable.
+
+        Optional evidence for the saturation verdict: a failure here never fails the run.
+        """
+        if not metrics_url:
+            return None
+        import urllib.request
+
+        url = metrics_url.strip().rstrip("/")
+        if "://" not in url:
+            url = "http://" + url
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        try:
+            with opener.open(url + "/metrics", timeout=self.timeout) as response:
+                text = response.read(4_000_000).decode(errors="replace")
+        except Exception:
+            return None
+        for line in text.splitlines():
+            if line.startswith("nv_cpu_utilization"):
+                try:
+                    return float(line.split()[-1])
+                except ValueError:
+                    return None
+        return None
+
     # -- models -------------------------------------------------------------------------------------
 
     def repository_index(self) -> list[dict]:

@@ -243,12 +243,19 @@ class _Worker:
                     rec.errors[f"{exc.code().name}: {_short(exc.details())}"] += 1
                     await asyncio.sleep(0.05 if exc.code() == grpc.StatusCode.UNAVAILABLE else 0.001)
                     continue
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # anything else still counts as a failed request, never a lost client
+                    t1 = now()
+                    rec.err_start.append(t0)
+                    rec.err_end.append(t1)
+                    rec.errors[f"{type(exc).__name__}: {_short(str(exc))}"] += 1
+                    await asyncio.sleep(0.01)
+                    continue
                 t1 = now()
                 rec.ok_start.append(t0)
                 rec.ok_end.append(t1)
         else:
-            import aiohttp
-
             url = self.base + payload.path
             body, headers = payload.body, dict(payload.headers)
             session = self.session
@@ -258,7 +265,9 @@ class _Worker:
                     async with session.post(url, data=body, headers=headers) as resp:
                         data = await resp.read()
                         status = resp.status
-                except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # aiohttp.ClientError, timeouts, OS errors: a failed request
                     t1 = now()
                     rec.err_start.append(t0)
                     rec.err_end.append(t1)

@@ -42,6 +42,7 @@ class Window:
     error_samples: Counter = field(default_factory=Counter)
     stats: ModelStats | None = None
     cpu_s: float = 0.0
+    host_cpu: float | None = None  # Triton's nv_cpu_utilization at the window's end
 
     @property
     def duration_s(self) -> float:
@@ -164,6 +165,9 @@ def summarize(concurrency: int, batch: int, windows: list[Window], profile: Meas
         samples.update(w.error_samples)
     requests = int(lat.size)
     total_cpu = sum(w.cpu_s for w in last)
+    host = [w.host_cpu for w in last if w.host_cpu is not None]
+    server = server_side(stats, duration, instances)
+    server.host_cpu = sum(host) / len(host) if host else None
     return LevelResult(
         concurrency=concurrency,
         batch_size=batch,
@@ -174,7 +178,7 @@ def summarize(concurrency: int, batch: int, windows: list[Window], profile: Meas
         errors=sum(w.errors for w in last),
         throughput=requests * batch / duration if duration > 0 else 0.0,
         latency_us=latency,
-        server=server_side(stats, duration, instances),
+        server=server,
         client_cpu_cores=total_cpu / duration if duration > 0 else 0.0,
         total_requests=sum(w.requests + w.errors for w in windows),
         total_errors=sum(w.errors for w in windows),
@@ -196,6 +200,7 @@ def measure_level(
     profile: MeasurementProfile,
     request_timeout: float,
     instances: int,
+    metrics_url: str | None = None,
     on_window: Callable[[int, Window], None] | None = None,
 ) -> LevelResult:
     """Measure one concurrency level. Raises SmokeFatal(UNREACHABLE) when the server stops answering."""
@@ -224,6 +229,7 @@ def measure_level(
             window, carry = cut_window(carry, t_ws, t_we)
             window.stats = snap1 - snap0 if snap0 is not None and snap1 is not None else None
             window.cpu_s = cpu
+            window.host_cpu = endpoint.host_cpu(metrics_url)
             windows.append(window)
             if on_window is not None:
                 on_window(len(windows), window)
@@ -286,6 +292,7 @@ def _stats(endpoint: Endpoint, model: str, version: str, concurrency: int) -> Mo
 
 UTILIZATION_SATURATED = 0.90
 BATCH_FULL = 0.90
+HOST_CPU_SATURATED = 0.90
 PLATEAU_GAIN = 0.10
 QUEUE_GROWTH = 1.5
 
@@ -296,7 +303,10 @@ def saturation(levels: list[LevelResult], *, max_batch_size: int | None, process
     1. utilization: the model's instances were busy >= 90 % of the window (Triton's compute time of all
        executions / (window x instance count));
     2. batch_full: with batching, the average batch size reached >= 90 % of max_batch_size;
-    3. plateau: concurrency went up but throughput grew < 10 % while the server queue time per request
+    3. host_cpu: (with a metrics URL) the server host's CPU was >= 90 % busy (Triton's nv_cpu_utilization;
+       on a CPU-only host Triton's own request handling costs CPU the instances' compute time omits;
+       when the client shares the host, its share is in this figure too);
+    4. plateau: concurrency went up but throughput grew < 10 % while the server queue time per request
        grew >= 1.5x: requests wait for a busy instance instead of being served.
 
     Otherwise not saturated; then `load_generator_bound` tells whether the client processes used
@@ -312,6 +322,10 @@ def saturation(levels: list[LevelResult], *, max_batch_size: int | None, process
         if max_batch_size and max_batch_size > 1 and s.avg_batch_size is not None and s.avg_batch_size >= BATCH_FULL * max_batch_size:
             return Saturation(True, lv.concurrency, "batch_full",
                               f"average batch {s.avg_batch_size:.1f} of max {max_batch_size} at concurrency {lv.concurrency}")
+        if s.host_cpu is not None and s.host_cpu >= HOST_CPU_SATURATED:
+            return Saturation(True, lv.concurrency, "host_cpu",
+                              f"server host CPU {s.host_cpu:.0%} busy at concurrency {lv.concurrency} "
+                              f"(load generator {lv.client_cpu_cores:.2f} cores of it if on the same host)")
         if prev is not None and lv.concurrency > prev.concurrency and prev.throughput > 0:
             gain = lv.throughput / prev.throughput - 1.0
             q0, q1 = prev.server.queue_us, s.queue_us

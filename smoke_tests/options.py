@@ -252,11 +252,14 @@ class SmokeOptions:
     - `client_processes`: load generator processes (each an asyncio gRPC/HTTP client); None = min(CPUs, 4).
     - `request_timeout_s`: bound on every inference request; `call_timeout_s`: on every control call.
     - `wait_ready_s`: how long to wait for the server and models to become ready (0 = check once).
+    - `metrics_url`: Triton's metrics port ("host:port" or "http://host:port"); when set, its
+      `nv_cpu_utilization` (the server host's CPU) is sampled at every window end.
     - output paths: written by `run_smoke` when set.
     """
 
     url: str = "127.0.0.1:8001"
     protocol: str | None = None  # "grpc" | "http"; None: from the URL scheme, else grpc
+    metrics_url: str | None = None  # Triton's metrics endpoint host:port: host CPU per window (optional)
     models: list[ModelTarget] | None = None
     model_repo: Path | None = None
     slos: dict[str, SLO] = field(default_factory=dict)
@@ -314,6 +317,8 @@ class SmokeOptions:
         for name, value in (("--request-timeout", self.request_timeout_s), ("call timeout", self.call_timeout_s)):
             if not value > 0:
                 raise bad_input(f"{name} {value}: must be above 0 seconds")
+        if self.metrics_url is not None and not re.fullmatch(r"(https?://)?[A-Za-z0-9_.\-]+:[0-9]{1,5}/?", self.metrics_url.strip()):
+            raise bad_input(f"--metrics-url {self.metrics_url!r}: expected HOST:PORT of Triton's metrics endpoint, e.g. 127.0.0.1:8002")
         if self.wait_ready_s < 0:
             raise bad_input(f"--wait-ready {self.wait_ready_s}: must be 0 or more seconds")
         if self.models is not None and not self.models:

@@ -46,6 +46,7 @@ EXTRA_COLUMNS = [
     "Server Avg Batch Size",
     "Server Executions",
     "Server Utilization",
+    "Server Host CPU",
     "Client CPU Cores",
 ]
 CSV_COLUMNS = PERF_ANALYZER_COLUMNS + EXTRA_COLUMNS
@@ -229,6 +230,7 @@ class SmokeReport:
                     "Server Avg Batch Size": "" if s.avg_batch_size is None else f"{s.avg_batch_size:.3f}",
                     "Server Executions": s.execution_count,
                     "Server Utilization": "" if s.utilization is None else f"{s.utilization:.4f}",
+                    "Server Host CPU": "" if s.host_cpu is None else f"{s.host_cpu:.4f}",
                     "Client CPU Cores": f"{lv.client_cpu_cores:.3f}",
                 })
         return rows
@@ -348,7 +350,7 @@ class SmokeReport:
 
         t = Table(title=f"{m.name}: concurrency sweep (client latency; server figures per request)", title_justify="left")
         for col in ("c", "inf/s", "p50 ms", "p90 ms", "p95 ms", "p99 ms", "errors", "queue us", "compute us",
-                    "avg batch", "busy", "client cores", "windows"):
+                    "avg batch", "busy", "host cpu", "client cores", "windows"):
             t.add_column(col, justify="right")
         for lv in sorted(m.sweep, key=lambda lv: lv.concurrency):
             s = lv.server
@@ -365,6 +367,7 @@ class SmokeReport:
                 f"{compute:.0f}" if compute is not None else "-",
                 f"{s.avg_batch_size:.2f}" if s.avg_batch_size is not None else "-",
                 f"{s.utilization:.0%}" if s.utilization is not None else "-",
+                f"{s.host_cpu:.0%}" if s.host_cpu is not None else "-",
                 f"{lv.client_cpu_cores:.2f}",
                 f"{lv.windows}" + ("" if lv.stable else " [yellow]unstable[/]"),
             )

@@ -34,6 +34,7 @@ class ServerSide:
     request_us: float | None = None  # server-side end to end per request
     utilization: float | None = None  # instance busy time / (window x instances)
     instances: int = 1
+    host_cpu: float | None = None  # Triton's nv_cpu_utilization (server host, 0..1), mean of window ends
 
     def to_dict(self) -> dict:
         return {
@@ -49,6 +50,7 @@ class ServerSide:
             "request_us": _r(self.request_us, 1),
             "utilization": _r(self.utilization, 4),
             "instances": self.instances,
+            "host_cpu": _r(self.host_cpu, 4),
         }
 
 
@@ -156,7 +158,7 @@ class Saturation:
 
     saturated: bool
     concurrency: int | None = None
-    rule: str = ""  # "utilization" | "batch_full" | "plateau" | "" (not saturated)
+    rule: str = ""  # "utilization" | "batch_full" | "host_cpu" | "plateau" | "" (not saturated)
     detail: str = ""
     load_generator_bound: bool = False
 

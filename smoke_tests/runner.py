@@ -324,7 +324,7 @@ def _sweep(gen, endpoint, m: ModelReport, ref, metadata: dict, options: SmokeOpt
         try:
             lv = measure_level(gen, endpoint, m.name, m.version or "", c, batch=batch, profile=profile,
                                request_timeout=options.request_timeout_s, instances=m.instances or 1,
-                               on_window=on_window)
+                               metrics_url=options.metrics_url, on_window=on_window)
         except SmokeFatal:
             m.sweep_note = f"stopped at concurrency {c}: the server stopped answering"
             progress.update(task, f"{m.name} c={c}: server stopped answering", advance=1)

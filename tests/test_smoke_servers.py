@@ -88,7 +88,7 @@ def test_reachable_slo_passes_and_writes_every_report(test_models, tmp_path, cap
                       "--concurrency", "1,2", "--min-throughput", "smoke_add=1@2", "--max-p99-ms", "smoke_add=10000@1",
                       "--max-error-rate", "smoke_add=0", "--out-dir", str(out)], capsys)
     assert code == 0, text
-    assert "smoke gate passed" in text
+    assert "smoke gate PASSED (exit code 0)" in text
 
     data = json.loads((out / "smoke.json").read_text())
     jsonschema.validate(data, json.loads(SCHEMA.read_text()))
@@ -179,12 +179,14 @@ def test_http_endpoint_through_the_library(test_models, tmp_path):
 
     server, repo = test_models
     profile = replace(PROFILES["quick"], window_s=0.5, concurrencies=(1, 4))
-    report = run_smoke(http_url=server.http_url, repo_dir=repo, models=["smoke_add"], profile=profile)
+    report = run_smoke(http_url=server.http_url, grpc_url=None, metrics_url=server.metrics_url, repo_dir=repo,
+                       models=["smoke_add"], profile=profile)
     assert report.passed and report.exit_code == 0, [str(v) for v in report.violations]
     (m,) = report.models
     assert m.ready and m.correct is True and m.throughput > 0
     assert report.info.protocol == "http" and report.info.load_generator["kind"] == "aiohttp"
     assert [lv.concurrency for lv in m.sweep] == [1, 4] and all(lv.server.inference_count > 0 for lv in m.sweep)
+    assert all(0 <= lv.server.host_cpu <= 1 for lv in m.sweep)  # Triton's nv_cpu_utilization, per window
     console = Console(width=160, record=True)
     console.print(report)
     assert "smoke_add" in console.export_text()

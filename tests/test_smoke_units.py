@@ -193,6 +193,10 @@ def test_saturation_rules():
     # Flat throughput without growing queues is not saturation of the server.
     flat = saturation([_level(4, 1000, queue=200), _level(8, 1050, queue=210)], max_batch_size=0, processes=2, cpus=2)
     assert not flat.saturated and not flat.load_generator_bound
+    host = [_level(1, 100), _level(2, 180)]
+    host[1].server.host_cpu = 0.97
+    by_host = saturation(host, max_batch_size=0, processes=2, cpus=2)
+    assert (by_host.saturated, by_host.concurrency, by_host.rule) == (True, 2, "host_cpu")
     client_bound = saturation([_level(1, 100, cpu=1.9), _level(2, 110, cpu=1.95)], max_batch_size=0, processes=2, cpus=2)
     assert not client_bound.saturated and client_bound.load_generator_bound
 
