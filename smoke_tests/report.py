@@ -134,8 +134,9 @@ class SmokeReport:
         if self.error is not None and self.error.exit_code != ExitCode.UNREACHABLE:
             case(ep, "run", error=self.error.message)
 
+        names = [m.name for m in self.models]
         for m in self.models:
-            s = suite(f"smoke.{m.name}")
+            s = suite(f"smoke.{m.name}" if names.count(m.name) == 1 else f"smoke.{m.name}.v{m.version}")
             by_metric: dict[str, list[Violation]] = {}
             for v in m.violations:
                 by_metric.setdefault(v.metric, []).append(v)
