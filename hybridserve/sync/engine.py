@@ -77,7 +77,8 @@ SHA_META = "sha256"  # x-amz-meta-sha256 on every object the sync writes
 VERSIONS_META = "hybridserve-versions"  # on config.pbtxt: the versions it publishes, "1,2"
 
 MB = 1024 * 1024
-# Parts of 16 MiB: few requests per model file, yet a 200 MB TorchScript still goes up in ~13 parallel parts.
+# 8 MiB parts (the AWS CLI's default): even a repository of a few large files keeps all threads busy.
+# s3transfer grows the part size by itself when a file would need more than 10,000 parts.
 MULTIPART_THRESHOLD = 8 * MB
 MULTIPART_CHUNKSIZE = 8 * MB
 MAX_CONCURRENCY = 10
@@ -718,7 +719,8 @@ class _Plan:
                 if report.dry_run:
                     report.deleted.append(key)
         else:
-            stale = [k for k in self.remote if k not in self.local_keys() and k != self.manifest_key]
+            local = self.local_keys()
+            stale = [k for k in self.remote if k not in local and k != self.manifest_key]
             if stale:
                 report.notes.append(f"{len(stale)} objects under the prefix are not in the repository; --prune deletes them")
 
@@ -973,7 +975,7 @@ class _Executor:
         plan = self.plan
         # Configs of removed models go first: the model disappears before its files do.
         configs = [k for k in plan.stale if k.endswith("/" + CONFIG_NAME) and k[len(plan.base):].count("/") == 1]
-        rest = [k for k in plan.stale if k not in configs]
+        rest = sorted(set(plan.stale) - set(configs))
         for batch_keys in (configs, rest):
             for i in range(0, len(batch_keys), 1000):
                 batch = batch_keys[i : i + 1000]
