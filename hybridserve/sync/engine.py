@@ -325,7 +325,9 @@ def _check_bucket(session, target: SyncTarget) -> None:
     # Few attempts: a closed port or a missing bucket should fail in seconds, not after a minute of retries.
     s3 = _client(session, target, max_attempts=2)
     try:
-        s3.head_bucket(Bucket=target.bucket)
+        # A LIST of the prefix, not HeadBucket: a writer policy that grants s3:ListBucket only under the
+        # prefix (an s3:prefix condition, as the Pulumi stack's model-writer role has) refuses HeadBucket.
+        s3.list_objects_v2(Bucket=target.bucket, Prefix=target.base, MaxKeys=1)
     except ParamValidationError as exc:
         raise UserError(f"bucket name {target.bucket!r} is not valid: {exc}", exit_code=EXIT_BAD_ARGUMENT) from None
     except (ClientError, BotoCoreError) as exc:
@@ -343,11 +345,8 @@ def _bucket_default_kms_key(s3, target: SyncTarget) -> tuple[str | None, str]:
         if code in ("ServerSideEncryptionConfigurationNotFoundError", "NoSuchEncryptionConfiguration", "404"):
             rules = []
         elif code in ("AccessDenied", "403"):
-            raise UserError(
-                f"--sse aws:kms without --kms-key-id means the bucket's default KMS key, but these credentials "
-                f"may not read bucket {target.bucket!r}'s encryption settings. Pass --kms-key-id KEY.",
-                exit_code=EXIT_KMS,
-            ) from None
+            # A writer role need not read bucket settings: S3 applies the default key; the HEADs show which.
+            return None, "bucket default key (not readable with these credentials; the objects' SSEKMSKeyId names it)"
         else:
             raise
     default = (rules[0].get("ApplyServerSideEncryptionByDefault") or {}) if rules else {}
@@ -378,7 +377,10 @@ def _describe_kms_key(session, target: SyncTarget, key: str, notes: list[str]) -
                 + f" ({code}). --kms-key-id takes a key id, a key ARN or alias/NAME of an existing key.",
                 exit_code=EXIT_KMS,
             ) from None
-        notes.append(f"KMS key {key} not pre-checked ({code or exc}); the uploads will tell if it is unusable")
+        notes.append(
+            f"KMS key {key} not pre-checked ({code or exc}; kms:DescribeKey would allow it); the uploads will tell "
+            "if it is unusable. Bucket policies compare the key ARN: give --kms-key-id as an ARN"
+        )
         return None
     except BotoCoreError as exc:
         notes.append(f"KMS key {key} not pre-checked ({exc}); the uploads will tell if it is unusable")
@@ -770,6 +772,9 @@ class _Executor:
             self._abort_stale_multipart({item.key for item in uploads})
             self._upload_all(uploads, pending)
 
+        if plan.enc.algorithm == "aws:kms" and plan.enc.kms_key_id is None:
+            used = sorted({e.get("kms_key_id") or "?" for e in self.entries.values() if e})
+            self.report.notes.append(f"the objects are encrypted under KMS key {', '.join(used)}")
         if self.prune and plan.stale:
             self._prune()
         for model in sorted(self.replacing):
