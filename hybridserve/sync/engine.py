@@ -247,13 +247,13 @@ class _Item:
 def _check_target(target: SyncTarget) -> None:
     bad = []
     if not target.bucket or "/" in target.bucket:
-        bad.append(f"bucket {target.bucket!r}: give a bucket name (no slashes, no s3://)")
+        bad.append(f"bucket (--bucket) {target.bucket!r}: give a bucket name (no slashes, no s3://)")
     if target.sse not in ("aws:kms", "AES256", "none"):
-        bad.append(f"sse {target.sse!r}: valid values are 'aws:kms', 'AES256', 'none'")
+        bad.append(f"sse (--sse) {target.sse!r}: valid values are 'aws:kms', 'AES256', 'none'")
     if target.kms_key_id and target.sse != "aws:kms":
-        bad.append(f"kms_key_id is only valid with sse 'aws:kms' (sse is {target.sse!r})")
+        bad.append(f"kms_key_id (--kms-key-id) is only valid with sse 'aws:kms' (sse is {target.sse!r})")
     if target.endpoint_url and not target.endpoint_url.startswith(("http://", "https://")):
-        bad.append(f"endpoint_url {target.endpoint_url!r}: must start with http:// or https://")
+        bad.append(f"endpoint_url (--endpoint-url) {target.endpoint_url!r}: must start with http:// or https://")
     if bool(target.access_key) != bool(target.secret_key):
         bad.append("give both access_key and secret_key, or neither (then boto3's credential chain applies)")
     if bad:
