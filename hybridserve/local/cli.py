@@ -35,6 +35,7 @@ def up_command(
     bucket: str = typer.Option("hybridserve-models", "--bucket", help="Bucket in the local store (created encrypted and versioned)."),
     prefix: str = typer.Option("models", "--prefix", help="Key prefix of the model repository inside the bucket."),
     no_smoke: bool = typer.Option(False, "--no-smoke", help="Skip the smoke test (readiness is still checked)."),
+    smoke_profile: str = typer.Option("quick", "--smoke-profile", help="Smoke measurement profile: quick (about a minute) or default (perf_analyzer's windows)."),
     startup_timeout: float = typer.Option(180.0, "--startup-timeout", min=10, help="Seconds tritonserver may take to load the models."),
 ) -> None:
     """Start the store, sync the models, serve them with tritonserver, smoke-test, then stop everything.
@@ -55,15 +56,22 @@ def up_command(
         prefix=prefix,
         keep=keep,
         smoke=not no_smoke,
+        smoke_profile=smoke_profile,
         startup_timeout=startup_timeout,
     )
     console.print(f"[bold]hybridserve local up[/]  state: {sd}  repository: {options.repo_dir}", highlight=False)
-    result = run_plane(options, console)
+    try:
+        result = run_plane(options, console)
+    except KeyboardInterrupt:
+        # Exit here: typer with standalone_mode=False turns KeyboardInterrupt into a return value main() drops.
+        Console(stderr=True).print("[yellow]interrupted[/]: the servers this run started are stopped")
+        _exit(130)
 
     if result.smoke_rendering is not None:
-        console.print(result.smoke_rendering)
+        console.print(result.smoke_rendering)  # the smoke gate's own tables: sweeps, saturation, violations
+        console.print(f"smoke report (JSON): {result.smoke_report_path}", highlight=False)
     if result.models:
-        console.print(results_table(result))
+        console.print(results_table(result))  # the headline, narrow enough for an 80-column terminal
     total = result.timings.get("total")
     if result.kept:
         console.print("\n[bold green]The plane is running.[/] Endpoints:")
@@ -72,7 +80,6 @@ def up_command(
     else:
         console.print("\nEndpoints while it ran:")
         console.print(endpoints_table(result.endpoints))
-        console.print("All servers stopped.")
     verdict = "passed" if result.passed else "[red]FAILED[/]"
     smoke = f"smoke test {verdict}" if result.smoke_ran else "smoke test skipped (--no-smoke)"
     console.print(f"{smoke}; total {total:.1f} s" if total else smoke, highlight=False)

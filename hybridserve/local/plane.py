@@ -16,7 +16,7 @@ import signal
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -42,6 +42,7 @@ class PlaneOptions:
     prefix: str = DEFAULT_PREFIX
     keep: bool = False
     smoke: bool = True
+    smoke_profile: str = "quick"  # smoke_tests.PROFILES: "quick" keeps the demo well under 3 minutes
     startup_timeout: float = 180.0
 
 
@@ -65,7 +66,8 @@ class PlaneResult:
     smoke_ran: bool = False
     passed: bool = True
     models: list[ModelCheck] = field(default_factory=list)
-    smoke_rendering: Any = None  # the smoke library's own rich renderable, when it ran
+    smoke_rendering: Any = None  # the smoke library's report (rich-renderable), when it ran
+    smoke_report_path: Path | None = None
     kept: bool = False
     timings: dict[str, float] = field(default_factory=dict)
 
@@ -140,8 +142,11 @@ def recorded_alive(record: dict[str, Any]) -> dict[str, list[int]]:
     return alive
 
 
-def stop_recorded(state_dir: Path, *, term_wait: float = 5.0) -> list[str]:
+def stop_recorded(state_dir: Path, *, term_wait: float | None = None) -> list[str]:
     """Stop every recorded process group (SIGTERM, bounded wait, SIGKILL) and delete the record.
+
+    The wait is the record's per-process `term_wait` (weed never honours SIGTERM in time, tritonserver
+    does), or `term_wait` when given.
 
     Returns one line per process for the user. No record: nothing to do, empty list.
     """
@@ -156,7 +161,7 @@ def stop_recorded(state_dir: Path, *, term_wait: float = 5.0) -> list[str]:
             lines.append(f"{proc['name']} (pid {proc['pid']}): not running")
             continue
         _signal_group(pgid, signal.SIGTERM)
-        deadline = time.monotonic() + term_wait
+        deadline = time.monotonic() + (term_wait if term_wait is not None else proc.get("term_wait", 10))
         while time.monotonic() < deadline and group_members(pgid, match):
             time.sleep(0.2)
         how = "stopped"
@@ -193,41 +198,38 @@ def _phase(console: Console, title: str, timings: dict[str, float], *, spinner: 
     """
     note: dict[str, str] = {"detail": ""}
     start = time.monotonic()
-    ok = False
+    mark = "[red]failed[/]"
     try:
         if spinner and console.is_terminal:
             with console.status(f"{title} ..."):
                 yield note
         else:
-            if not spinner:
-                console.print(f"[bold]{title}[/] ...")
+            console.print(f"  ... {title}", highlight=False)
             yield note
-        ok = True
+        mark = "[green]ok[/]"
+    except KeyboardInterrupt:
+        mark = "[yellow]interrupted[/]"
+        raise
     finally:
         elapsed = time.monotonic() - start
         timings[title] = elapsed
-        mark = "[green]ok[/]" if ok else "[red]failed[/]"
-        detail = f"  {note['detail']}" if note["detail"] else ""
-        console.print(f"{mark:>18} {title}{detail} [dim]({elapsed:.1f} s)[/]", highlight=False)
+        detail = f": {note['detail']}" if note["detail"] else ""
+        console.print(f"  {mark} {title}{detail} [dim]({elapsed:.1f} s)[/]", highlight=False)
 
 
 def _ensure_built(repo_dir: Path, console: Console):
-    """Build the artifacts only when missing or stale (build_models decides), then validate."""
+    """Build the artifacts only when missing or stale (build_models decides), then validate.
+
+    Returns (RepositoryInfo, number of models rebuilt).
+    """
     from hybridserve.models.build import build_models
     from hybridserve.models.repository import ensure_valid
 
-    build_models(repo_dir, force=False, progress=console.is_terminal)
-    return ensure_valid(repo_dir)
-
-
-def _model_names(info) -> list[str]:
-    models = getattr(info, "models", None)
-    if models is None:
-        raise UserError(f"model repository info has no models: {info!r}")
-    names = [m if isinstance(m, str) else getattr(m, "name") for m in (models.values() if isinstance(models, dict) else models)]
-    if not names:
-        raise UserError("the model repository holds no models; expected at least one <model>/config.pbtxt.")
-    return sorted(names)
+    results = build_models(repo_dir, force=False, progress=console.is_terminal)
+    info = ensure_valid(repo_dir)
+    if not info.names:
+        raise UserError(f"{repo_dir} holds no models; expected <model>/config.pbtxt directories.")
+    return info, sum(1 for r in results if r.built)
 
 
 def _sync(repo_dir: Path, endpoint, bucket: str, prefix: str, *, show_progress: bool):
@@ -249,7 +251,7 @@ def _smoke_library():
     """smoke_tests.run_smoke when the smoke library provides it, else None (the plane's own check runs)."""
     try:
         from smoke_tests import run_smoke
-    except ImportError:
+    except (ImportError, AttributeError):  # smoke_tests resolves its exports lazily: a missing one is AttributeError
         return None
     return run_smoke
 
@@ -257,14 +259,16 @@ def _smoke_library():
 def minimal_check(http_url: str, repo_dir: Path, models: list[str], *, seconds: float = 1.5) -> list[ModelCheck]:
     """Readiness, one correct inference per model against its stored reference, and a short throughput sample.
 
-    The plane's fallback when the smoke library is not there; `http_url` is "127.0.0.1:PORT".
+    The plane's fallback when the smoke library is not there; `http_url` is "127.0.0.1:PORT". The
+    throughput is one sequential HTTP client for `seconds`: an indication, not the smoke gate's load test.
     """
     import numpy as np
     import tritonclient.http as httpclient
+    from tritonclient.utils import np_to_triton_dtype
 
     from hybridserve.models.repository import describe_repository, load_reference
 
-    described = {d.name: d for d in _as_list(describe_repository(repo_dir))}
+    info = describe_repository(repo_dir)
     client = httpclient.InferenceServerClient(url=http_url, connection_timeout=10, network_timeout=60)
     checks = []
     try:
@@ -273,19 +277,18 @@ def minimal_check(http_url: str, repo_dir: Path, models: list[str], *, seconds: 
             check = ModelCheck(name=name, ready=server_ready and client.is_model_ready(name))
             checks.append(check)
             if not check.ready:
-                check.correct = False
-                check.detail = "not ready"
+                check.correct, check.detail = False, "not ready"
                 continue
-            desc = described.get(name)
-            ref = load_reference(Path(repo_dir) / name / str(getattr(desc, "version", 1)))
-            inputs, expected = ref.inputs, ref.outputs
-            atol = getattr(desc, "atol", 1e-4)
-            rtol = getattr(desc, "rtol", 1e-4)
+            model = info.model(name)
+            inputs, expected = load_reference(model.version_dir())
+            # Defaults when config.pbtxt declares no reference_atol/rtol: float32 re-execution noise.
+            atol = model.atol if model.atol is not None else 1e-5
+            rtol = model.rtol if model.rtol is not None else 1e-4
 
             def infer():
                 tensors = []
                 for key, value in inputs.items():
-                    t = httpclient.InferInput(key, list(value.shape), _triton_dtype(value))
+                    t = httpclient.InferInput(key, list(value.shape), np_to_triton_dtype(value.dtype))
                     t.set_data_from_numpy(value)
                     tensors.append(t)
                 outs = [httpclient.InferRequestedOutput(k) for k in expected]
@@ -295,14 +298,15 @@ def minimal_check(http_url: str, repo_dir: Path, models: list[str], *, seconds: 
             errors = []
             for key, want in expected.items():
                 got = result.as_numpy(key)
-                if got is None or got.shape != want.shape or not np.allclose(got, want, atol=atol, rtol=rtol):
-                    diff = "missing" if got is None else (
-                        f"shape {got.shape} != {want.shape}" if got.shape != want.shape
-                        else f"max |diff| {float(np.max(np.abs(got.astype(np.float64) - want))):.2e}"
-                    )
-                    errors.append(f"{key}: {diff} (atol {atol}, rtol {rtol})")
+                if got is None:
+                    errors.append(f"{key}: missing from the response")
+                elif got.shape != want.shape:
+                    errors.append(f"{key}: shape {got.shape}, expected {want.shape}")
+                elif not np.allclose(got, want, atol=atol, rtol=rtol):
+                    worst = float(np.max(np.abs(got.astype(np.float64) - want.astype(np.float64))))
+                    errors.append(f"{key}: max |diff| {worst:.2e} > atol {atol:g} + rtol {rtol:g}")
             check.correct = not errors
-            check.detail = "; ".join(errors)
+            check.detail = "; ".join(errors) or f"matches reference (atol {atol:g}, rtol {rtol:g})"
 
             batch = next(iter(inputs.values())).shape[0]
             count, start = 0, time.monotonic()
@@ -313,18 +317,6 @@ def minimal_check(http_url: str, repo_dir: Path, models: list[str], *, seconds: 
     finally:
         client.close()
     return checks
-
-
-def _as_list(described) -> list:
-    if isinstance(described, dict):
-        return list(described.values())
-    return list(getattr(described, "models", described))
-
-
-def _triton_dtype(array) -> str:
-    import tritonclient.utils as tu
-
-    return tu.np_to_triton_dtype(array.dtype)
 
 
 # --------------------------------------------------------------------------------------------- up
@@ -340,6 +332,7 @@ def run_plane(options: PlaneOptions, console: Console | None = None) -> PlaneRes
     repo_dir = Path(options.repo_dir).resolve()
     if not repo_dir.is_dir():
         raise UserError(f"--repo {repo_dir}: no such directory; expected a Triton model repository (model_repo/).")
+    options = replace(options, state_dir=state_dir, repo_dir=repo_dir)
     state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     logs = state_dir / "logs"
     _refuse_if_running(state_dir)
@@ -367,7 +360,7 @@ def run_plane(options: PlaneOptions, console: Console | None = None) -> PlaneRes
         with _phase(console, "object store", timings) as note:
             store.start()
             ep = store.endpoint
-            record["processes"].append({"name": "weed server", "pid": store.pid, "pgid": store.pid, "match": "weed"})
+            record["processes"].append({"name": "weed server", "pid": store.pid, "pgid": store.pid, "match": "weed", "term_wait": 3})
             record["s3"] = {"url": ep.url, "region": ep.region, "access_key": ep.access_key,
                             "identity_file": str(store.identity_path)}
             _write_record(state_dir, record)
@@ -383,9 +376,9 @@ def run_plane(options: PlaneOptions, console: Console | None = None) -> PlaneRes
             )
 
         with _phase(console, "build + validate models", timings, spinner=False) as note:
-            info = _ensure_built(repo_dir, console)
-            models = _model_names(info)
-            note["detail"] = ", ".join(models)
+            info, rebuilt = _ensure_built(repo_dir, console)
+            models = info.names
+            note["detail"] = f"{', '.join(models)} ({f'{rebuilt} built' if rebuilt else 'already built'}, valid)"
 
         with _phase(console, "sync", timings, spinner=False) as note:
             report = _sync(repo_dir, ep, options.bucket, options.prefix, show_progress=console.is_terminal)
@@ -406,8 +399,8 @@ def run_plane(options: PlaneOptions, console: Console | None = None) -> PlaneRes
                 startup_timeout=options.startup_timeout,
             )
             triton.start()
-            tpid = _triton_pid(triton)
-            record["processes"].append({"name": "tritonserver", "pid": tpid, "pgid": tpid, "match": "triton"})
+            tpid = triton.pid
+            record["processes"].append({"name": "tritonserver", "pid": tpid, "pgid": tpid, "match": "triton", "term_wait": 15})
             record["triton"] = {
                 "http": triton.http_url,
                 "grpc": triton.grpc_url,
@@ -425,7 +418,7 @@ def run_plane(options: PlaneOptions, console: Console | None = None) -> PlaneRes
         )
         result.timings = timings
         if options.smoke:
-            _run_smoke(console, triton, repo_dir, models, result, timings)
+            _run_smoke(console, triton, options, models, result, timings)
         keep_running = options.keep
         timings["total"] = time.monotonic() - t0
         if keep_running:
@@ -437,55 +430,53 @@ def run_plane(options: PlaneOptions, console: Console | None = None) -> PlaneRes
         return result
     finally:
         if not keep_running:
-            # Triton first: it holds the store's objects open; then the store. Bounded either way.
+            # Triton first (it reads from the store), then the store; both bounded, SIGKILL at the end.
+            t_stop = time.monotonic()
             if triton is not None:
                 triton.stop()
             store.stop()
             record_path(state_dir).unlink(missing_ok=True)
+            console.print(f"  [green]ok[/] all servers stopped [dim]({time.monotonic() - t_stop:.1f} s)[/]", highlight=False)
 
 
-def _run_smoke(console, triton, repo_dir, models, result: PlaneResult, timings) -> None:
+def _run_smoke(console, triton, options: PlaneOptions, models, result: PlaneResult, timings) -> None:
     run_smoke = _smoke_library()
-    with _phase(console, "smoke test", timings) as note:
+    with _phase(console, "smoke test", timings, spinner=run_smoke is None) as note:
         if run_smoke is not None:
-            report = run_smoke(http_url=triton.http_url, grpc_url=triton.grpc_url, repo_dir=repo_dir, models=models)
+            report_path = Path(options.state_dir) / "smoke-report.json"
+            report = run_smoke(
+                console=console,
+                show_progress=console.is_terminal,
+                grpc_url=triton.grpc_url,
+                repo_dir=options.repo_dir,
+                models=models,
+                profile=options.smoke_profile,
+                wait_ready_s=30,
+                json_path=report_path,
+            )
             result.passed = bool(report.passed)
             result.smoke_rendering = report
-            result.models = _checks_from_report(report, models)
+            result.smoke_report_path = report_path
+            result.models = [
+                ModelCheck(
+                    name=m.name,
+                    ready=m.ready,
+                    correct=m.correct,
+                    throughput=m.throughput,
+                    detail="; ".join(v.message for v in m.violations) or ("PASS" if m.passed else "FAIL"),
+                )
+                for m in report.models
+            ]
         else:
-            result.models = minimal_check(triton.http_url, repo_dir, models)
-            result.passed = all(m.ready and m.correct for m in result.models)
+            result.models = minimal_check(triton.http_url, options.repo_dir, models)
+            result.passed = bool(result.models) and all(m.ready and m.correct for m in result.models)
         result.smoke_ran = True
         note["detail"] = "passed" if result.passed else "FAILED"
 
 
-def _checks_from_report(report, models: list[str]) -> list[ModelCheck]:
-    """Best effort: the smoke report's per-model lines as table rows (its own rendering is shown too)."""
-    rows = []
-    for m in getattr(report, "models", []) or []:
-        rows.append(
-            ModelCheck(
-                name=getattr(m, "name", "?"),
-                ready=bool(getattr(m, "ready", False)),
-                correct=getattr(m, "correct", None),
-                throughput=getattr(m, "throughput", None),
-            )
-        )
-    return rows
-
-
 def _triton_process(triton):
-    return getattr(triton, "process", None) or getattr(triton, "_process", None)
-
-
-def _triton_pid(triton) -> int:
-    pid = getattr(triton, "pid", None)
-    if pid is None:
-        proc = _triton_process(triton)
-        pid = proc.pid if proc is not None else None
-    if pid is None:
-        raise RuntimeError("TritonServer exposes no pid")
-    return pid
+    # TritonServer keeps its ManagedProcess private; --keep needs it to detach the server.
+    return getattr(triton, "_proc", None)
 
 
 def _detach(proc) -> None:
@@ -561,11 +552,11 @@ def plane_status(state_dir: Path) -> dict[str, Any] | None:
 
 
 def results_table(result: PlaneResult) -> Table:
-    table = Table(title="local serving plane: smoke results", title_justify="left")
-    table.add_column("model")
+    table = Table(title="local serving plane: results", title_justify="left")
+    table.add_column("model", no_wrap=True)
     table.add_column("ready")
     table.add_column("correct")
-    table.add_column("throughput (inf/s)", justify="right")
+    table.add_column("peak inf/s", justify="right")
     table.add_column("detail", overflow="fold")
     for m in result.models:
         table.add_row(
