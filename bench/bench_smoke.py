@@ -18,7 +18,8 @@ serving the built model from a copy of model_repo/:
    -> ratio served / in-process (what the server path costs or, through batching, gains).
 
 The server is stopped before step 3 so torch gets the machine to itself. Figures vary with other work on
-the machine; the client CPU columns show how much of it each load generator needed.
+the machine (torch with 2 intra-op threads suffers most when another process takes a core:
+`--torch-threads 1` shows the difference); the client CPU columns show what each load generator needed.
 """
 
 from __future__ import annotations
@@ -114,13 +115,19 @@ def reference_client(server: TritonServer, ref, model: str, threads: int, second
     return sum(counts) / seconds, cpu / seconds
 
 
-def torch_in_process(ref, model_dir: Path, batch: int, seconds: float) -> float:
-    """Inferences/s of model.pt run here, with the Python backend's thread settings (1 instance)."""
+def torch_in_process(ref, model_dir: Path, batch: int, seconds: float, rounds: int = 5, threads: int | None = None) -> float:
+    """Inferences/s of model.pt run here, with the Python backend's thread settings (1 instance).
+
+    The median of `rounds` rounds of `seconds / rounds` each, after a warm-up long enough for TorchScript's
+    profiling executor: one slow round (another process took the CPU) does not decide the figure.
+    """
+    import statistics
+
     import numpy as np
     import torch
 
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    torch.set_num_threads(max(1, cpus))
+    torch.set_num_threads(threads or max(1, cpus))  # the backend's rule for one instance: every usable CPU
     try:
         torch.set_num_interop_threads(1)
     except RuntimeError:
@@ -130,14 +137,17 @@ def torch_in_process(ref, model_dir: Path, batch: int, seconds: float) -> float:
     for value in ref.inputs.values():
         idx = np.arange(batch) % value.shape[0]
         tensors.append(torch.from_numpy(np.ascontiguousarray(value[idx])))
+    results = []
     with torch.inference_mode():
-        for _ in range(5):
+        for _ in range(20):
             net(*tensors)
-        n, start = 0, time.perf_counter()
-        while (elapsed := time.perf_counter() - start) < seconds:
-            net(*tensors)
-            n += 1
-    return n * batch / elapsed
+        for _ in range(rounds):
+            n, start = 0, time.perf_counter()
+            while (elapsed := time.perf_counter() - start) < seconds / rounds:
+                net(*tensors)
+                n += 1
+            results.append(n * batch / elapsed)
+    return statistics.median(results)
 
 
 def _cpu() -> float:
@@ -151,6 +161,8 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--window", type=float, default=5.0, help="the gate's window, seconds")
     parser.add_argument("--client-processes", type=int, default=None)
+    parser.add_argument("--torch-threads", type=int, default=None,
+                        help="intra-op threads of the in-process torch run (default: the Python backend's: all CPUs)")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="bench_smoke_") as tmp:
@@ -170,20 +182,21 @@ def main() -> None:
             server.stop()
         avg_batch = max(1, round(level.server.avg_batch_size or 1))
         print("in-process torch ...", flush=True)
-        torch_1 = torch_in_process(ref, repo / args.model, 1, 5.0)
-        torch_b = torch_in_process(ref, repo / args.model, avg_batch, 5.0) if avg_batch > 1 else torch_1
+        torch_1 = torch_in_process(ref, repo / args.model, 1, 5.0, threads=args.torch_threads)
+        torch_b = torch_in_process(ref, repo / args.model, avg_batch, 5.0, threads=args.torch_threads) if avg_batch > 1 else torch_1
 
-    util = level.server.utilization
+    s = level.server
+    server = (f"server busy {s.utilization:.0%}, avg batch {s.avg_batch_size:.1f}"
+              if s.utilization is not None and s.avg_batch_size is not None else "no server statistics")
     print()
     print(f"model {args.model}, concurrency {args.concurrency}, request batch size 1, {os.cpu_count()} CPUs")
     print(f"  gate            {level.throughput:10.1f} inf/s  p99 {level.latency_us['p99'] / 1e3:7.2f} ms  "
           f"client CPU {level.client_cpu_cores:.2f} cores ({processes} processes), "
-          f"{'stable' if level.stable else 'UNSTABLE'} after {level.windows} windows; "
-          f"server busy {util:.0%}, avg batch {level.server.avg_batch_size:.1f}" if util is not None else "")
+          f"{'stable' if level.stable else 'UNSTABLE'} after {level.windows} windows; {server}")
     print(f"  reference       {ref_tp:10.1f} inf/s  ({args.concurrency} threads of tritonclient.grpc, "
           f"client CPU {ref_cpu:.2f} cores)")
     print(f"  ratio gate / reference client          {level.throughput / ref_tp:6.2f}")
-    print(f"  in-process torch, batch 1     {torch_1:10.1f} inf/s")
+    print(f"  in-process torch, batch 1     {torch_1:10.1f} inf/s  (median of 5 one-second rounds)")
     print(f"  in-process torch, batch {avg_batch:<3}   {torch_b:10.1f} inf/s  (Triton's average batch)")
     print(f"  ratio served / in-process torch, batch 1          {level.throughput / torch_1:6.2f}")
     print(f"  ratio served / in-process torch, batch {avg_batch:<3}        {level.throughput / torch_b:6.2f}")
