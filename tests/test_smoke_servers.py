@@ -1,5 +1,6 @@
 """The smoke gate against the real tritonserver: pass, SLO miss, wrong outputs, unknown model, interface
-mismatch, HTTP, a server that stops answering, and the kit's own models (built, served like the demo).
+mismatch, HTTP, a server that stops answering, stack SLOs, and the kit's own models served from the real
+S3 store (SeaweedFS) like the local plane serves them.
 
 Test models (tests/smoke_models, Python backend, numpy only): `smoke_add` returns INPUT0 * 2 + 1, as its
 reference says; `smoke_wrong` returns INPUT0 * 2 + 1.01 against the same reference. Windows are short
@@ -233,17 +234,28 @@ def test_a_server_that_stops_answering_fails_with_exit_3(tmp_path):
         stop_server(server)
 
 
-def test_the_kits_models_pass_as_a_standalone_command(built_model_repo, tmp_path):
-    """`python -m smoke_tests` on text_encoder and image_classifier (built, real TorchScript in the Python backend)."""
+def test_the_kits_models_pass_as_a_standalone_command(built_model_repo, seaweed_endpoint, unique_bucket, tmp_path):
+    """The local plane for real: the built text_encoder and image_classifier synced (SSE-S3) to SeaweedFS,
+    tritonserver loading them from s3://, and `python -m smoke_tests` as a CI step would run it."""
     import jsonschema
 
-    server = start_server(tmp_path, built_model_repo, ["text_encoder", "image_classifier"])
+    from hybridserve.local.objectstore import ensure_bucket
+    from hybridserve.sync import SyncTarget, sync_repository
+
+    ep = seaweed_endpoint
+    ensure_bucket(ep, unique_bucket, sse="AES256")
+    sync_repository(built_model_repo, SyncTarget(bucket=unique_bucket, prefix="models", endpoint_url=ep.url, region=ep.region,
+                                                 access_key=ep.access_key, secret_key=ep.secret_key, sse="AES256"),
+                    show_progress=False)
+    server = TritonServer(ep.triton_uri(unique_bucket, "models"), ["text_encoder", "image_classifier"],
+                          log_path=tmp_path / "triton.log", env=ep.env(), work_dir=tmp_path / "work", startup_timeout=240)
+    server.start()
     try:
         out = tmp_path / "out"
         proc = subprocess.run(
-            [sys.executable, "-m", "smoke_tests", "--url", server.grpc_url, "--model-repo", str(built_model_repo),
-             "--profile", "quick", "--window", "1", "--max-windows", "3", "--concurrency", "1,4",
-             "--request-timeout", "60", "--out-dir", str(out)],
+            [sys.executable, "-m", "smoke_tests", "--url", server.grpc_url, "--metrics-url", server.metrics_url,
+             "--model-repo", str(built_model_repo), "--profile", "quick", "--window", "1", "--max-windows", "3",
+             "--concurrency", "1,4", "--request-timeout", "60", "--out-dir", str(out)],
             capture_output=True, text=True, timeout=600, cwd=tmp_path,
         )
     finally:
@@ -256,8 +268,8 @@ def test_the_kits_models_pass_as_a_standalone_command(built_model_repo, tmp_path
         assert m["correctness"]["status"] == "passed" and m["correctness"]["samples"] > 0
         assert [lv["concurrency"] for lv in m["sweep"]] == [1, 4]
         assert m["sweep"][1]["server"]["avg_batch_size"] >= 1 and m["peak_throughput_infer_per_s"] > 0
+        assert m["sweep"][1]["server"]["host_cpu"] is not None
     assert (out / "smoke.png").stat().st_size > 0 and (out / "smoke.csv").read_text().startswith("Concurrency,")
-
 
 def test_slos_come_from_the_stack_config(test_models, tmp_path, capsys):
     """`--stack NAME`: the stack's serving SLO (stack-wide, merged with a per-model override) is what is enforced."""
