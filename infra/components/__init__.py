@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 Builder = Callable[["StackContext"], None]
 
 COMPONENTS: list[str] = [
-    # "infra.components.network:build",    # AWS VPC + OpenStack network (issue 6)
+    "infra.components.network:build",      # AWS VPC + OpenStack network (issue 6)
     # "infra.components.vpn:build",        # IPsec site-to-site VPN (issue 6)
     # storage before cluster: EKS encrypts secrets with the stack key; the key policy names the
     # cluster's roles by ARN (infra/components/policies.py), so it needs nothing from the cluster.

@@ -1,4 +1,8 @@
-"""Networks: the AWS VPC (`hybridserve:aws.vpc`) and the OpenStack tenant network (`hybridserve:openstack.network`)."""
+"""Networks: the AWS VPC (`hybridserve:aws.vpc`) and the OpenStack tenant network (`hybridserve:openstack.network`).
+
+The two sites reach each other only through the VPN (`hybridserve:vpn`); nothing is opened to the
+Internet unless a stack lists it in `openstack.network.ingress` (never an admin port to 0.0.0.0/0).
+"""
 
 from __future__ import annotations
 
@@ -27,18 +31,34 @@ class SubnetPlan(NamedTuple):
     private_cidr: str
 
 
+# Ports that must never be open to the whole Internet.
+ADMIN_PORTS: dict[int, str] = {22: "SSH", 3389: "RDP", 6443: "the Kubernetes API"}
+
+
+class FlowLogs(ConfigModel):
+    """VPC flow logs (audit) to a CloudWatch log group encrypted with the network's own KMS key."""
+
+    enabled: bool = True
+    retention_days: Literal[30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653] = 365
+    traffic_type: Literal["ALL", "ACCEPT", "REJECT"] = "ALL"
+    max_aggregation_interval: Literal[60, 600] = 600
+
+
 class AwsVpc(ConfigModel):
     """The VPC: one public and one private subnet per availability zone; GPU nodes live in the private ones."""
 
     cidr: Cidr = "10.0.0.0/16"
-    # Empty: the first `az_count` zones of the region (<region>a, <region>b, ...).
+    # Empty: the first `az_count` zones of the region (<region>a, <region>b, ...). EKS needs two.
     availability_zones: list[str] = Field(default_factory=list, max_length=6)
-    az_count: int = Field(default=2, ge=1, le=6)
+    az_count: int = Field(default=2, ge=2, le=6)
     # Subnet sizes as prefix lengths: /20 private subnets hold 4091 pod/node IPs each (VPC CNI).
     private_subnet_prefix: int = Field(default=20, ge=16, le=28)
     public_subnet_prefix: int = Field(default=24, ge=16, le=28)
     # "single": one NAT gateway (dev, cheaper); "per_az": one per zone (HA, no cross-AZ dependency).
     nat_gateways: Literal["single", "per_az"] = "single"
+    flow_logs: FlowLogs = FlowLogs()
+    # A gateway endpoint for S3 on the private route tables: model downloads skip the NAT gateways.
+    s3_endpoint: bool = True
 
     def zones(self, region: str) -> list[str]:
         if self.availability_zones:
@@ -63,6 +83,8 @@ class AwsVpc(ConfigModel):
         prefix = net(self.cidr).prefixlen
         if not 16 <= prefix <= 24:
             yield Issue(("cidr",), f"{self.cidr} has prefix /{prefix}; an AWS VPC must be between /16 and /24")
+        if len(self.availability_zones) == 1:
+            yield Issue(("availability_zones",), f"{self.availability_zones} lists one zone; list at least 2 (EKS and the NAT/subnet layout need two zones)")
         if len(set(self.availability_zones)) != len(self.availability_zones):
             yield Issue(("availability_zones",), f"{self.availability_zones} lists a zone twice; zones must be distinct")
         if self.availability_zones and "az_count" in self.model_fields_set and self.az_count != len(self.availability_zones):
@@ -96,6 +118,37 @@ def _take(space: ipaddress.IPv4Network, prefix: int, count: int, used: list) -> 
     raise ValueError("subnets do not fit")
 
 
+class IngressRule(ConfigModel):
+    """An opening of the cluster nodes' security group beyond the two sites (e.g. a monitoring network)."""
+
+    cidr: Cidr
+    protocol: Literal["tcp", "udp", "icmp"] = "tcp"
+    port: int | None = Field(default=None, ge=1, le=65535)
+    port_max: int | None = Field(default=None, ge=1, le=65535)  # None: just `port`
+    description: str = Field(default="", max_length=255)
+
+    def port_range(self) -> tuple[int, int] | None:
+        if self.port is None:
+            return None
+        return self.port, self.port_max or self.port
+
+    def issues(self) -> Iterator[Issue]:
+        if self.protocol == "icmp":
+            if self.port is not None or self.port_max is not None:
+                yield Issue(("port",), "icmp has no ports; remove port/port_max")
+            return
+        if self.port is None:
+            yield Issue(("port",), f"{self.protocol} needs a port (and optionally port_max); opening every port is not allowed")
+            return
+        low, high = self.port_range() or (0, 0)
+        if high < low:
+            yield Issue(("port_max",), f"{high} is less than port ({low})")
+        if net(self.cidr).prefixlen == 0:
+            for port, what in ADMIN_PORTS.items():
+                if low <= port <= high:
+                    yield Issue(("cidr",), f"{self.cidr} would open {what} (port {port}) to the whole Internet; admin ports only from a narrow CIDR (e.g. a bastion's /32)")
+
+
 class OpenStackNetwork(ConfigModel):
     """The tenant network and subnet that the Magnum cluster and the VPN service attach to."""
 
@@ -103,6 +156,8 @@ class OpenStackNetwork(ConfigModel):
     dns_nameservers: list[IPv4] = Field(default_factory=lambda: ["1.1.1.1", "9.9.9.9"], max_length=5)
     # None: the cloud's default MTU; set it lower when the underlay adds encapsulation.
     mtu: int | None = Field(default=None, ge=1280, le=9000)
+    # Openings of the nodes' security group beyond the site itself and the peer site's serving ports.
+    ingress: list[IngressRule] = Field(default_factory=list, max_length=50)
 
     def issues(self) -> Iterator[Issue]:
         prefix = net(self.cidr).prefixlen
