@@ -81,15 +81,21 @@ def encode_payload(protocol: str, model: str, version: str, inputs: dict, output
 
     rows = int(next(iter(inputs.values())).shape[0]) if inputs else 1
     if protocol == "grpc":
-        import tritonclient.grpc as grpcclient
+        import numpy as np
         from tritonclient.grpc import service_pb2
+        from tritonclient.utils import serialize_byte_tensor
 
         request = service_pb2.ModelInferRequest(model_name=model, model_version=version or "")
         for name, value in inputs.items():
-            t = grpcclient.InferInput(name, list(value.shape), np_to_triton_dtype(value.dtype))
-            t.set_data_from_numpy(value)
-            request.inputs.extend([t._get_tensor()])
-            request.raw_input_contents.extend([t._get_content()])
+            datatype = np_to_triton_dtype(value.dtype)
+            request.inputs.extend([service_pb2.ModelInferRequest.InferInputTensor(
+                name=name, datatype=datatype, shape=list(value.shape))])
+            if datatype == "BYTES":
+                packed = serialize_byte_tensor(value)
+                raw = packed.item() if packed.size > 0 else b""
+            else:
+                raw = np.ascontiguousarray(value).tobytes()
+            request.raw_input_contents.extend([raw])
         for name in outputs:
             request.outputs.extend([service_pb2.ModelInferRequest.InferRequestedOutputTensor(name=name)])
         return Payload("grpc", model, rows, request.SerializeToString())

@@ -97,7 +97,7 @@ def run_smoke(options: SmokeOptions | None = None, /, *, console=None, show_prog
                           f"{len(targets)} model(s) to be ready[/]", highlight=False)
         meta = endpoint.wait_server(options.wait_ready_s)
         info.server_version = str(meta.get("version")) if isinstance(meta, dict) else None
-        deadline = time.monotonic() + options.wait_ready_s
+        deadline = started + options.wait_ready_s  # one budget for the server and its models
         served: dict[int, tuple[dict, dict]] = {}
         for m in report.models:
             found = _check_ready(endpoint, m, deadline)
@@ -137,6 +137,8 @@ def run_smoke(options: SmokeOptions | None = None, /, *, console=None, show_prog
         endpoint.close()
 
     _evaluate(report, options)
+    if not options.throughput and any(not m.slo.is_empty() for m in report.models):
+        info.warnings.append("--no-throughput: the throughput, latency and error-rate objectives were not checked")
     info.duration_s = time.monotonic() - started
     report.write_outputs(json_path=options.json_path, junit_path=options.junit_path,
                          csv_path=options.csv_path, plot_path=options.plot_path)

@@ -394,3 +394,27 @@ def test_http_endpoint_down_fails_with_exit_3(capsys):
     port = _free_port()
     code, out = _cli(["--url", f"http://127.0.0.1:{port}", "--model", "m", "--no-correctness"], capsys)
     assert code == 3 and "Connection refused" in out
+
+
+def test_load_requests_are_encoded_once_as_triton_would_receive_them():
+    from tritonclient.grpc import service_pb2
+
+    from smoke_tests.loadgen import encode_payload
+
+    ids = np.arange(64, dtype=np.int64).reshape(2, 32)
+    words = np.array([[b"a", b"bc"]], dtype=np.object_)
+    grpc_payload = encode_payload("grpc", "text_encoder", "1", {"input_ids": ids, "words": words}, ["embedding"])
+    request = service_pb2.ModelInferRequest.FromString(grpc_payload.body)
+    assert (request.model_name, request.model_version, grpc_payload.rows) == ("text_encoder", "1", 2)
+    assert [(t.name, t.datatype, list(t.shape)) for t in request.inputs] == [("input_ids", "INT64", [2, 32]), ("words", "BYTES", [1, 2])]
+    assert np.array_equal(np.frombuffer(request.raw_input_contents[0], dtype=np.int64).reshape(2, 32), ids)
+    assert request.raw_input_contents[1] == b"\x01\x00\x00\x00a\x02\x00\x00\x00bc"  # Triton's length-prefixed BYTES
+    assert [o.name for o in request.outputs] == ["embedding"]
+
+    http_payload = encode_payload("http", "text_encoder", "", {"input_ids": ids}, ["embedding"])
+    headers = dict(http_payload.headers)
+    header_len = int(headers["Inference-Header-Content-Length"])
+    header = json.loads(http_payload.body[:header_len])
+    assert http_payload.path == "/v2/models/text_encoder/infer"
+    assert header["inputs"][0]["shape"] == [2, 32] and header["inputs"][0]["parameters"]["binary_data_size"] == ids.nbytes
+    assert http_payload.body[header_len:] == ids.tobytes()
