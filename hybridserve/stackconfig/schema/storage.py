@@ -104,6 +104,8 @@ class StorageConfig(ConfigModel):
     # object-store endpoint of the Keystone catalog (reading it may need more than member rights;
     # set it when `pulumi up` reports it cannot list endpoints).
     swift_s3_endpoint: S3Endpoint | None = None
+    # The region Swift's s3api signs for (its `location` setting; us-east-1 unless the operator changed it).
+    swift_s3_region: str = Field(default="us-east-1", pattern=r"^[A-Za-z0-9-]{1,64}$")
     # Object versions in the Swift container (X-Versions-Enabled; needs a cloud with Swift >= 2.24).
     swift_versioning: bool = True
     # The cloud operator's encrypted Cinder volume type (LUKS): node volumes and the private
