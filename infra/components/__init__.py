@@ -20,12 +20,12 @@ if TYPE_CHECKING:
 Builder = Callable[["StackContext"], None]
 
 COMPONENTS: list[str] = [
-    # "infra.components.network:build",    # AWS VPC + OpenStack network (issue 6)
-    # "infra.components.vpn:build",        # IPsec site-to-site VPN (issue 6)
+    "infra.components.network:build",      # AWS VPC + OpenStack network (issue 6)
+    "infra.components.vpn:build",          # IPsec site-to-site VPN (issue 6)
     # storage before cluster: EKS encrypts secrets with the stack key; the key policy names the
     # cluster's roles by ARN (infra/components/policies.py), so it needs nothing from the cluster.
     "infra.components.storage:build",      # KMS key, S3 SSE-KMS model + log buckets, Swift (issue 7)
-    "infra.components.cluster:build",      # EKS + Magnum, GPU node pools, k8s providers (issue 7)
+    # "infra.components.cluster:build",    # EKS + Magnum, GPU node pools, k8s providers (issue 7)
 ]
 
 
