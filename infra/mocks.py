@@ -208,6 +208,12 @@ def _cgw(m: MockContext, args: MockResourceArgs) -> dict:
 @resource("aws:ec2/vpnConnection:VpnConnection", id_prefix="vpn-")
 def _vpn_connection(m: MockContext, args: MockResourceArgs) -> dict:
     out: dict[str, Any] = {"arn": m.arn("ec2", f"vpn-connection/{m.id}"), "customerGatewayConfiguration": "<vpn_connection>mock</vpn_connection>"}
+    if args.inputs.get("transitGatewayId"):
+        out["transitGatewayAttachmentId"] = m.aws_id("tgw-attach-", "vpn")
+    # Right after creation AWS reports both tunnels DOWN until the peer negotiates.
+    out["vgwTelemetries"] = [
+        {"outsideIpAddress": m.aws_public_ip(f"tunnel{n}"), "status": "DOWN", "statusMessage": "", "acceptedRouteCount": 0} for n in (1, 2)
+    ]
     for n in (1, 2):
         inside = args.inputs.get(f"tunnel{n}InsideCidr") or f"169.254.{10 + n}.0/30"
         hosts = list(ipaddress.IPv4Network(inside).hosts())
@@ -369,6 +375,50 @@ def _os_magnum_cluster(m: MockContext, args: MockResourceArgs) -> dict:
 @resource("openstack:containerinfra/nodeGroup:NodeGroup")
 def _os_node_group(m: MockContext, args: MockResourceArgs) -> dict:
     return {"role": args.inputs.get("role", "worker")}
+
+
+# --- network and VPN (issue 6) -------------------------------------------------------------
+
+
+# aws:cloudwatch/logGroup:LogGroup: see the clusters and storage block.
+
+
+@resource("aws:ec2/flowLog:FlowLog", id_prefix="fl-")
+def _flow_log(m: MockContext, args: MockResourceArgs) -> dict:
+    return {"arn": m.arn("ec2", f"vpc-flow-log/{m.id}")}
+
+
+@resource("aws:ec2/vpcEndpoint:VpcEndpoint", id_prefix="vpce-")
+def _vpc_endpoint(m: MockContext, args: MockResourceArgs) -> dict:
+    return {"arn": m.arn("ec2", f"vpc-endpoint/{m.id}"), "prefixListId": m.aws_id("pl-"), "state": "available", "ownerId": MOCK_ACCOUNT_ID}
+
+
+@resource("aws:ec2/routeTableAssociation:RouteTableAssociation", id_prefix="rtbassoc-")
+def _rtb_association(m: MockContext, args: MockResourceArgs) -> dict:
+    return {}
+
+
+@resource("aws:ec2/defaultSecurityGroup:DefaultSecurityGroup", id_prefix="sg-")
+def _default_sg(m: MockContext, args: MockResourceArgs) -> dict:
+    return {"arn": m.arn("ec2", f"security-group/{m.id}"), "name": "default", "ownerId": MOCK_ACCOUNT_ID}
+
+
+@resource("aws:ec2transitgateway/transitGateway:TransitGateway", id_prefix="tgw-")
+def _transit_gateway(m: MockContext, args: MockResourceArgs) -> dict:
+    table = m.aws_id("tgw-rtb-")
+    return {"arn": m.arn("ec2", f"transit-gateway/{m.id}"), "associationDefaultRouteTableId": table, "propagationDefaultRouteTableId": table, "ownerId": MOCK_ACCOUNT_ID}
+
+
+@resource("aws:ec2transitgateway/vpcAttachment:VpcAttachment", id_prefix="tgw-attach-")
+def _tgw_vpc_attachment(m: MockContext, args: MockResourceArgs) -> dict:
+    return {"vpcOwnerId": MOCK_ACCOUNT_ID}
+
+
+@call("openstack:networking/getSubnet:getSubnet")
+def _os_get_subnet(m: MockContext, args: MockCallArgs) -> dict:
+    cidr = args.args.get("cidr", "10.64.8.0/24")
+    net = ipaddress.IPv4Network(cidr)
+    return {"id": m.uuid(cidr), "cidr": cidr, "name": f"subnet-{net.network_address}", "networkId": m.uuid(cidr, "network"), "gatewayIp": str(net.network_address + 1), "ipVersion": 4, "enableDhcp": True}
 
 
 # --- Kubernetes ---------------------------------------------------------------------------

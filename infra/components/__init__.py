@@ -25,7 +25,7 @@ COMPONENTS: list[str] = [
     # storage before cluster: EKS encrypts secrets with the stack key; the key policy names the
     # cluster's roles by ARN (infra/components/policies.py), so it needs nothing from the cluster.
     "infra.components.storage:build",      # KMS key, S3 SSE-KMS model + log buckets, Swift (issue 7)
-    # "infra.components.cluster:build",    # EKS + Magnum, GPU node pools, k8s providers (issue 7)
+    "infra.components.cluster:build",      # EKS + Magnum, GPU node pools, k8s providers (issue 7)
 ]
 
 
