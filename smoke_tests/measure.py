@@ -1,8 +1,9 @@
 """perf_analyzer's time-window measurement of one concurrency level, and the saturation rule of a sweep.
 
 Per level: closed-loop load runs without pause while the coordinator cuts wall-clock windows of
-`window_s`. A request belongs to a window when it started and ended inside it (perf_analyzer's rule;
-requests straddling a boundary count in neither). At each boundary Triton's statistics of the model are
+`window_s`. A successful request counts (throughput, latency) in a window when it started and ended inside
+it (perf_analyzer's rule; requests straddling a boundary count in neither). Failures, and the error rate's
+denominator, count in the window they ended in: a timeout is longer than a short window. At each boundary Triton's statistics of the model are
 read, so the server-side figures cover the same window. The level ends when the last
 `stability_windows` windows each lie within `stability_threshold` of their mean in throughput and in
 latency, or after `max_windows` windows (then marked unstable). The reported figures merge those last
@@ -36,9 +37,9 @@ PERCENTILES = (50, 90, 95, 99)
 class Window:
     start_ns: int
     end_ns: int
-    latencies_ns: "np.ndarray"  # successful requests that started and ended in the window
-    errors: int
-    finished: int  # every request that ended in the window (also straddling ones): is anything answering?
+    latencies_ns: "np.ndarray"  # successful requests that started and ended in the window (perf_analyzer's rule)
+    errors: int  # failed requests that ended in the window, whenever they started (a timeout spans windows)
+    finished: int  # every request that ended in the window: is anything answering? (error-rate denominator)
     error_samples: Counter = field(default_factory=Counter)
     stats: ModelStats | None = None
     cpu_s: float = 0.0
@@ -87,7 +88,7 @@ def cut_window(pending: Records, start_ns: int, end_ns: int) -> tuple[Window, Re
         start_ns=start_ns,
         end_ns=end_ns,
         latencies_ns=(ok_e[valid] - ok_s[valid]).copy(),
-        errors=int(np.count_nonzero(er_in & (er_s >= start_ns))),
+        errors=int(np.count_nonzero(er_in)),
         finished=int(np.count_nonzero(ok_in) + np.count_nonzero(er_in)),
         error_samples=pending.errors,
     )
@@ -180,7 +181,7 @@ def summarize(concurrency: int, batch: int, windows: list[Window], profile: Meas
         latency_us=latency,
         server=server,
         client_cpu_cores=total_cpu / duration if duration > 0 else 0.0,
-        total_requests=sum(w.requests + w.errors for w in windows),
+        total_requests=sum(w.finished for w in windows),
         total_errors=sum(w.errors for w in windows),
         error_samples=dict(samples.most_common(5)),
         window_throughputs=[w.throughput(batch) for w in windows],
@@ -244,6 +245,14 @@ def measure_level(
                     model=model,
                 )
             failing = failing + 1 if window.requests == 0 and window.errors > 0 else 0
+            if failing >= 2 and window.error_samples and all(_is_timeout(k) for k in window.error_samples):
+                grace = 0.0
+                raise SmokeFatal(
+                    f"model {model} stopped answering: every request at concurrency {concurrency} timed out "
+                    f"(request timeout {request_timeout:g} s) in {failing} windows in a row",
+                    ExitCode.UNREACHABLE,
+                    model=model,
+                )
             if failing >= 2:
                 top = window.error_samples.most_common(1)
                 note = "every request failed in 2 windows in a row: level abandoned" + (f" ({top[0][0]})" if top else "")
@@ -260,6 +269,10 @@ def measure_level(
         raise
     finally:
         gen.stop(grace)
+
+
+def _is_timeout(error: str) -> bool:
+    return error.startswith(("DEADLINE_EXCEEDED", "timeout", "TimeoutError"))
 
 
 def _stats(endpoint: Endpoint, model: str, version: str, concurrency: int) -> ModelStats:

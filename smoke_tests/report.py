@@ -151,6 +151,7 @@ class SmokeReport:
             else:
                 case(s, "correctness", failure=c.message or c.status)
             known = {"ready", "outputs", "interface", "min_throughput", "max_p99_ms", "max_error_rate", "stability"}
+            # any other metric (batch_size, no_success) gets a case of its own
             for metric, vs in by_metric.items():
                 if metric not in known:
                     case(s, metric.replace("_", " "), failure="\n".join(v.message for v in vs))

@@ -57,6 +57,12 @@ def evaluate(model: ModelReport, slo: SLO, *, fail_on_unstable: bool) -> list[Vi
                               f"{name}: p99 latency {lv.p99_ms:.2f} ms at concurrency {lv.concurrency} exceeds the maximum "
                               f"{slo.max_p99_ms:g} ms", lv.p99_ms, slo.max_p99_ms, lv.concurrency))
 
+    for lv in model.sweep:
+        if lv.requests == 0:
+            sample = next(iter(lv.error_samples), "")
+            out.append(_v(name, "no_success", f"{name}: no successful request at concurrency {lv.concurrency} in "
+                          f"{lv.windows} windows" + (f"; e.g. {sample}" if sample else ""), 0.0, None, lv.concurrency))
+
     limit = slo.max_error_rate if slo.max_error_rate is not None else DEFAULT_MAX_ERROR_RATE
     total = sum(lv.total_requests for lv in model.sweep)
     errors = sum(lv.total_errors for lv in model.sweep)

@@ -37,9 +37,11 @@ FAST = ["--window", "0.5", "--max-windows", "4", "--request-timeout", "30"]
 
 
 def write_references(repo: Path, rows: int = 20, *, dims: int = 16, dtype=np.float32) -> None:
-    """reference.npz for both test models: what smoke_add computes (smoke_wrong misses it by 0.01)."""
+    """reference.npz for the test models: what smoke_add computes (smoke_wrong misses it by 0.01)."""
     x = np.random.default_rng(7).standard_normal((rows, dims)).astype(dtype)
-    for name in ("smoke_add", "smoke_wrong"):
+    for name in ("smoke_add", "smoke_wrong", "smoke_slow"):
+        if not (repo / name).is_dir():
+            continue
         np.savez(repo / name / "1" / "reference.npz", **{"input/INPUT0": x, "output/OUTPUT0": (x * 2 + 1).astype(dtype)})
 
 
@@ -62,8 +64,12 @@ def test_models(tmp_path_factory):
     root = tmp_path_factory.mktemp("smoke_srv")
     repo = root / "repo"
     shutil.copytree(HERE / "smoke_models", repo, ignore=shutil.ignore_patterns("__pycache__"))
+    # smoke_slow: smoke_add taking 2 s per execution, longer than the request timeout its test gives.
+    shutil.copytree(repo / "smoke_add", repo / "smoke_slow")
+    config = (repo / "smoke_add" / "config.pbtxt").read_text().replace('"smoke_add"', '"smoke_slow"')
+    (repo / "smoke_slow" / "config.pbtxt").write_text(config + 'parameters { key: "delay_ms" value { string_value: "2000" } }\n')
     write_references(repo)
-    server = start_server(root, repo, ["smoke_add", "smoke_wrong"])
+    server = start_server(root, repo, ["smoke_add", "smoke_wrong", "smoke_slow"])
     try:
         yield server, repo
     finally:
@@ -232,6 +238,14 @@ def test_a_server_that_stops_answering_fails_with_exit_3(tmp_path):
         if stopped:
             os.kill(server.pid, signal.SIGCONT)
         stop_server(server)
+
+
+def test_a_model_whose_every_request_times_out_fails_with_exit_3(test_models, capsys):
+    server, repo = test_models
+    code, text = cli(["--url", server.grpc_url, "--model-repo", str(repo), "--model", "smoke_slow", "--window", "0.5",
+                      "--concurrency", "1", "--request-timeout", "0.5", "--call-timeout", "5", "--no-correctness"], capsys)
+    assert code == ExitCode.UNREACHABLE == 3
+    assert "model smoke_slow stopped answering: every request at concurrency 1 timed out (request timeout 0.5 s)" in text
 
 
 def test_the_kits_models_pass_as_a_standalone_command(built_model_repo, seaweed_endpoint, unique_bucket, tmp_path):

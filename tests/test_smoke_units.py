@@ -145,7 +145,8 @@ def test_a_window_counts_requests_that_started_and_ended_inside_it():
     assert window.finished == 4  # also the straddling one: something answered
     assert list(carry.ok_start) == [180] and list(carry.err_end) == [250]
     nxt, carry = cut_window(carry, 200, 300)
-    assert nxt.requests == 0 and nxt.errors == 0  # both started before 200: perf_analyzer drops them
+    assert nxt.requests == 0  # started before 200: perf_analyzer drops it from throughput and latency
+    assert nxt.errors == 1 and nxt.finished == 2  # a failure counts where it ended (timeouts span windows)
     assert len(carry) == 0
 
 
@@ -219,6 +220,9 @@ def test_slo_evaluation_names_the_model_and_the_figure():
     errs = evaluate(_model([_level(1, 300, errors=9)]), SLO(), fail_on_unstable=False)
     assert [v.metric for v in errs] == ["max_error_rate"] and "error rate 0.99%" in errs[0].message
     assert evaluate(_model([_level(1, 300, errors=9)]), SLO(max_error_rate=0.05), fail_on_unstable=False) == []
+    dead = _level(2, 0, errors=40)
+    dead.requests = 0
+    assert [v.metric for v in evaluate(_model([dead]), SLO(max_error_rate=1.0), fail_on_unstable=False)] == ["no_success"]
     unstable = [_level(1, 300, stable=False)]
     assert evaluate(_model(unstable), SLO(), fail_on_unstable=False) == []
     assert [v.metric for v in evaluate(_model(unstable), SLO(), fail_on_unstable=True)] == ["stability"]
