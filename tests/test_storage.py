@@ -143,20 +143,20 @@ def test_object_lock_only_where_configured():
 def test_the_stack_key_rotates_has_its_alias_and_encrypts_ebs_by_default(name):
     plan = plan_of(name)
     kms = plan.config.storage.kms
-    key = one(plan, "aws:kms/key:Key")
+    key = one(plan, "aws:kms/key:Key", "key")
     assert key.inputs["enableKeyRotation"] is True
     assert key.inputs["rotationPeriodInDays"] == kms.rotation_period_days
     assert key.inputs["deletionWindowInDays"] == kms.deletion_window_days
-    alias = one(plan, "aws:kms/alias:Alias")
+    alias = one(plan, "aws:kms/alias:Alias", "alias")
     assert alias.inputs["name"] == plan.config.kms_alias()
     assert alias.inputs["targetKeyId"] == key_arn(plan).rsplit("/", 1)[1]
-    assert one(plan, "aws:ebs/encryptionByDefault:EncryptionByDefault").inputs["enabled"] is True
-    assert one(plan, "aws:ebs/defaultKmsKey:DefaultKmsKey").inputs["keyArn"] == key_arn(plan)
+    assert one(plan, "aws:ebs/encryptionByDefault:EncryptionByDefault", "ebs-encryption-by-default").inputs["enabled"] is True
+    assert one(plan, "aws:ebs/defaultKmsKey:DefaultKmsKey", "ebs-default-key").inputs["keyArn"] == key_arn(plan)
 
 
 def test_key_policy_grants_use_only_to_the_roles_that_need_it():
     plan = plan_of("vision-dev")
-    sts = statements(one(plan, "aws:kms/key:Key").inputs["policy"])
+    sts = statements(one(plan, "aws:kms/key:Key", "key").inputs["policy"])
     role = "arn:aws:iam::123456789012:role/hybridserve-vision-dev-{}".format
     use = {"kms:Encrypt", "kms:Decrypt", "kms:ReEncrypt*", "kms:GenerateDataKey", "kms:GenerateDataKey*"}
 
