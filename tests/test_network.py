@@ -260,6 +260,10 @@ def _rules(v: PlanView) -> list[dict[str, Any]]:
     for rule in v.all("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"):
         if rule.inputs.get("cidrIpv4"):
             rules.append({"sg": rule.name, "cidr": rule.inputs["cidrIpv4"], "protocol": rule.inputs["ipProtocol"], "ports": (rule.inputs.get("fromPort", -1), rule.inputs.get("toPort", -1))})
+    for rule in v.all("aws:ec2/securityGroupRule:SecurityGroupRule"):
+        if rule.inputs["type"] == "ingress":
+            for cidr in rule.inputs.get("cidrBlocks", []):
+                rules.append({"sg": rule.name, "cidr": cidr, "protocol": rule.inputs["protocol"], "ports": (rule.inputs["fromPort"], rule.inputs["toPort"])})
     for rule in v.all("openstack:networking/secGroupRule:SecGroupRule"):
         if rule.inputs["direction"] == "ingress":
             ports = (rule.inputs.get("portRangeMin", 0), rule.inputs.get("portRangeMax", 0))
@@ -277,7 +281,14 @@ def _opens(rule: dict[str, Any], port: int) -> bool:
 
 @pytest.mark.parametrize("name", NAMES)
 def test_no_security_group_opens_an_admin_port_to_the_internet(name):
-    rules = _rules(example(name))
+    v = example(name)
+    read = {
+        "aws:ec2/securityGroup:SecurityGroup", "aws:ec2/defaultSecurityGroup:DefaultSecurityGroup", "aws:ec2/securityGroupRule:SecurityGroupRule",
+        "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule", "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule",
+        "openstack:networking/secGroup:SecGroup", "openstack:networking/secGroupRule:SecGroupRule",
+    }
+    assert {r.type for r in v.plan.resources if "ecurityGroup" in r.type or "secGroup" in r.type} <= read, "a rule type this test does not read"
+    rules = _rules(v)
     assert rules
     world = [r for r in rules if ipaddress.IPv4Network(r["cidr"]).prefixlen == 0]
     for rule in world:
