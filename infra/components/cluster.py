@@ -75,7 +75,6 @@ def build(ctx: StackContext) -> None:
             bucket_arn=storage.bucket.bucket.arn,
             prefix=storage.prefix,
             triton_namespace=namespace,
-            tags=ctx.tags,
         ),
         opts=ctx.component_opts(),
     )

@@ -86,7 +86,6 @@ class EksGpuClusterArgs:
     bucket_arn: pulumi.Input[str]
     prefix: str
     triton_namespace: str
-    tags: dict[str, str]
 
 
 def model_reader_policy(bucket_arn: pulumi.Input[str], prefix: str, key_arn: pulumi.Input[str], region: str) -> pulumi.Output[str]:

@@ -69,11 +69,6 @@ def trust_service(service: str) -> pulumi.Output[str]:
     return document({"Sid": "TrustService", "Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole"})
 
 
-def oidc_subject_key(issuer_url: pulumi.Input[str]) -> pulumi.Output[str]:
-    """'oidc.eks.<region>.amazonaws.com/id/XYZ' from the issuer URL (IAM condition keys have no scheme)."""
-    return pulumi.Output.from_input(issuer_url).apply(lambda url: url.removeprefix("https://"))
-
-
 def trust_service_account(oidc_provider_arn: pulumi.Input[str], issuer_url: pulumi.Input[str], namespace: str, service_account: str) -> pulumi.Output[str]:
     """IRSA trust: exactly one Kubernetes service account, through the cluster's OIDC provider, for STS only."""
 
