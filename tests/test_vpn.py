@@ -354,6 +354,18 @@ def test_the_plan_check_names_the_key_when_the_ends_disagree():
     assert plan_problems(example("vision-prod").plan.as_json()["resources"]) == []
 
 
+def test_the_plan_check_looks_at_the_kits_vpn_only():
+    """A VPN connection outside the kit's VPN component (another tool's, a test's) is not judged."""
+    import copy
+
+    plan = copy.deepcopy(example("vision-dev").plan)
+    outside = [r for r in plan.resources if r.type == CONNECTION][0]
+    outside.urn = outside.urn.replace("hybridserve:vpn:SiteToSiteVpn$", "hybridserve:test:Other$")
+    outside.inputs = {"type": "ipsec.1"}
+    problems = plan_problems(plan.resources)
+    assert problems == ["the VPN needs 1 AWS VPN connection, 1 IKE policy, 1 IPsec policy and 2 site connections (one per tunnel); the plan has 0, 1, 1 and 2"]
+
+
 def test_a_translation_that_drifts_is_caught_before_anything_is_planned(monkeypatch):
     """If the name tables ever stopped round-tripping, the config check would say which key."""
     monkeypatch.setitem(vpn_schema.OPENSTACK_NAMES, "aes-256", "aes-192")

@@ -9,8 +9,8 @@ Three entry points, each naming the config key of every problem:
 - `stack_issues(cfg)`: what needs the whole stack: production zone count, the extra peer CIDRs
   against every other network of the stack (the stack-wide overlap check covers the rest).
 - `plan_problems(resources)`: the resources a plan registered (`infra.plan.Plan.resources`, or the
-  `resources` list of the plan JSON): the parameters each AWS tunnel and each Neutron site
-  connection were actually given, compared key by key, plus pre-shared keys that are not
+  `resources` list of the plan JSON) under the kit's VPN component (`hybridserve:vpn:*`): the
+  parameters each AWS tunnel and each Neutron site connection were actually given, compared key by key, plus pre-shared keys that are not
   secret, missing tunnel logging, DPD or MTU.
 
 Importable without Pulumi.
@@ -295,11 +295,21 @@ def _field(r: Any, name: str) -> Any:
     return r[name] if isinstance(r, Mapping) else getattr(r, name)
 
 
+VPN_COMPONENT = "hybridserve:vpn:"  # type token prefix of the kit's VPN component (infra/components/vpn.py)
+
+
+def _in_vpn_component(urn: str) -> bool:
+    """URN: urn:pulumi:<stack>::<project>::<parent types joined by $>$<type>::<name>."""
+    types = urn.split("::")[2] if urn.count("::") >= 3 else ""
+    return any(t.startswith(VPN_COMPONENT) for t in types.split("$"))
+
+
 def plan_problems(resources: Iterable[Any]) -> list[str]:
-    """Problems of the VPN resources a plan registered; [] when the plan has no VPN."""
+    """Problems of the VPN the kit's component registered in a plan; [] when the plan has none."""
     by_type: dict[str, list[Any]] = {}
     for r in resources:
-        by_type.setdefault(_field(r, "type"), []).append(r)
+        if _in_vpn_component(_field(r, "urn")):
+            by_type.setdefault(_field(r, "type"), []).append(r)
     connections = by_type.get("aws:ec2/vpnConnection:VpnConnection", [])
     ike = by_type.get("openstack:vpnaas/ikePolicy:IkePolicy", [])
     ipsec = by_type.get("openstack:vpnaas/ipSecPolicy:IpSecPolicy", [])
