@@ -43,7 +43,10 @@ _err = Console(stderr=True)
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI; user mistakes end in a one-paragraph error and a non-zero exit, never a traceback."""
     try:
-        app(args=argv, standalone_mode=False)
+        # Without standalone mode click hands back the code of typer.Exit(n) instead of exiting.
+        rv = app(args=argv, standalone_mode=False)
+        if isinstance(rv, int) and rv:
+            sys.exit(rv)
     except UserError as exc:
         # soft_wrap: keep paths and URNs whole, so the message can be copied and grepped.
         _err.print(f"[bold red]error:[/] {escape(str(exc))}", markup=True, highlight=False, soft_wrap=True)

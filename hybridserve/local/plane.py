@@ -424,8 +424,9 @@ def run_plane(options: PlaneOptions, console: Console | None = None) -> PlaneRes
         if keep_running:
             record["kept"] = True
             _write_record(state_dir, record)
-            _detach(store.process)
-            _detach(_triton_process(triton))
+            for proc in (store.process, triton.process):
+                if proc is not None:
+                    proc.detach()
             result.kept = True
         return result
     finally:
@@ -472,21 +473,6 @@ def _run_smoke(console, triton, options: PlaneOptions, models, result: PlaneResu
             result.passed = bool(result.models) and all(m.ready and m.correct for m in result.models)
         result.smoke_ran = True
         note["detail"] = "passed" if result.passed else "FAILED"
-
-
-def _triton_process(triton):
-    # TritonServer keeps its ManagedProcess private; --keep needs it to detach the server.
-    return getattr(triton, "_proc", None)
-
-
-def _detach(proc) -> None:
-    """Leave a ManagedProcess running past our exit (--keep): forget it so neither stop() nor atexit kills it."""
-    if proc is None:
-        return
-    from hybridserve.local import process as process_mod
-
-    process_mod._live.discard(proc)
-    proc.proc = None
 
 
 def _refuse_if_running(state_dir: Path) -> None:

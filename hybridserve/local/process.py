@@ -130,6 +130,11 @@ class ManagedProcess:
             exit_code=3,
         )
 
+    def detach(self) -> None:
+        """Leave the process running past our exit (`local up --keep`): neither stop() nor atexit touches it."""
+        _live.discard(self)
+        self.proc = None
+
     def stop(self) -> None:
         """Stop the whole process group: SIGTERM, bounded wait, SIGKILL. Idempotent."""
         if self.proc is None:
