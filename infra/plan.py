@@ -19,7 +19,7 @@ JSON contract (`hybridserve plan --json FILE`; `format` changes only with a new 
           "parent": "urn:..." | null,        # parent URN; null only for the root stack
           "provider": "urn:..." | null,      # explicit provider URN of a custom resource; null for components
           "inputs": {...}                    # as the engine receives them: wire (camelCase) names
-        }, ...                               # registration order
+        }, ...                               # parents before children, siblings by URN (stable)
       ],
       "outputs": {...},                      # stack outputs
       "cost": {...}                          # hybridserve.stackconfig.cost.CostEstimate.as_dict()
@@ -54,6 +54,7 @@ from pulumi.runtime.stack import run_in_stack
 from pulumi.runtime.sync_await import _ensure_event_loop, _sync_await
 
 from hybridserve.errors import UserError
+from hybridserve.stackconfig.vpncheck import plan_problems as vpn_plan_problems
 from hybridserve.stackconfig.cost import CostEstimate, estimate
 from hybridserve.stackconfig.loader import display_path, load_stack_file, read_stack_config, stack_name_of
 from hybridserve.stackconfig.schema.stack import PROJECT, StackConfig
@@ -115,6 +116,22 @@ class Plan:
             "outputs": self.outputs,
             "cost": self.cost.as_dict(),
         }
+
+
+def _tree_order(resources: list[PlannedResource]) -> list[PlannedResource]:
+    """Parents before children, siblings by URN: the mock engine registers from a thread pool, so
+    registration order varies between runs and would make the JSON contract noisy to diff."""
+    children: dict[str | None, list[PlannedResource]] = {}
+    urns = {r.urn for r in resources}
+    for r in resources:
+        children.setdefault(r.parent if r.parent in urns else None, []).append(r)
+    ordered: list[PlannedResource] = []
+    stack = sorted(children.get(None, []), key=lambda r: r.urn, reverse=True)
+    while stack:
+        r = stack.pop()
+        ordered.append(r)
+        stack.extend(sorted(children.get(r.urn, []), key=lambda c: c.urn, reverse=True))
+    return ordered
 
 
 # --- turning engine payloads into plain JSON, secrets masked -------------------------------------
@@ -319,7 +336,7 @@ def plan_stack_file(path: Path) -> Plan:
         stack=stack,
         source=display_path(path),
         config=cfg,
-        resources=list(monitor.recorded),
+        resources=_tree_order(monitor.recorded),
         outputs=monitor.stack_outputs,
         cost=estimate(cfg),
         warnings=collect.messages + [f"no mock for invoke {t}; it returned {{}} (add it to infra/mocks.py)" for t in dict.fromkeys(mocks.unmocked_calls)],
@@ -338,6 +355,7 @@ def _check(plan: Plan, placeholders: list[str]) -> None:
                 problems.append(f"{r.urn}: a secret config value reaches its inputs in plain text; wrap it with pulumi.Output.secret")
         if r.custom and r.provider is None and not r.type.startswith("pulumi:providers:"):
             problems.append(f"{r.urn}: uses the default provider; pass the explicit one (ctx.component_opts() or opts.provider=ctx.providers...)")
+    problems.extend(vpn_plan_problems(plan.resources))  # both VPN ends got the same profile
     text = json.dumps(plan.outputs)
     if any(p in text for p in placeholders):
         problems.append(f"{plan.source}: a stack output holds a secret config value in plain text; wrap it with pulumi.Output.secret")

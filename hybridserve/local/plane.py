@@ -232,7 +232,7 @@ def _ensure_built(repo_dir: Path, console: Console):
     return info, sum(1 for r in results if r.built)
 
 
-def _sync(repo_dir: Path, endpoint, bucket: str, prefix: str, *, show_progress: bool):
+def _sync(repo_dir: Path, endpoint, bucket: str, prefix: str, *, show_progress: bool, hash_cache: Path):
     from hybridserve.sync import SyncTarget, sync_repository
 
     target = SyncTarget(
@@ -244,82 +244,8 @@ def _sync(repo_dir: Path, endpoint, bucket: str, prefix: str, *, show_progress: 
         secret_key=endpoint.secret_key,
         sse="AES256",  # SSE-S3 under the store's KEK; SSE-KMS would need an external KMS
     )
-    return sync_repository(repo_dir, target, show_progress=show_progress)
-
-
-def _smoke_library():
-    """smoke_tests.run_smoke when the smoke library provides it, else None (the plane's own check runs)."""
-    try:
-        from smoke_tests import run_smoke
-    except (ImportError, AttributeError):  # smoke_tests resolves its exports lazily: a missing one is AttributeError
-        return None
-    return run_smoke
-
-
-def minimal_check(http_url: str, repo_dir: Path, models: list[str], *, seconds: float = 1.5) -> list[ModelCheck]:
-    """Readiness, one correct inference per model against its stored reference, and a short throughput sample.
-
-    The plane's fallback when the smoke library is not there; `http_url` is "127.0.0.1:PORT". The
-    throughput is one sequential HTTP client for `seconds`: an indication, not the smoke gate's load test.
-    """
-    import numpy as np
-    import tritonclient.http as httpclient
-    from tritonclient.utils import np_to_triton_dtype
-
-    from hybridserve.models.repository import describe_repository, load_reference
-
-    info = describe_repository(repo_dir)
-    client = httpclient.InferenceServerClient(url=http_url, connection_timeout=10, network_timeout=60)
-    checks = []
-    try:
-        server_ready = client.is_server_ready()
-        for name in models:
-            check = ModelCheck(name=name, ready=server_ready and client.is_model_ready(name))
-            checks.append(check)
-            if not check.ready:
-                check.correct, check.detail = False, "not ready"
-                continue
-            model = info.model(name)
-            inputs, expected = load_reference(model.version_dir())
-            # Defaults when config.pbtxt declares no reference_atol/rtol: float32 re-execution noise.
-            atol = model.atol if model.atol is not None else 1e-5
-            rtol = model.rtol if model.rtol is not None else 1e-4
-
-            def infer():
-                tensors = []
-                for key, value in inputs.items():
-                    t = httpclient.InferInput(key, list(value.shape), np_to_triton_dtype(value.dtype))
-                    t.set_data_from_numpy(value)
-                    tensors.append(t)
-                outs = [httpclient.InferRequestedOutput(k) for k in expected]
-                return client.infer(name, tensors, outputs=outs)
-
-            result = infer()
-            errors = []
-            for key, want in expected.items():
-                got = result.as_numpy(key)
-                if got is None:
-                    errors.append(f"{key}: missing from the response")
-                elif got.shape != want.shape:
-                    errors.append(f"{key}: shape {got.shape}, expected {want.shape}")
-                elif not np.allclose(got, want, atol=atol, rtol=rtol):
-                    worst = float(np.max(np.abs(got.astype(np.float64) - want.astype(np.float64))))
-                    errors.append(f"{key}: max |diff| {worst:.2e} > atol {atol:g} + rtol {rtol:g}")
-            check.correct = not errors
-            check.detail = "; ".join(errors) or f"matches reference (atol {atol:g}, rtol {rtol:g})"
-
-            batch = next(iter(inputs.values())).shape[0]
-            count, start = 0, time.monotonic()
-            while time.monotonic() - start < seconds:
-                infer()
-                count += batch
-            check.throughput = count / (time.monotonic() - start)
-    finally:
-        client.close()
-    return checks
-
-
-# --------------------------------------------------------------------------------------------- up
+    # The hash cache lets a second run skip re-hashing unchanged files.
+    return sync_repository(repo_dir, target, show_progress=show_progress, hash_cache=hash_cache)
 
 
 def run_plane(options: PlaneOptions, console: Console | None = None) -> PlaneResult:
@@ -381,7 +307,10 @@ def run_plane(options: PlaneOptions, console: Console | None = None) -> PlaneRes
             note["detail"] = f"{', '.join(models)} ({f'{rebuilt} built' if rebuilt else 'already built'}, valid)"
 
         with _phase(console, "sync", timings, spinner=False) as note:
-            report = _sync(repo_dir, ep, options.bucket, options.prefix, show_progress=console.is_terminal)
+            report = _sync(
+                repo_dir, ep, options.bucket, options.prefix,
+                show_progress=console.is_terminal, hash_cache=state_dir / "sync-hashes.json",
+            )
             uploaded, skipped = len(report.uploaded), len(report.skipped)
             if uploaded:
                 note["detail"] = f"uploaded {uploaded} objects ({report.bytes_uploaded / 1e6:.1f} MB), {skipped} unchanged"
@@ -441,36 +370,34 @@ def run_plane(options: PlaneOptions, console: Console | None = None) -> PlaneRes
 
 
 def _run_smoke(console, triton, options: PlaneOptions, models, result: PlaneResult, timings) -> None:
-    run_smoke = _smoke_library()
-    with _phase(console, "smoke test", timings, spinner=run_smoke is None) as note:
-        if run_smoke is not None:
-            report_path = Path(options.state_dir) / "smoke-report.json"
-            report = run_smoke(
-                console=console,
-                show_progress=console.is_terminal,
-                grpc_url=triton.grpc_url,
-                repo_dir=options.repo_dir,
-                models=models,
-                profile=options.smoke_profile,
-                wait_ready_s=30,
-                json_path=report_path,
+    from smoke_tests import run_smoke
+
+    with _phase(console, "smoke test", timings, spinner=False) as note:
+        report_path = Path(options.state_dir) / "smoke-report.json"
+        report = run_smoke(
+            console=console,
+            show_progress=console.is_terminal,
+            grpc_url=triton.grpc_url,
+            metrics_url=triton.metrics_url,  # lets the gate use Triton's host-CPU figure as a saturation signal
+            repo_dir=options.repo_dir,
+            models=models,
+            profile=options.smoke_profile,
+            wait_ready_s=30,
+            json_path=report_path,
+        )
+        result.passed = bool(report.passed)
+        result.smoke_rendering = report
+        result.smoke_report_path = report_path
+        result.models = [
+            ModelCheck(
+                name=m.name,
+                ready=m.ready,
+                correct=m.correct,
+                throughput=m.throughput,
+                detail="; ".join(v.message for v in m.violations) or ("PASS" if m.passed else "FAIL"),
             )
-            result.passed = bool(report.passed)
-            result.smoke_rendering = report
-            result.smoke_report_path = report_path
-            result.models = [
-                ModelCheck(
-                    name=m.name,
-                    ready=m.ready,
-                    correct=m.correct,
-                    throughput=m.throughput,
-                    detail="; ".join(v.message for v in m.violations) or ("PASS" if m.passed else "FAIL"),
-                )
-                for m in report.models
-            ]
-        else:
-            result.models = minimal_check(triton.http_url, options.repo_dir, models)
-            result.passed = bool(result.models) and all(m.ready and m.correct for m in result.models)
+            for m in report.models
+        ]
         result.smoke_ran = True
         note["detail"] = "passed" if result.passed else "FAILED"
 

@@ -117,7 +117,7 @@ def build_stack_config(
         problems.extend(_section_issues(data, failed={loc[0] for loc, _ in errors if loc}))
     if config is not None:
         problems.extend(collect_issues(config))
-        if stack_name is not None and config.stack_name != stack_name and not problems:
+        if stack_name is not None and config.stack_name != stack_name:
             problems.append(
                 (("team",), f"team {config.team!r} and environment {config.environment!r} make stack {config.stack_name!r}, "
                  f"but this is stack {stack_name!r}; stacks are named <team>-<environment>")

@@ -5,7 +5,8 @@ Each entry is "module:function"; the function takes the StackContext and builds 
     def build(ctx: StackContext) -> None
 
 Builders run in list order, so a builder may `ctx.get()` what an earlier one `ctx.put()`.
-Add one line per component; keep the order network -> vpn -> clusters -> storage -> serving.
+Add one line per component; keep the order network -> vpn -> storage -> cluster -> serving
+(storage first: EKS encrypts its secrets with the stack key).
 """
 
 from __future__ import annotations

@@ -133,6 +133,7 @@ class StackConfig(ConfigModel):
         return {
             ("storage", "model_bucket"): self.storage.model_bucket or self.resource_name("models"),
             ("storage", "swift_container"): self.storage.swift_container or self.resource_name("models"),
+            ("storage", "access_logs", "bucket"): self.storage.access_logs.bucket or self.resource_name("access-logs"),
         }
 
     def kms_alias(self) -> str:
@@ -146,6 +147,8 @@ class StackConfig(ConfigModel):
         if self.aws.eks.pod_cidr:
             found.append((("aws", "eks", "pod_cidr"), self.aws.eks.pod_cidr))
         found.append((("openstack", "network", "cidr"), self.openstack.network.cidr))
+        found += [(("vpn", "extra_openstack_cidrs", i), c) for i, c in enumerate(self.vpn.extra_openstack_cidrs)]
+        found += [(("vpn", "extra_aws_cidrs", i), c) for i, c in enumerate(self.vpn.extra_aws_cidrs)]
         return found
 
     def all_networks(self) -> list[tuple[Loc, str]]:
@@ -180,6 +183,9 @@ class StackConfig(ConfigModel):
                 except ValueError as exc:
                     yield Issue(loc, f"the derived name {name!r} is not valid ({exc}); set it explicitly")
         yield from self._gpu_capacity()
+        from hybridserve.stackconfig.vpncheck import stack_issues  # network/VPN checks across sections
+
+        yield from stack_issues(self)
 
     def _gpu_capacity(self) -> Iterator[Issue]:
         need = self.serving.replicas.max * self.serving.resources.gpus
