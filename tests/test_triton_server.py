@@ -9,6 +9,7 @@ import os
 import queue
 import re
 import shutil
+import time
 import urllib.request
 
 import numpy as np
@@ -100,7 +101,13 @@ def test_http_concurrent_requests_are_batched_and_match_reference(served, model_
                 tensors.append(tensor)
             pending.append(client.async_infer(model_name, tensors))
         results = [p.get_result() for p in pending]
-        after = client.get_inference_statistics(model_name)["model_stats"][0]
+        # Triton updates its statistics after sending the response: wait (bounded) for the last one.
+        deadline = time.monotonic() + 10
+        while True:
+            after = client.get_inference_statistics(model_name)["model_stats"][0]
+            if int(after["inference_count"]) - int(before["inference_count"]) >= n or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
     finally:
         client.close()
 
