@@ -10,9 +10,8 @@ import sys
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 
-from hybridserve.errors import UserError
+from hybridserve.clirun import run_app
 from hybridserve.local.cli import app as local_app
 from hybridserve.models.cli import app as models_app
 from hybridserve.stackconfig.cli import plan_command, validate_command
@@ -42,30 +41,9 @@ _err = Console(stderr=True)
 
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI; user mistakes end in a one-paragraph error and a non-zero exit, never a traceback."""
-    try:
-        # Without standalone mode click hands back the code of typer.Exit(n) instead of exiting.
-        rv = app(args=argv, standalone_mode=False)
-        if isinstance(rv, int) and rv:
-            sys.exit(rv)
-    except UserError as exc:
-        # soft_wrap: keep paths and URNs whole, so the message can be copied and grepped.
-        _err.print(f"[bold red]error:[/] {escape(str(exc))}", markup=True, highlight=False, soft_wrap=True)
-        sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        _err.print("[yellow]interrupted[/]")
-        sys.exit(130)
-    except typer.Exit as exc:  # raised by commands that decide their own exit code
-        sys.exit(exc.exit_code)
-    except Exception as exc:  # click's usage errors
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        if isinstance(exc, click.exceptions.Abort):
-            _err.print("[yellow]aborted[/]")
-            sys.exit(130)
-        raise
+    code = run_app(app, argv, err=_err)
+    if code:
+        sys.exit(code)
 
 
 if __name__ == "__main__":

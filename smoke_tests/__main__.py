@@ -9,30 +9,12 @@ def main(argv: list[str] | None = None) -> int:
     import typer
     from rich.console import Console
 
-    from hybridserve.errors import UserError
+    from hybridserve.clirun import run_app
     from smoke_tests.cli import smoke_command
 
     app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
     app.command(name="smoke")(smoke_command)
-    err = Console(stderr=True)
-    try:
-        code = app(args=argv, prog_name="python -m smoke_tests", standalone_mode=False)
-    except UserError as exc:
-        err.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        err.print("[yellow]interrupted[/]")
-        return 130
-    except Exception as exc:
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            return exc.exit_code
-        if isinstance(exc, click.exceptions.Abort):
-            return 130
-        raise
-    return code if isinstance(code, int) else 0
+    return run_app(app, argv, err=Console(stderr=True), prog_name="python -m smoke_tests")
 
 
 if __name__ == "__main__":
