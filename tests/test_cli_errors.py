@@ -85,3 +85,52 @@ def test_python_m_smoke_tests_keeps_brackets_in_messages():
     # rich read "[@CONCURRENCY]" in the message as markup and dropped it
     code, out = run_exe([sys.executable, "-m", "smoke_tests", "--model", "m", "--no-correctness", "--min-throughput", "m=1@"])
     assert code == 2 and "[MODEL=]N[@CONCURRENCY]" in out and "--min-throughput 'm=1@'" in out
+
+
+# --------------------------------------------------------------------------------------------- models
+
+
+def test_models_repo_that_is_a_file_is_called_a_file(capsys, tmp_path):
+    path = tmp_path / "model_repo.tar"
+    path.write_bytes(b"not a directory")
+    for command in ("validate", "build"):
+        code, out = run(["models", command, "--repo", str(path)], capsys)
+        assert code == 2 and f"{path}: is a file, not a directory" in out and "does not exist" not in out
+        assert "<model>/config.pbtxt" in out
+
+
+def _model_dir(root: Path, config: bytes) -> Path:
+    (root / "m" / "1").mkdir(parents=True)
+    (root / "m" / "config.pbtxt").write_bytes(config)
+    return root
+
+
+def test_models_binary_config_names_the_file_and_its_format(capsys, tmp_path):
+    repo = _model_dir(tmp_path / "repo", b"\x80\x02\x8a\nl\xfc\x9c\x46\xf9 \x6a\xa8\x50\x19")
+    code, out = run(["models", "validate", "--repo", str(repo)], capsys)
+    assert code == 2 and f"{repo / 'm' / 'config.pbtxt'}: is not UTF-8 text (byte 0x80 at offset 0)" in out
+    assert "protobuf text format" in out and "codec" not in out
+
+
+def test_models_empty_config_names_the_missing_name_plainly(capsys, tmp_path):
+    repo = _model_dir(tmp_path / "repo", b"")
+    code, out = run(["models", "validate", "--repo", str(repo)], capsys)
+    assert code == 2 and 'config.pbtxt: name: missing; set name: "m"' in out and "missing does not match" not in out
+
+
+def test_models_version_directory_with_a_leading_zero_is_not_version_1(capsys, tmp_path):
+    # "01" used to count as a second version 1 (Triton skips it); "0", "-1" and non-ASCII digits are no versions either
+    repo = _model_dir(tmp_path / "repo", b'name: "m" backend: "python"')
+    for name in ("01", "0", "-1", "\u0661"):
+        (repo / "m" / name).mkdir()
+    code, out = run(["models", "validate", "--repo", str(repo)], capsys)
+    assert code == 2
+    assert '"01" has a leading zero, so Triton skips it; rename it to 1' in out
+    for name in ("0", "-1", "\u0661"):
+        assert f'"{name}" is not a positive integer' in out
+
+    from hybridserve.models.repository import describe_repository
+    from hybridserve.sync.scan import version_of
+
+    assert describe_repository(repo).model("m").versions == (1,)
+    assert [version_of(n) for n in ("1", "10", "01", "0", "\u0661")] == [1, 10, None, None, None]

@@ -123,8 +123,12 @@ def _parse_config(path: Path) -> tuple[Any | None, list[Problem]]:
     shown = display_path(path)
     try:
         text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        return None, [Problem(shown, "", f"cannot read: {exc}")]
+    except UnicodeDecodeError as exc:
+        # A binary file (a model saved under the wrong name, a corrupted copy): say what the file should be.
+        return None, [Problem(shown, "", f"is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}); "
+                              "config.pbtxt is Triton's model configuration in protobuf text format")]
+    except OSError as exc:
+        return None, [Problem(shown, "", f"cannot read: {exc.strerror or exc}")]
     try:
         return text_format.Parse(text, model_config_pb2.ModelConfig()), []
     except text_format.ParseError as exc:
@@ -134,14 +138,21 @@ def _parse_config(path: Path) -> tuple[Any | None, list[Problem]]:
         return None, [Problem(shown, where, f"not valid Triton model configuration text: {message}")]
 
 
+def version_of(dirname: str) -> int | None:
+    """The version a directory name stands for, or None: Triton loads only 1, 2, ... (ASCII digits, no leading 0)."""
+    # Not str.isdigit(): it accepts "01" (which Triton skips, and which would duplicate version 1) and non-ASCII digits.
+    return int(dirname) if re.fullmatch(r"[1-9][0-9]*", dirname) else None
+
+
 def _version_dirs(model_dir: Path) -> tuple[list[int], list[Path]]:
     """(positive integer versions, other sub-directories)."""
     versions, others = [], []
     for sub in sorted(model_dir.iterdir()):
         if not sub.is_dir() or sub.name.startswith("."):
             continue
-        if sub.name.isdigit() and int(sub.name) > 0:
-            versions.append(int(sub.name))
+        version = version_of(sub.name)
+        if version is not None:
+            versions.append(version)
         else:
             others.append(sub)
     return sorted(versions), others
@@ -187,7 +198,7 @@ def validate_repository(repo_dir: Path, *, require_artifacts: bool = True) -> li
     """
     repo_dir = Path(repo_dir)
     if not repo_dir.is_dir():
-        return [Problem(display_path(repo_dir), "", "model repository directory does not exist (pass --repo PATH)")]
+        return [Problem(display_path(repo_dir), "", _not_a_repository(repo_dir))]
     model_dirs = [p for p in sorted(repo_dir.iterdir()) if p.is_dir() and not p.name.startswith((".", "__"))]
     if not model_dirs:
         return [Problem(display_path(repo_dir), "", f"no model directories; expected <model>/{CONFIG_FILE} and <model>/1/")]
@@ -195,6 +206,11 @@ def validate_repository(repo_dir: Path, *, require_artifacts: bool = True) -> li
     for model_dir in model_dirs:
         problems.extend(_check_model(model_dir, require_artifacts))
     return problems
+
+
+def _not_a_repository(path: Path) -> str:
+    what = "is a file, not a directory" if path.exists() else "does not exist"
+    return f"{what}; pass --repo the directory that holds <model>/{CONFIG_FILE} and <model>/1/"
 
 
 def _check_model(model_dir: Path, require_artifacts: bool) -> list[Problem]:
@@ -214,8 +230,8 @@ def _check_model(model_dir: Path, require_artifacts: bool) -> list[Problem]:
         problems.append(Problem(cfg, field, message))
 
     if config.name != model_dir.name:
-        got = f'"{config.name}"' if config.name else "missing"
-        add("name", f'{got} does not match the directory name; set name: "{model_dir.name}"')
+        got = f'"{config.name}" does not match the directory name' if config.name else "missing"
+        add("name", f'{got}; set name: "{model_dir.name}" (Triton requires the directory name)')
 
     kind = config.backend or config.platform
     if not kind:
@@ -309,14 +325,12 @@ def _check_model(model_dir: Path, require_artifacts: bool) -> list[Problem]:
 
 def _check_version_dirs(model_dir: Path) -> tuple[list[int], list[Problem]]:
     versions, others = _version_dirs(model_dir)
-    problems = [
-        Problem(
-            display_path(other),
-            "version directory",
-            f'"{other.name}" is not a positive integer; Triton only loads versions named 1, 2, ...',
-        )
-        for other in others
-    ]
+    problems = []
+    for other in others:
+        why = f'"{other.name}" is not a positive integer'
+        if other.name.isascii() and other.name.isdigit() and int(other.name) > 0:
+            why = f'"{other.name}" has a leading zero, so Triton skips it; rename it to {int(other.name)}'
+        problems.append(Problem(display_path(other), "version directory", f"{why}; Triton only loads versions named 1, 2, ..."))
     if not versions:
         where = display_path(model_dir / "1")
         problems.append(Problem(display_path(model_dir), "version directory", f"none; put the model files in {where}/"))
@@ -398,7 +412,7 @@ def describe_repository(repo_dir: Path) -> RepositoryInfo:
     """
     repo_dir = Path(repo_dir)
     if not repo_dir.is_dir():
-        raise UserError(f"model repository {display_path(repo_dir)} does not exist (pass --repo PATH)")
+        raise UserError(f"model repository {display_path(repo_dir)}: {_not_a_repository(repo_dir)}")
     models = []
     problems: list[Problem] = []
     for model_dir in sorted(repo_dir.iterdir()):

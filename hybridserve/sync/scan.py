@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import threading
 import time
 from collections.abc import Iterable
@@ -47,7 +48,7 @@ class LocalModel:
 
 def version_of(dirname: str) -> int | None:
     """Triton's rule: a version directory is numeric and does not start with 0."""
-    if dirname.isdigit() and not dirname.startswith("0"):
+    if re.fullmatch(r"[1-9][0-9]*", dirname):  # not isdigit(): that also takes non-ASCII digits such as "١"
         return int(dirname)
     return None
 
