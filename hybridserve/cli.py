@@ -9,9 +9,9 @@ from __future__ import annotations
 import sys
 
 import typer
-from rich.console import Console
 
 from hybridserve.clirun import run_app
+from hybridserve.console import make_console
 from hybridserve.local.cli import app as local_app
 from hybridserve.models.cli import app as models_app
 from hybridserve.stackconfig.cli import plan_command, validate_command
@@ -36,7 +36,7 @@ app.command("smoke")(smoke_command)
 app.command("validate")(validate_command)
 app.command("plan")(plan_command)
 
-_err = Console(stderr=True)
+_err = make_console(stderr=True)
 
 
 def main(argv: list[str] | None = None) -> None:

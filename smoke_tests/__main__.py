@@ -7,14 +7,14 @@ import sys
 
 def main(argv: list[str] | None = None) -> int:
     import typer
-    from rich.console import Console
+    from hybridserve.console import make_console
 
     from hybridserve.clirun import run_app
     from smoke_tests.cli import smoke_command
 
     app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
     app.command(name="smoke")(smoke_command)
-    return run_app(app, argv, err=Console(stderr=True), prog_name="python -m smoke_tests")
+    return run_app(app, argv, err=make_console(stderr=True), prog_name="python -m smoke_tests")
 
 
 if __name__ == "__main__":

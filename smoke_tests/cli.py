@@ -60,6 +60,7 @@ def smoke_command(
     from dataclasses import replace
 
     from rich.console import Console
+    from hybridserve.console import make_console
 
     from hybridserve.errors import UserError
     from smoke_tests.errors import ExitCode, bad_input
@@ -123,10 +124,10 @@ def smoke_command(
         fail_on_unstable=fail_on_unstable, request_timeout_s=request_timeout, call_timeout_s=call_timeout,
         wait_ready_s=wait or 0.0, json_path=json_path, junit_path=junit_path, csv_path=csv_path, plot_path=plot_path,
     )
-    out = Console()
+    out = make_console()
     if not out.is_terminal:
         out = Console(width=max(out.width, 150))  # CI logs: room for the sweep tables
-    err = Console(stderr=True)
+    err = make_console(stderr=True)
     report = run_smoke(options, console=err, show_progress=err.is_terminal)
 
     measured = any(m.ready or m.violations for m in report.models)

@@ -370,11 +370,12 @@ class _Progress:
 
     def __enter__(self):
         if self.show:
-            from rich.console import Console
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+            from hybridserve.console import make_console
+
             self._p = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                               TimeElapsedColumn(), console=self.console or Console(stderr=True), transient=False)
+                               TimeElapsedColumn(), console=self.console or make_console(stderr=True), transient=False)
             self._p.__enter__()
         return self
 

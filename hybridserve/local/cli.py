@@ -6,7 +6,8 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
+
+from hybridserve.console import make_console
 
 app = typer.Typer(
     help="The local serving plane: encrypted SeaweedFS store + real tritonserver on loopback, then a smoke test.",
@@ -47,7 +48,7 @@ def up_command(
     from hybridserve.paths import model_repo_dir
 
     install_signal_handlers()  # SIGTERM/SIGHUP unwind through run_plane's finally like Ctrl-C
-    console = Console()
+    console = make_console()
     sd = _state_dir(state_dir)
     options = PlaneOptions(
         state_dir=sd,
@@ -64,7 +65,7 @@ def up_command(
         result = run_plane(options, console)
     except KeyboardInterrupt:
         # Exit here: typer with standalone_mode=False turns KeyboardInterrupt into a return value main() drops.
-        Console(stderr=True).print("[yellow]interrupted[/]: the servers this run started are stopped")
+        make_console(stderr=True).print("[yellow]interrupted[/]: the servers this run started are stopped")
         _exit(130)
 
     if result.smoke_rendering is not None:
@@ -94,7 +95,7 @@ def down_command(
     """Stop a plane left running by `local up --keep` (or by an `up` that was killed) and remove its record."""
     from hybridserve.local.plane import record_path, stop_recorded
 
-    console = Console()
+    console = make_console()
     sd = _state_dir(state_dir)
     lines = stop_recorded(sd)
     if not lines:
@@ -115,7 +116,7 @@ def status_command(
     """
     from hybridserve.local.plane import endpoints_of, endpoints_table, plane_status
 
-    console = Console()
+    console = make_console()
     sd = _state_dir(state_dir)
     status = plane_status(sd)
     if status is None:

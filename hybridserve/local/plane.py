@@ -24,6 +24,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from hybridserve.console import make_console
 from hybridserve.errors import UserError
 
 RECORD_NAME = "plane.json"
@@ -253,7 +254,7 @@ def run_plane(options: PlaneOptions, console: Console | None = None) -> PlaneRes
     from hybridserve.local.objectstore import SeaweedFS, ensure_bucket
     from hybridserve.local.triton import TritonServer
 
-    console = console or Console()
+    console = console or make_console()
     state_dir = Path(options.state_dir).resolve()
     repo_dir = Path(options.repo_dir).resolve()
     if not repo_dir.is_dir():

@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from hybridserve.console import make_console
 from hybridserve.paths import model_repo_dir
 
 app = typer.Typer(
@@ -48,7 +48,7 @@ def build_command(
             r.model_sha256[:12],
             r.reference_sha256[:12],
         )
-    Console().print(table)
+    make_console().print(table)
 
 
 @app.command("validate")
@@ -74,4 +74,4 @@ def validate_command(repo: RepoOption = None) -> None:
             tensors(m.outputs),
             f"{m.atol:.0e} / {m.rtol:.0e}",
         )
-    Console().print(table)
+    make_console().print(table)

@@ -7,22 +7,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 from rich.tree import Tree
 
+from hybridserve.console import make_console
 from hybridserve.errors import UserError
 
 if TYPE_CHECKING:
     from infra.plan import Plan
 
-def _console() -> Console:
-    # Piped output (CI logs, files) is not squeezed to 80 columns: the tables stay readable.
-    probe = Console()
-    return probe if probe.is_terminal else Console(width=140)
-
-
-_out = _console()
+_out = make_console()
 
 StackOpt = Annotated[Optional[str], typer.Option("--stack", "-s", help="Stack name, e.g. vision-dev (file stacks/Pulumi.<stack>.yaml).", show_default=False)]
 StacksDirOpt = Annotated[

@@ -74,7 +74,7 @@ def sync_command(
 
     Credentials come from the environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_PROFILE, ...) and are never printed.
     """
-    from rich.console import Console
+    from hybridserve.console import make_console
 
     from hybridserve.paths import model_repo_dir, state_dir
     from hybridserve.sync.engine import SyncTarget, sync_repository
@@ -97,9 +97,9 @@ def sync_command(
         prune=prune,
         replace=replace,
         show_progress=progress,
-        console=Console(stderr=True),
+        console=make_console(stderr=True),
         hash_cache=state_dir() / "sync-hashes.json",
     )
-    Console().print(report)
+    make_console().print(report)
     if report.conflicts:  # a dry run that a real run would refuse
         raise typer.Exit(EXIT_PUBLISHED_CHANGED)

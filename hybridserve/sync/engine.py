@@ -41,6 +41,7 @@ from __future__ import annotations
 import hashlib
 import json
 import queue
+import re
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -252,12 +253,61 @@ def _check_target(target: SyncTarget) -> None:
         bad.append(f"sse (--sse) {target.sse!r}: valid values are 'aws:kms', 'AES256', 'none'")
     if target.kms_key_id and target.sse != "aws:kms":
         bad.append(f"kms_key_id (--kms-key-id) is only valid with sse 'aws:kms' (sse is {target.sse!r})")
-    if target.endpoint_url and not target.endpoint_url.startswith(("http://", "https://")):
-        bad.append(f"endpoint_url (--endpoint-url) {target.endpoint_url!r}: must start with http:// or https://")
+    if target.endpoint_url:
+        problem = _endpoint_problem(target.endpoint_url)
+        if problem:
+            # Never echo a URL with user info: it may hold a secret.
+            shown = "(URL with user:password@)" if "@" in target.endpoint_url else repr(target.endpoint_url)
+            bad.append(f"endpoint_url (--endpoint-url) {shown}: {problem}")
+    problem = _prefix_problem(target.prefix)
+    if problem:
+        bad.append(f"prefix (--prefix) {target.prefix!r}: {problem}")
+    if not _REGION.fullmatch(target.region or ""):
+        bad.append(f"region (--region) {target.region!r}: not a region name; e.g. us-east-1 (any name for a non-AWS store)")
     if bool(target.access_key) != bool(target.secret_key):
         bad.append("give both access_key and secret_key, or neither (then boto3's credential chain applies)")
     if bad:
         raise UserError("invalid sync target:", exit_code=EXIT_BAD_ARGUMENT, details=bad)
+
+
+# botocore's own rule for region names (it refuses others only when the first request is built).
+_REGION = re.compile(r"[a-zA-Z0-9](?:[a-zA-Z0-9\-]{0,61}[a-zA-Z0-9])?")
+
+
+def _endpoint_problem(url: str) -> str | None:
+    """Why `url` cannot be an S3 endpoint, or None. botocore would fail later and vaguely (or with a ValueError)."""
+    from urllib.parse import urlsplit
+
+    example = "e.g. http://127.0.0.1:8333 or https://s3.example.com"
+    try:
+        parts = urlsplit(url)
+        port = parts.port  # ValueError when not a number or out of 0..65535
+    except ValueError:
+        return f"the port must be a number from 1 to 65535; {example}"
+    if parts.scheme not in ("http", "https"):
+        return f"must start with http:// or https://; {example}"
+    if parts.username is not None or parts.password is not None:
+        return "must not hold credentials; they come from the environment (AWS_ACCESS_KEY_ID, AWS_PROFILE, ...)"
+    if not parts.hostname:
+        return f"has no host; {example}"
+    if port == 0:
+        return f"the port must be a number from 1 to 65535; {example}"
+    if parts.query or parts.fragment:
+        return f"must be just scheme://host[:port], without ?query or #fragment; {example}"
+    return None
+
+
+def _prefix_problem(prefix: str) -> str | None:
+    """Why `prefix` would not make sane keys, or None. Leading and trailing slashes are dropped, not refused."""
+    if prefix.startswith("s3://"):
+        return "give the key prefix only (e.g. models), not an s3:// URL; the bucket is --bucket"
+    segments = prefix.strip("/").split("/")
+    if prefix.strip("/") and any(seg in ("", ".", "..") for seg in segments):
+        # S3 keeps such keys literally, but Triton's and Swift's path handling would not find them.
+        return "has an empty, '.' or '..' path segment; use plain names separated by '/', e.g. teams/vision/models"
+    if any(ord(c) < 32 or c == "\\" for c in prefix):
+        return "holds a control character or a backslash; use plain names separated by '/', e.g. teams/vision/models"
+    return None
 
 
 def _validate_repository(repo_dir: Path) -> None:
@@ -886,7 +936,7 @@ class _Executor:
     def _progress(self, total: int, count: int):
         if not self.show_progress:
             return None, None
-        from rich.console import Console
+        from hybridserve.console import make_console
         from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
         progress = Progress(
@@ -895,7 +945,7 @@ class _Executor:
             DownloadColumn(),
             TransferSpeedColumn(),
             TimeRemainingColumn(),
-            console=self.console or Console(stderr=True),
+            console=self.console or make_console(stderr=True),
         )
         task = progress.add_task(f"{count} files", total=total)
         return progress, task
