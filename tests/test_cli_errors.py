@@ -134,3 +134,94 @@ def test_models_version_directory_with_a_leading_zero_is_not_version_1(capsys, t
 
     assert describe_repository(repo).model("m").versions == (1,)
     assert [version_of(n) for n in ("1", "10", "01", "0", "\u0661")] == [1, 10, None, None, None]
+
+
+# --------------------------------------------------------------------------------------------- sync
+
+
+@pytest.fixture
+def aws_env(monkeypatch, tmp_path):
+    """No credentials anywhere (no AWS_*, no ~/.aws, no instance metadata); the sync's hash cache in tmp."""
+    for name in list(os.environ):
+        if name.startswith("AWS_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv("HYBRIDSERVE_STATE_DIR", str(tmp_path / "state"))
+    return monkeypatch
+
+
+@pytest.mark.parametrize(
+    "url, problem",
+    [
+        ("http://127.0.0.1:99999", "the port must be a number from 1 to 65535"),  # was exit 27, botocore's wording
+        ("http://127.0.0.1:0", "the port must be a number from 1 to 65535"),
+        ("http://", "has no host"),  # was a ValueError traceback
+        ("http://:9000", "has no host"),
+        ("127.0.0.1:9000", "must start with http:// or https://"),
+        ("ftp://127.0.0.1:21", "must start with http:// or https://"),
+        ("http://127.0.0.1:8333?bucket=b", "must be just scheme://host[:port], without ?query"),
+    ],
+)
+def test_sync_bad_endpoint_url_is_refused_before_any_request(capsys, aws_env, url, problem):
+    code, out = run(["sync", "--bucket", "b", "--sse", "AES256", "--endpoint-url", url, "--repo", "/nonexistent"], capsys)
+    assert code == 2 and f"--endpoint-url) {url!r}: {problem}" in out and "e.g. http://127.0.0.1:8333" in out
+
+
+def test_sync_endpoint_url_with_a_password_is_refused_and_not_echoed(capsys, aws_env):
+    code, out = run(["sync", "--bucket", "b", "--sse", "AES256", "--endpoint-url", "http://ak:s3cr3t@127.0.0.1:1"], capsys)
+    assert code == 2 and "--endpoint-url" in out and "must not hold credentials" in out and "s3cr3t" not in out
+
+
+@pytest.mark.parametrize("prefix", ["../models", "a//b", "./m", "s3://bucket/models"])
+def test_sync_bad_prefix_is_refused(capsys, aws_env, prefix):
+    code, out = run(["sync", "--bucket", "b", "--sse", "AES256", "--endpoint-url", "http://127.0.0.1:1", "--prefix", prefix], capsys)
+    assert code == 2 and f"prefix (--prefix) {prefix!r}" in out and ("e.g. models" in out or "e.g. teams/vision/models" in out)
+
+
+def test_sync_bad_region_names_the_flag(capsys, aws_env):
+    code, out = run(["sync", "--bucket", "b", "--sse", "AES256", "--region", "eu west 1"], capsys)
+    assert code == 2 and "region (--region) 'eu west 1'" in out and "us-east-1" in out
+
+
+def test_sync_kms_key_with_sse_s3_names_both_flags(capsys, aws_env):
+    code, out = run(["sync", "--bucket", "b", "--sse", "AES256", "--kms-key-id", "alias/x"], capsys)
+    assert code == 2 and "--kms-key-id" in out and "'aws:kms'" in out and "'AES256'" in out
+
+
+def test_sync_unknown_aws_profile_is_a_credentials_error_naming_it(capsys, aws_env, built_model_repo):
+    # was exit 27 "object store ...: checking bucket failed: The config profile (nope) could not be found"
+    aws_env.setenv("AWS_PROFILE", "nope")
+    code, out = run(["sync", "--bucket", "b", "--sse", "AES256", "--endpoint-url", "http://127.0.0.1:1",
+                     "--repo", str(built_model_repo)], capsys)
+    assert code == 23 and "AWS_PROFILE='nope'" in out and "~/.aws/config" in out and "object store" not in out
+
+
+def test_sync_to_something_that_is_not_s3_says_so(capsys, aws_env, built_model_repo):
+    # A web server on the port (a Triton HTTP port, SeaweedFS's master): its bare 404 read as "bucket does not exist"
+    import http.server
+    import threading
+
+    aws_env.setenv("AWS_ACCESS_KEY_ID", "AK")
+    aws_env.setenv("AWS_SECRET_ACCESS_KEY", "SK")
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)
+    server.RequestHandlerClass.log_message = lambda *a: None
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        code, out = run(["sync", "--bucket", "b", "--sse", "AES256", "--endpoint-url", url, "--repo", str(built_model_repo)], capsys)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert code == 21 and f"{url} answered HTTP 404 without an S3 error code" in out and "--endpoint-url" in out
+    assert "does not exist" not in out
+
+
+@pytest.mark.servers
+def test_sync_without_any_credentials_against_a_real_store(capsys, aws_env, moto_endpoint, unique_bucket, built_model_repo):
+    moto_endpoint.client("s3").create_bucket(Bucket=unique_bucket)
+    code, out = run(["sync", "--bucket", unique_bucket, "--sse", "AES256", "--endpoint-url", moto_endpoint.url,
+                     "--repo", str(built_model_repo)], capsys)
+    assert code == 23 and "no usable credentials" in out and "AWS_ACCESS_KEY_ID" in out and "AWS_PROFILE" in out
+    assert moto_endpoint.client("s3").list_objects_v2(Bucket=unique_bucket).get("KeyCount") == 0

@@ -4,9 +4,9 @@
 | ---: | --- |
 | 2  | bad arguments (an unknown --sse, --kms-key-id without aws:kms, an empty bucket name) |
 | 20 | the model repository is invalid: nothing was synced |
-| 21 | the endpoint cannot be reached (connection refused, DNS, timeout) |
+| 21 | the endpoint cannot be reached (connection refused, DNS, timeout), or is not an S3 API |
 | 22 | the bucket does not exist |
-| 23 | access denied, or no / wrong credentials |
+| 23 | access denied, or no / wrong credentials (also an unknown AWS_PROFILE or an unparsable AWS config file) |
 | 24 | the KMS key is missing, disabled, pending deletion, not symmetric, or the store cannot use SSE-KMS |
 | 25 | a published model version changed in place: bump the version, or pass --replace |
 | 26 | an uploaded object did not verify (size, sha256 metadata or encryption differ from what was sent) |
@@ -62,11 +62,13 @@ def translate(exc: BaseException, *, where: str, bucket: str, what: str, sse: st
     """A UserError for a boto3/botocore failure while doing `what` (e.g. "uploading m/1/model.pt")."""
     from botocore.exceptions import (
         ClientError,
+        ConfigParseError,
         ConnectionClosedError,
         ConnectTimeoutError,
         EndpointConnectionError,
         NoCredentialsError,
         PartialCredentialsError,
+        ProfileNotFound,
         ReadTimeoutError,
     )
 
@@ -84,11 +86,42 @@ def translate(exc: BaseException, *, where: str, bucket: str, what: str, sse: st
             "or AWS_PROFILE, or run where an instance/IRSA role applies.",
             exit_code=EXIT_ACCESS_DENIED,
         )
+    # A local credentials setup problem, not the store's: name the variable or file to fix.
+    if isinstance(exc, ProfileNotFound):
+        import os
+
+        import botocore.session
+
+        try:
+            known = ", ".join(botocore.session.Session().available_profiles) or "none"
+        except Exception:  # a config file that does not parse: the message still names AWS_PROFILE
+            known = "unknown"
+        return UserError(
+            f"AWS_PROFILE={os.environ.get('AWS_PROFILE', '')!r}: the profile {exc.kwargs.get('profile')!r} is not in "
+            f"~/.aws/config or ~/.aws/credentials (profiles there: {known}). Set AWS_PROFILE to one of them, or unset it "
+            "and set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY.",
+            exit_code=EXIT_ACCESS_DENIED,
+        )
+    if isinstance(exc, ConfigParseError):
+        return UserError(
+            f"cannot parse the AWS config file {exc.kwargs.get('path')!r} (INI: [profile-name] sections of key = value "
+            "lines). Fix it, or point AWS_CONFIG_FILE / AWS_SHARED_CREDENTIALS_FILE elsewhere.",
+            exit_code=EXIT_ACCESS_DENIED,
+        )
     if not isinstance(exc, ClientError):
         return UserError(f"object store {where}, bucket {bucket!r}: {what} failed: {exc}", exit_code=EXIT_STORE_ERROR)
 
     code, message, status = error_code(exc), error_message(exc), _status(exc)
     detail = f"{code}: {message}" if message else code or f"HTTP {status}"
+    if what.startswith("checking bucket") and code == str(status) and status not in (301, 403):
+        # The first request is a LIST, which every S3 API answers with an XML error code (NoSuchBucket, ...);
+        # a bare HTTP status means something else answered: a web server, a proxy, Triton, SeaweedFS's master port.
+        return UserError(
+            f"{where} answered HTTP {status} without an S3 error code while {what}: it does not look like an S3 API "
+            "endpoint. Check --endpoint-url (SeaweedFS's S3 port is 8333 by default, MinIO's 9000; "
+            "Swift serves S3 through its s3api middleware).",
+            exit_code=EXIT_UNREACHABLE,
+        )
     if code.startswith("KMS.") or code.startswith("KMS") or ("KMS" in message and code in _DENIED | {"InvalidArgument"}):
         return UserError(
             f"the store refused the KMS key while {what} ({detail}). The key must exist in this region, be enabled, "
