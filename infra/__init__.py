@@ -7,4 +7,5 @@ infra/config.py     reads `hybridserve:*` config through pulumi.Config into a St
 infra/components/   the component plug-ins (network, VPN, clusters, storage, serving)
 infra/mocks.py      table-driven mock outputs per resource type, for the offline plan
 infra/plan.py       the offline plan: the real program under the SDK's mock engine
+infra/manifests.py  the plan's Kubernetes objects as manifests per cluster, Helm releases apart; schema validation
 """
