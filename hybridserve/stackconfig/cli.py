@@ -58,12 +58,23 @@ def plan_command(
         typer.Option("--json", help="Also write the plan as JSON (every resource: urn, type, name, parent, provider, inputs; secrets masked).", show_default=False),
     ] = None,
     stacks_dir: StacksDirOpt = None,
+    manifests_dir: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--manifests",
+            help="Also write the Kubernetes objects as manifests: one multi-document YAML per cluster (aws.yaml, openstack.yaml) "
+            "and helm-releases.yaml; with --all, one sub-directory per stack.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Plan a stack offline: the real Pulumi program under the SDK's mock engine; resource tree, counts, monthly cost."""
     from hybridserve.stackconfig.validation import validate_stacks
 
     if bool(stack) == bool(all_stacks):
         raise UserError("give --stack NAME or --all", exit_code=2)
+    if manifests_dir is not None and manifests_dir.exists() and not manifests_dir.is_dir():
+        raise UserError(f"--manifests {manifests_dir}: is a file; give a directory", exit_code=2)  # before the plan, not after
     report = validate_stacks(_stacks_dir(stacks_dir), stack)
     report.raise_for_problems()  # every selected stack valid before anything is planned
 
@@ -80,6 +91,21 @@ def plan_command(
         except OSError as exc:
             raise UserError(f"--json {json_file}: cannot write: {exc.strerror}", exit_code=2) from None
         _out.print(f"plan written to {json_file}", highlight=False)
+    if manifests_dir is not None:
+        _write_manifests(plans, manifests_dir, per_stack=not stack)
+
+
+def _write_manifests(plans: list[Plan], directory: Path, *, per_stack: bool) -> None:
+    from infra.manifests import render  # lazy: only this option needs it
+
+    for plan in plans:
+        rendered = render(plan)
+        target = directory / plan.stack if per_stack else directory
+        rendered.write(target)
+        objects = ", ".join(f"{name} {len(cm.manifests)} (Kubernetes {cm.kubernetes_version or '?'})" for name, cm in rendered.clusters.items())
+        _out.print(f"manifests of {plan.stack} written to {target}: {objects or 'no objects'}; {len(rendered.releases)} Helm releases", highlight=False)
+        for line in rendered.skipped:
+            _out.print(f"[yellow]warning:[/] not a manifest, skipped: {line}", highlight=False)
 
 
 def _print_plan(plan: Plan) -> None:
