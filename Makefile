@@ -4,8 +4,12 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# Tools that cannot share .venv's pins (checkov pins boto3 against ours): their own venv.
+TOOLS   ?= .venv-tools
+CHECKOV_VERSION := 3.3.30
+TOOLS_STAMP     := $(TOOLS)/.installed-checkov-$(CHECKOV_VERSION)
 
-.PHONY: demo test install clean-state
+.PHONY: demo test install tools clean-state
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -14,11 +18,20 @@ $(STAMP): pyproject.toml constraints.txt
 
 install: $(STAMP)
 
+$(TOOLS_STAMP): constraints-tools.txt
+	@test -x $(TOOLS)/bin/python || $(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/python -m pip install --quiet --disable-pip-version-check -c constraints-tools.txt checkov==$(CHECKOV_VERSION)
+	@rm -f $(TOOLS)/.installed-checkov-*
+	@touch $(TOOLS_STAMP)
+
+tools: $(TOOLS_STAMP)
+
 demo: $(STAMP)
 	$(BIN)/hybridserve local up
 
-test: $(STAMP)
-	$(BIN)/python -m pytest -n 2 --dist loadfile tests
+# tests/test_manifests.py scans the rendered manifests with this checkov (it fails, not skips, when set and missing).
+test: $(STAMP) $(TOOLS_STAMP)
+	HYBRIDSERVE_CHECKOV=$(abspath $(TOOLS))/bin/checkov $(BIN)/python -m pytest -n 2 --dist loadfile tests
 
 clean-state:
 	rm -rf .state
