@@ -30,3 +30,23 @@ def state_dir() -> Path:
     """Persistent local-plane state (object store data, key-encryption key, logs). Never committed."""
     env = os.environ.get("HYBRIDSERVE_STATE_DIR")
     return Path(env).resolve() if env else repo_root() / ".state"
+
+
+def output_path_problem(path: Path) -> str | None:
+    """Why a file cannot be written at `path` (missing parent directories are created), or None.
+
+    Commands check their output files before the long work (a smoke sweep, a plan), not after it.
+    """
+    path = Path(path)
+    if path.is_dir():
+        return "is a directory; give a file name"
+    if path.exists() and not os.access(path, os.W_OK):
+        return "exists and is not writable"
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:  # the nearest existing ancestor
+        parent = parent.parent
+    if not parent.is_dir():
+        return f"{parent} is a file, so the directory for it cannot be created"
+    if not os.access(parent, os.W_OK | os.X_OK):
+        return f"the directory {parent} is not writable"
+    return None

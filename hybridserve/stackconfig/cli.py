@@ -71,8 +71,16 @@ def plan_command(
     """Plan a stack offline: the real Pulumi program under the SDK's mock engine; resource tree, counts, monthly cost."""
     from hybridserve.stackconfig.validation import validate_stacks
 
-    if bool(stack) == bool(all_stacks):
-        raise UserError("give --stack NAME or --all", exit_code=2)
+    if stack and all_stacks:
+        raise UserError("give either --stack NAME or --all, not both", exit_code=2)
+    if not stack and not all_stacks:
+        raise UserError("give --stack NAME or --all (NAME: the stack of stacks/Pulumi.<NAME>.yaml, e.g. vision-dev)", exit_code=2)
+    if json_file is not None:
+        from hybridserve.paths import output_path_problem
+
+        problem = output_path_problem(json_file)
+        if problem:  # before the plan (seconds per stack), not after it
+            raise UserError(f"--json {json_file}: {problem}", exit_code=2)
     if manifests_dir is not None and manifests_dir.exists() and not manifests_dir.is_dir():
         raise UserError(f"--manifests {manifests_dir}: is a file; give a directory", exit_code=2)  # before the plan, not after
     report = validate_stacks(_stacks_dir(stacks_dir), stack)
