@@ -277,6 +277,11 @@ def read_stack_config(path: Path) -> dict[str, Any]:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
         raise StackConfigError([f"{source}: is not valid YAML{where}: {getattr(exc, 'problem', exc)}"]) from None
+    except UnicodeDecodeError as exc:  # a binary or non-UTF-8 file saved under a stack file's name
+        raise StackConfigError(
+            [f"{source}: is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}); "
+             "a stack file is Pulumi's YAML stack settings (config: ...)"]
+        ) from None
     except OSError as exc:
         raise StackConfigError([f"{source}: cannot be read: {exc.strerror}"]) from None
     if doc is None:
@@ -309,14 +314,32 @@ def load_stack_file(path: Path) -> StackConfig:
     return build_stack_config(read_stack_config(path), source=display_path(path), stack_name=stack_name_of(path))
 
 
+def check_stacks_dir(stacks_dir: Path) -> None:
+    """UserError naming --stacks-dir when it is missing or a file (not "no stack files" / "stack not found")."""
+    if not stacks_dir.is_dir():
+        what = "is a file, not a directory" if stacks_dir.exists() else "does not exist"
+        raise UserError(
+            f"--stacks-dir {display_path(stacks_dir)}: {what}; give the directory holding the "
+            f"{STACK_FILE_PREFIX}<team>-<env>{STACK_FILE_SUFFIX} stack files (default: stacks/ of the checkout)",
+            exit_code=2,
+        )
+
+
 def resolve_stack(name: str, stacks_dir: Path) -> Path:
     """The settings file of stack `name`; a UserError listing the stacks when there is none."""
+    check_stacks_dir(stacks_dir)
     files = stack_files(stacks_dir)
     if name in files:
         return files[name]
     known = ", ".join(files) or "(none)"
+    # A file name or path where a stack name belongs, or the wrong case: say which stack was meant.
+    guess = Path(name).name
+    if guess.startswith(STACK_FILE_PREFIX) and guess.endswith(STACK_FILE_SUFFIX):
+        guess = stack_name_of(Path(guess))
+    guess = next((n for n in files if n.lower() == guess.lower()), None)
+    hint = f"; did you mean --stack {guess}?" if guess and guess != name else ""
     raise UserError(
-        f"stack {name!r} not found in {display_path(stacks_dir)}; available stacks: {known}",
+        f"stack {name!r} not found in {display_path(stacks_dir)}; available stacks: {known}{hint}",
         exit_code=2,
     )
 

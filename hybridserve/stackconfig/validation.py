@@ -7,7 +7,14 @@ from pathlib import Path
 
 from hybridserve.errors import UserError
 from hybridserve.stackconfig.crossstack import cross_stack_problems
-from hybridserve.stackconfig.loader import StackConfigError, display_path, load_stack_file, resolve_stack, stack_files
+from hybridserve.stackconfig.loader import (
+    StackConfigError,
+    check_stacks_dir,
+    display_path,
+    load_stack_file,
+    resolve_stack,
+    stack_files,
+)
 from hybridserve.stackconfig.schema.stack import StackConfig
 
 
@@ -29,6 +36,7 @@ class ValidationReport:
 
 def validate_stacks(stacks_dir: Path, stack: str | None = None) -> ValidationReport:
     """Validate stack `stack` (with the cross-stack checks that involve it), or every stack."""
+    check_stacks_dir(stacks_dir)
     files = stack_files(stacks_dir)
     if stack is not None:
         selected = {stack: resolve_stack(stack, stacks_dir)}
