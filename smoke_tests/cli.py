@@ -25,21 +25,23 @@ def smoke_command(
     stack: Optional[str] = typer.Option(None, "--stack", help="Read expected models and SLOs from stacks/Pulumi.<STACK>.yaml (hybridserve:serving)."),
     stacks_dir: Optional[Path] = typer.Option(None, "--stacks-dir", help="Where the stack files are (default: stacks/)."),
     min_throughput: list[str] = typer.Option(
-        [], "--min-throughput", help="[MODEL=]N[@C]: at least N inferences/s at concurrency C (no @C: at the peak). Repeatable."),
+        [], "--min-throughput", help="[MODEL=]N\\[@C]: at least N inferences/s at concurrency C (no @C: at the peak). No MODEL=: every model. "
+        "Repeatable, e.g. --min-throughput text_encoder=200@4. Default: the stack's slo, else not checked."),
     max_p99_ms: list[str] = typer.Option(
-        [], "--max-p99-ms", help="[MODEL=]N[@C]: p99 latency at most N ms at concurrency C (no @C: at the throughput concurrency, else at every level)."),
+        [], "--max-p99-ms", help="[MODEL=]N\\[@C]: p99 latency at most N ms at concurrency C (no @C: at the throughput concurrency, else at "
+        "every level). Repeatable. Default: the stack's slo, else not checked."),
     max_error_rate: list[str] = typer.Option(
-        [], "--max-error-rate", help="[MODEL=]R: failed/all requests at most R (0.01 = 1 %%). Default 0."),
+        [], "--max-error-rate", help="[MODEL=]R: failed/all requests at most R, a fraction from 0 to 1 (0.01 = 1 %). Repeatable. Default 0."),
     profile: str = typer.Option("default", "--profile", help="default (5 s windows, up to 10, concurrency 1..16) or quick (2 s windows, up to 4, 1..8)."),
-    window: Optional[float] = typer.Option(None, "--window", help="Measurement window, seconds (perf_analyzer --measurement-interval)."),
-    max_windows: Optional[int] = typer.Option(None, "--max-windows", help="Windows per concurrency before the result counts as unstable."),
-    stability_windows: Optional[int] = typer.Option(None, "--stability-windows", help="Windows that must agree (default 3)."),
-    stability_threshold: Optional[float] = typer.Option(None, "--stability-threshold", help="Allowed deviation from their mean (default 0.10)."),
+    window: Optional[float] = typer.Option(None, "--window", help="Measurement window, seconds, above 0 (perf_analyzer --measurement-interval). Default: the profile's (5, quick 2)."),
+    max_windows: Optional[int] = typer.Option(None, "--max-windows", help="Windows per concurrency before the result counts as unstable; at least --stability-windows. Default: the profile's (10, quick 4)."),
+    stability_windows: Optional[int] = typer.Option(None, "--stability-windows", help="Consecutive windows that must agree for a stable result, at least 1 (default 3)."),
+    stability_threshold: Optional[float] = typer.Option(None, "--stability-threshold", help="Allowed deviation of those windows from their mean, a fraction between 0 and 1 (default 0.10 = 10 %)."),
     stability_latency: Optional[str] = typer.Option(None, "--stability-latency", help="Latency the windows must agree on: avg (default) or p99."),
-    max_concurrency: Optional[int] = typer.Option(None, "--max-concurrency", help="Highest concurrency of the sweep 1, 2, 4, ..."),
-    concurrency: Optional[str] = typer.Option(None, "--concurrency", help="Explicit levels, e.g. 1,4,16 (replaces the doubling sweep)."),
-    batch_size: int = typer.Option(1, "--batch-size", "-b", help="Rows per request (perf_analyzer -b)."),
-    client_processes: Optional[int] = typer.Option(None, "--client-processes", help="Load generator processes (default min(CPUs, 4))."),
+    max_concurrency: Optional[int] = typer.Option(None, "--max-concurrency", help="Highest concurrency of the sweep 1, 2, 4, ..., at least 1. Default: the profile's (16, quick 8)."),
+    concurrency: Optional[str] = typer.Option(None, "--concurrency", help="Explicit levels, comma-separated integers >= 1, e.g. 1,4,16 (replaces the doubling sweep)."),
+    batch_size: int = typer.Option(1, "--batch-size", "-b", help="Rows per request, at least 1 (perf_analyzer -b)."),
+    client_processes: Optional[int] = typer.Option(None, "--client-processes", help="Load generator processes, 1 to 64 (default min(CPUs, 4))."),
     request_timeout: float = typer.Option(10.0, "--request-timeout", help="Bound on each inference request, seconds."),
     call_timeout: float = typer.Option(5.0, "--call-timeout", help="Bound on each control call (health, metadata, statistics), seconds."),
     wait_ready: Optional[float] = typer.Option(
@@ -76,11 +78,14 @@ def smoke_command(
                        ("max_concurrency", max_concurrency)):
         if value is not None:
             changes[key] = value
-    if concurrency:
+    if concurrency is not None:
         try:
-            changes["concurrencies"] = tuple(sorted({int(x) for x in concurrency.split(",") if x.strip()}))
+            levels = tuple(sorted({int(x) for x in concurrency.split(",") if x.strip()}))
         except ValueError:
-            raise bad_input(f"--concurrency {concurrency!r}: expected a comma-separated list of integers, e.g. 1,4,16") from None
+            levels = ()
+        if not levels:  # "" or "," used to fall back to the doubling sweep without a word
+            raise bad_input(f"--concurrency {concurrency!r}: expected a comma-separated list of integers, e.g. 1,4,16")
+        changes["concurrencies"] = levels
     prof = replace(prof, **changes)
 
     overrides = parse_slo_flags(min_throughput, max_p99_ms, max_error_rate)
@@ -113,6 +118,8 @@ def smoke_command(
         slos = {**base_slos, **overrides}
 
     if out_dir is not None:
+        if out_dir.exists() and not out_dir.is_dir():
+            raise bad_input(f"--out-dir {out_dir}: is a file, not a directory (it is created if missing)")
         json_path = json_path or out_dir / "smoke.json"
         junit_path = junit_path or out_dir / "smoke.junit.xml"
         csv_path = csv_path or out_dir / "smoke.csv"

@@ -184,20 +184,25 @@ class MeasurementProfile:
         return sorted(base | set(extra))
 
     def validate(self) -> None:
+        # Each message names the smoke command's flag for the field (the profile's own value when not given).
         if not self.window_s > 0:
-            raise bad_input(f"window length {self.window_s} s: must be above 0")
+            raise bad_input(f"--window {self.window_s:g}: the measurement window must be above 0 seconds")
         if self.stability_windows < 1:
-            raise bad_input("stability windows: must be at least 1")
+            raise bad_input(f"--stability-windows {self.stability_windows}: must be at least 1 (default 3)")
         if self.max_windows < self.stability_windows:
             raise bad_input(
-                f"max windows {self.max_windows} is below the {self.stability_windows} windows a stable result needs"
+                f"--max-windows {self.max_windows} is below the {self.stability_windows} windows a stable result needs "
+                "(--stability-windows)"
             )
         if not 0 < self.stability_threshold < 1:
-            raise bad_input(f"stability threshold {self.stability_threshold}: a fraction between 0 and 1 (0.1 = 10 %)")
-        if self.max_concurrency < 1 or any(c < 1 for c in self.concurrencies or ()):
-            raise bad_input("concurrency levels must be at least 1")
+            raise bad_input(f"--stability-threshold {self.stability_threshold:g}: a fraction between 0 and 1 (0.1 = 10 %)")
+        if self.max_concurrency < 1:
+            raise bad_input(f"--max-concurrency {self.max_concurrency}: must be at least 1")
+        if any(c < 1 for c in self.concurrencies or ()):
+            levels = ",".join(map(str, self.concurrencies or ()))
+            raise bad_input(f"--concurrency {levels}: every level must be at least 1, e.g. 1,4,16")
         if self.stability_latency not in ("avg", "p99"):
-            raise bad_input(f"stability latency {self.stability_latency!r}: expected 'avg' or 'p99'")
+            raise bad_input(f"--stability-latency {self.stability_latency!r}: expected avg or p99")
 
     def to_dict(self) -> dict:
         return {
@@ -300,6 +305,8 @@ class SmokeOptions:
         rest = rest.rstrip("/")
         if not re.fullmatch(r"[A-Za-z0-9_.\-]+:[0-9]{1,5}|\[[0-9A-Fa-f:]+\]:[0-9]{1,5}", rest):
             raise bad_input(f"--url {self.url!r}: expected HOST:PORT (e.g. 127.0.0.1:8001), optionally with a scheme")
+        if not 1 <= int(rest.rsplit(":", 1)[1]) <= 65535:  # gRPC wraps 99999 into some other port
+            raise bad_input(f"--url {self.url!r}: the port must be from 1 to 65535 (Triton: gRPC 8001, HTTP 8000)")
         return proto, rest, ssl
 
     def processes(self) -> int:
@@ -314,10 +321,13 @@ class SmokeOptions:
             raise bad_input(f"--batch-size {self.batch_size}: must be at least 1")
         if self.client_processes is not None and not 1 <= self.client_processes <= 64:
             raise bad_input(f"--client-processes {self.client_processes}: must be 1..64")
-        for name, value in (("--request-timeout", self.request_timeout_s), ("call timeout", self.call_timeout_s)):
+        for name, value in (("--request-timeout", self.request_timeout_s), ("--call-timeout", self.call_timeout_s)):
             if not value > 0:
                 raise bad_input(f"{name} {value}: must be above 0 seconds")
-        if self.metrics_url is not None and not re.fullmatch(r"(https?://)?[A-Za-z0-9_.\-]+:[0-9]{1,5}/?", self.metrics_url.strip()):
+        if self.metrics_url is not None and (
+            not re.fullmatch(r"(https?://)?[A-Za-z0-9_.\-]+:[0-9]{1,5}/?", self.metrics_url.strip())
+            or not 1 <= int(self.metrics_url.strip().rstrip("/").rsplit(":", 1)[1]) <= 65535
+        ):
             raise bad_input(f"--metrics-url {self.metrics_url!r}: expected HOST:PORT of Triton's metrics endpoint, e.g. 127.0.0.1:8002")
         if self.wait_ready_s < 0:
             raise bad_input(f"--wait-ready {self.wait_ready_s}: must be 0 or more seconds")
@@ -329,4 +339,11 @@ class SmokeOptions:
                 "or --no-correctness"
             )
         if self.model_repo is not None and not Path(self.model_repo).is_dir():
-            raise bad_input(f"--model-repo {self.model_repo}: no such directory")
+            what = "is a file, not a directory" if Path(self.model_repo).exists() else "no such directory"
+            raise bad_input(f"--model-repo {self.model_repo}: {what}; expected the built model repository (model_repo/)")
+        from hybridserve.paths import output_path_problem
+
+        for flag, path in (("--json", self.json_path), ("--junit", self.junit_path), ("--csv", self.csv_path), ("--plot", self.plot_path)):
+            problem = output_path_problem(path) if path is not None else None
+            if problem:  # found now, not after a sweep of several minutes
+                raise bad_input(f"{flag} {path}: {problem}")

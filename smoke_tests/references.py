@@ -93,6 +93,9 @@ def _version_dir(model_dir: Path, version: str | None) -> Path | None:
 
 def models_with_references(repo_dir: Path) -> list[str]:
     repo_dir = Path(repo_dir)
+    if not repo_dir.is_dir():  # the CLI asks this before SmokeOptions.validate() runs
+        what = "is a file, not a directory" if repo_dir.exists() else "no such directory"
+        raise bad_input(f"--model-repo {repo_dir}: {what}; expected the built model repository (model_repo/)")
     return sorted(
         p.name
         for p in repo_dir.iterdir()

@@ -14,7 +14,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from smoke_tests.errors import ExitCode
+from smoke_tests.errors import ExitCode, bad_input
 from smoke_tests.results import SCHEMA_ID, ModelReport, RunError, RunInfo, Violation, exit_code_of
 
 # perf_analyzer's CSV header (`perf_analyzer -f FILE`), in its order and units.
@@ -301,15 +301,19 @@ class SmokeReport:
         return path
 
     def write_outputs(self, *, json_path=None, junit_path=None, csv_path=None, plot_path=None) -> list[Path]:
-        written = []
-        if json_path:
-            written.append(self.write_json(json_path))
-        if junit_path:
-            written.append(self.write_junit(junit_path))
-        if csv_path:
-            written.append(self.write_csv(csv_path))
-        if plot_path:
-            written.append(self.write_plot(plot_path))
+        """Write every asked-for file; one that fails (disk full, a directory removed meanwhile) does not stop the
+        others, and then a UserError names each file that could not be written."""
+        written, failed = [], []
+        for flag, path, write in (("--json", json_path, self.write_json), ("--junit", junit_path, self.write_junit),
+                                  ("--csv", csv_path, self.write_csv), ("--plot", plot_path, self.write_plot)):
+            if not path:
+                continue
+            try:
+                written.append(write(path))
+            except OSError as exc:
+                failed.append(f"{flag} {path}: {exc.strerror or exc}")
+        if failed:
+            raise bad_input("could not write the smoke report:", details=failed)
         return written
 
     # -- rich ---------------------------------------------------------------------------------------
