@@ -14,7 +14,10 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
-_STATE_HELP = "State directory: object store data, key-encryption key, logs, plane.json. Default: <repo>/.state, or $HYBRIDSERVE_STATE_DIR."
+_STATE_HELP = (
+    "State directory: object store data, key-encryption key, logs, plane.json; created if missing. "
+    "Default: $HYBRIDSERVE_STATE_DIR, else .state/ of the checkout."
+)
 
 
 def _exit(code: int) -> None:
@@ -32,9 +35,9 @@ def _state_dir(path: Optional[Path]) -> Path:
 def up_command(
     keep: bool = typer.Option(False, "--keep", help="Leave the plane running and print its endpoints; stop it with `local down`."),
     state_dir: Optional[Path] = typer.Option(None, "--state-dir", help=_STATE_HELP),
-    repo: Optional[Path] = typer.Option(None, "--repo", help="Model repository to build, sync and serve. Default: <repo>/model_repo."),
-    bucket: str = typer.Option("hybridserve-models", "--bucket", help="Bucket in the local store (created encrypted and versioned)."),
-    prefix: str = typer.Option("models", "--prefix", help="Key prefix of the model repository inside the bucket."),
+    repo: Optional[Path] = typer.Option(None, "--repo", help="Model repository to build, sync and serve. Default: model_repo/ of the checkout."),
+    bucket: str = typer.Option("hybridserve-models", "--bucket", help="Bucket in the local store, created encrypted and versioned: 3-63 lowercase letters, digits, '.' or '-'."),
+    prefix: str = typer.Option("models", "--prefix", help="Key prefix of the model repository inside the bucket (names separated by '/'; no '.' or '..')."),
     no_smoke: bool = typer.Option(False, "--no-smoke", help="Skip the smoke test (readiness is still checked)."),
     smoke_profile: str = typer.Option("quick", "--smoke-profile", help="Smoke measurement profile: quick (about a minute) or default (perf_analyzer's windows)."),
     startup_timeout: float = typer.Option(180.0, "--startup-timeout", min=10, help="Seconds tritonserver may take to load the models."),
@@ -103,6 +106,10 @@ def down_command(
         return
     for line in lines:
         console.print(f"  {line}", highlight=False)
+    if all(line.endswith(": not running") for line in lines):
+        # A record left by a crashed or killed `up`: saying "stopped" would suggest something had been running.
+        console.print(f"Nothing was running; removed the stale record {record_path(sd)}.", highlight=False)
+        return
     console.print("Local plane stopped. Its data stays in the state directory for the next `local up`.")
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import time
 from collections.abc import Iterator
@@ -26,6 +27,7 @@ from rich.table import Table
 
 from hybridserve.console import make_console
 from hybridserve.errors import UserError
+from hybridserve.local.process import signals_deferred
 
 RECORD_NAME = "plane.json"
 DEFAULT_BUCKET = "hybridserve-models"
@@ -80,16 +82,43 @@ def record_path(state_dir: Path) -> Path:
     return Path(state_dir) / RECORD_NAME
 
 
+def check_state_dir(state_dir: Path) -> None:
+    """UserError unless `state_dir` is a directory or does not exist yet (`local up` creates it)."""
+    state_dir = Path(state_dir)
+    if state_dir.exists() and not state_dir.is_dir():
+        raise UserError(
+            f"--state-dir {state_dir}: is a file, not a directory. Pass a directory for the plane's data, keys, "
+            "logs and plane.json (created if missing), or omit it for <repo>/.state.",
+            exit_code=2,
+        )
+
+
 def read_record(state_dir: Path) -> dict[str, Any] | None:
+    check_state_dir(state_dir)
     path = record_path(state_dir)
+    fix = "If no plane is running, delete it; otherwise stop the processes it names by hand."
     try:
-        return json.loads(path.read_text())
+        record = json.loads(path.read_text())
     except FileNotFoundError:
         return None
-    except ValueError:
+    except IsADirectoryError:
+        raise UserError(f"{path} is a directory, but it should be the plane's record (a JSON file). Remove it.") from None
+    except ValueError:  # also a UnicodeDecodeError
+        raise UserError(f"{path} is not valid JSON. {fix}") from None
+    # Someone's edit, or another tool's file: never KeyError on it, and never signal what it would make us guess.
+    processes = record.get("processes", []) if isinstance(record, dict) else None
+    if not isinstance(processes, list) or not all(
+        isinstance(p, dict)
+        and isinstance(p.get("name"), str)
+        and isinstance(p.get("match"), str)
+        and all(isinstance(p.get(k), int) and not isinstance(p.get(k), bool) and p.get(k) > 0 for k in ("pid", "pgid"))
+        for p in processes
+    ):
         raise UserError(
-            f"{path} is not valid JSON. If no plane is running, delete it; otherwise stop the processes it names by hand."
-        ) from None
+            f"{path} is not a local plane record: expected a JSON object whose \"processes\" list holds "
+            f"{{\"name\", \"pid\", \"pgid\", \"match\"}} entries. {fix}"
+        )
+    return record
 
 
 def _write_record(state_dir: Path, record: dict[str, Any]) -> None:
@@ -257,9 +286,8 @@ def run_plane(options: PlaneOptions, console: Console | None = None) -> PlaneRes
     console = console or make_console()
     state_dir = Path(options.state_dir).resolve()
     repo_dir = Path(options.repo_dir).resolve()
-    if not repo_dir.is_dir():
-        raise UserError(f"--repo {repo_dir}: no such directory; expected a Triton model repository (model_repo/).")
     options = replace(options, state_dir=state_dir, repo_dir=repo_dir)
+    check_options(options)  # every flag checked before a server starts
     state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     logs = state_dir / "logs"
     _refuse_if_running(state_dir)
@@ -362,12 +390,51 @@ def run_plane(options: PlaneOptions, console: Console | None = None) -> PlaneRes
     finally:
         if not keep_running:
             # Triton first (it reads from the store), then the store; both bounded, SIGKILL at the end.
-            t_stop = time.monotonic()
-            if triton is not None:
-                triton.stop()
-            store.stop()
-            record_path(state_dir).unlink(missing_ok=True)
-            console.print(f"  [green]ok[/] all servers stopped [dim]({time.monotonic() - t_stop:.1f} s)[/]", highlight=False)
+            # A second Ctrl-C waits until this is done: cut short, it left weed running and plane.json behind.
+            with signals_deferred():
+                t_stop = time.monotonic()
+                if triton is not None:
+                    triton.stop()
+                store.stop()
+                record_path(state_dir).unlink(missing_ok=True)
+                console.print(f"  [green]ok[/] all servers stopped [dim]({time.monotonic() - t_stop:.1f} s)[/]", highlight=False)
+
+
+_BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+
+
+def check_options(options: PlaneOptions) -> None:
+    """UserError naming each `local up` flag that cannot work; nothing is started or written before this passes."""
+    from hybridserve.models.repository import display_path, validate_repository
+    from hybridserve.sync.engine import SyncTarget, check_target
+    from smoke_tests.options import PROFILES
+
+    check_state_dir(options.state_dir)
+    bad = []
+    if not _BUCKET_NAME.fullmatch(options.bucket) or ".." in options.bucket:
+        # The plane creates this bucket, so it gets the S3 naming rules rather than whatever the store tolerates.
+        bad.append(f"--bucket {options.bucket!r}: 3-63 characters: lowercase letters, digits, '.' and '-', "
+                   "starting and ending with a letter or digit (e.g. hybridserve-models)")
+    try:
+        check_target(SyncTarget(bucket="placeholder", prefix=options.prefix, endpoint_url="http://127.0.0.1:8333", sse="AES256"))
+    except UserError as exc:
+        bad.extend(d.replace("prefix (--prefix)", "--prefix") for d in exc.details)
+    if options.smoke and options.smoke_profile not in PROFILES:
+        bad.append(f"--smoke-profile {options.smoke_profile!r}: expected one of {', '.join(PROFILES)}")
+    if bad:
+        raise UserError("cannot start the local plane:", exit_code=2, details=bad)
+    repo_dir = Path(options.repo_dir)
+    if not repo_dir.is_dir():
+        what = "is a file, not a directory" if repo_dir.exists() else "no such directory"
+        raise UserError(f"--repo {repo_dir}: {what}; expected a Triton model repository (model_repo/).")
+    # The layout and configs now; the built artifacts are checked (and built) once the store runs.
+    problems = validate_repository(repo_dir, require_artifacts=False)
+    if problems:
+        raise UserError(
+            f"--repo {display_path(repo_dir)}: the model repository has {len(problems)} problem(s):",
+            exit_code=2,
+            details=[str(p) for p in problems],
+        )
 
 
 def _run_smoke(console, triton, options: PlaneOptions, models, result: PlaneResult, timings) -> None:

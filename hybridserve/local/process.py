@@ -6,19 +6,62 @@ so Ctrl-C, a failing test or a crashed parent never leaves one behind.
 
 from __future__ import annotations
 
+import _thread
 import atexit
 import os
 import signal
 import socket
 import subprocess
+import sys
+import threading
 import time
 import weakref
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 from hybridserve.errors import UserError
 
 _live: "weakref.WeakSet[ManagedProcess]" = weakref.WeakSet()
+_deferring = threading.local()  # depth of nested signals_deferred() blocks in this thread
+
+_CANCEL_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+@contextmanager
+def signals_deferred() -> Iterator[None]:
+    """Hold Ctrl-C, SIGTERM and SIGHUP back while a bounded cleanup runs, then deliver them.
+
+    A second Ctrl-C (the impatient one) used to land inside a stop's wait: the stop was abandoned half way,
+    the server kept running and `local up` still said everything was stopped. Inside this block such a
+    signal is only noted; when the block ends the previous handlers come back and each noted signal is
+    raised again, so it has its usual effect (KeyboardInterrupt, or none if it was ignored). Nested blocks
+    defer to the outermost; outside the main thread (where handlers cannot be set) it does nothing.
+    """
+    depth = getattr(_deferring, "depth", 0)
+    if depth or threading.current_thread() is not threading.main_thread():
+        _deferring.depth = depth + 1
+        try:
+            yield
+        finally:
+            _deferring.depth = depth
+        return
+    pending: list[int] = []
+    previous = {}
+    for sig in _CANCEL_SIGNALS:
+        try:
+            previous[sig] = signal.signal(sig, lambda signum, frame: pending.append(signum))
+        except (ValueError, OSError):  # pragma: no cover - not settable here
+            pass
+    _deferring.depth = 1
+    try:
+        yield
+    finally:
+        _deferring.depth = 0
+        for sig, handler in previous.items():
+            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
+        for sig in dict.fromkeys(pending):  # once each, in arrival order
+            signal.raise_signal(sig)
 
 
 def free_port() -> int:
@@ -136,7 +179,11 @@ class ManagedProcess:
         self.proc = None
 
     def stop(self) -> None:
-        """Stop the whole process group: SIGTERM, bounded wait, SIGKILL. Idempotent."""
+        """Stop the whole process group: SIGTERM, bounded wait, SIGKILL. Idempotent; not cut short by Ctrl-C."""
+        with signals_deferred():
+            self._stop()
+
+    def _stop(self) -> None:
         if self.proc is None:
             return
         proc, self.proc = self.proc, None
@@ -178,10 +225,21 @@ def _stop_all() -> None:
         p.stop()
 
 
+_last_signal = signal.SIGINT  # the cancel signal to deliver again when its KeyboardInterrupt was swallowed
+
+
 def install_signal_handlers() -> None:
-    """Turn SIGTERM/SIGHUP into KeyboardInterrupt so `finally` blocks stop the servers (CI cancels with SIGTERM)."""
+    """Turn SIGTERM/SIGHUP into KeyboardInterrupt so `finally` blocks stop the servers (CI cancels with SIGTERM).
+
+    Also makes sure no cancel is lost: Python runs a signal handler at whatever bytecode comes next, and when
+    that is inside a finalizer (weakref.finalize, __del__; boto3 and thread pools have them) the
+    KeyboardInterrupt is printed as "Exception ignored" and dropped, so `local up` ran on to the end.
+    """
+    global _last_signal
 
     def _raise(signum, frame):
+        global _last_signal
+        _last_signal = signum
         raise KeyboardInterrupt
 
     for sig in (signal.SIGTERM, signal.SIGHUP):
@@ -189,3 +247,25 @@ def install_signal_handlers() -> None:
             signal.signal(sig, _raise)
         except (ValueError, OSError):  # not the main thread
             pass
+
+    previous_hook = sys.unraisablehook
+    if getattr(previous_hook, "_hybridserve", False):
+        return
+
+    def _redeliver(unraisable) -> None:
+        if unraisable.exc_type is not None and issubclass(unraisable.exc_type, KeyboardInterrupt):
+            # Deliver it again a moment later, from another thread, so the handler runs once the finalizer has
+            # returned (triggered from here it would run inside this hook and be dropped again). Should it land
+            # in a finalizer once more, this hook sees it once more.
+            signum = _last_signal if callable(signal.getsignal(_last_signal)) else signal.SIGINT
+
+            def later() -> None:
+                time.sleep(0.05)
+                _thread.interrupt_main(signum)
+
+            threading.Thread(target=later, name="redeliver-interrupt", daemon=True).start()
+            return
+        previous_hook(unraisable)
+
+    _redeliver._hybridserve = True  # type: ignore[attr-defined]
+    sys.unraisablehook = _redeliver

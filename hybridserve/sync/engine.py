@@ -245,7 +245,8 @@ class _Item:
     entry: dict[str, Any] | None = None  # manifest entry when verified present
 
 
-def _check_target(target: SyncTarget) -> None:
+def check_target(target: SyncTarget) -> None:
+    """UserError (exit 2) naming each option of `target` that cannot work, before anything is contacted."""
     bad = []
     if not target.bucket or "/" in target.bucket:
         bad.append(f"bucket (--bucket) {target.bucket!r}: give a bucket name (no slashes, no s3://)")
@@ -268,6 +269,9 @@ def _check_target(target: SyncTarget) -> None:
         bad.append("give both access_key and secret_key, or neither (then boto3's credential chain applies)")
     if bad:
         raise UserError("invalid sync target:", exit_code=EXIT_BAD_ARGUMENT, details=bad)
+
+
+_check_target = check_target  # the name tests and older callers use
 
 
 # botocore's own rule for region names (it refuses others only when the first request is built).
@@ -540,7 +544,7 @@ def sync_repository(
     from botocore.exceptions import BotoCoreError, ClientError
 
     started = time.monotonic()
-    _check_target(target)
+    check_target(target)
     repo_dir = Path(repo_dir)
     _validate_repository(repo_dir)
     models = scan_repository(repo_dir, hash_cache=hash_cache)
