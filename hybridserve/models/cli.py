@@ -21,14 +21,14 @@ app = typer.Typer(
 
 RepoOption = Annotated[
     Optional[Path],
-    typer.Option("--repo", help="Model repository directory [default: model_repo/ of the checkout]", show_default=False),
+    typer.Option("--repo", help="Model repository directory, holding <model>/config.pbtxt and <model>/<version>/. Default: model_repo/ of the checkout ($HYBRIDSERVE_ROOT, else the nearest parent with Pulumi.yaml).", show_default=False),
 ]
 
 
 @app.command("build")
 def build_command(
     repo: RepoOption = None,
-    force: Annotated[bool, typer.Option("--force", help="Rebuild even when the artifacts are up to date")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Rebuild even when the artifacts are up to date (by default only missing or stale ones are built).")] = False,
 ) -> None:
     """Build each model's TorchScript artifact (model.pt) and reference set (reference.npz), deterministically."""
     from hybridserve.models.build import build_models

@@ -27,13 +27,13 @@ def _default_region() -> str:
 def sync_command(
     bucket: str = typer.Option(..., "--bucket", help="Target bucket (must exist)."),
     prefix: str = typer.Option(
-        "models", "--prefix", help="Key prefix inside the bucket; Triton's --model-repository is s3://BUCKET/PREFIX."
+        "models", "--prefix", help="Key prefix inside the bucket (names separated by '/'; leading/trailing '/' dropped; no '.' or '..'); Triton's --model-repository is s3://BUCKET/PREFIX."
     ),
     endpoint_url: Optional[str] = typer.Option(
         None,
         "--endpoint-url",
-        help="S3-compatible endpoint (Swift s3api, MinIO, SeaweedFS, moto), e.g. http://127.0.0.1:8333. "
-        "Omit for AWS S3.",
+        help="S3-compatible endpoint as http(s)://HOST[:PORT] (Swift s3api, MinIO, SeaweedFS, moto), e.g. "
+        "http://127.0.0.1:8333. Omit for AWS S3.",
     ),
     region: Optional[str] = typer.Option(
         None, "--region", help="Region of the bucket and KMS key. Default: $AWS_REGION, $AWS_DEFAULT_REGION, us-east-1.",
