@@ -19,6 +19,19 @@ from hybridserve.cli import main
 HYBRIDSERVE = str(Path(sys.executable).parent / "hybridserve")
 
 
+@pytest.fixture(autouse=True)
+def _restore_signal_handlers():
+    # `local up` in-process installs its SIGTERM/SIGHUP handlers and unraisable hook: not for the test runner.
+    import signal
+
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    hook = sys.unraisablehook
+    yield
+    for sig, handler in saved.items():
+        signal.signal(sig, handler)
+    sys.unraisablehook = hook
+
+
 def run(argv: list[str], capsys) -> tuple[int, str]:
     """(exit code, stdout + stderr with whitespace collapsed: rich wraps long lines)."""
     try:
@@ -225,3 +238,335 @@ def test_sync_without_any_credentials_against_a_real_store(capsys, aws_env, moto
                      "--repo", str(built_model_repo)], capsys)
     assert code == 23 and "no usable credentials" in out and "AWS_ACCESS_KEY_ID" in out and "AWS_PROFILE" in out
     assert moto_endpoint.client("s3").list_objects_v2(Bucket=unique_bucket).get("KeyCount") == 0
+
+
+# --------------------------------------------------------------------------------------------- local
+
+
+def test_local_state_dir_that_is_a_file_is_refused_by_up_status_and_down(capsys, tmp_path):
+    state = tmp_path / "state"
+    state.write_text("oops")
+    for args in (["up", "--no-smoke"], ["status"], ["down"]):  # were FileExistsError / NotADirectoryError tracebacks
+        code, out = run(["local", *args, "--state-dir", str(state)], capsys)
+        assert code == 2 and f"--state-dir {state}: is a file, not a directory" in out, args
+
+
+def test_local_up_checks_every_flag_before_starting_a_server(capsys, tmp_path):
+    # --smoke-profile was checked only after the store, the sync and tritonserver had run (~30 s)
+    state = tmp_path / "state"
+    code, out = run(["local", "up", "--state-dir", str(state), "--bucket", "Models_Bucket", "--prefix", "../m",
+                     "--smoke-profile", "fast"], capsys)
+    assert code == 2 and "cannot start the local plane" in out
+    assert "--bucket 'Models_Bucket': 3-63 characters" in out
+    assert "--prefix '../m'" in out
+    assert "--smoke-profile 'fast': expected one of default, quick" in out
+    assert not state.exists()  # nothing created, nothing started
+
+
+@pytest.mark.parametrize("kind", ["empty", "file"])
+def test_local_up_refuses_a_bad_repository_before_starting_a_server(capsys, tmp_path, kind):
+    repo = tmp_path / "repo"
+    repo.mkdir() if kind == "empty" else repo.write_text("x")
+    state = tmp_path / "state"
+    code, out = run(["local", "up", "--state-dir", str(state), "--repo", str(repo)], capsys)
+    assert code == 2 and f"--repo {repo}" in out
+    assert ("no model directories" in out) if kind == "empty" else ("is a file, not a directory" in out)
+    assert not state.exists()
+
+
+@pytest.mark.parametrize(
+    "content", ["[1, 2]", '{"processes": [{"name": "weed server"}]}', '{"processes": 5}', '{"processes": [{"name": "x", "pid": true, "pgid": 1, "match": "w"}]}']
+)
+def test_local_status_and_down_on_a_record_that_is_not_ours(capsys, tmp_path, content):
+    (tmp_path / "plane.json").write_text(content)  # were AttributeError / KeyError tracebacks
+    for command in ("status", "down"):
+        code, out = run(["local", command, "--state-dir", str(tmp_path)], capsys)
+        assert code == 2 and f"{tmp_path / 'plane.json'} is not a local plane record" in out and '"processes"' in out
+    assert (tmp_path / "plane.json").exists()  # kept: it may name processes someone has to stop by hand
+
+
+def test_local_status_on_a_record_that_is_a_directory(capsys, tmp_path):
+    (tmp_path / "plane.json").mkdir()
+    code, out = run(["local", "status", "--state-dir", str(tmp_path)], capsys)
+    assert code == 2 and f"{tmp_path / 'plane.json'} is a directory" in out
+
+
+def test_local_down_on_a_stale_record_says_nothing_was_running(capsys, tmp_path):
+    import json
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()  # its pid is now (almost surely) free: a record left by a crashed `up`
+    record = {"processes": [{"name": "weed server", "pid": dead.pid, "pgid": dead.pid, "match": "weed"}]}
+    (tmp_path / "plane.json").write_text(json.dumps(record))
+    code, out = run(["local", "status", "--state-dir", str(tmp_path)], capsys)
+    assert code == 1 and "gone" in out and "local down" in out
+    code, out = run(["local", "down", "--state-dir", str(tmp_path)], capsys)
+    assert code == 0 and "not running" in out and "Nothing was running; removed the stale record" in out
+    assert "Local plane stopped" not in out and not (tmp_path / "plane.json").exists()
+    code, out = run(["local", "down", "--state-dir", str(tmp_path)], capsys)
+    assert code == 0 and "nothing to stop" in out
+
+
+def test_signals_deferred_holds_ctrl_c_until_the_cleanup_is_done():
+    import signal
+
+    from hybridserve.local.process import signals_deferred
+
+    done = []
+    with pytest.raises(KeyboardInterrupt):
+        with signals_deferred():
+            os.kill(os.getpid(), signal.SIGINT)
+            with signals_deferred():  # nested: still held
+                os.kill(os.getpid(), signal.SIGINT)
+            done.append("cleanup finished")
+    assert done == ["cleanup finished"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+@pytest.mark.servers
+def test_local_up_double_ctrl_c_still_stops_everything(tmp_path, built_model_repo):
+    # The impatient second Ctrl-C landed in the store's bounded stop: weed kept running, plane.json stayed,
+    # and `up` still printed that the servers were stopped.
+    import signal
+    import time
+
+    from hybridserve.local.plane import group_members, read_record, record_path
+
+    state = tmp_path / "state"
+    proc = subprocess.Popen(
+        [HYBRIDSERVE, "local", "up", "--no-smoke", "--state-dir", str(state), "--repo", str(built_model_repo)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, "COLUMNS": "200"},
+    )
+    record = None
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            record = read_record(state) if record_path(state).exists() else None
+            if record and record.get("processes"):
+                break
+            time.sleep(0.1)
+        assert proc.poll() is None and record, proc.stdout.read() if proc.stdout else ""
+        proc.send_signal(signal.SIGINT)
+        time.sleep(1.0)  # inside the store's 3 s SIGTERM wait
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=120)
+        assert proc.returncode == 130, out
+        assert "Traceback" not in out and "all servers stopped" in out
+        weed = record["processes"][0]
+        assert not group_members(weed["pgid"], weed["match"]), out
+        assert not record_path(state).exists(), out
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for p in (record or {}).get("processes", []):
+            if group_members(p["pgid"], p["match"]):  # only our own servers, never a recycled pid
+                os.killpg(p["pgid"], signal.SIGKILL)
+
+
+# --------------------------------------------------------------------------------------------- smoke
+
+
+@pytest.mark.parametrize("kind", ["missing", "file"])
+def test_smoke_model_repo_that_is_not_a_directory(capsys, tmp_path, kind):
+    path = tmp_path / "model_repo"
+    if kind == "file":
+        path.write_text("x")
+    code, out = run(["smoke", "--url", "127.0.0.1:1", "--model-repo", str(path)], capsys)  # were tracebacks
+    assert code == 2 and f"--model-repo {path}: " in out
+    assert ("no such directory" in out) if kind == "missing" else ("is a file, not a directory" in out)
+
+
+@pytest.mark.parametrize("url", ["127.0.0.1:99999", "http://127.0.0.1:0"])
+def test_smoke_url_port_out_of_range(capsys, url):
+    # 99999 was accepted and gRPC dialled 99999 mod 65536 instead: "cannot reach" (exit 3) on a port never named
+    code, out = run(["smoke", "--url", url, "--model", "m", "--no-correctness"], capsys)
+    assert code == 2 and f"--url {url!r}: the port must be from 1 to 65535" in out
+
+
+def test_smoke_metrics_url_port_out_of_range(capsys):
+    code, out = run(["smoke", "--url", "127.0.0.1:1", "--metrics-url", "127.0.0.1:70000", "--model", "m", "--no-correctness"], capsys)
+    assert code == 2 and "--metrics-url '127.0.0.1:70000'" in out
+
+
+@pytest.mark.parametrize(
+    "flag, make, expected",
+    [
+        ("--json", lambda t: t / "afile" / "r.json", "is a file, so the directory for it cannot be created"),
+        ("--junit", lambda t: t, "is a directory; give a file name"),
+        ("--csv", lambda t: t, "is a directory; give a file name"),
+        ("--out-dir", lambda t: t / "afile", "is a file, not a directory"),
+    ],
+)
+def test_smoke_unwritable_output_is_refused_before_the_run(capsys, tmp_path, flag, make, expected):
+    # were tracebacks, and only after the whole run (a sweep takes minutes)
+    (tmp_path / "afile").write_text("x")
+    path = make(tmp_path)
+    code, out = run(["smoke", "--url", "127.0.0.1:1", "--model", "m", "--no-correctness", flag, str(path)], capsys)
+    assert code == 2 and f"{flag} {path}: " in out and expected in out and "cannot reach" not in out
+
+
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["--window", "0"], "--window 0: the measurement window must be above 0 seconds"),
+        (["--stability-threshold", "5"], "--stability-threshold 5: a fraction between 0 and 1"),
+        (["--stability-windows", "0"], "--stability-windows 0: must be at least 1"),
+        (["--max-windows", "2"], "--max-windows 2 is below the 3 windows a stable result needs"),
+        (["--max-concurrency", "0"], "--max-concurrency 0: must be at least 1"),
+        (["--concurrency", "0,4"], "--concurrency 0,4: every level must be at least 1"),
+        (["--concurrency", ","], "--concurrency ',': expected a comma-separated list of integers"),  # was ignored
+        (["--stability-latency", "p50"], "--stability-latency 'p50': expected avg or p99"),
+        (["--call-timeout", "0"], "--call-timeout 0.0: must be above 0 seconds"),
+    ],
+)
+def test_smoke_measurement_flags_are_named_in_their_errors(capsys, args, expected):
+    # the messages said "window length", "stability threshold", "concurrency levels", "call timeout"
+    code, out = run(["smoke", "--url", "127.0.0.1:1", "--model", "m", "--no-correctness", *args], capsys)
+    assert code == 2 and expected in out
+
+
+def test_smoke_unknown_stack_lists_the_stacks(capsys):
+    code, out = run(["smoke", "--stack", "vision-staging"], capsys)
+    assert code == 2 and "stack 'vision-staging' not found" in out and "vision-dev" in out
+
+
+def test_smoke_slo_flag_naming_an_unknown_model(capsys):
+    code, out = run(["smoke", "--url", "127.0.0.1:1", "--model", "text_encoder", "--no-correctness",
+                     "--min-throughput", "txt_encoder=10"], capsys)
+    assert code == 2 and "'txt_encoder'" in out and "text_encoder" in out
+
+
+def test_smoke_help_shows_the_slo_syntax_whole(capsys, monkeypatch):
+    # rich read "[@C]" in the help as a markup tag and dropped it; "%%" was shown doubled
+    monkeypatch.setenv("COLUMNS", "250")
+    code, out = run(["smoke", "--help"], capsys)
+    assert code == 0
+    assert "[MODEL=]N[@C]: at least N inferences/s" in out and "[MODEL=]N[@C]: p99 latency" in out
+    assert "(0.01 = 1 %)" in out and "%%" not in out
+
+
+def test_a_cancel_that_lands_in_a_finalizer_is_not_lost():
+    # Seen in test_sigterm_during_up_stops_everything under load: SIGTERM's KeyboardInterrupt was raised inside
+    # a weakref finalizer during the sync, Python printed "Exception ignored ... Traceback" and dropped it,
+    # and `local up` ran on for 80 s to a smoke pass and exit 0.
+    import gc
+    import signal
+    import time
+    import weakref
+
+    from hybridserve.local.process import install_signal_handlers
+
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    saved_hook = sys.unraisablehook
+    try:
+        install_signal_handlers()
+
+        class Resource:
+            pass
+
+        def finalizer():
+            os.kill(os.getpid(), signal.SIGTERM)
+            sum(range(10_000))  # the handler runs here, inside the finalizer
+
+        r = Resource()
+        weakref.finalize(r, finalizer)
+        with pytest.raises(KeyboardInterrupt):
+            del r
+            gc.collect()
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline:
+                time.sleep(0.01)
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
+        sys.unraisablehook = saved_hook
+
+
+# --------------------------------------------------------------------------------------------- validate / plan
+
+
+@pytest.fixture
+def stacks(tmp_path: Path) -> Path:
+    import shutil
+
+    from hybridserve.paths import repo_root
+
+    shutil.copy(repo_root() / "Pulumi.yaml", tmp_path / "Pulumi.yaml")
+    shutil.copytree(repo_root() / "stacks", tmp_path / "stacks")
+    return tmp_path / "stacks"
+
+
+@pytest.mark.parametrize(
+    "content, expected",
+    [
+        (b"\x89PNG\r\n\x1a\n\x00\x00", "is not UTF-8 text (byte 0x89 at offset 0)"),  # was a UnicodeDecodeError traceback
+        (b"- a\n- b\n", "must be a mapping with a `config:` mapping"),
+        (b"config:\n\thybridserve:team: x\n", "is not valid YAML (line 2, column 1)"),
+        (b"", "hybridserve:team: is required but not set"),
+    ],
+)
+@pytest.mark.parametrize("command", ["validate", "plan"])
+def test_stack_file_that_is_not_a_stack(capsys, stacks, command, content, expected):
+    path = stacks / "Pulumi.broken-dev.yaml"
+    path.write_bytes(content)
+    code, out = run([command, "--stack", "broken-dev", "--stacks-dir", str(stacks)], capsys)
+    assert code == 2 and f"{path}: {expected}" in out
+    # a broken sibling does not stop the others
+    code, out = run(["validate", "--stack", "vision-dev", "--stacks-dir", str(stacks)], capsys)
+    assert code == 0 and "1 stack valid" in out
+
+
+@pytest.mark.parametrize("kind", ["missing", "file"])
+@pytest.mark.parametrize("args", [["validate"], ["validate", "--stack", "vision-dev"], ["plan", "--stack", "vision-dev"],
+                                  ["smoke", "--stack", "vision-dev"]])
+def test_stacks_dir_that_is_not_a_directory_is_named(capsys, tmp_path, kind, args):
+    # said "no stack files in X" or "stack 'vision-dev' not found in X; available stacks: (none)"
+    path = tmp_path / "stacks"
+    if kind == "file":
+        path.write_text("x")
+    code, out = run([*args, "--stacks-dir", str(path)], capsys)
+    assert code == 2 and f"--stacks-dir {path}: " in out and "Pulumi.<team>-<env>.yaml" in out
+    assert ("does not exist" in out) if kind == "missing" else ("is a file, not a directory" in out)
+
+
+@pytest.mark.parametrize("given", ["Vision-Dev", "Pulumi.vision-dev.yaml", "stacks/Pulumi.vision-dev.yaml"])
+def test_stack_given_as_a_file_name_suggests_the_stack_name(capsys, stacks, given):
+    code, out = run(["validate", "--stack", given, "--stacks-dir", str(stacks)], capsys)
+    assert code == 2 and f"stack {given!r} not found" in out and "did you mean --stack vision-dev?" in out
+
+
+def test_plan_with_stack_and_all_says_not_both(capsys, stacks):
+    code, out = run(["plan", "--stack", "vision-dev", "--all", "--stacks-dir", str(stacks)], capsys)
+    assert code == 2 and "give either --stack NAME or --all, not both" in out
+
+
+@pytest.mark.parametrize("kind", ["directory", "parent-is-a-file"])
+def test_plan_json_that_cannot_be_written_is_refused_before_planning(capsys, stacks, tmp_path, kind):
+    # the plan ran (seconds, a screen of output) and then failed with "cannot write: File exists"
+    (tmp_path / "afile").write_text("x")
+    target = tmp_path if kind == "directory" else tmp_path / "afile" / "plan.json"
+    code, out = run(["plan", "--stack", "vision-dev", "--stacks-dir", str(stacks), "--json", str(target)], capsys)
+    assert code == 2 and f"--json {target}: " in out
+    assert ("is a directory" in out) if kind == "directory" else ("afile is a file" in out)
+    assert "Resources per provider" not in out  # nothing planned
+
+
+# --------------------------------------------------------------------------------------------- help
+
+
+@pytest.mark.parametrize(
+    "command, expected",
+    [
+        (["models", "build"], "Default: model_repo/ of the checkout"),  # "[default: ...]" was eaten as rich markup
+        (["models", "validate"], "Default: model_repo/ of the checkout"),
+        (["local", "up"], "Default: $HYBRIDSERVE_STATE_DIR, else .state/ of the checkout"),  # said "<repo>/.state"
+        (["local", "up"], "3-63 lowercase letters, digits"),
+        (["sync"], "http(s)://HOST[:PORT]"),
+        (["sync"], "no '.' or '..'"),
+    ],
+)
+def test_help_states_defaults_and_valid_values(capsys, monkeypatch, command, expected):
+    monkeypatch.setenv("COLUMNS", "400")
+    code, out = run([*command, "--help"], capsys)
+    assert code == 0 and expected in out
