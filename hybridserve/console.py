@@ -13,6 +13,9 @@ PIPED_WIDTH = 160
 
 def make_console(*, stderr: bool = False) -> Console:
     console = Console(stderr=stderr)
-    if console.is_terminal or os.environ.get("COLUMNS"):
+    if console.is_terminal:
         return console
-    return Console(stderr=stderr, width=PIPED_WIDTH)
+    # COLUMNS may only widen a piped console: pytest-xdist workers (make test) run with COLUMNS=80, which
+    # folded the plan's cost table and failed test_cluster's price check.
+    columns = os.environ.get("COLUMNS", "")
+    return Console(stderr=stderr, width=max(PIPED_WIDTH, int(columns) if columns.isdigit() else 0))
