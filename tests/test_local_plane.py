@@ -79,9 +79,15 @@ def _assert_model_rows(output: str) -> None:
 
 def _sleeper(match_word: str) -> subprocess.Popen:
     # A real process group to stop; the marker word stands in for "weed"/"triton" in its command line.
-    return subprocess.Popen(
+    proc = subprocess.Popen(
         [sys.executable, "-c", "import time; time.sleep(600)", match_word], start_new_session=True
     )
+    # Until exec, /proc/PID/cmdline is still pytest's: wait (bounded) for the marker, or the record check races.
+    deadline = time.monotonic() + 10
+    while match_word not in Path(f"/proc/{proc.pid}/cmdline").read_bytes().decode(errors="replace"):
+        assert time.monotonic() < deadline, "the sleeper did not exec"
+        time.sleep(0.01)
+    return proc
 
 
 def test_down_stops_recorded_groups_and_removes_the_record(tmp_path):
