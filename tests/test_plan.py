@@ -17,34 +17,16 @@ import pytest
 import yaml
 
 import infra.components
-from hybridserve.cli import main
 from hybridserve.paths import repo_root
 from hybridserve.stackconfig import stack_files
 from infra.mocks import MockContext
 from infra.plan import FORMAT, SECRET_MARKER, plan_stack_file
 
+from cliutil import run_cli
+
 EXAMPLES = repo_root() / "stacks"
 NAMES = sorted(stack_files(EXAMPLES))
 CONTRACT = {"urn", "type", "name", "parent", "provider", "inputs"}
-
-
-@pytest.fixture(autouse=True)
-def _wide_terminal(monkeypatch):
-    # rich wraps (and splits words in) long lines at the terminal width (80 when TERM=dumb);
-    # messages are asserted whole
-    from rich.console import Console
-
-    import hybridserve.cli
-
-    monkeypatch.setattr(hybridserve.cli, "_err", Console(stderr=True, width=1000))
-
-
-def run_cli(args: list[str], capsys) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as info:
-        main(args)
-        raise SystemExit(0)
-    out, err = capsys.readouterr()
-    return info.value.code or 0, out, " ".join(err.split())
 
 
 @pytest.mark.parametrize("name", NAMES)

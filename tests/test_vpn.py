@@ -12,9 +12,9 @@ import shutil
 
 import pytest
 import yaml
+from cliutil import run_cli
 from test_network import EXAMPLES, NAMES, REQUIRED, PlanView, example, section, variant
 
-from hybridserve.cli import main
 from hybridserve.stackconfig import StackConfigError, build_stack_config
 from hybridserve.stackconfig.schema import vpn as vpn_schema
 from hybridserve.stackconfig.schema.common import collect_issues
@@ -27,23 +27,6 @@ CONNECTION = "aws:ec2/vpnConnection:VpnConnection"
 SITE = "openstack:vpnaas/siteConnection:SiteConnection"
 IKE = "openstack:vpnaas/ikePolicy:IkePolicy"
 IPSEC = "openstack:vpnaas/ipSecPolicy:IpSecPolicy"
-
-
-@pytest.fixture(autouse=True)
-def _wide_terminal(monkeypatch):
-    from rich.console import Console
-
-    import hybridserve.cli
-
-    monkeypatch.setattr(hybridserve.cli, "_err", Console(stderr=True, width=1000))
-
-
-def run_cli(args: list[str], capsys) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as info:
-        main(args)
-        raise SystemExit(0)
-    out, err = capsys.readouterr()
-    return info.value.code or 0, out, " ".join(err.split())
 
 
 def sites(v: PlanView) -> list:
