@@ -290,7 +290,11 @@ def test_a_killed_sync_publishes_no_partial_version_and_a_rerun_completes(store,
 
     report = sync_repository(repo, target, show_progress=False)
     assert not present & set(report.uploaded), "verified objects were uploaded again"
-    assert set(report.uploaded) == (set(local) - present) | {f"{PREFIX}/text_encoder/config.pbtxt"}
+    config_key = f"{PREFIX}/text_encoder/config.pbtxt"
+    uploaded = set(report.uploaded)
+    # A PUT whose body the store had fully received can still land after the kill (seen on SeaweedFS):
+    # the rerun then finds it verified and skips it, so it uploads a subset of what was missing.
+    assert config_key in uploaded and uploaded - {config_key} <= set(local) - present
     assert store.published("text_encoder") == [2]
     for key, path in local.items():
         assert store.head(key)["Metadata"]["sha256"] == _sha(path)
