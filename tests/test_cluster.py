@@ -29,10 +29,6 @@ NAMES = sorted(stack_files(EXAMPLES))
 REQUIRED = {"hybridserve:team": "acme", "hybridserve:environment": "dev", "hybridserve:cost_center": "CC-1"}
 ACCOUNT = "123456789012"
 IGNORED: dict[tuple[str, str], list[str]] = {}  # (stack, urn) -> ignoreChanges, recorded by the spy below
-# The clusters are placed in the network component's subnets (issue 6): without it they are not planned.
-needs_network = pytest.mark.skipif(
-    "infra.components.network:build" not in infra.components.COMPONENTS, reason="the clusters need the network component (issue 6) in COMPONENTS"
-)
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -96,7 +92,6 @@ def node_groups(plan: Plan) -> dict[str, PlannedResource]:
 # --- EKS: control plane -------------------------------------------------------------------------------------
 
 
-@needs_network
 @pytest.mark.parametrize("name", NAMES)
 def test_eks_endpoint_is_never_open_to_the_internet_and_secrets_are_encrypted_with_the_stack_key(name):
     plan = plan_of(name)
@@ -118,7 +113,6 @@ def test_eks_endpoint_is_never_open_to_the_internet_and_secrets_are_encrypted_wi
     assert logs.inputs["name"] == f"/aws/eks/hybridserve-{name}-eks/cluster" and logs.inputs["retentionInDays"] == eks.log_retention_days
 
 
-@needs_network
 def test_dev_stacks_keep_the_api_private_and_prod_stacks_list_their_networks():
     assert one(plan_of("vision-dev"), "aws:eks/cluster:Cluster", "cluster").inputs["vpcConfig"]["endpointPublicAccess"] is False
     prod = one(plan_of("vision-prod"), "aws:eks/cluster:Cluster", "cluster").inputs["vpcConfig"]
@@ -128,7 +122,6 @@ def test_dev_stacks_keep_the_api_private_and_prod_stacks_list_their_networks():
 # --- EKS: node groups --------------------------------------------------------------------------------------
 
 
-@needs_network
 @pytest.mark.parametrize("name", NAMES)
 def test_every_gpu_node_group_is_nvidia_tainted_encrypted_imdsv2_and_sized_as_configured(name):
     plan = plan_of(name)
@@ -163,7 +156,6 @@ def test_every_gpu_node_group_is_nvidia_tainted_encrypted_imdsv2_and_sized_as_co
         assert templates[f"hybridserve-{name}-eks-{group_name}"].inputs["blockDeviceMappings"][0]["ebs"]["volumeSize"] == size
 
 
-@needs_network
 def test_the_system_pool_is_untainted_cpu_and_hosts_the_autoscaler():
     plan = plan_of("search-prod")
     system = node_groups(plan)["system"].inputs
@@ -173,7 +165,6 @@ def test_the_system_pool_is_untainted_cpu_and_hosts_the_autoscaler():
     assert release["values"]["nodeSelector"] == {"hybridserve.io/pool": "system"}
 
 
-@needs_network
 @pytest.mark.parametrize("name", ["vision-dev", "search-prod"])
 def test_desired_size_is_left_to_the_autoscaler_after_creation(name):
     plan = plan_of(name)
@@ -183,7 +174,6 @@ def test_desired_size_is_left_to_the_autoscaler_after_creation(name):
         assert IGNORED[(group.urn.split("::")[0], group.urn)] == ["nodeCount"], group.name
 
 
-@needs_network
 @pytest.mark.parametrize("name", NAMES)
 def test_the_autoscaler_can_scale_gpu_pools_from_zero(name):
     plan = plan_of(name)
@@ -228,7 +218,6 @@ def irsa_subjects(role: PlannedResource) -> tuple[str, str]:
     return sub_key, subject
 
 
-@needs_network
 @pytest.mark.parametrize("name", NAMES)
 def test_the_model_reader_reads_only_the_prefix_decrypts_only_the_key_and_trusts_one_service_account(name):
     plan = plan_of(name)
@@ -251,7 +240,6 @@ def test_the_model_reader_reads_only_the_prefix_decrypts_only_the_key_and_trusts
     assert plan.outputs["modelReaderRoleArn"] == f"arn:aws:iam::{ACCOUNT}:role/hybridserve-{name}-model-reader"
 
 
-@needs_network
 def test_every_in_cluster_identity_is_a_role_for_exactly_one_service_account():
     plan = plan_of("vision-prod")
     subjects = {r.name: irsa_subjects(r)[1] for r in of_type(plan, "aws:iam/role:Role") if "Federated" in r.inputs["assumeRolePolicy"]}
@@ -275,7 +263,6 @@ def test_every_in_cluster_identity_is_a_role_for_exactly_one_service_account():
 # --- Kubernetes objects ----------------------------------------------------------------------------------------
 
 
-@needs_network
 @pytest.mark.parametrize("name", NAMES)
 def test_kubernetes_objects_go_through_their_clusters_provider_and_kubeconfigs_are_secret(name):
     plan = plan_of(name)
@@ -291,7 +278,6 @@ def test_kubernetes_objects_go_through_their_clusters_provider_and_kubeconfigs_a
     assert plan.outputs["clusterNames"] == {"aws": f"hybridserve-{name}-eks", "openstack": f"hybridserve-{name}-k8s"}
 
 
-@needs_network
 @pytest.mark.parametrize("name", NAMES)
 def test_nvidia_plugin_and_encrypted_default_storage_on_both_clusters(name):
     plan = plan_of(name)
@@ -314,7 +300,6 @@ def test_nvidia_plugin_and_encrypted_default_storage_on_both_clusters(name):
         assert sc["metadata"]["annotations"]["storageclass.kubernetes.io/is-default-class"] == "true"
 
 
-@needs_network
 def test_triton_gets_its_namespace_service_account_and_swift_credentials_as_secrets():
     plan = plan_of("search-dev")
     urns = by_urn(plan)
@@ -329,7 +314,6 @@ def test_triton_gets_its_namespace_service_account_and_swift_credentials_as_secr
 # --- Magnum ----------------------------------------------------------------------------------------------------
 
 
-@needs_network
 @pytest.mark.parametrize("name", NAMES)
 def test_magnum_template_is_private_on_the_tenant_network_with_an_api_load_balancer(name):
     plan = plan_of(name)
@@ -347,7 +331,6 @@ def test_magnum_template_is_private_on_the_tenant_network_with_an_api_load_balan
     assert cluster["masterCount"] == plan.config.openstack.magnum.master_count and cluster["floatingIpEnabled"] is False
 
 
-@needs_network
 @pytest.mark.parametrize("name", NAMES)
 def test_magnum_gpu_node_groups_are_sized_labelled_and_tainted_by_the_kubelet(name):
     plan = plan_of(name)
@@ -459,7 +442,6 @@ def test_open_api_needs_an_explicit_opt_in_and_public_access_needs_cidrs():
 # --- the contract with the Triton component ---------------------------------------------------------------------
 
 
-@needs_network
 def test_clusters_are_published_for_the_triton_component(monkeypatch):
     seen = {}
 
