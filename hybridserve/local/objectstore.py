@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from hybridserve.errors import UserError
-from hybridserve.local.process import ManagedProcess, free_ports, tail
+from hybridserve.local.process import ManagedProcess, free_ports, read_since, tail
 
 DEFAULT_REGION = "us-east-1"
 
@@ -167,12 +167,44 @@ def load_or_create_identity(path: Path) -> tuple[str, str]:
 # --------------------------------------------------------------------------------------------- SeaweedFS
 
 
-class SeaweedFS:
+class _S3Server:
+    """What SeaweedFS and MotoServer share: a supervised process answering S3 at `endpoint`."""
+
+    display_name = "the object store"
+    process: ManagedProcess | None
+    _endpoint: S3Endpoint | None
+
+    @property
+    def endpoint(self) -> S3Endpoint:
+        if self._endpoint is None:
+            raise RuntimeError(f"{self.display_name} is not running: call start() or use it as a context manager")
+        return self._endpoint
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process else None
+
+    def stop(self) -> None:
+        """Bounded (ManagedProcess: SIGTERM, a short wait, then SIGKILL to the whole group). Idempotent."""
+        proc, self.process, self._endpoint = self.process, None, None
+        if proc is not None:
+            proc.stop()
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+class SeaweedFS(_S3Server):
     """`weed server` with S3 on loopback, data in `data_dir` (kept across runs), SSE-S3 under a 0600 KEK.
 
     kek_path defaults to `<data_dir>.kek` and the S3 identity to `<data_dir>.s3.json`, both beside the data
     directory (the plane puts them in the state dir).
     """
+
+    display_name = "SeaweedFS"
 
     _PORT_NAMES = (
         "master",
@@ -267,7 +299,7 @@ class SeaweedFS:
                     lambda: client.list_buckets() is not None, timeout=self.startup_timeout, what="ready to answer S3"
                 )
             except UserError:
-                log = self._log_since(log_offset)
+                log = read_since(self.log_path, log_offset)
                 self.stop()
                 if "address already in use" in log and attempt < 2:
                     continue
@@ -279,45 +311,18 @@ class SeaweedFS:
             return self
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _log_since(self, offset: int) -> str:
-        try:
-            with open(self.log_path, "rb") as f:
-                f.seek(offset)
-                return f.read().decode(errors="replace")
-        except OSError:
-            return ""
-
-    @property
-    def endpoint(self) -> S3Endpoint:
-        if self._endpoint is None:
-            raise RuntimeError("SeaweedFS is not running: call start() or use it as a context manager")
-        return self._endpoint
-
-    @property
-    def pid(self) -> int | None:
-        return self.process.pid if self.process else None
-
     def log_tail(self, lines: int = 30) -> str:
         return tail(self.log_path, lines)
 
-    def stop(self) -> None:
-        """Bounded: SIGTERM, 3 s, then SIGKILL to the whole process group. Idempotent."""
-        proc, self.process, self._endpoint = self.process, None, None
-        if proc is not None:
-            proc.stop()
-
-    def __enter__(self) -> "SeaweedFS":
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
 
 
 # --------------------------------------------------------------------------------------------- moto
 
 
-class MotoServer:
+class MotoServer(_S3Server):
     """moto_server (S3, KMS, ... in memory) on a free loopback port; for tests and the SSE-KMS path."""
+
+    display_name = "moto_server"
 
     def __init__(self, *, log_path: Path | None = None, startup_timeout: float = 60.0, region: str = DEFAULT_REGION):
         self.log_path = Path(log_path) if log_path else Path(tempfile.mkdtemp(prefix="hybridserve-moto-")) / "moto.log"
@@ -362,26 +367,6 @@ class MotoServer:
             return self
         raise AssertionError("unreachable")  # pragma: no cover
 
-    @property
-    def endpoint(self) -> S3Endpoint:
-        if self._endpoint is None:
-            raise RuntimeError("moto_server is not running: call start() or use it as a context manager")
-        return self._endpoint
-
-    @property
-    def pid(self) -> int | None:
-        return self.process.pid if self.process else None
-
-    def stop(self) -> None:
-        proc, self.process, self._endpoint = self.process, None, None
-        if proc is not None:
-            proc.stop()
-
-    def __enter__(self) -> "MotoServer":
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
 
 
 # --------------------------------------------------------------------------------------------- buckets

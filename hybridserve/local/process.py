@@ -93,6 +93,16 @@ def port_open(port: int, host: str = "127.0.0.1", timeout: float = 0.5) -> bool:
         return False
 
 
+def read_since(path: Path, offset: int) -> str:
+    """The log written after byte `offset` (this start's lines only, in a log kept across runs)."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(offset)
+            return f.read().decode(errors="replace")
+    except OSError:
+        return ""
+
+
 def tail(path: Path, lines: int = 30) -> str:
     try:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
@@ -235,7 +245,6 @@ def install_signal_handlers() -> None:
     that is inside a finalizer (weakref.finalize, __del__; boto3 and thread pools have them) the
     KeyboardInterrupt is printed as "Exception ignored" and dropped, so `local up` ran on to the end.
     """
-    global _last_signal
 
     def _raise(signum, frame):
         global _last_signal

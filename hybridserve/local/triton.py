@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hybridserve.errors import UserError
-from hybridserve.local.process import ManagedProcess, free_ports
+from hybridserve.local.process import ManagedProcess, free_ports, read_since
 
 LOG_TAIL_LINES = 40
 LOG_LINE_WIDTH = 240  # Triton logs its model and option tables as very wide lines
@@ -287,16 +287,8 @@ class TritonServer:
             return self
         raise UserError(f"tritonserver could not bind free ports in {_PORT_ATTEMPTS} attempts; see {self.log_path}", exit_code=3)
 
-    def _log_since(self, offset: int) -> str:
-        try:
-            with open(self.log_path, "rb") as f:
-                f.seek(offset)
-                return f.read().decode(errors="replace")
-        except OSError:
-            return ""
-
     def _tail(self, offset: int) -> str:
-        lines = self._log_since(offset).splitlines()[-LOG_TAIL_LINES:]
+        lines = read_since(self.log_path, offset).splitlines()[-LOG_TAIL_LINES:]
         return "\n".join(line[:LOG_LINE_WIDTH] for line in lines) or "(empty log)"
 
     def _wait_ready(self, proc: ManagedProcess, ports: tuple[int, int, int], log_offset: int) -> None:
@@ -309,7 +301,7 @@ class TritonServer:
                 what="live (HTTP /v2/health/live)",
             )
         except UserError:
-            if not proc.running() and "already in use" in self._log_since(log_offset).lower():
+            if not proc.running() and "already in use" in read_since(self.log_path, log_offset).lower():
                 raise _PortTaken from None
             raise
 
