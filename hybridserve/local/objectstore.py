@@ -15,6 +15,7 @@ key pair is refused.
 
 from __future__ import annotations
 
+import abc
 import json
 import os
 import secrets
@@ -167,12 +168,46 @@ def load_or_create_identity(path: Path) -> tuple[str, str]:
 # --------------------------------------------------------------------------------------------- SeaweedFS
 
 
-class _S3Server:
+class _S3Server(abc.ABC):
     """What SeaweedFS and MotoServer share: a supervised process answering S3 at `endpoint`."""
 
     display_name = "the object store"
     process: ManagedProcess | None
     _endpoint: S3Endpoint | None
+
+    # free_ports closes its sockets before the server binds them; another process can take one in
+    # between, so a start that dies of "address already in use" is retried on new ports.
+    _START_ATTEMPTS = 3
+
+    @abc.abstractmethod
+    def _launch(self) -> tuple[ManagedProcess, S3Endpoint]:
+        """Pick ports, build the (not yet started) process and the endpoint it will answer on."""
+
+    def _start_answering_s3(self):
+        if self.process is not None:
+            return self
+        for attempt in range(self._START_ATTEMPTS):
+            proc, endpoint = self._launch()
+            log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
+            proc.start()
+            self.process = proc
+            client = endpoint.client()
+            try:
+                proc.wait_until(
+                    lambda: client.list_buckets() is not None, timeout=self.startup_timeout, what="ready to answer S3"
+                )
+            except UserError:
+                log = read_since(self.log_path, log_offset)
+                self.stop()
+                if "address already in use" in log.lower() and attempt < self._START_ATTEMPTS - 1:
+                    continue
+                raise
+            except BaseException:
+                self.stop()
+                raise
+            self._endpoint = endpoint
+            return self
+        raise AssertionError("unreachable")  # pragma: no cover
 
     @property
     def endpoint(self) -> S3Endpoint:
@@ -271,45 +306,20 @@ class SeaweedFS(_S3Server):
     def start(self) -> "SeaweedFS":
         if self.process is not None:
             return self
-        weed = venv_binary("weed")
+        self._weed = venv_binary("weed")
         self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         (self.data_dir / "master").mkdir(exist_ok=True, mode=0o700)
-        kek = load_or_create_kek(self.kek_path)
-        access_key, secret_key = load_or_create_identity(self.identity_path)
-        env = dict(os.environ, WEED_S3_SSE_KEK=kek)
+        self._env = dict(os.environ, WEED_S3_SSE_KEK=load_or_create_kek(self.kek_path))
+        self._identity = load_or_create_identity(self.identity_path)
+        return self._start_answering_s3()
 
-        # free_ports closes its sockets before weed binds them; another process can take one in between,
-        # so a start that dies of "address already in use" is retried on new ports.
-        for attempt in range(3):
-            self.ports = dict(zip(self._PORT_NAMES, free_ports(len(self._PORT_NAMES))))
-            endpoint = S3Endpoint(
-                url=f"http://127.0.0.1:{self.ports['s3']}",
-                access_key=access_key,
-                secret_key=secret_key,
-                region=self.region,
-            )
-            # weed ignores SIGTERM for over a minute: a short wait, then SIGKILL (its stores are crash-safe).
-            proc = ManagedProcess("weed server", self._argv(weed), log_path=self.log_path, env=env, term_timeout=3)
-            log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
-            proc.start()
-            self.process = proc
-            client = endpoint.client()
-            try:
-                proc.wait_until(
-                    lambda: client.list_buckets() is not None, timeout=self.startup_timeout, what="ready to answer S3"
-                )
-            except UserError:
-                log = read_since(self.log_path, log_offset)
-                self.stop()
-                if "address already in use" in log and attempt < 2:
-                    continue
-                raise
-            except BaseException:
-                self.stop()
-                raise
-            self._endpoint = endpoint
-            return self
-        raise AssertionError("unreachable")  # pragma: no cover
+    def _launch(self) -> tuple[ManagedProcess, S3Endpoint]:
+        self.ports = dict(zip(self._PORT_NAMES, free_ports(len(self._PORT_NAMES))))
+        access_key, secret_key = self._identity
+        endpoint = S3Endpoint(url=f"http://127.0.0.1:{self.ports['s3']}", access_key=access_key, secret_key=secret_key, region=self.region)
+        # weed ignores SIGTERM for over a minute: a short wait, then SIGKILL (its stores are crash-safe).
+        proc = ManagedProcess("weed server", self._argv(self._weed), log_path=self.log_path, env=self._env, term_timeout=3)
+        return proc, endpoint
 
     def log_tail(self, lines: int = 30) -> str:
         return tail(self.log_path, lines)
@@ -333,40 +343,14 @@ class MotoServer(_S3Server):
         self._endpoint: S3Endpoint | None = None
 
     def start(self) -> "MotoServer":
-        if self.process is not None:
-            return self
-        moto = venv_binary("moto_server")
-        for attempt in range(3):
-            (self.port,) = free_ports(1)
-            endpoint = S3Endpoint(
-                url=f"http://127.0.0.1:{self.port}", access_key="testing", secret_key="testing", region=self.region
-            )
-            log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
-            proc = ManagedProcess(
-                "moto_server", [moto, "-H", "127.0.0.1", "-p", str(self.port)], log_path=self.log_path, term_timeout=5
-            )
-            proc.start()
-            self.process = proc
-            client = endpoint.client()
-            try:
-                proc.wait_until(
-                    lambda: client.list_buckets() is not None, timeout=self.startup_timeout, what="ready to answer S3"
-                )
-            except UserError:
-                with open(self.log_path, "rb") as f:
-                    f.seek(log_offset)
-                    log = f.read().decode(errors="replace")
-                self.stop()
-                if "Address already in use" in log and attempt < 2:
-                    continue
-                raise
-            except BaseException:
-                self.stop()
-                raise
-            self._endpoint = endpoint
-            return self
-        raise AssertionError("unreachable")  # pragma: no cover
+        self._moto = venv_binary("moto_server")
+        return self._start_answering_s3()
 
+    def _launch(self) -> tuple[ManagedProcess, S3Endpoint]:
+        (self.port,) = free_ports(1)
+        endpoint = S3Endpoint(url=f"http://127.0.0.1:{self.port}", access_key="testing", secret_key="testing", region=self.region)
+        proc = ManagedProcess("moto_server", [self._moto, "-H", "127.0.0.1", "-p", str(self.port)], log_path=self.log_path, term_timeout=5)
+        return proc, endpoint
 
 
 # --------------------------------------------------------------------------------------------- buckets
