@@ -12,12 +12,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from hybridserve.models.reference import REFERENCE_FILE, read_reference
 from smoke_tests.errors import bad_input
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
 
-REFERENCE_FILE = "reference.npz"
 DEFAULT_ATOL = 1e-4
 DEFAULT_RTOL = 1e-4
 
@@ -105,8 +105,6 @@ def models_with_references(repo_dir: Path) -> list[str]:
 
 def load_model_reference(repo_dir: Path, name: str, version: str | None = None) -> ModelReference:
     """The reference of model `name` (its newest version with a reference, or `version`). Bad input -> exit 2."""
-    import numpy as np
-
     model_dir = Path(repo_dir) / name
     config_path = model_dir / "config.pbtxt"
     if not config_path.is_file():
@@ -121,16 +119,8 @@ def load_model_reference(repo_dir: Path, name: str, version: str | None = None) 
         )
     config = _parse_config(config_path)
     path = vdir / REFERENCE_FILE
-    inputs: dict[str, np.ndarray] = {}
-    outputs: dict[str, np.ndarray] = {}
     try:
-        with np.load(path, allow_pickle=False) as npz:
-            for key in npz.files:
-                kind, _, tensor = key.partition("/")
-                if kind == "input" and tensor:
-                    inputs[tensor] = npz[key]
-                elif kind == "output" and tensor:
-                    outputs[tensor] = npz[key]
+        inputs, outputs = read_reference(path)
     except (OSError, ValueError) as exc:
         raise bad_input(f"{path}: cannot read the reference set: {exc}") from None
     if not inputs or not outputs:

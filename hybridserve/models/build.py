@@ -32,6 +32,7 @@ from pathlib import Path
 from hybridserve.errors import UserError
 from hybridserve.models import definitions
 from hybridserve.models.definitions import MODEL_SPECS, ModelSpec
+from hybridserve.models.reference import reference_key
 from hybridserve.models.repository import REFERENCE_FILE, display_path, validate_repository
 
 BUILD_FORMAT = 1  # bump when this module changes what it writes
@@ -305,7 +306,7 @@ def _build_one(spec: ModelSpec, version_dir: Path, fp: str) -> None:
 
     arrays: dict[str, np.ndarray] = {}
     for t in spec.inputs:
-        arrays[f"input/{t.name}"] = np.asarray(samples[t.name], dtype=t.numpy_dtype)
+        arrays[reference_key("input", t.name)] = np.asarray(samples[t.name], dtype=t.numpy_dtype)
     for t, g, e in zip(spec.outputs, got, eager):
         out = g.numpy()
         if out.shape[1:] != t.dims or out.dtype != np.dtype(t.numpy_dtype):
@@ -314,7 +315,7 @@ def _build_one(spec: ModelSpec, version_dir: Path, fp: str) -> None:
             )
         if not np.allclose(out, e.numpy(), rtol=1e-5, atol=1e-6):
             raise RuntimeError(f"{spec.name}: traced and eager model disagree on {t.name}; the trace does not generalise")
-        arrays[f"output/{t.name}"] = out
+        arrays[reference_key("output", t.name)] = out
     npz = _npz_bytes(arrays)
 
     stamp = {"fingerprint": fp, "reference_sha256": hashlib.sha256(npz).hexdigest()}

@@ -16,12 +16,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hybridserve.errors import UserError
+from hybridserve.models.reference import REFERENCE_FILE, read_reference
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
 
 CONFIG_FILE = "config.pbtxt"
-REFERENCE_FILE = "reference.npz"
 TOLERANCE_PARAMETERS = ("reference_atol", "reference_rtol")
 BUILD_HINT = "run `hybridserve models build`"
 
@@ -455,21 +455,11 @@ def ensure_valid(repo_dir: Path, *, require_artifacts: bool = True) -> Repositor
 
 def load_reference(version_dir: Path) -> tuple[dict[str, "np.ndarray"], dict[str, "np.ndarray"]]:
     """(inputs, outputs) of `version_dir/reference.npz`, keyed by Triton tensor name, batch dimension first."""
-    import numpy as np
-
     path = Path(version_dir) / REFERENCE_FILE
     if not path.is_file():
         raise UserError(f"{display_path(path)} is missing; {BUILD_HINT}")
-    inputs: dict[str, np.ndarray] = {}
-    outputs: dict[str, np.ndarray] = {}
     try:
-        with np.load(path, allow_pickle=False) as npz:
-            for key in npz.files:
-                kind, _, name = key.partition("/")
-                if kind == "input" and name:
-                    inputs[name] = npz[key]
-                elif kind == "output" and name:
-                    outputs[name] = npz[key]
+        inputs, outputs = read_reference(path)
     except Exception as exc:
         raise UserError(f"{display_path(path)} is unreadable ({exc}); {BUILD_HINT}") from exc
     if not inputs or not outputs:
