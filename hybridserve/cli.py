@@ -16,7 +16,6 @@ from hybridserve.local.cli import app as local_app
 from hybridserve.models.cli import app as models_app
 from hybridserve.stackconfig.cli import plan_command, validate_command
 from hybridserve.sync.cli import sync_command
-from smoke_tests.cli import smoke_command
 
 app = typer.Typer(
     name="hybridserve",
@@ -32,7 +31,27 @@ app = typer.Typer(
 app.add_typer(models_app, name="models")
 app.add_typer(local_app, name="local")
 app.command("sync")(sync_command)
-app.command("smoke")(smoke_command)
+
+
+# The smoke gate parses its own flags (argparse, `smoke_tests.cli`): typer forwards every argument, --help
+# included, so there is one implementation of the command and of its help.
+@app.command(
+    "smoke",
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []},
+    add_help_option=False,
+)
+def smoke_command(ctx: typer.Context) -> None:
+    """The smoke gate: is this Triton fit to serve? Readiness, correctness on the reference set, and a throughput / latency sweep against each model's SLO.
+
+    `hybridserve smoke --help` for its options. Exit codes: 0 passed, 1 SLO violation, 2 bad input, 3 endpoint unreachable or stopped answering, 4 unknown model or not ready, 5 wrong outputs, 6 interface mismatch.
+    """
+    from hybridserve.smokegate import smoke_main
+
+    code = smoke_main(list(ctx.args))
+    if code:
+        raise typer.Exit(code)
+
+
 app.command("validate")(validate_command)
 app.command("plan")(plan_command)
 

@@ -1,6 +1,7 @@
 """Running a typer app so that user mistakes end in a short error and an exit code, never a traceback.
 
-Shared by `hybridserve` and `python -m smoke_tests`. typer 0.29 vendors click as `typer._click`: its usage
+Used by `hybridserve` (`python -m smoke_tests` is argparse and handles its own errors the same way).
+typer 0.29 vendors click as `typer._click`: its usage
 errors are `typer.TyperException`s, not `click.ClickException`s, so catching the latter missed every one
 (an unknown option or command, a missing --bucket, a bad --sse choice all printed tracebacks).
 """
@@ -13,10 +14,10 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from hybridserve.errors import UserError
+from smoke_tests.errors import GateError
 
 
-def print_user_error(console: Console, exc: UserError) -> None:
+def print_user_error(console: Console, exc: GateError) -> None:
     # escape: messages quote user input and syntax such as "[@CONCURRENCY]" that rich would read as markup;
     # soft_wrap: keep paths and URNs whole, so the message can be copied and grepped.
     console.print(f"[bold red]error:[/] {escape(str(exc))}", markup=True, highlight=False, soft_wrap=True)
@@ -28,7 +29,7 @@ def run_app(app: typer.Typer, argv: list[str] | None, *, err: Console, prog_name
         # Without standalone mode click hands back the code of typer.Exit(n) instead of exiting.
         kwargs: dict[str, Any] = {"prog_name": prog_name} if prog_name else {}
         rv = app(args=argv, standalone_mode=False, **kwargs)
-    except UserError as exc:
+    except GateError as exc:  # the kit's UserError and the smoke gate's own errors
         print_user_error(err, exc)
         return exc.exit_code
     except KeyboardInterrupt:

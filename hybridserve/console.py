@@ -1,21 +1,11 @@
-"""Rich consoles for every command: readable tables also when output is piped (make, CI logs)."""
+"""Rich consoles for every command: readable tables also when output is piped (make, CI logs).
+
+One policy for the kit and the smoke gate: defined in `smoke_tests.term` (the gate runs without the kit).
+"""
 
 from __future__ import annotations
 
-import os
+from smoke_tests.term import PIPED_WIDTH
+from smoke_tests.term import rich_console as make_console
 
-from rich.console import Console
-
-# rich falls back to 80 columns when it cannot see a terminal, which folds the smoke and plan tables
-# into unreadable cells in CI logs; a log has no width limit worth respecting.
-PIPED_WIDTH = 160
-
-
-def make_console(*, stderr: bool = False) -> Console:
-    console = Console(stderr=stderr)
-    if console.is_terminal:
-        return console
-    # COLUMNS may only widen a piped console: pytest-xdist workers (make test) run with COLUMNS=80, which
-    # folded the plan's cost table and failed test_cluster's price check.
-    columns = os.environ.get("COLUMNS", "")
-    return Console(stderr=stderr, width=max(PIPED_WIDTH, int(columns) if columns.isdigit() else 0))
+__all__ = ["PIPED_WIDTH", "make_console"]

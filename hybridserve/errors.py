@@ -5,20 +5,13 @@ The CLI prints them without a traceback and exits with `exit_code`.
 
 from __future__ import annotations
 
+from smoke_tests.errors import GateError
 
-class UserError(Exception):
-    """A mistake the user can fix (bad config, bad repository, bad flag, unreachable endpoint)."""
 
-    exit_code = 2
+class UserError(GateError):
+    """A mistake the user can fix (bad config, bad repository, bad flag, unreachable endpoint).
 
-    def __init__(self, message: str, *, exit_code: int | None = None, details: list[str] | None = None):
-        super().__init__(message)
-        self.message = message
-        self.details = list(details or [])
-        if exit_code is not None:
-            self.exit_code = exit_code
-
-    def __str__(self) -> str:
-        if not self.details:
-            return self.message
-        return self.message + "\n" + "\n".join(f"  - {d}" for d in self.details)
+    A subclass of the smoke gate's `GateError` (same `message`, `exit_code`, `details`, `str()`): the gate
+    runs without the kit, so the base lives there. The smoke gate raises plain `GateError`s, which
+    `except UserError` does not catch; catch `GateError` where both can arrive (`clirun.run_app` does).
+    """

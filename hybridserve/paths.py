@@ -1,21 +1,17 @@
-"""Where things live: the repository root, the model repository, the local plane's state."""
+"""Where things live: the repository root, the model repository, the local plane's state.
+
+`repo_root` and `output_path_problem` are defined in `smoke_tests.paths` (the smoke gate runs without the
+kit and needs both) and re-exported here.
+"""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
+from smoke_tests.paths import output_path_problem, repo_root
 
-def repo_root() -> Path:
-    """The kit's checkout: HYBRIDSERVE_ROOT, else the nearest parent of cwd with Pulumi.yaml, else the source tree."""
-    env = os.environ.get("HYBRIDSERVE_ROOT")
-    if env:
-        return Path(env).resolve()
-    here = Path.cwd().resolve()
-    for candidate in (here, *here.parents):
-        if (candidate / "Pulumi.yaml").is_file() and (candidate / "model_repo").is_dir():
-            return candidate
-    return Path(__file__).resolve().parent.parent
+__all__ = ["model_repo_dir", "output_path_problem", "repo_root", "stacks_dir", "state_dir"]
 
 
 def model_repo_dir() -> Path:
@@ -30,23 +26,3 @@ def state_dir() -> Path:
     """Persistent local-plane state (object store data, key-encryption key, logs). Never committed."""
     env = os.environ.get("HYBRIDSERVE_STATE_DIR")
     return Path(env).resolve() if env else repo_root() / ".state"
-
-
-def output_path_problem(path: Path) -> str | None:
-    """Why a file cannot be written at `path` (missing parent directories are created), or None.
-
-    Commands check their output files before the long work (a smoke sweep, a plan), not after it.
-    """
-    path = Path(path)
-    if path.is_dir():
-        return "is a directory; give a file name"
-    if path.exists() and not os.access(path, os.W_OK):
-        return "exists and is not writable"
-    parent = path.parent
-    while not parent.exists() and parent != parent.parent:  # the nearest existing ancestor
-        parent = parent.parent
-    if not parent.is_dir():
-        return f"{parent} is a file, so the directory for it cannot be created"
-    if not os.access(parent, os.W_OK | os.X_OK):
-        return f"the directory {parent} is not writable"
-    return None

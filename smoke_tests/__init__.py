@@ -7,12 +7,14 @@ Library use (no Pulumi needed):
                                     slos={"text_encoder": SLO(min_throughput=200, throughput_concurrency=4)},
                                     profile=PROFILES["quick"]))
     report.passed, report.exit_code, report.violations      # verdict; one line per violation
-    console.print(report)                                   # rich tables (report.summary_table() alone)
+    console.print(report)                                   # rich tables; print(report.to_text()) without rich
     report.write_json(p); report.write_junit(p); report.write_csv(p); report.write_plot(p)
 
-CLI: `hybridserve smoke --help` or `python -m smoke_tests --help`. Exit codes: `smoke_tests.errors`.
-JSON schema of the report: `smoke_tests/report.schema.json`.
+CLI: `python -m smoke_tests --help` (argparse; the kit's `hybridserve smoke` is the same command plus
+`--stack`). Exit codes: `smoke_tests.errors`. JSON schema of the report: `smoke_tests/report.schema.json`.
 
+Needs numpy and tritonclient (grpc, http) only, as in NVIDIA's Triton SDK image; rich and matplotlib are
+used when installed. Never imports the kit (`hybridserve`), Pulumi or `infra`: the kit imports the gate.
 Exports are resolved lazily so `import smoke_tests` (and the CLI's --help) stays light.
 """
 
@@ -34,19 +36,24 @@ _EXPORTS = {
     "LevelResult": "smoke_tests.results",
     "Violation": "smoke_tests.results",
     "ExitCode": "smoke_tests.errors",
+    "GateError": "smoke_tests.errors",
     "SmokeFatal": "smoke_tests.errors",
-    "slos_from_stack": "smoke_tests.stack",
+    "GateSpec": "smoke_tests.gatespec",
+    "parse_gate_spec": "smoke_tests.gatespec",
+    "read_gate_spec": "smoke_tests.gatespec",
+    "REPORT_MARKER": "smoke_tests.report",
+    "extract_report": "smoke_tests.report",
 }
 
 __all__ = sorted(_EXPORTS)
 
 if TYPE_CHECKING:  # pragma: no cover
-    from smoke_tests.errors import ExitCode, SmokeFatal
+    from smoke_tests.errors import ExitCode, GateError, SmokeFatal
+    from smoke_tests.gatespec import GateSpec, parse_gate_spec, read_gate_spec
     from smoke_tests.options import PROFILES, SLO, MeasurementProfile, ModelTarget, SmokeOptions, parse_slo_flags
-    from smoke_tests.report import SmokeReport
+    from smoke_tests.report import REPORT_MARKER, SmokeReport, extract_report
     from smoke_tests.results import LevelResult, ModelReport, Violation
     from smoke_tests.runner import options_from_kwargs, run_smoke
-    from smoke_tests.stack import slos_from_stack
 
 
 def __getattr__(name: str) -> Any:

@@ -1,21 +1,14 @@
-"""`python -m smoke_tests`: the smoke gate on its own (CI steps, in-cluster jobs), same flags as `hybridserve smoke`."""
+"""`python -m smoke_tests`: the smoke gate on its own (CI steps, in-cluster Jobs from the Triton SDK image).
+
+Same flags and exit codes as `hybridserve smoke`, without `--stack` (the kit's stack loader); pass the
+stack's gate spec with `--slos` instead. `python -m smoke_tests --help` lists everything.
+"""
 
 from __future__ import annotations
 
 import sys
 
-
-def main(argv: list[str] | None = None) -> int:
-    import typer
-    from hybridserve.console import make_console
-
-    from hybridserve.clirun import run_app
-    from smoke_tests.cli import smoke_command
-
-    app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
-    app.command(name="smoke")(smoke_command)
-    return run_app(app, argv, err=make_console(stderr=True), prog_name="python -m smoke_tests")
-
+from smoke_tests.cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

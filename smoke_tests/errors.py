@@ -1,6 +1,6 @@
-"""The smoke gate's exit codes and its fatal error.
+"""The smoke gate's exit codes, its error type and its fatal error.
 
-Exit codes (the CLI's, `SmokeReport.exit_code`, and `UserError.exit_code` for fatal errors). When several
+Exit codes (the CLI's, `SmokeReport.exit_code`, and `GateError.exit_code` for fatal errors). When several
 things fail at once, the code of the most fundamental failure wins, in this order: 3, 4, 6, 5, 1.
 
 | code | meaning |
@@ -17,8 +17,6 @@ things fail at once, the code of the most fundamental failure wins, in this orde
 from __future__ import annotations
 
 from enum import IntEnum
-
-from hybridserve.errors import UserError
 
 
 class ExitCode(IntEnum):
@@ -51,7 +49,30 @@ def worst(codes) -> ExitCode:
     return ExitCode.PASSED
 
 
-class SmokeFatal(UserError):
+class GateError(Exception):
+    """A mistake the user can fix (bad flag, SLO, model repository, reference file) or a run that cannot go on.
+
+    The CLI prints `error: <str(exc)>` without a traceback and exits with `exit_code`. The kit's
+    `hybridserve.errors.UserError` is a subclass, so the kit's commands print both the same way; the gate
+    defines its own because it runs without the kit (in-cluster jobs from NVIDIA's Triton SDK image).
+    """
+
+    exit_code = 2
+
+    def __init__(self, message: str, *, exit_code: int | None = None, details: list[str] | None = None):
+        super().__init__(message)
+        self.message = message
+        self.details = list(details or [])
+        if exit_code is not None:
+            self.exit_code = exit_code
+
+    def __str__(self) -> str:
+        if not self.details:
+            return self.message
+        return self.message + "\n" + "\n".join(f"  - {d}" for d in self.details)
+
+
+class SmokeFatal(GateError):
     """The run cannot go on (endpoint unreachable or stopped answering, server not ready).
 
     `run_smoke` catches it and records it in the report (`report.error`); the CLI then exits with its code.
@@ -62,5 +83,5 @@ class SmokeFatal(UserError):
         self.model = model
 
 
-def bad_input(message: str, *, details: list[str] | None = None) -> UserError:
-    return UserError(message, exit_code=int(ExitCode.BAD_INPUT), details=details)
+def bad_input(message: str, *, details: list[str] | None = None) -> GateError:
+    return GateError(message, exit_code=int(ExitCode.BAD_INPUT), details=details)

@@ -14,6 +14,17 @@ from pathlib import Path
 
 from smoke_tests.errors import bad_input
 
+
+def have_module(name: str) -> bool:
+    """Whether `name` can be imported, without importing it (matplotlib takes a second to load)."""
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):  # a finder that refuses it, or a half-imported module
+        return False
+
+
 # --------------------------------------------------------------------------------------------- SLO
 
 
@@ -341,8 +352,12 @@ class SmokeOptions:
         if self.model_repo is not None and not Path(self.model_repo).is_dir():
             what = "is a file, not a directory" if Path(self.model_repo).exists() else "no such directory"
             raise bad_input(f"--model-repo {self.model_repo}: {what}; expected the built model repository (model_repo/)")
-        from hybridserve.paths import output_path_problem
+        from smoke_tests.paths import output_path_problem
 
+        if self.plot_path is not None and not have_module("matplotlib"):
+            # Found now, not after the sweep; the Triton SDK image, where in-cluster gates run, has no matplotlib.
+            raise bad_input(f"--plot {self.plot_path}: writing the PNG needs matplotlib, which is not installed here; "
+                            "drop --plot (JSON, JUnit and CSV need nothing extra) or `pip install matplotlib`")
         for flag, path in (("--json", self.json_path), ("--junit", self.junit_path), ("--csv", self.csv_path), ("--plot", self.plot_path)):
             problem = output_path_problem(path) if path is not None else None
             if problem:  # found now, not after a sweep of several minutes

@@ -3,7 +3,7 @@
 For model `M`: `M/config.pbtxt` (Triton's text format; parameters `reference_atol` / `reference_rtol` as
 string floats) and `M/<version>/reference.npz` holding `input/<TRITON_INPUT_NAME>` and
 `output/<TRITON_OUTPUT_NAME>`, batch dimension first. The reader needs only numpy and protobuf (both
-ship with tritonclient), so the gate also runs where the kit's model code is not installed.
+ship with tritonclient), so the gate also runs where the kit is not installed (the file format: `reference_file`).
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hybridserve.models.reference import REFERENCE_FILE, read_reference
 from smoke_tests.errors import bad_input
+from smoke_tests.reference_file import REFERENCE_FILE, read_reference
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np

@@ -1,6 +1,8 @@
-"""`SmokeReport`: the outcome of one run, its rich rendering, and its files (JSON, JUnit XML, CSV, PNG).
+"""`SmokeReport`: the outcome of one run, its terminal tables, and its files (JSON, JUnit XML, CSV, PNG).
 
-- JSON: `to_dict()`, schema in `smoke_tests/report.schema.json` (id "hybridserve.smoke/v1").
+- terminal: `render()` (rich) or `to_text()` (plain text, the same tables, where rich is not installed).
+- JSON: `to_dict()`, schema in `smoke_tests/report.schema.json` (id "hybridserve.smoke/v1"); `report_line()`
+  is the one-line form `--json -` prints to stdout, `extract_report()` reads it back from a log.
 - JUnit XML: one <testsuite> per model (readiness, correctness, one case per SLO figure) plus "endpoint".
 - CSV: perf_analyzer's `-f` columns first, in its units (microseconds, inferences/s), one row per model
   and concurrency (sorted by model, then concurrency), then extra columns perf_analyzer has not.
@@ -302,7 +304,7 @@ class SmokeReport:
 
     def write_outputs(self, *, json_path=None, junit_path=None, csv_path=None, plot_path=None) -> list[Path]:
         """Write every asked-for file; one that fails (disk full, a directory removed meanwhile) does not stop the
-        others, and then a UserError names each file that could not be written."""
+        others, and then a GateError names each file that could not be written."""
         written, failed = [], []
         for flag, path, write in (("--json", json_path, self.write_json), ("--junit", junit_path, self.write_junit),
                                   ("--csv", csv_path, self.write_csv), ("--plot", plot_path, self.write_plot)):
@@ -312,59 +314,59 @@ class SmokeReport:
                 written.append(write(path))
             except OSError as exc:
                 failed.append(f"{flag} {path}: {exc.strerror or exc}")
+            except ImportError as exc:  # --plot without matplotlib (the CLI refuses that before the run)
+                failed.append(f"{flag} {path}: {exc}")
         if failed:
             raise bad_input("could not write the smoke report:", details=failed)
         return written
 
-    # -- rich ---------------------------------------------------------------------------------------
+    # -- terminal: the same tables with rich (kit) or as plain text (Triton SDK image) ---------------------
 
-    def summary_table(self):
-        from rich.table import Table
-
-        t = Table(title=f"Smoke gate: {self.info.protocol}://{self.info.url}", title_justify="left")
-        for col, kw in (("model", {}), ("ready", {}), ("correct", {}), ("peak inf/s", {"justify": "right"}),
-                        ("at c", {"justify": "right"}), ("p99 ms @SLO c", {"justify": "right"}),
-                        ("errors", {"justify": "right"}), ("saturated", {}), ("SLO", {}), ("verdict", {})):
-            t.add_column(col, **kw)
+    def summary_rows(self) -> tuple[str, list[tuple[str, str]], list[list[tuple[str, str | None]]]]:
+        """(title, columns as (name, "left" | "right"), rows of (text, rich style or None)): one row per model."""
+        title = f"Smoke gate: {self.info.protocol}://{self.info.url}"
+        columns = [("model", "left"), ("ready", "left"), ("correct", "left"), ("peak inf/s", "right"),
+                   ("at c", "right"), ("p99 ms @SLO c", "right"), ("errors", "right"), ("saturated", "left"),
+                   ("SLO", "left"), ("verdict", "left")]
+        rows = []
         for m in self.models:
             peak = m.peak
             at = m.slo.p99_at
             lv = m.level(at) if at is not None else None
             if lv is None and m.sweep:
                 lv = max(m.sweep, key=lambda x: x.concurrency)
-            correct = {"passed": "[green]yes[/]", "failed": "[red]NO[/]", "error": "[red]error[/]"}.get(
-                m.correctness.status, "[dim]skipped[/]")
+            correct = {"passed": ("yes", "green"), "failed": ("NO", "red"), "error": ("error", "red")}.get(
+                m.correctness.status, ("skipped", "dim"))
             sat = m.saturation
             sat_text = "-" if sat is None else (f"yes (c={sat.concurrency}, {sat.rule})" if sat.saturated else
                                                 ("no: client-bound" if sat.load_generator_bound else "no"))
-            t.add_row(
-                f"{m.name}:{m.version}" if m.version else m.name,
-                "[green]yes[/]" if m.ready else "[red]NO[/]",
+            rows.append([
+                (f"{m.name}:{m.version}" if m.version else m.name, None),
+                ("yes", "green") if m.ready else ("NO", "red"),
                 correct,
-                f"{peak.throughput:,.1f}" if peak else "-",
-                str(peak.concurrency) if peak else "-",
-                f"{lv.p99_ms:.2f} (c={lv.concurrency})" if lv is not None and lv.p99_ms is not None else "-",
-                f"{m.error_rate:.2%}" if m.sweep else "-",
-                sat_text,
-                m.slo.describe(),
-                "[green]PASS[/]" if m.passed else "[bold red]FAIL[/]",
-            )
-        return t
+                (f"{peak.throughput:,.1f}" if peak else "-", None),
+                (str(peak.concurrency) if peak else "-", None),
+                (f"{lv.p99_ms:.2f} (c={lv.concurrency})" if lv is not None and lv.p99_ms is not None else "-", None),
+                (f"{m.error_rate:.2%}" if m.sweep else "-", None),
+                (sat_text, None),
+                (m.slo.describe(), None),
+                ("PASS", "green") if m.passed else ("FAIL", "bold red"),
+            ])
+        return title, columns, rows
 
-    def sweep_table(self, m: ModelReport):
-        from rich.table import Table
-
-        t = Table(title=f"{m.name}: concurrency sweep (client latency; server figures per request)", title_justify="left")
-        for col in ("c", "inf/s", "p50 ms", "p90 ms", "p95 ms", "p99 ms", "errors", "queue us", "compute us",
-                    "avg batch", "busy", "host cpu", "client cores", "windows"):
-            t.add_column(col, justify="right")
+    def sweep_rows(self, m: ModelReport) -> tuple[str, list[tuple[str, str]], list[list[tuple[str, str | None]]]]:
+        """Like `summary_rows`, for one model's concurrency sweep: one row per concurrency."""
+        title = f"{m.name}: concurrency sweep (client latency; server figures per request)"
+        columns = [(c, "right") for c in ("c", "inf/s", "p50 ms", "p90 ms", "p95 ms", "p99 ms", "errors", "queue us",
+                                          "compute us", "avg batch", "busy", "host cpu", "client cores", "windows")]
+        rows = []
         for lv in sorted(m.sweep, key=lambda lv: lv.concurrency):
             s = lv.server
             lat = lv.latency_us
             compute = None
             if s.compute_infer_us is not None:
                 compute = (s.compute_input_us or 0) + s.compute_infer_us + (s.compute_output_us or 0)
-            t.add_row(
+            cells = [
                 str(lv.concurrency),
                 f"{lv.throughput:,.1f}",
                 *(f"{lat[k] / 1e3:.2f}" if lat.get(k) is not None else "-" for k in ("p50", "p90", "p95", "p99")),
@@ -375,15 +377,31 @@ class SmokeReport:
                 f"{s.utilization:.0%}" if s.utilization is not None else "-",
                 f"{s.host_cpu:.0%}" if s.host_cpu is not None else "-",
                 f"{lv.client_cpu_cores:.2f}",
-                f"{lv.windows}" + ("" if lv.stable else " [yellow]unstable[/]"),
-            )
-        return t
+            ]
+            rows.append([(c, None) for c in cells] + [(f"{lv.windows}" + ("" if lv.stable else " unstable"),
+                                                      None if lv.stable else "yellow")])
+        return title, columns, rows
+
+    def _notes(self, include_violations: bool) -> list[tuple[str, str]]:
+        """(text, rich style) lines after the tables: warnings, violations, the verdict."""
+        out = [(f"warning: {w}", "yellow") for w in self.info.warnings]
+        if include_violations:
+            out += [(f"FAIL [{v.kind}] {v.message}", "bold red") for v in self.violations]
+        out.append((f"smoke gate {'PASSED' if self.passed else 'FAILED'} (exit code {int(self.exit_code)}) in "
+                    f"{self.info.duration_s:.1f} s", "bold green" if self.passed else "bold red"))
+        return out
+
+    def summary_table(self):
+        return _rich_table(*self.summary_rows())
+
+    def sweep_table(self, m: ModelReport):
+        return _rich_table(*self.sweep_rows(m))
 
     def __rich__(self):
         return self.render()
 
     def render(self, *, include_violations: bool = True):
-        """The summary table, a sweep table per measured model, warnings, and (optionally) one line per violation."""
+        """rich: the summary table, a sweep table per measured model, warnings, and (optionally) one line per violation."""
         from rich.console import Group
         from rich.text import Text
 
@@ -393,16 +411,83 @@ class SmokeReport:
                 parts.append(self.sweep_table(m))
                 if m.saturation is not None:
                     parts.append(Text(f"  {m.name}: {m.saturation.detail}", style="dim"))
-        for w in self.info.warnings:
-            parts.append(Text(f"warning: {w}", style="yellow"))
-        if include_violations:
-            for v in self.violations:
-                parts.append(Text(f"FAIL [{v.kind}] {v.message}", style="bold red"))
-        parts.append(Text(
-            f"smoke gate {'PASSED' if self.passed else 'FAILED'} (exit code {int(self.exit_code)}) in {self.info.duration_s:.1f} s",
-            style="bold green" if self.passed else "bold red",
-        ))
+        parts += [Text(text, style=style) for text, style in self._notes(include_violations)]
         return Group(*parts)
+
+    def to_text(self, *, include_violations: bool = True) -> str:
+        """`render` as plain text: the same tables and lines, for a terminal or log without rich."""
+        parts = [_text_table(*self.summary_rows())]
+        for m in self.models:
+            if m.sweep:
+                table = _text_table(*self.sweep_rows(m))
+                parts.append(table + (f"\n  {m.name}: {m.saturation.detail}" if m.saturation is not None else ""))
+        parts.append("\n".join(text for text, _ in self._notes(include_violations)))
+        return "\n\n".join(parts)
+
+    def __str__(self) -> str:
+        return self.to_text()
+
+
+# --------------------------------------------------------------------------------------------- stdout JSON
+
+# `--json -` prints the report as one line starting with this, after the human-readable report, so a tool
+# reading a Job's log (`kubectl logs`) finds it among the rest.
+REPORT_MARKER = "HYBRIDSERVE-SMOKE-REPORT "
+
+
+def report_line(report: SmokeReport) -> str:
+    """The JSON report as one marked line (no newline inside: compact JSON escapes them)."""
+    return REPORT_MARKER + json.dumps(report.to_dict(), separators=(",", ":"))
+
+
+def extract_report(text: str) -> dict | None:
+    """The JSON report a `--json -` run printed into `text` (its stdout, or a pod's log), else None.
+
+    Takes the last marked line, wherever the marker starts in it (`kubectl logs --timestamps` prefixes a
+    time). Raises ValueError when the marker is there but the JSON after it is not (a truncated log).
+    """
+    found = None
+    for line in text.splitlines():
+        at = line.find(REPORT_MARKER)
+        if at >= 0:
+            found = line[at + len(REPORT_MARKER):]
+    if found is None:
+        return None
+    try:
+        data = json.loads(found)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"the smoke report line ({REPORT_MARKER.strip()}) is not valid JSON: {exc}") from None
+    if not isinstance(data, dict) or data.get("schema") != SCHEMA_ID:
+        raise ValueError(f"the smoke report line ({REPORT_MARKER.strip()}) is not a {SCHEMA_ID} report")
+    return data
+
+
+# --------------------------------------------------------------------------------------------- helpers
+
+
+def _rich_table(title: str, columns, rows):
+    from rich.table import Table
+    from rich.text import Text
+
+    t = Table(title=title, title_justify="left")
+    for name, justify in columns:
+        t.add_column(name, justify=justify)
+    for row in rows:
+        # Text, not markup: model names and messages are shown as they are.
+        t.add_row(*(Text(text, style=style or "") for text, style in row))
+    return t
+
+
+def _text_table(title: str, columns, rows) -> str:
+    widths = [max([len(name)] + [len(row[i][0]) for row in rows]) for i, (name, _) in enumerate(columns)]
+
+    def line(cells) -> str:
+        out = [c.rjust(w) if justify == "right" else c.ljust(w) for c, w, (_, justify) in zip(cells, widths, columns)]
+        return "  ".join(out).rstrip()
+
+    body = [title, line([name for name, _ in columns]), line(["-" * w for w in widths])]
+    body += [line([text for text, _ in row]) for row in rows]
+    return "\n".join(body)
 
 
 def _us(value: float | None):

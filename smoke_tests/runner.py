@@ -1,6 +1,6 @@
 """`run_smoke`: readiness -> interface + correctness -> concurrency sweep -> saturation -> SLO, per model.
 
-Bad input (options, SLO flags, model repository, references) raises `UserError` (exit 2) before the endpoint
+Bad input (options, SLO flags, model repository, references) raises `GateError` (exit 2) before the endpoint
 is contacted. Everything the endpoint does wrong ends up in the returned `SmokeReport`: a fatal problem
 (unreachable, stopped answering, server not ready) in `report.error`, per-model failures in
 `report.models[i].violations`; `report.exit_code` is the gate's exit code.
@@ -18,6 +18,8 @@ from smoke_tests.errors import ExitCode, SmokeFatal, bad_input
 from smoke_tests.options import PROFILES, MeasurementProfile, ModelTarget, SmokeOptions, resolve_slos
 from smoke_tests.report import SmokeReport
 from smoke_tests.results import Correctness, ModelReport, RunError, RunInfo, Violation
+from smoke_tests.term import have_rich as _have_rich
+from smoke_tests.term import is_rich, rich_console, say
 
 
 def options_from_kwargs(**kwargs: Any) -> SmokeOptions:
@@ -54,9 +56,10 @@ def run_smoke(options: SmokeOptions | None = None, /, *, console=None, show_prog
               **kwargs: Any) -> SmokeReport:
     """Run the smoke gate against one Triton endpoint and return its report (files written when asked).
 
-    `options` or keywords (see `options_from_kwargs`); `console`: a rich Console for the progress display
-    (shown when `show_progress`, default: when the console is a terminal). Raises UserError (exit 2) on
-    bad input; never hangs: every wait is bounded by the options' timeouts and the profile.
+    `options` or keywords (see `options_from_kwargs`); `console`: a rich Console (or a
+    `smoke_tests.term.PlainConsole`) for notes and the progress display (shown when `show_progress`, default:
+    when the console is a terminal; never without rich). Raises GateError (exit 2) on bad input; never
+    hangs: every wait is bounded by the options' timeouts and the profile.
     """
     if options is None:
         options = options_from_kwargs(**kwargs)
@@ -92,9 +95,9 @@ def run_smoke(options: SmokeOptions | None = None, /, *, console=None, show_prog
     progress = _Progress(console, show_progress)
     gen = None
     try:
-        if options.wait_ready_s > 0 and console is not None:
-            console.print(f"[dim]waiting up to {options.wait_ready_s:g} s for {protocol}://{address} and "
-                          f"{len(targets)} model(s) to be ready[/]", highlight=False)
+        if options.wait_ready_s > 0:
+            say(console, f"waiting up to {options.wait_ready_s:g} s for {protocol}://{address} and "
+                         f"{len(targets)} model(s) to be ready", style="dim")
         meta = endpoint.wait_server(options.wait_ready_s)
         info.server_version = str(meta.get("version")) if isinstance(meta, dict) else None
         deadline = started + options.wait_ready_s  # one budget for the server and its models
@@ -359,23 +362,22 @@ def _evaluate(report: SmokeReport, options: SmokeOptions) -> None:
 
 
 class _Progress:
-    """A rich progress display, or nothing (no terminal / not wanted)."""
+    """A rich progress display, or nothing (no terminal, not wanted, or no rich: a plain console or none)."""
 
     def __init__(self, console, show: bool | None):
         self.console = console
         if show is None:
             show = bool(console is not None and console.is_terminal)
-        self.show = show
+        # Without rich there is no progress bar: the plain report follows the run.
+        self.show = show and (is_rich(console) or (console is None and _have_rich()))
         self._p = None
 
     def __enter__(self):
         if self.show:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-            from hybridserve.console import make_console
-
             self._p = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                               TimeElapsedColumn(), console=self.console or make_console(stderr=True), transient=False)
+                               TimeElapsedColumn(), console=self.console or rich_console(stderr=True), transient=False)
             self._p.__enter__()
         return self
 

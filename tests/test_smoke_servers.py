@@ -1,6 +1,7 @@
 """The smoke gate against the real tritonserver: pass, SLO miss, wrong outputs, unknown model, interface
-mismatch, HTTP, a server that stops answering, stack SLOs, and the kit's own models served from the real
-S3 store (SeaweedFS) like the local plane serves them.
+mismatch, HTTP, a server that stops answering, stack SLOs, the standalone gate without the kit (as in the
+Triton SDK image), and the kit's own models served from the real S3 store (SeaweedFS) like the local plane
+serves them.
 
 Test models (tests/smoke_models, Python backend, numpy only): `smoke_add` returns INPUT0 * 2 + 1, as its
 reference says; `smoke_wrong` returns INPUT0 * 2 + 1.01 against the same reference. Windows are short
@@ -286,18 +287,67 @@ def test_the_kits_models_pass_as_a_standalone_command(built_model_repo, seaweed_
     assert (out / "smoke.png").stat().st_size > 0 and (out / "smoke.csv").read_text().startswith("Concurrency,")
 
 def test_slos_come_from_the_stack_config(test_models, tmp_path, capsys):
-    """`--stack NAME`: the stack's serving SLO (stack-wide, merged with a per-model override) is what is enforced."""
+    """`hybridserve smoke --stack NAME`: the stack's serving SLO (stack-wide, merged with a per-model override) is what
+    is enforced; the kit hands it to the gate as --slos."""
+    from hybridserve.cli import main
     from hybridserve.stackconfig.loader import load_stack
-    from smoke_tests.stack import slo_from_schema
 
     server, repo = test_models
-    code, text = cli(["--url", server.grpc_url, "--model-repo", str(repo), "--model", "smoke_add", "--stack", "vision-dev",
-                      *FAST, "--concurrency", "1", "--wait-ready", "5", "--max-p99-ms", "smoke_add=0.001@1",
-                      "--json", str(tmp_path / "r.json")], capsys)
-    expected = slo_from_schema(load_stack("vision-dev").serving.slo_for("smoke_add"))
+    with pytest.raises(SystemExit) as info:
+        main(["smoke", "--url", server.grpc_url, "--model-repo", str(repo), "--model", "smoke_add", "--stack", "vision-dev",
+              *FAST, "--concurrency", "1", "--wait-ready", "5", "--max-p99-ms", "smoke_add=0.001@1",
+              "--json", str(tmp_path / "r.json")])
+    captured = capsys.readouterr()
+    text = " ".join((captured.out + captured.err).split())
+    expected = load_stack("vision-dev").serving.slo_for("smoke_add")
     data = json.loads((tmp_path / "r.json").read_text())
     slo = data["models"][0]["slo"]
     # The flag overrides the p99 figure; everything else is the stack's.
     assert slo["min_throughput"] == expected.min_throughput and slo["max_error_rate"] == expected.max_error_rate
     assert (slo["max_p99_ms"], slo["p99_concurrency"]) == (0.001, 1)
-    assert code == 1 and "smoke_add: p99 latency" in text
+    assert info.value.code == 1 and "smoke_add: p99 latency" in text
+
+
+@pytest.mark.parametrize("verdict", ["pass", "fail"])
+def test_the_standalone_gate_without_the_kit_with_slos_and_json_on_stdout(test_models, tmp_path, verdict):
+    """What an in-cluster Job runs from the Triton SDK image: `python -m smoke_tests --slos JSON --json -` in an
+    interpreter without the kit, rich, typer, pydantic, yaml or matplotlib (load processes included), against the
+    real server; the JSON report is read back from stdout as from `kubectl logs`."""
+    from gateenv import SITE_FAILED, blocked_env
+
+    from smoke_tests.report import extract_report
+
+    server, repo = test_models
+    floor = 1.0 if verdict == "pass" else 1e9  # inferences/s: one any server reaches, one none does
+    spec = {"models": ["smoke_add"], "slos": {"*": {"max_error_rate": 0.0},
+                                               "smoke_add": {"min_throughput": floor, "throughput_concurrency": 2,
+                                                             "max_p99_ms": 10000}},
+            "wait_ready_s": 30}
+    (tmp_path / "slos.json").write_text(json.dumps(spec))
+    slos = json.dumps(spec) if verdict == "pass" else f"@{tmp_path / 'slos.json'}"
+    proc = subprocess.run(
+        [sys.executable, "-m", "smoke_tests", "--url", server.grpc_url, "--model-repo", str(repo), "--slos", slos,
+         *FAST, "--concurrency", "1,2", "--json", "-", "--junit", str(tmp_path / "r.xml")],
+        capture_output=True, text=True, timeout=600, cwd=tmp_path, stdin=subprocess.DEVNULL,
+        env=blocked_env(tmp_path / "site", HYBRIDSERVE_ROOT=str(tmp_path)),
+    )
+    text = proc.stdout + proc.stderr
+    assert "Traceback" not in text and "blocked" not in text and SITE_FAILED not in text, text
+    report = extract_report(proc.stdout)
+    assert report is not None, text
+    (model,) = report["models"]
+    assert model["name"] == "smoke_add" and model["ready"] and model["correctness"]["status"] == "passed"
+    assert [lv["concurrency"] for lv in model["sweep"]] == [1, 2] and model["sweep"][1]["requests"] > 0
+    assert model["slo"]["min_throughput"] == floor and model["slo"]["max_p99_ms"] == 10000
+    # The plain-text report (no rich) comes first, with the same tables.
+    human = proc.stdout.split("HYBRIDSERVE-SMOKE-REPORT ", 1)[0]
+    assert "Smoke gate: grpc://" in human and "smoke_add: concurrency sweep" in human and "p99 ms" in human
+    if verdict == "pass":
+        assert proc.returncode == 0 and report["passed"] and report["exit_code"] == 0, text
+        assert "smoke gate PASSED (exit code 0)" in human
+    else:
+        assert proc.returncode == 1 and not report["passed"] and report["exit_code"] == 1, text
+        assert [v["metric"] for v in report["violations"]] == ["min_throughput"]
+        assert "error: smoke gate FAILED (exit code 1): 1 problem(s)" in proc.stderr
+        assert "smoke_add: throughput" in proc.stderr and "below the minimum 1e+09 inf/s" in proc.stderr
+    assert ET.parse(tmp_path / "r.xml").getroot().get("failures") == ("0" if verdict == "pass" else "1")

@@ -15,8 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hybridserve.errors import UserError
-from smoke_tests.errors import ExitCode, worst
+from smoke_tests.errors import ExitCode, GateError, worst
 from smoke_tests.loadgen import Records
 from smoke_tests.measure import Window, cut_window, is_stable, percentile, saturation
 from smoke_tests.options import PROFILES, SLO, MeasurementProfile, ModelTarget, SmokeOptions, parse_slo_flags, resolve_slos
@@ -55,7 +54,7 @@ def test_slo_flags_parse_per_model_and_for_all():
     ],
 )
 def test_bad_slo_flags_are_bad_input(flags):
-    with pytest.raises(UserError) as info:
+    with pytest.raises(GateError) as info:
         parse_slo_flags(**flags)
     assert info.value.exit_code == ExitCode.BAD_INPUT
     assert "--" in str(info.value)  # names the flag
@@ -68,20 +67,94 @@ def test_stack_slos_override_field_by_field():
     assert slo == SLO(min_throughput=100, throughput_concurrency=8, max_p99_ms=500, max_error_rate=0.0)
 
 
-def test_stack_schema_converts_to_smoke_slos():
+def test_stack_schema_converts_to_the_gate_spec():
+    from hybridserve.smokegate import gate_spec, gate_spec_json
     from hybridserve.stackconfig.schema.serving import ModelSpec, ServingConfig, SloOverride
-    from smoke_tests.stack import slos_from_serving
+    from smoke_tests.gatespec import parse_gate_spec, read_gate_spec
 
     serving = ServingConfig(
-        models=[ModelSpec(name="text_encoder", versions=[1]), ModelSpec(name="image_classifier")],
+        models=[ModelSpec(name="text_encoder", versions=[1, 2]), ModelSpec(name="image_classifier")],
         model_slos={"text_encoder": SloOverride(min_throughput=150, throughput_concurrency=4)},
     )
-    cfg = slos_from_serving("vision-dev", serving)
-    assert cfg.models == [ModelTarget("text_encoder", "1"), ModelTarget("image_classifier")]
+    spec = gate_spec(serving)
+    assert spec["models"] == ["text_encoder:1", "text_encoder:2", "image_classifier"]
+    assert spec["wait_ready_s"] == serving.slo.wait_ready_seconds and sorted(spec["slos"]) == ["*", "text_encoder"]
+    # What the gate makes of it (the JSON on a Job's command line): the same objectives.
+    cfg = read_gate_spec(gate_spec_json(serving))
+    assert cfg == parse_gate_spec(spec)
+    assert cfg.models == [ModelTarget("text_encoder", "1"), ModelTarget("text_encoder", "2"), ModelTarget("image_classifier")]
     assert cfg.slos["text_encoder"].min_throughput == 150 and cfg.slos["text_encoder"].throughput_concurrency == 4
     assert cfg.slos["text_encoder"].max_p99_ms == serving.slo.max_p99_ms  # the stack-wide value stays
-    assert cfg.slos["*"].min_throughput == serving.slo.min_throughput
+    assert cfg.slos["*"] == SLO(min_throughput=serving.slo.min_throughput, max_p99_ms=serving.slo.max_p99_ms,
+                                max_error_rate=serving.slo.max_error_rate)
     assert cfg.wait_ready_s == serving.slo.wait_ready_seconds
+    # Empty serving.models: every model of the repository.
+    assert gate_spec(ServingConfig())["models"] is None and read_gate_spec(gate_spec_json(ServingConfig())).models is None
+
+
+def test_every_example_stack_gives_a_valid_deterministic_gate_spec():
+    from hybridserve.paths import stacks_dir
+    from hybridserve.smokegate import gate_spec, gate_spec_json
+    from hybridserve.stackconfig.loader import load_stack, stack_files
+    from smoke_tests.gatespec import SLO_FIELDS, read_gate_spec
+
+    names = list(stack_files(stacks_dir()))
+    assert names
+    for name in names:
+        serving = load_stack(name).serving
+        text = gate_spec_json(serving)
+        assert text == gate_spec_json(load_stack(name).serving) == json.dumps(json.loads(text), sort_keys=True, separators=(",", ":"))
+        assert all(sorted(slo) == sorted(SLO_FIELDS) for slo in gate_spec(serving)["slos"].values())
+        read_gate_spec(text)  # the gate accepts what the kit writes
+
+
+@pytest.mark.parametrize(
+    ("spec", "needle"),
+    [
+        ('{"model": ["m"]}', "unknown key 'model'; valid keys: models, slos, wait_ready_s"),
+        ('{"slos": {"*": {"min_troughput": 5}}}', "unknown key 'min_troughput' in slos.*"),
+        ('{"slos": {"m": {"min_throughput": -5}}}', "slos.m.min_throughput = -5: expected a number above 0"),
+        ('{"slos": {"m": {"max_p99_ms": 0}}}', "slos.m.max_p99_ms = 0: expected a number above 0"),
+        ('{"slos": {"m": {"max_error_rate": 1.5}}}', "slos.m.max_error_rate = 1.5: expected a fraction from 0 to 1"),
+        ('{"slos": {"m": {"p99_concurrency": 0}}}', "slos.m.p99_concurrency = 0: expected an integer concurrency"),
+        ('{"slos": {"m": {"throughput_concurrency": "4"}}}', 'slos.m.throughput_concurrency = "4": expected an integer'),
+        ('{"slos": {"m": {"min_throughput": true}}}', "slos.m.min_throughput = true"),
+        ('{"slos": {"m": 5}}', "slos.m: expected an object"),
+        ('{"slos": ["m"]}', "slos: expected an object"),
+        ('{"models": "m"}', "models: expected a non-empty list"),
+        ('{"models": []}', "models: expected a non-empty list"),
+        ('{"models": ["m:x"]}', 'models[0] = "m:x": expected NAME or NAME:VERSION'),
+        ('{"wait_ready_s": -1}', "wait_ready_s = -1: expected seconds"),
+        ('{"wait_ready_s": "600"}', 'wait_ready_s = "600"'),
+        ("[]", "expected a JSON object"),
+        ("{models: 1}", "not valid JSON"),
+    ],
+)
+def test_bad_gate_specs_name_the_flag_and_the_key(spec, needle):
+    from smoke_tests.gatespec import read_gate_spec
+
+    with pytest.raises(GateError) as info:
+        read_gate_spec(spec)
+    assert info.value.exit_code == ExitCode.BAD_INPUT
+    assert str(info.value).startswith("--slos: ") and needle in str(info.value)
+
+
+def test_gate_spec_from_a_file(tmp_path):
+    from smoke_tests.gatespec import read_gate_spec
+
+    path = tmp_path / "slos.json"
+    path.write_text('{"models": ["m:2"], "slos": {"*": {"max_p99_ms": 50}}, "wait_ready_s": 30}')
+    spec = read_gate_spec(f"@{path}")
+    assert spec.models == [ModelTarget("m", "2")] and spec.slos == {"*": SLO(max_p99_ms=50.0)} and spec.wait_ready_s == 30
+    path.write_text('{"slos": {"*": {"max_p99_ms": 50, "min_throughput": 9}, "m": {"max_p99_ms": 20, "min_throughput": null}}}')
+    assert read_gate_spec(f"@{path}").slos["m"] == SLO(max_p99_ms=20.0)  # null: not checked, even if "*" checks it
+    path.write_text('{"slos": {"*": {"max_p99_ms": -1}}}')
+    with pytest.raises(GateError, match=rf"^--slos @{path}: slos.\*.max_p99_ms = -1"):
+        read_gate_spec(f"@{path}")
+    for missing, needle in ((tmp_path / "nope.json", "no such file"), (tmp_path, "is a directory")):
+        with pytest.raises(GateError, match=needle) as info:
+            read_gate_spec(f"@{missing}")
+        assert info.value.exit_code == 2
 
 
 def test_profile_levels_double_up_to_the_cap_and_include_slo_concurrencies():
@@ -89,7 +162,7 @@ def test_profile_levels_double_up_to_the_cap_and_include_slo_concurrencies():
     assert PROFILES["quick"].levels({3, 32}) == [1, 2, 3, 4, 8, 32]
     assert MeasurementProfile(concurrencies=(1, 6)).levels() == [1, 6]
     assert PROFILES["default"].window_s == 5.0 and PROFILES["default"].stability_threshold == 0.10
-    with pytest.raises(UserError):
+    with pytest.raises(GateError):
         MeasurementProfile(max_windows=2, stability_windows=3).validate()
 
 
@@ -108,7 +181,7 @@ def test_endpoint_urls(url, protocol, expected):
 
 @pytest.mark.parametrize("url", ["ftp://host:1", "host", "http://host:8000/v2", "grpc://host:port"])
 def test_bad_endpoint_urls_are_bad_input(url):
-    with pytest.raises(UserError) as info:
+    with pytest.raises(GateError) as info:
         SmokeOptions(url=url).endpoint()
     assert info.value.exit_code == ExitCode.BAD_INPUT
 
@@ -284,7 +357,7 @@ def test_bad_references_are_bad_input(tmp_path, setup, needle):
     from smoke_tests.references import load_model_reference
 
     setup(tmp_path)
-    with pytest.raises(UserError) as info:
+    with pytest.raises(GateError) as info:
         load_model_reference(tmp_path, "m")
     assert info.value.exit_code == ExitCode.BAD_INPUT
     assert needle in str(info.value)
@@ -350,6 +423,34 @@ def test_report_renders_on_a_console():
     assert "good" in text and "FAIL [slo] slow: throughput 30.0 inf/s" in text and "exit code 1" in text
 
 
+def test_report_renders_as_plain_text_with_the_same_figures():
+    # Where rich is not installed (the Triton SDK image): the same tables, as text.
+    text = _report().to_text()
+    assert text == str(_report())
+    lines = text.splitlines()
+    assert lines[0] == "Smoke gate: grpc://127.0.0.1:8001" and lines[1].split()[:3] == ["model", "ready", "correct"]
+    assert "good:1" in text and "yes (c=4, utilization)" in text and "PASS" in text
+    assert "good: concurrency sweep" in text and "3 unstable" in text
+    assert "FAIL [slo] slow: throughput 30.0 inf/s at concurrency 1 is below the minimum 100 inf/s" in text
+    assert lines[-1] == "smoke gate FAILED (exit code 1) in 12.5 s"
+    assert "FAIL [slo]" not in _report().to_text(include_violations=False)
+
+
+def test_the_report_line_is_found_in_a_log():
+    from smoke_tests.report import REPORT_MARKER, extract_report, report_line
+
+    report = _report()
+    line = report_line(report)
+    assert line.startswith(REPORT_MARKER) and "\n" not in line
+    log = f"some table\n2026-01-01T00:00:00.000000000Z {line}\nwrote r.xml\n"  # kubectl logs --timestamps
+    assert extract_report(log) == json.loads(json.dumps(report.to_dict()))
+    assert extract_report("no report here\n") is None
+    with pytest.raises(ValueError, match="not valid JSON"):
+        extract_report(line[:-20])  # a truncated log
+    with pytest.raises(ValueError, match="hybridserve.smoke/v1"):
+        extract_report(REPORT_MARKER + '{"schema": "other"}')
+
+
 # --------------------------------------------------------------------------------------------- CLI without a server
 
 
@@ -380,6 +481,92 @@ def test_cli_bad_flags_exit_2(capsys, tmp_path, monkeypatch):
     assert code == 2 and "'other'" in out
     code, out = _cli(["--url", "127.0.0.1:1", "--model-repo", str(tmp_path / "repo"), "--concurrency", "1,x"], capsys)
     assert code == 2 and "--concurrency" in out
+
+
+def test_cli_slos_give_models_and_base_slos_and_the_flags_override_them(capsys, tmp_path):
+    from smoke_tests.report import extract_report
+
+    port = _free_port()  # nothing listens: the run ends at once, with the resolved SLOs in its report
+    spec = {"models": ["a", "b:2"], "slos": {"*": {"min_throughput": 20, "max_p99_ms": 500, "max_error_rate": 0.01},
+                                               "b": {"min_throughput": 5, "throughput_concurrency": 2}},
+            "wait_ready_s": 0.5}
+    code, out = _cli(["--url", f"127.0.0.1:{port}", "--slos", json.dumps(spec), "--no-correctness",
+                      "--max-p99-ms", "a=50@4", "--max-error-rate", "0", "--json", "-"], capsys)
+    assert code == 3 and "waiting up to 0.5 s" in out  # wait_ready_s is the --wait-ready default
+    report = extract_report(out)
+    slos = {m["name"]: m["slo"] for m in report["models"]}
+    assert [(m["name"], m["version"]) for m in report["models"]] == [("a", None), ("b", "2")]
+    assert slos["a"] == {"min_throughput": 20.0, "throughput_concurrency": None, "max_p99_ms": 50.0, "p99_concurrency": 4,
+                         "max_error_rate": 0.0}
+    # b's own entry overrides "*" field by field; the flag without MODEL= overrides both.
+    assert slos["b"] == {"min_throughput": 5.0, "throughput_concurrency": 2, "max_p99_ms": 500.0, "p99_concurrency": 2,
+                         "max_error_rate": 0.0}
+    # --model replaces the spec's models; --wait-ready its wait.
+    code, out = _cli(["--url", f"127.0.0.1:{port}", "--slos", json.dumps(spec), "--no-correctness", "--model", "c",
+                      "--wait-ready", "0", "--json", "-"], capsys)
+    report = extract_report(out)
+    assert code == 3 and [m["name"] for m in report["models"]] == ["c"] and "waiting" not in out
+    assert report["models"][0]["slo"]["min_throughput"] == 20.0  # "*" of the spec
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--slos", '{"slos": {"*": {"max_p99_ms": "fast"}}}'], '--slos: slos.*.max_p99_ms = "fast": expected a number above 0'),
+        (["--slos", "@nope.json"], "--slos @nope.json: no such file"),
+        (["--slos", "text_encoder=5"], "--slos: not valid JSON"),
+        (["--json", "-", "--slos", "{}", "--max-p99-ms", "other=5"], "an SLO flag names model 'other'"),
+    ],
+)
+def test_cli_bad_slos_exit_2_naming_the_flag(capsys, tmp_path, monkeypatch, args, needle):
+    monkeypatch.chdir(tmp_path)
+    code, out = _cli(["--url", "127.0.0.1:1", "--model", "m", "--no-correctness", *args], capsys)
+    assert code == 2 and needle in out and "HYBRIDSERVE-SMOKE-REPORT" not in out and "Traceback" not in out
+
+
+def test_kit_smoke_stack_and_slos_are_one_or_the_other(capsys):
+    from hybridserve.smokegate import smoke_main
+
+    assert smoke_main(["--stack", "vision-dev", "--slos", "{}", "--model", "m", "--no-correctness"]) == 2
+    assert "--stack and --slos both give the expected models and SLOs" in capsys.readouterr().err
+    assert smoke_main(["--stacks-dir", "stacks", "--model", "m", "--no-correctness"]) == 2
+    assert "--stacks-dir stacks: only used with --stack NAME" in capsys.readouterr().err
+
+
+def test_kit_smoke_help_is_the_gates_help_plus_the_stack_options(capsys, monkeypatch):
+    from hybridserve.cli import main
+
+    monkeypatch.setenv("COLUMNS", "200")
+    main(["smoke", "--help"])  # exits (SystemExit) only with a non-zero code
+    kit = " ".join(capsys.readouterr().out.split())
+    code, gate = _cli(["--help"], capsys)
+    gate = " ".join(gate.split())
+    assert code == 0
+    assert kit.startswith("usage: hybridserve smoke") and gate.startswith("usage: python -m smoke_tests")
+    assert "--stack NAME" in kit and "--stacks-dir DIR" in kit and "--stack NAME" not in gate
+    for option in ("--slos JSON|@FILE", "--min-throughput [MODEL=]N[@C]", "--no-correctness", "--json FILE|-", "--out-dir DIR"):
+        assert option in kit and option in gate
+
+
+def test_the_kits_errors_are_gate_errors_and_the_kit_prints_both():
+    import typer
+    from rich.console import Console
+
+    from hybridserve.clirun import run_app
+    from hybridserve.errors import UserError
+    from smoke_tests.errors import bad_input
+
+    assert issubclass(UserError, GateError) and str(UserError("m", details=["d"])) == "m\n  - d"
+    app = typer.Typer()
+
+    @app.command()
+    def boom(kind: str) -> None:
+        raise (bad_input("--window 0: bad") if kind == "gate" else UserError("no stack", exit_code=4))
+
+    err = Console(record=True, width=200)
+    assert run_app(app, ["gate"], err=err) == 2 and run_app(app, ["kit"], err=err) == 4
+    printed = err.export_text()  # export_text empties the record
+    assert "error: --window 0: bad" in printed and "error: no stack" in printed
 
 
 def test_cli_endpoint_down_fails_fast_with_exit_3(capsys, tmp_path):

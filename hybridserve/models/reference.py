@@ -1,35 +1,11 @@
-"""The reference set's on-disk format, shared by the build (writer), the repository checks and the smoke
-gate (readers): `<version>/reference.npz` with arrays `input/<TRITON_NAME>` and `output/<TRITON_NAME>`,
-batch dimension first, dtypes as in config.pbtxt. Needs numpy only, so in-cluster smoke jobs can use it.
+"""The reference set's on-disk format (`<version>/reference.npz`, arrays `input/<NAME>` and `output/<NAME>`).
+
+One reader and key format for the build (writer), the repository checks and the smoke gate. It is defined
+in `smoke_tests.reference_file`, since the gate must run without the kit; this module re-exports it.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import TYPE_CHECKING
+from smoke_tests.reference_file import REFERENCE_FILE, read_reference, reference_key
 
-if TYPE_CHECKING:
-    import numpy as np
-
-REFERENCE_FILE = "reference.npz"
-
-
-def reference_key(kind: str, tensor: str) -> str:
-    """The npz entry of one tensor: kind is "input" or "output"."""
-    return f"{kind}/{tensor}"
-
-
-def read_reference(path: Path) -> tuple[dict[str, "np.ndarray"], dict[str, "np.ndarray"]]:
-    """(inputs, outputs) by Triton tensor name. Raises OSError or ValueError on an unreadable file."""
-    import numpy as np
-
-    inputs: dict[str, np.ndarray] = {}
-    outputs: dict[str, np.ndarray] = {}
-    with np.load(path, allow_pickle=False) as npz:
-        for key in npz.files:
-            kind, _, tensor = key.partition("/")
-            if kind == "input" and tensor:
-                inputs[tensor] = npz[key]
-            elif kind == "output" and tensor:
-                outputs[tensor] = npz[key]
-    return inputs, outputs
+__all__ = ["REFERENCE_FILE", "read_reference", "reference_key"]
