@@ -23,6 +23,9 @@ if TYPE_CHECKING:  # pragma: no cover
 
 CONFIG_FILE = "config.pbtxt"
 TOLERANCE_PARAMETERS = ("reference_atol", "reference_rtol")
+# Optional: the tolerances on GPU nodes (hybridserve.publish renders them in as reference_*): cuDNN
+# convolutions run in TF32 on Ampere and newer GPUs by default, off by about 1e-3 from float32 on a CPU.
+GPU_TOLERANCE_PARAMETERS = ("gpu_reference_atol", "gpu_reference_rtol")
 BUILD_HINT = "run `hybridserve models build`"
 
 # The file each backend/platform loads from a version directory unless default_model_filename says otherwise.
@@ -299,6 +302,11 @@ def _check_model(model_dir: Path, require_artifacts: bool) -> list[Problem]:
         _, why = _tolerance(config, key)
         if why:
             add(f'parameters["{key}"]', why)
+    for key in GPU_TOLERANCE_PARAMETERS:
+        if key in config.parameters:
+            _, why = _tolerance(config, key)
+            if why:
+                add(f'parameters["{key}"]', why)
 
     # Versions and the files each needs.
     versions, version_problems = _check_version_dirs(model_dir)

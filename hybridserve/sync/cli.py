@@ -1,7 +1,8 @@
 """`hybridserve sync`: the model repository to s3://BUCKET/PREFIX/, encrypted, incremental, atomically published.
 
 Credentials come from the environment (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN,
-AWS_PROFILE, an instance or IRSA role): never from options, never printed. Exit codes: hybridserve.sync.errors.
+AWS_PROFILE, an instance or IRSA role): never from options, never printed. `--role-arn` assumes a role
+with them first (the stack's model-writer role). Exit codes: hybridserve.sync.errors.
 """
 
 from __future__ import annotations
@@ -51,6 +52,14 @@ def sync_command(
         help="KMS key id, ARN or alias/NAME for --sse aws:kms. Omitted: the bucket's default KMS key, "
         "which must then be configured on the bucket.",
     ),
+    role_arn: Optional[str] = typer.Option(
+        None,
+        "--role-arn",
+        help="Assume this IAM role with STS and sync under it, e.g. the stack output modelWriterRoleArn (the stack "
+        "key lets only that role encrypt). The credentials from the environment must be allowed to assume it; "
+        "AccessDenied is retried for up to a minute (a role just created takes that long to be assumable).",
+        show_default=False,
+    ),
     repo: Optional[Path] = typer.Option(
         None, "--repo", help="Model repository to sync. Default: model_repo/ of this checkout.", show_default=False
     ),
@@ -89,6 +98,7 @@ def sync_command(
         secret_key=None,
         sse=sse.value,
         kms_key_id=kms_key_id,
+        role_arn=role_arn,
     )
     report = sync_repository(
         repo or model_repo_dir(),

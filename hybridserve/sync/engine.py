@@ -52,6 +52,7 @@ from typing import Any, Literal
 
 from hybridserve.errors import UserError
 from hybridserve.sync.errors import (
+    EXIT_ACCESS_DENIED,
     EXIT_BAD_ARGUMENT,
     EXIT_INVALID_REPOSITORY,
     EXIT_KMS,
@@ -59,6 +60,7 @@ from hybridserve.sync.errors import (
     EXIT_STORE_ERROR,
     EXIT_VERIFY_FAILED,
     error_code,
+    error_message,
     translate,
 )
 from hybridserve.sync.scan import (
@@ -97,7 +99,14 @@ class SyncTarget:
 
     sse: "aws:kms" (default; under `kms_key_id`, or, when it is None, under the bucket's default KMS key,
     which must then be configured), "AES256" (SSE-S3, for stores without a KMS such as SeaweedFS or
-    Swift), or "none" (only when asked for explicitly). access_key/secret_key None: boto3's credential chain.
+    Swift), or "none" (only when asked for explicitly). access_key/secret_key None: boto3's credential chain;
+    session_token goes with them (temporary credentials).
+
+    role_arn: assume this IAM role with STS first and sync under it (the Pulumi stack's model-writer role:
+    only it may encrypt with the stack key). AccessDenied on AssumeRole is retried for up to
+    ASSUME_ROLE_TIMEOUT_S, since a role created moments ago (in the same `pulumi up`) is not assumable
+    everywhere at once; the credentials refresh themselves when a long sync outlives the session. With
+    endpoint_url, STS is asked at that endpoint (moto, MinIO); else AWS STS in `region`.
     """
 
     bucket: str
@@ -105,9 +114,11 @@ class SyncTarget:
     endpoint_url: str | None = None
     region: str = "us-east-1"
     access_key: str | None = None
-    secret_key: str | None = None
+    secret_key: str | None = field(default=None, repr=False)
     sse: Literal["aws:kms", "AES256", "none"] = "aws:kms"
     kms_key_id: str | None = None
+    role_arn: str | None = None
+    session_token: str | None = field(default=None, repr=False)
 
     @property
     def base(self) -> str:
@@ -267,6 +278,13 @@ def check_target(target: SyncTarget) -> None:
         bad.append(f"region (--region) {target.region!r}: not a region name; e.g. us-east-1 (any name for a non-AWS store)")
     if bool(target.access_key) != bool(target.secret_key):
         bad.append("give both access_key and secret_key, or neither (then boto3's credential chain applies)")
+    if target.session_token and not target.access_key:
+        bad.append("session_token goes with access_key and secret_key (temporary credentials); give all three")
+    if target.role_arn is not None and not _ROLE_ARN.fullmatch(target.role_arn):
+        bad.append(
+            f"role_arn (--role-arn) {target.role_arn!r}: not an IAM role ARN; "
+            "e.g. arn:aws:iam::123456789012:role/acme-vision-dev-model-writer (stack output modelWriterRoleArn)"
+        )
     if bad:
         raise UserError("invalid sync target:", exit_code=EXIT_BAD_ARGUMENT, details=bad)
 
@@ -276,6 +294,8 @@ _check_target = check_target  # the name tests and older callers use
 
 # botocore's own rule for region names (it refuses others only when the first request is built).
 _REGION = re.compile(r"[a-zA-Z0-9](?:[a-zA-Z0-9\-]{0,61}[a-zA-Z0-9])?")
+# IAM's rule for role ARNs (any partition: aws, aws-cn, aws-us-gov); the path may hold '/'.
+_ROLE_ARN = re.compile(r"arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}")
 
 
 def _endpoint_problem(url: str) -> str | None:
@@ -328,13 +348,82 @@ def _validate_repository(repo_dir: Path) -> None:
         ) from None
 
 
+ASSUME_ROLE_TIMEOUT_S = 60.0  # how long AccessDenied on AssumeRole is retried (IAM is eventually consistent)
+ASSUME_ROLE_SESSION = "hybridserve-sync"
+
+
 def _session(target: SyncTarget):
-    """One session per sync: its clients share the loaded service models (loading them costs ~0.5 s each time)."""
+    """One session per sync: its clients share the loaded service models (loading them costs ~0.5 s each time).
+
+    With target.role_arn, the session holds the role's credentials (refreshed before they expire).
+    """
     import boto3
 
-    return boto3.session.Session(
-        aws_access_key_id=target.access_key, aws_secret_access_key=target.secret_key, region_name=target.region
+    session = boto3.session.Session(
+        aws_access_key_id=target.access_key,
+        aws_secret_access_key=target.secret_key,
+        aws_session_token=target.session_token,
+        region_name=target.region,
     )
+    if not target.role_arn:
+        return session
+    return _assumed_role_session(session, target)
+
+
+def _assumed_role_session(base, target: SyncTarget):
+    import boto3
+    import botocore.session
+    from botocore.credentials import RefreshableCredentials
+
+    sts = _client(base, target, "sts", max_attempts=2)
+
+    def fetch() -> dict[str, str]:
+        creds = _assume_role(sts, target)
+        return {
+            "access_key": creds["AccessKeyId"],
+            "secret_key": creds["SecretAccessKey"],
+            "token": creds["SessionToken"],
+            "expiry_time": creds["Expiration"].isoformat(),
+        }
+
+    credentials = RefreshableCredentials.create_from_metadata(
+        metadata=fetch(), refresh_using=fetch, method="sts-assume-role"
+    )
+    core = botocore.session.get_session()
+    core._credentials = credentials  # botocore has no public setter for refreshable credentials
+    core.set_config_variable("region", target.region)
+    return boto3.session.Session(botocore_session=core, region_name=target.region)
+
+
+def _assume_role(sts, target: SyncTarget) -> dict[str, Any]:
+    """STS credentials of target.role_arn; AccessDenied is retried with backoff for ASSUME_ROLE_TIMEOUT_S."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    started = time.monotonic()
+    deadline = started + ASSUME_ROLE_TIMEOUT_S
+    delay = 1.0
+    attempts = 0
+    while True:
+        attempts += 1
+        try:
+            return sts.assume_role(RoleArn=target.role_arn, RoleSessionName=ASSUME_ROLE_SESSION)["Credentials"]
+        except ClientError as exc:
+            code = error_code(exc)
+            if code == "AccessDenied" and time.monotonic() + delay < deadline:
+                time.sleep(delay)
+                delay = min(delay * 2, 8.0)
+                continue
+            if code in ("AccessDenied", "InvalidClientTokenId", "SignatureDoesNotMatch", "ExpiredToken"):
+                waited = f" ({attempts} attempts in {time.monotonic() - started:.0f} s)" if attempts > 1 else ""
+                raise UserError(
+                    f"cannot assume role {target.role_arn} (--role-arn){waited}: {code}: {error_message(exc) or 'denied'}. "
+                    "The role's trust policy must allow these credentials sts:AssumeRole (the stack's model-writer "
+                    "role trusts storage.writer_principals, else the account), and they need sts:AssumeRole on it.",
+                    exit_code=EXIT_ACCESS_DENIED,
+                ) from None
+            raise translate(exc, where=target.where, bucket=target.bucket, what=f"assuming role {target.role_arn}") from None
+        except BotoCoreError as exc:
+            raise translate(exc, where=target.where, bucket=target.bucket, what=f"assuming role {target.role_arn}") from None
 
 
 def _client(session, target: SyncTarget, service: str = "s3", *, max_attempts: int = 5):

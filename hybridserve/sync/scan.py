@@ -53,8 +53,12 @@ def version_of(dirname: str) -> int | None:
     return None
 
 
-def _ignored(name: str) -> bool:
+def is_ignored(name: str) -> bool:
+    """Never synced (nor published, nor part of a content digest): hidden names, `__pycache__`, `*.pyc`."""
     return name.startswith(".") or name == "__pycache__" or name.endswith(".pyc")
+
+
+_ignored = is_ignored
 
 
 def sha256_file(path: Path) -> tuple[str, int]:
@@ -128,12 +132,21 @@ class HashCache:
         os.replace(tmp, self.path)  # atomic: a concurrent sync reads the old or the new cache, never half
 
 
-def _walk_model(model_dir: Path) -> Iterable[Path]:
+def walk_model(model_dir: Path) -> Iterable[Path]:
+    """Every file of a model directory the sync would upload (config.pbtxt included), in a stable order."""
     for root, dirs, files in os.walk(model_dir, followlinks=True):
-        dirs[:] = sorted(d for d in dirs if not _ignored(d))
+        dirs[:] = sorted(d for d in dirs if not is_ignored(d))
         for name in sorted(files):
-            if not _ignored(name):
+            if not is_ignored(name):
                 yield Path(root) / name
+
+
+_walk_model = walk_model
+
+
+def model_dirs(repo_dir: Path) -> list[Path]:
+    """The directories the sync treats as models: every non-ignored directory directly under the repository."""
+    return sorted(p for p in Path(repo_dir).iterdir() if p.is_dir() and not is_ignored(p.name))
 
 
 def parse_config(path: Path, text: str | None = None):
@@ -165,20 +178,20 @@ def scan_repository(repo_dir: Path, *, hash_cache: Path | None = None) -> list[L
         )
     found: list[tuple[str, Path, str, int | None]] = []
     problems: list[str] = []
-    model_dirs = sorted(p for p in repo_dir.iterdir() if p.is_dir() and not _ignored(p.name))
-    for model_dir in model_dirs:
+    found_dirs = model_dirs(repo_dir)
+    for model_dir in found_dirs:
         if not (model_dir / CONFIG_NAME).is_file():
             problems.append(f"{model_dir.name}/: no {CONFIG_NAME}")
             continue
         has_version = False
-        for path in _walk_model(model_dir):
+        for path in walk_model(model_dir):
             rel_parts = path.relative_to(model_dir).parts
             version = version_of(rel_parts[0]) if len(rel_parts) > 1 else None
             has_version |= version is not None
             found.append((model_dir.name, path, path.relative_to(repo_dir).as_posix(), version))
         if not has_version:
             problems.append(f"{model_dir.name}/: no version directory with files (e.g. {model_dir.name}/1/model.pt)")
-    if not model_dirs:
+    if not found_dirs:
         problems.append("no model directories")
     if problems:
         raise UserError(
