@@ -23,6 +23,7 @@ from hybridserve.paths import repo_root
 from hybridserve.stackconfig import StackConfigError, build_stack_config, stack_files
 from infra.mocks import PlanMocks
 from infra.plan import Plan, PlannedResource, plan_stack_file
+from stackutil import reachable
 
 EXAMPLES = repo_root() / "stacks"
 NAMES = sorted(stack_files(EXAMPLES))
@@ -326,10 +327,10 @@ def test_an_explicit_opening_is_planned_but_never_an_admin_port_to_the_world(tmp
     for port, port_max in ((22, None), (6000, 7000), (3389, None)):
         rule = {"cidr": "0.0.0.0/0", "port": port, **({"port_max": port_max} if port_max else {})}
         with pytest.raises(StackConfigError) as info:
-            build_stack_config({**REQUIRED, "hybridserve:openstack": {"network": {"ingress": [rule]}}})
+            build_stack_config(reachable({**REQUIRED, "hybridserve:openstack": {"network": {"ingress": [rule]}}}))
         assert any(p.startswith("config: hybridserve:openstack.network.ingress[0].cidr: 0.0.0.0/0 would open") for p in info.value.problems), info.value.problems
     with pytest.raises(StackConfigError) as info:
-        build_stack_config({**REQUIRED, "hybridserve:openstack": {"network": {"ingress": [{"cidr": "10.0.0.0/8"}]}}})
+        build_stack_config(reachable({**REQUIRED, "hybridserve:openstack": {"network": {"ingress": [{"cidr": "10.0.0.0/8"}]}}}))
     assert "config: hybridserve:openstack.network.ingress[0].port: tcp needs a port" in info.value.problems[0]
 
 
@@ -346,7 +347,7 @@ def test_an_explicit_opening_is_planned_but_never_an_admin_port_to_the_world(tmp
 )
 def test_network_config_errors_name_the_key(aws, expected):
     with pytest.raises(StackConfigError) as info:
-        build_stack_config({**REQUIRED, "hybridserve:aws": aws})
+        build_stack_config(reachable({**REQUIRED, "hybridserve:aws": aws}))
     assert any(p.startswith(f"config: {expected}") for p in info.value.problems), info.value.problems
 
 

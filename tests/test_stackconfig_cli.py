@@ -55,6 +55,9 @@ def _copy_as(new: str, change: Callable[[dict], None] | None = None):
         doc["config"]["hybridserve:storage"] = {"model_bucket": f"acme-{new}-models", "swift_container": f"{new}-models"}
         doc["config"]["hybridserve:aws"]["vpc"]["cidr"] = "10.99.0.0/16"
         doc["config"]["hybridserve:openstack"]["network"]["cidr"] = "10.199.0.0/22"
+        # its CI runner sits in its own VPC (deploy_access must stay routed)
+        for section, cluster in (("hybridserve:aws", "eks"), ("hybridserve:openstack", "magnum")):
+            doc["config"][section][cluster]["deploy_access"]["runner_cidrs"] = ["10.99.8.0/24"]
         if change:
             change(doc["config"])
         (stacks / f"Pulumi.{new}.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))

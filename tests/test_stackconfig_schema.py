@@ -13,18 +13,19 @@ from hybridserve.paths import repo_root
 from hybridserve.stackconfig import StackConfigError, build_stack_config, format_loc, load_stack_file, read_stack_config, stack_files
 from hybridserve.stackconfig.catalog import AWS_INSTANCE_TYPES, OPENSTACK_FLAVORS
 from hybridserve.stackconfig.schema.common import collect_issues
+from stackutil import reachable
 
 REQUIRED = {"hybridserve:team": "acme", "hybridserve:environment": "dev", "hybridserve:cost_center": "CC-1"}
 EXAMPLES = sorted(stack_files(repo_root() / "stacks"))
 
 
 def build(extra: dict | None = None, **kw):
-    return build_stack_config({**REQUIRED, **(extra or {})}, **kw)
+    return build_stack_config(reachable({**REQUIRED, **(extra or {})}), **kw)
 
 
 def problems_of(values: dict, **kw) -> list[str]:
     with pytest.raises(StackConfigError) as info:
-        build_stack_config(values, **kw)
+        build_stack_config(reachable(values), **kw)
     assert info.value.exit_code == 2
     return info.value.problems
 
@@ -94,8 +95,8 @@ def test_runtime_strings_and_yaml_objects_build_the_same_model():
         "hybridserve:serving": {"replicas": {"min": 1, "max": 2}},
     }
     as_strings = {k: (json.dumps(v) if isinstance(v, dict) else v) for k, v in objects.items()}
-    assert build_stack_config(objects) == build_stack_config(as_strings)
-    assert build_stack_config(objects).aws.region == "eu-west-1"
+    assert build_stack_config(reachable(objects)) == build_stack_config(reachable(as_strings))
+    assert build_stack_config(reachable(objects)).aws.region == "eu-west-1"
 
 
 def test_yaml_number_for_a_string_key_is_accepted_like_pulumi_does():
@@ -119,7 +120,16 @@ def test_a_dotted_key_set_without_path_gets_a_hint():
 
 
 def test_other_namespaces_are_not_judged():
-    assert build({"pulumi:disable-default-providers": ["*"], "aws:profile": "x"}).team == "acme"
+    assert build({"pulumi:disable-default-providers": ["aws", "kubernetes"], "aws:profile": "x"}).team == "acme"
+
+
+@pytest.mark.parametrize("denied", [["*"], ["aws", "pulumi-python"], '["*"]'])
+def test_disabling_every_default_provider_is_refused(denied):
+    """The model publication is a Python dynamic resource: "*" would deny its provider on the first real `pulumi up`."""
+    problems = problems_of({**REQUIRED, "pulumi:disable-default-providers": denied})
+    assert len(problems) == 1
+    assert problems[0].startswith("config: pulumi:disable-default-providers: ")
+    assert "denies the default provider of 'pulumi-python'" in problems[0] and '["aws", "openstack", "kubernetes", "random"]' in problems[0]
 
 
 # --- secrets ----------------------------------------------------------------------------------------
@@ -228,7 +238,8 @@ def test_example_stack_validates(name):
     raw = yaml.safe_load(path.read_text())["config"]
     # Examples must work for a real `pulumi up` without anyone's encrypted values.
     assert not any(isinstance(v, dict) and "secure" in v for v in raw.values())
-    assert raw["pulumi:disable-default-providers"] == ["*"]
+    # Explicit providers everywhere, yet not "*": that would deny the model publication's dynamic provider.
+    assert raw["pulumi:disable-default-providers"] == ["aws", "openstack", "kubernetes", "random"]
 
 
 def test_dev_is_small_and_prod_is_highly_available():
@@ -247,7 +258,7 @@ def test_project_file_defaults_apply_offline(tmp_path: Path):
     (tmp_path / "Pulumi.yaml").write_text("name: hybridserve\nruntime: python\nconfig:\n  cost_center:\n    type: string\n    default: CC-9\n")
     (tmp_path / "stacks").mkdir()
     path = tmp_path / "stacks" / "Pulumi.acme-dev.yaml"
-    path.write_text("config:\n  hybridserve:team: acme\n  hybridserve:environment: dev\n")
+    path.write_text(yaml.safe_dump({"config": reachable({"hybridserve:team": "acme", "hybridserve:environment": "dev"})}))
     assert read_stack_config(path)["hybridserve:cost_center"] == "CC-9"
     assert load_stack_file(path).cost_center == "CC-9"
 

@@ -18,6 +18,7 @@ import yaml
 from hybridserve.paths import repo_root
 from hybridserve.stackconfig import StackConfigError, build_stack_config, stack_files
 from infra.plan import SECRET_MARKER, Plan, PlannedResource, plan_stack_file
+from stackutil import reachable
 
 EXAMPLES = repo_root() / "stacks"
 NAMES = sorted(stack_files(EXAMPLES))
@@ -269,11 +270,11 @@ def test_a_configured_swift_endpoint_shapes_the_triton_uri_and_ebs_default_can_b
 )
 def test_bad_storage_settings_name_the_key(storage, problem):
     with pytest.raises(StackConfigError) as info:
-        build_stack_config({**REQUIRED, "hybridserve:storage": storage})
+        build_stack_config(reachable({**REQUIRED, "hybridserve:storage": storage}))
     assert any(problem in p for p in info.value.problems), info.value.problems
 
 
 def test_storage_defaults_are_encrypted_and_name_the_cinder_type():
-    st = build_stack_config(REQUIRED).storage
+    st = build_stack_config(reachable(REQUIRED)).storage
     assert st.kms.enable_key_rotation and st.ebs_default_encryption and st.swift_versioning
     assert st.cinder_volume_type == "LUKS" and st.writer_principals == []

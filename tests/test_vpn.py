@@ -22,6 +22,7 @@ from hybridserve.stackconfig.schema.vpn import VpnConfig, esp_overhead
 from hybridserve.stackconfig.vpncheck import plan_problems, profile_issues
 from infra.mocks import MockContext
 from infra.plan import SECRET_MARKER, plan_stack_file
+from stackutil import reachable
 
 CONNECTION = "aws:ec2/vpnConnection:VpnConnection"
 SITE = "openstack:vpnaas/siteConnection:SiteConnection"
@@ -269,7 +270,7 @@ WEAK = [
 @pytest.mark.parametrize(("vpn", "expected"), WEAK, ids=[e.split(": ")[0].removeprefix("hybridserve:vpn.") for _, e in WEAK])
 def test_a_weak_or_one_sided_profile_is_rejected_with_its_key(vpn, expected):
     with pytest.raises(StackConfigError) as info:
-        build_stack_config({**REQUIRED, "hybridserve:vpn": vpn}, source="stacks/Pulumi.acme-dev.yaml")
+        build_stack_config(reachable({**REQUIRED, "hybridserve:vpn": vpn}), source="stacks/Pulumi.acme-dev.yaml")
     assert any(p.startswith(f"stacks/Pulumi.acme-dev.yaml: {expected}") for p in info.value.problems), info.value.problems
 
 

@@ -128,6 +128,14 @@ HELM_CHARTS: dict[str, HelmChart] = {
         HelmChart("gpu-operator", "https://helm.ngc.nvidia.com/nvidia", "v24.9.0"),
         # Kubernetes cluster autoscaler (AWS provider, node group auto-discovery by tags).
         HelmChart("cluster-autoscaler", "https://kubernetes.github.io/autoscaler", "9.43.1"),
+        # Serving monitoring (infra/components/monitoring.py); versions checked 2026-12-01 against the charts'
+        # Chart.yaml in their repositories (the newest releases the sources showed):
+        # prometheus-community/helm-charts charts/kube-prometheus-stack 88.5.3 (2026-08-21, kubeVersion >=1.25),
+        HelmChart("kube-prometheus-stack", "https://prometheus-community.github.io/helm-charts", "88.5.3"),
+        # charts/prometheus-adapter 5.3.0 (2026-02-19, appVersion v0.12.0),
+        HelmChart("prometheus-adapter", "https://prometheus-community.github.io/helm-charts", "5.3.0"),
+        # NVIDIA/dcgm-exporter deployment/Chart.yaml 4.8.2 (2026-05-06, kubeVersion >=1.19).
+        HelmChart("dcgm-exporter", "https://nvidia.github.io/dcgm-exporter/helm-charts", "4.8.2"),
     )
 }
 
@@ -139,6 +147,42 @@ CLUSTER_AUTOSCALER_IMAGE_TAGS: dict[str, str] = {
     "1.32": "v1.32.0",
     "1.33": "v1.33.0",
 }
+
+
+@dataclass(frozen=True)
+class TritonRelease:
+    """An NGC release of Triton Inference Server and what its images hold (None: no source found)."""
+
+    release: str  # NGC tag prefix, e.g. "26.11" (images <release>-py3, <release>-py3-sdk)
+    server: str | None  # Triton server version
+    released: str | None  # ISO date
+    pytorch: str | None  # the PyTorch (libtorch) the PyTorch backend of this release is built on
+    source: str
+
+
+# Releases a stack may name in serving.triton_version (checked 2026-12-01). The clusters run the
+# models on the PyTorch (libtorch) backend of the stock `-py3` image: its Python has no torch (the
+# Python backend there serves model.py files without their packages: server issue #5461), so the
+# local plane's Python-backend model.py cannot run on it; the same model.pt can.
+TRITON_RELEASES: dict[str, TritonRelease] = {
+    r.release: r
+    for r in (
+        TritonRelease(
+            "24.10", "2.51.0", "2024-10-28", "2.5.0a0",
+            "triton-inference-server/server build.py at v2.51.0 (2.51.0 -> 24.10); compatibility.md (PyTorch 2.5.0a0+e000cf0ad9.nv24.10)",
+        ),
+        TritonRelease(
+            "26.04", None, None, "2.12.0a0",
+            "triton-inference-server/pytorch_backend README, branch r26.05: 26.04 uses nvcr.io/nvidia/pytorch:26.04-py3, PyTorch 2.12.0a0",
+        ),
+        TritonRelease(
+            "26.11", "2.75.0", "2026-11-17", None,
+            "GitHub release v2.75.0 of triton-inference-server/server: 'corresponding to NGC container 26.11'; its PyTorch version is not in the sources found",
+        ),
+    )
+}
+# The local plane's server (the nvidia-pytriton wheel) is Triton 2.51.0, the 24.10 release.
+LOCAL_TRITON_RELEASE = "24.10"
 
 
 def aws_gpu_instance_types() -> list[str]:

@@ -22,6 +22,12 @@ from hybridserve.errors import UserError
 from hybridserve.stackconfig.schema.common import ConfigModel, Issue, Loc, collect_issues
 from hybridserve.stackconfig.schema.stack import PROJECT, SECRET_KEYS, StackConfig, format_loc
 
+# Pulumi's own key listing packages whose default providers are refused (the kit passes explicit ones).
+DISABLE_DEFAULT_PROVIDERS = "pulumi:disable-default-providers"
+# A Python dynamic resource (the model publication) runs under the default provider of the
+# `pulumi-python` package; "*" denies it too (pulumi/pulumi pkg/resource/deploy/default_providers.go
+# exempts only the "pulumi" package), so the stacks list the packages they use instead.
+DYNAMIC_PROVIDER_PACKAGE = "pulumi-python"
 STACK_FILE_PREFIX = "Pulumi."
 STACK_FILE_SUFFIX = ".yaml"
 # Top-level fields that are set by config keys (secrets_set is derived, not a key).
@@ -72,10 +78,14 @@ def build_stack_config(
     secret_keys = set(secret_keys)
     region: Any = None
 
+    raw_problems: list[str] = []
     for key, value in values.items():
         namespace, _, name = key.partition(":")
         if key == "aws:region":
             region = value
+            continue
+        if key == DISABLE_DEFAULT_PROVIDERS:
+            raw_problems.extend(_disabled_providers_problems(value))
             continue
         if namespace != PROJECT:
             continue  # other providers' and pulumi: settings are not ours to judge
@@ -122,10 +132,30 @@ def build_stack_config(
                 (("team",), f"team {config.team!r} and environment {config.environment!r} make stack {config.stack_name!r}, "
                  f"but this is stack {stack_name!r}; stacks are named <team>-<environment>")
             )
-    if problems:
-        raise StackConfigError([f"{source}: {format_loc(loc)}: {message}" for loc, message in _dedupe(problems)])
+    if problems or raw_problems:
+        raise StackConfigError(
+            [f"{source}: {format_loc(loc)}: {message}" for loc, message in _dedupe(problems)] + [f"{source}: {m}" for m in raw_problems]
+        )
     assert config is not None
     return config
+
+
+def _disabled_providers_problems(value: Any) -> list[str]:
+    """`pulumi:disable-default-providers` must not deny the dynamic provider the model publication runs under."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)  # the runtime hands it over as JSON text
+        except json.JSONDecodeError:
+            value = [value]
+    packages = value if isinstance(value, list) else [value]
+    denied = [p for p in packages if p in ("*", DYNAMIC_PROVIDER_PACKAGE)]
+    if not denied:
+        return []
+    return [
+        f"{DISABLE_DEFAULT_PROVIDERS}: {json.dumps(packages)} denies the default provider of {DYNAMIC_PROVIDER_PACKAGE!r}, which "
+        "the model publication (a Python dynamic resource) runs under; list the packages instead: "
+        '["aws", "openstack", "kubernetes", "random"]'
+    ]
 
 
 def _decode(name: str, value: Any) -> Any:

@@ -29,6 +29,7 @@ from hybridserve.stackconfig.catalog import (
     aws_gpu_instance_types,
     brief,
 )
+from hybridserve.stackconfig.schema.access import DeployAccess
 from hybridserve.stackconfig.schema.common import Cidr, ConfigModel, Issue, K8sLabels, Label, net
 
 TaintEffect = Literal["NoSchedule", "PreferNoSchedule", "NoExecute"]
@@ -209,6 +210,8 @@ class NvidiaDevicePlugin(ConfigModel):
     """
 
     mode: Literal["device-plugin", "gpu-operator"] = "device-plugin"
+    # GPU feature discovery: node labels for the GPU product, memory and driver (nvidia.com/gpu.product, ...).
+    gpu_feature_discovery: bool = True
     device_plugin_chart: HelmChartPin = Field(default_factory=lambda: _pin("nvidia-device-plugin"))
     gpu_operator_chart: HelmChartPin = Field(default_factory=lambda: _pin("gpu-operator"))
 
@@ -244,10 +247,25 @@ class EksCluster(ConfigModel):
     nvidia: NvidiaDevicePlugin = NvidiaDevicePlugin()
     # Triton's service account (in hybridserve:serving.namespace): the only one trusted by the model-reader role.
     triton_service_account: Label = "triton"
+    # How `pulumi up` reaches the API (required; schema/access.py). public_endpoint adds the runners to
+    # the public endpoint's CIDRs; private_network admits them on 443 through a control-plane security group.
+    deploy_access: DeployAccess | None = None
+
+    @property
+    def public_cidrs(self) -> list[str]:
+        """Who may reach the public endpoint: the listed operators and, on a public deploy path, the runners."""
+        runners = self.deploy_access.runner_cidrs if self.deploy_access and self.deploy_access.via == "public_endpoint" else []
+        return list(dict.fromkeys([*self.public_access_cidrs, *runners]))
+
+    @property
+    def private_runner_cidrs(self) -> list[str]:
+        """Runner networks the control plane's security group must admit (private deploy path)."""
+        access = self.deploy_access
+        return list(access.runner_cidrs) if access and access.via == "private_network" else []
 
     @property
     def public_access(self) -> bool:
-        return bool(self.public_access_cidrs) if self.endpoint_public_access is None else self.endpoint_public_access
+        return bool(self.public_cidrs) if self.endpoint_public_access is None else self.endpoint_public_access
 
     def issues(self) -> Iterator[Issue]:
         svc = net(self.service_cidr)
@@ -265,7 +283,7 @@ class EksCluster(ConfigModel):
                     f"{cidr} opens the Kubernetes API to the whole internet; list the operators' networks "
                     "(or set allow_public_api_from_anywhere: true to accept that)",
                 )
-        if self.endpoint_public_access and not self.public_access_cidrs:
+        if self.endpoint_public_access and not self.public_cidrs:
             yield Issue(("public_access_cidrs",), "is empty while endpoint_public_access is true; list the networks allowed to reach the API endpoint")
         if not self.public_access and self.public_access_cidrs:
             yield Issue(("public_access_cidrs",), f"{self.public_access_cidrs} has no effect: endpoint_public_access is false; remove it or enable the public endpoint")
@@ -324,6 +342,9 @@ class MagnumTemplate(ConfigModel):
 
 class MagnumCluster(ConfigModel):
     template: MagnumTemplate = MagnumTemplate()
+    # How `pulumi up` reaches the API load balancer (required; schema/access.py). public_endpoint puts a
+    # floating IP on it; either way `master_lb_allowed_cidrs` admits only the runners and the cluster's networks.
+    deploy_access: DeployAccess | None = None
     master_count: Literal[1, 3, 5] = 1  # odd, for etcd quorum
     worker_count: int = Field(default=1, ge=1, le=100)  # the default (CPU) node group
     pod_cidr: Cidr = "10.100.0.0/16"
@@ -332,8 +353,19 @@ class MagnumCluster(ConfigModel):
     # Magnum images (Fedora CoreOS) ship no NVIDIA driver: the GPU operator installs it by default.
     nvidia: NvidiaDevicePlugin = Field(default_factory=_operator)
 
+    @property
+    def api_floating_ip(self) -> bool:
+        """A floating IP on the API load balancer: asked for, or needed by a public deploy path."""
+        public = self.deploy_access is not None and self.deploy_access.via == "public_endpoint"
+        return self.template.master_lb_floating_ip_enabled or public
+
     def issues(self) -> Iterator[Issue]:
         yield from _unique_pool_names(self.gpu_pools)
+        if self.template.network_driver == "flannel":
+            yield Issue(
+                ("template", "network_driver"),
+                "flannel enforces no NetworkPolicy, so Triton's namespace would stay open to every pod; use calico or cilium",
+            )
 
 
 def _unique_pool_names(pools: list) -> Iterator[Issue]:

@@ -1,7 +1,8 @@
-"""Triton serving (`hybridserve:serving`): image, models, replicas, resources and the smoke gate's SLOs.
+"""Triton serving (`hybridserve:serving`): image, models, replicas, resources, publication, autoscaling,
+monitoring, network exposure and the smoke gate with its SLOs.
 
-`Slo` is what `hybridserve smoke` enforces after every stack update; it is importable without
-Pulumi: `load_stack(...).serving.slo`.
+`Slo` is what the smoke gate enforces inside every `pulumi up` (a Kubernetes Job per site) and what
+`hybridserve smoke --stack` enforces from a terminal; importable without Pulumi: `load_stack(...).serving.slo`.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ from typing import Literal
 
 from pydantic import Field
 
-from hybridserve.stackconfig.schema.common import ConfigModel, Issue, Label
+from hybridserve.stackconfig.catalog import TRITON_RELEASES, brief
+from hybridserve.stackconfig.schema.common import Cidr, ConfigModel, Issue, Label
 
 _QUANTITY = re.compile(r"^(\d+(\.\d+)?)(m|k|M|G|T|Ki|Mi|Gi|Ti)?$")
 _FACTORS = {None: 1, "m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
@@ -102,9 +104,74 @@ class Slo(SloOverride):
             yield Issue(("max_p99_ms",), f"{self.max_p99_ms} ms exceeds wait_ready_seconds ({self.wait_ready_seconds} s); a latency objective that long is not meaningful")
 
 
+class Publication(ConfigModel):
+    """The model repository published by `pulumi up`: one immutable version prefix per content hash."""
+
+    # Published versions kept in each bucket for rollback (the current one included; at least 2, so
+    # pods of the previous rollout still read theirs while they drain).
+    keep_versions: int = Field(default=3, ge=2, le=100)
+
+
+class Autoscaling(ConfigModel):
+    """The HorizontalPodAutoscaler of each site's Triton Deployment, between `replicas.min` and `replicas.max`.
+
+    queue_time: average time a request waits in Triton's queue, per pod, from Triton's metrics through
+    the Prometheus adapter (needs `monitoring.prometheus` install or existing). cpu: the pods' CPU
+    utilisation (metrics-server), the fallback when no Prometheus is wanted.
+    """
+
+    metric: Literal["queue_time", "cpu"] = "queue_time"
+    target_queue_time_ms: float = Field(default=50.0, gt=0, le=60000)
+    target_cpu_utilization: int = Field(default=70, ge=10, le=100)
+    # Wait this long after the load drops before removing pods (GPU pods are slow to come back).
+    scale_down_stabilization_seconds: int = Field(default=300, ge=0, le=3600)
+
+
+class Monitoring(ConfigModel):
+    """Prometheus for Triton's metrics (ServiceMonitor, the queue-time HPA) and the GPUs (DCGM exporter).
+
+    install: the kit installs kube-prometheus-stack and prometheus-adapter (pinned charts) on each cluster.
+    existing: the cluster already runs the Prometheus operator (its CRDs) and a Prometheus at
+    `prometheus_url`; the kit installs only prometheus-adapter, pointed at it.
+    none: no ServiceMonitor; `autoscaling.metric` must be cpu.
+    """
+
+    prometheus: Literal["install", "existing", "none"] = "install"
+    # Where Prometheus runs (install: created there); Triton's NetworkPolicy admits its scrapes from it.
+    namespace: Label = "monitoring"
+    prometheus_url: str | None = Field(default=None, pattern=r"^https?://[A-Za-z0-9.-]+(:\d{1,5})?(/[A-Za-z0-9._/-]*)?$")
+    # NVIDIA DCGM exporter on the GPU nodes (GPU utilisation, memory, temperature), scraped by Prometheus.
+    dcgm_exporter: bool = True
+
+    def issues(self) -> Iterator[Issue]:
+        if self.prometheus == "existing" and not self.prometheus_url:
+            yield Issue(("prometheus_url",), "is not set, but prometheus is existing; give the in-cluster URL, e.g. http://prometheus-operated.monitoring.svc:9090")
+        if self.prometheus != "existing" and self.prometheus_url:
+            yield Issue(("prometheus_url",), f"is only used with prometheus: existing (prometheus is {self.prometheus})")
+
+
+class SmokeGate(ConfigModel):
+    """The smoke gate Job each `pulumi up` runs per site after the rollout."""
+
+    # None: the Triton SDK image of the serving release (<triton_image>:<release>-py3-sdk), which has
+    # the Triton client; the gate's code is mounted from a ConfigMap.
+    image: str | None = Field(default=None, pattern=r"^[a-z0-9.-]+(:\d+)?(/[a-z0-9._-]+)+:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+    # Pin the image by digest too (sha256:<64 hex>): every node then runs the same bytes for the tag.
+    image_digest: str | None = Field(default=None, pattern=r"^sha256:[0-9a-f]{64}$")
+    # quick: 2 s windows up to concurrency 8 (about a minute per model); default: 5 s windows up to 16.
+    profile: Literal["quick", "default"] = "quick"
+    # Highest concurrency of the gate's sweep (1, 2, 4, ...); at least the SLOs' *_concurrency.
+    max_concurrency: int = Field(default=8, ge=1, le=256)
+    # Bound on the whole Job (readiness wait + measurement); `pulumi up` fails when it is exceeded.
+    timeout_seconds: int = Field(default=1800, ge=120, le=14400)
+
+
 class ServingConfig(ConfigModel):
     triton_image: str = Field(default="nvcr.io/nvidia/tritonserver", pattern=r"^[a-z0-9.-]+(:\d+)?(/[a-z0-9._-]+)+$")
-    triton_version: str = Field(default="24.12-py3", pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+    # An NGC release tag "<yy.mm>-py3" (the image with the PyTorch backend; catalog.TRITON_RELEASES).
+    triton_version: str = Field(default="26.11-py3", pattern=r"^\d{2}\.\d{2}-py3$")
+    # Pin the image by digest too (sha256:<64 hex>, from the registry): every node runs the same bytes.
+    triton_digest: str | None = Field(default=None, pattern=r"^sha256:[0-9a-f]{64}$")
     namespace: Label = "triton"
     # Which clusters run Triton.
     targets: list[Literal["aws", "openstack"]] = Field(default_factory=lambda: ["aws", "openstack"], min_length=1)
@@ -112,11 +179,30 @@ class ServingConfig(ConfigModel):
     models: list[ModelSpec] = Field(default_factory=list)
     replicas: Replicas = Replicas()
     resources: ContainerResources = ContainerResources()
+    # Model instances per GPU (Triton's instance_group count on the clusters).
+    instances_per_gpu: int = Field(default=1, ge=1, le=16)
+    # /dev/shm of a Triton pod (memory-backed; counts against memory_limit).
+    shm_size: str = "1Gi"
+    # Model loading budget: the startup probe allows this long before the pod counts as failed.
+    startup_seconds: int = Field(default=600, ge=30, le=7200)
+    # In-flight requests get this long to finish when a pod stops (rollout, scale-in, node drain).
+    drain_seconds: int = Field(default=30, ge=5, le=600)
     # "internal": an internal load balancer, reachable over the VPN; "cluster": ClusterIP only.
     expose: Literal["internal", "cluster"] = "internal"
     http_port: int = Field(default=8000, ge=1, le=65535)
     grpc_port: int = Field(default=8001, ge=1, le=65535)
     metrics_port: int = Field(default=8002, ge=1, le=65535)
+    # Who may send inference requests, besides the peer site's networks (always allowed, over the VPN):
+    # pods of these namespaces, and these networks.
+    client_namespaces: list[Label] = Field(default_factory=list)
+    client_cidrs: list[Cidr] = Field(default_factory=list)
+    # Where Triton's pods may connect besides DNS: the object store. None: any address on the store's
+    # port (object stores sit behind changing addresses); a list narrows it to those networks.
+    object_store_cidrs: list[Cidr] | None = None
+    publication: Publication = Publication()
+    autoscaling: Autoscaling = Autoscaling()
+    monitoring: Monitoring = Monitoring()
+    gate: SmokeGate = SmokeGate()
     slo: Slo = Slo()
     # Per-model objectives over `slo`, by model name.
     model_slos: dict[str, SloOverride] = Field(default_factory=dict)
@@ -128,11 +214,28 @@ class ServingConfig(ConfigModel):
 
     @property
     def image(self) -> str:
-        return f"{self.triton_image}:{self.triton_version}"
+        pinned = f"@{self.triton_digest}" if self.triton_digest else ""
+        return f"{self.triton_image}:{self.triton_version}{pinned}"
+
+    @property
+    def release(self) -> str:
+        """The NGC release, e.g. "26.11"."""
+        return self.triton_version.split("-", 1)[0]
+
+    @property
+    def gate_image(self) -> str:
+        pinned = f"@{self.gate.image_digest}" if self.gate.image_digest else ""
+        return (self.gate.image or f"{self.triton_image}:{self.release}-py3-sdk") + pinned
 
     def issues(self) -> Iterator[Issue]:
         if len(set(self.targets)) != len(self.targets):
             yield Issue(("targets",), f"{self.targets} lists a target twice")
+        if self.release not in TRITON_RELEASES:
+            yield Issue(
+                ("triton_version",),
+                f"{self.triton_version!r} is not a Triton release the kit knows; known: "
+                f"{brief([f'{r}-py3' for r in sorted(TRITON_RELEASES, reverse=True)])} (hybridserve/stackconfig/catalog.py)",
+            )
         names = [m.name for m in self.models]
         for i, name in enumerate(names):
             if name in names[:i]:
@@ -144,3 +247,24 @@ class ServingConfig(ConfigModel):
         ports = {"http_port": self.http_port, "grpc_port": self.grpc_port, "metrics_port": self.metrics_port}
         if len(set(ports.values())) != 3:
             yield Issue(("grpc_port",), f"http/grpc/metrics ports {list(ports.values())} must be distinct")
+        try:
+            shm = parse_quantity(self.shm_size)
+        except ValueError:
+            yield Issue(("shm_size",), f"{self.shm_size!r} is not a Kubernetes quantity; e.g. '1Gi'")
+        else:
+            try:
+                limit = parse_quantity(self.resources.memory_limit)
+            except ValueError:
+                limit = None
+            if limit is not None and shm >= limit:
+                yield Issue(("shm_size",), f"{self.shm_size} is not below resources.memory_limit ({self.resources.memory_limit}); /dev/shm is memory of the pod")
+        for key in ("throughput_concurrency", "p99_concurrency"):
+            wanted = [c for c in (getattr(self.slo_for(m), key) for m in [None, *self.model_slos]) if c]
+            if wanted and max(wanted) > self.gate.max_concurrency:
+                yield Issue(("gate", "max_concurrency"), f"{self.gate.max_concurrency} is below an SLO's {key} ({max(wanted)}); the gate could not measure it")
+        if self.autoscaling.metric == "queue_time" and self.monitoring.prometheus == "none":
+            yield Issue(("autoscaling", "metric"), "queue_time needs Triton's metrics in Prometheus, but monitoring.prometheus is none; use cpu or a Prometheus")
+        if len(set(self.client_namespaces)) != len(self.client_namespaces):
+            yield Issue(("client_namespaces",), f"{self.client_namespaces} lists a namespace twice")
+        if self.namespace in self.client_namespaces:
+            yield Issue(("client_namespaces",), f"{self.namespace!r} is Triton's own namespace (serving.namespace); list client namespaces only")

@@ -24,6 +24,7 @@ from collections.abc import Iterator
 from pydantic import Field
 
 from hybridserve.stackconfig.catalog import AWS_INSTANCE_TYPES, OPENSTACK_FLAVORS, MachineType, brief
+from hybridserve.stackconfig.schema.access import access_issues
 from hybridserve.stackconfig.schema.clusters import EksCluster, MagnumCluster
 from hybridserve.stackconfig.schema.common import ConfigModel, Issue, Label, Loc, Tags, net
 from hybridserve.stackconfig.schema.network import AwsVpc, OpenStackNetwork
@@ -183,6 +184,7 @@ class StackConfig(ConfigModel):
                 except ValueError as exc:
                     yield Issue(loc, f"the derived name {name!r} is not valid ({exc}); set it explicitly")
         yield from self._gpu_capacity()
+        yield from access_issues(self)
         from hybridserve.stackconfig.vpncheck import stack_issues  # network/VPN checks across sections
 
         yield from stack_issues(self)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Iterator
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field
 
@@ -106,6 +106,9 @@ class StorageConfig(ConfigModel):
     swift_s3_endpoint: S3Endpoint | None = None
     # The region Swift's s3api signs for (its `location` setting; us-east-1 unless the operator changed it).
     swift_s3_region: str = Field(default="us-east-1", pattern=r"^[A-Za-z0-9-]{1,64}$")
+    # Encryption the model publication asks Swift's S3 API for: AES256 (SSE-S3; needs the cloud's
+    # encryption middleware in the proxy pipeline) or none (then at-rest encryption is the cloud's disks').
+    swift_sse: Literal["AES256", "none"] = "AES256"
     # Object versions in the Swift container (X-Versions-Enabled; needs a cloud with Swift >= 2.24).
     swift_versioning: bool = True
     # The cloud operator's encrypted Cinder volume type (LUKS): node volumes and the private
