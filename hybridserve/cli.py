@@ -14,6 +14,7 @@ from hybridserve.clirun import run_app
 from hybridserve.console import make_console
 from hybridserve.local.cli import app as local_app
 from hybridserve.models.cli import app as models_app
+from hybridserve.smokereport import smoke_report_command
 from hybridserve.stackconfig.cli import plan_command, validate_command
 from hybridserve.sync.cli import sync_command
 
@@ -21,7 +22,7 @@ app = typer.Typer(
     name="hybridserve",
     help=(
         "Deploy Triton-served PyTorch models onto a hybrid OpenStack + AWS cloud.\n\n"
-        "Data plane: `models`, `sync`, `local`, `smoke`. Stacks: `validate`, `plan`. "
+        "Data plane: `models`, `sync`, `local`, `smoke`. Stacks: `validate`, `plan`, `smoke-report`. "
         "The cloud itself is created by `pulumi up` (see README)."
     ),
     no_args_is_help=True,
@@ -52,6 +53,7 @@ def smoke_command(ctx: typer.Context) -> None:
         raise typer.Exit(code)
 
 
+app.command("smoke-report")(smoke_report_command)
 app.command("validate")(validate_command)
 app.command("plan")(plan_command)
 

@@ -5,7 +5,6 @@
 - `tags` / `openstack_tags`: common tags (team, environment, cost-center, managed-by, ...)
 - `providers.aws` / `providers.openstack`: explicit providers; `kubernetes_provider()` adds one per cluster
 - `component_opts()`: ResourceOptions that hand both cloud providers down to a component's children
-- `put()` / `get()`: parts one builder publishes for later ones (e.g. the network for the clusters)
 - `outputs`: Triton endpoints, bucket URIs, kubeconfigs; exported by the program at the end
 """
 
@@ -53,7 +52,6 @@ class StackContext:
         # OpenStack tags are plain strings.
         self.openstack_tags: list[str] = [f"{k}={v}" for k, v in sorted(self.tags.items())]
         self.outputs = StackOutputs()
-        self._parts: dict[str, Any] = {}
         self.providers = Providers(aws=self._aws_provider(), openstack=self._openstack_provider())
 
     # --- naming -----------------------------------------------------------------------------
@@ -102,23 +100,6 @@ class StackContext:
         """Options for a top-level component: its children inherit the explicit AWS and OpenStack providers."""
         providers = [self.providers.aws, self.providers.openstack, *kwargs.pop("providers", [])]
         return pulumi.ResourceOptions(providers=providers, **kwargs)
-
-    # --- parts shared between builders ---------------------------------------------------------
-
-    def put(self, name: str, value: Any) -> None:
-        if name in self._parts:
-            raise ValueError(f"part {name!r} was already published by another component")
-        self._parts[name] = value
-
-    def get(self, name: str) -> Any:
-        """A part an earlier builder published; a clear error when the builder order is wrong."""
-        if name not in self._parts:
-            have = ", ".join(self._parts) or "none"
-            raise LookupError(f"part {name!r} is not available (published so far: {have}); check the order in infra/components/__init__.py")
-        return self._parts[name]
-
-    def has(self, name: str) -> bool:
-        return name in self._parts
 
     # --- outputs ------------------------------------------------------------------------------
 

@@ -416,17 +416,40 @@ def stand_in(schema: Mapping[str, Any], defs: Mapping[str, Any], marker: str, de
 # --- validation ----------------------------------------------------------------------------------
 
 
+# Custom resources the kit writes, validated against schemas kept in infra/schemas/ (strict, like the rest).
+CUSTOM_SCHEMAS: dict[tuple[str, str], str] = {
+    ("monitoring.coreos.com/v1", "ServiceMonitor"): "servicemonitor-monitoring.coreos.com-v1.json",
+}
+
+
+@functools.lru_cache(maxsize=None)
+def _custom_schema(filename: str) -> dict[str, Any]:
+    return json.loads((Path(__file__).resolve().parent / "schemas" / filename).read_text(encoding="utf-8"))
+
+
+def _validate_custom(m: Mapping[str, Any], label: str) -> list[str]:
+    import jsonschema
+
+    schema = _custom_schema(CUSTOM_SCHEMAS[(m.get("apiVersion"), m.get("kind"))])
+    errors = sorted(jsonschema.Draft7Validator(schema).iter_errors(dict(m)), key=lambda e: list(e.path))
+    return [f"{label}: {'.'.join(str(p) for p in e.path) or '(top level)'}: {e.message}" for e in errors]
+
+
 def validate(manifests: Iterable[Mapping[str, Any]], kubernetes_version: str) -> list[str]:
     """Problems of the manifests against the strict official schemas of that Kubernetes minor ([] = valid).
 
-    Strict: a field the schema does not know (a misspelling) is a problem. A kind without a schema
-    (a custom resource) is a problem too: it cannot be said to be valid.
+    Strict: a field the schema does not know (a misspelling) is a problem. A custom resource is checked
+    against the kit's schema of it (CUSTOM_SCHEMAS); any other kind without a schema is a problem too:
+    it cannot be said to be valid.
     """
     kv = _schema_package()
     schema_dir(kubernetes_version)  # exactly this minor, or a UserError
     problems = []
     for m in manifests:
         label = "/".join(str(p) for p in (m.get("kind"), (m.get("metadata") or {}).get("namespace"), (m.get("metadata") or {}).get("name")) if p)
+        if (m.get("apiVersion"), m.get("kind")) in CUSTOM_SCHEMAS:
+            problems.extend(_validate_custom(m, label))
+            continue
         try:
             kv.validate(dict(m), _minor(kubernetes_version), strict=True)
         except kv.ValidationError as exc:

@@ -92,3 +92,17 @@ def built_model_repo(tmp_path_factory) -> Path:
             staging.rename(target)
             (shared / "built_model_repo.ok").touch()  # outside the repo: sync and Triton would see it
     return target
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _program_model_repo(built_model_repo):
+    """The Pulumi program reads (and would build) the model repository: plans use the built copy, not the checkout."""
+    from infra.components.serving import MODEL_REPO_ENV
+
+    previous = os.environ.get(MODEL_REPO_ENV)
+    os.environ[MODEL_REPO_ENV] = str(built_model_repo)
+    yield
+    if previous is None:
+        os.environ.pop(MODEL_REPO_ENV, None)
+    else:
+        os.environ[MODEL_REPO_ENV] = previous

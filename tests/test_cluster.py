@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
-import types
 from functools import cache
 from pathlib import Path
 
@@ -23,6 +21,7 @@ from hybridserve.paths import repo_root
 from hybridserve.stackconfig import StackConfigError, build_stack_config, stack_files
 from hybridserve.stackconfig.catalog import AWS_INSTANCE_TYPES, CLUSTER_AUTOSCALER_IMAGE_TAGS, HELM_CHARTS, HOURS_PER_MONTH
 from infra.plan import SECRET_MARKER, Plan, PlannedResource, plan_stack_file
+from stackutil import reachable
 
 EXAMPLES = repo_root() / "stacks"
 NAMES = sorted(stack_files(EXAMPLES))
@@ -231,8 +230,14 @@ def test_the_model_reader_reads_only_the_prefix_decrypts_only_the_key_and_trusts
     assert set(actions) == {"s3:ListBucket", "s3:GetObject", "s3:GetObjectVersion", "kms:Decrypt"}
     assert all(s["Effect"] == "Allow" for s in policy)
     assert actions["s3:GetObject"]["Resource"] == f"arn:aws:s3:::{bucket}/{prefix}/*"
-    assert actions["s3:ListBucket"]["Resource"] == f"arn:aws:s3:::{bucket}"
-    assert actions["s3:ListBucket"]["Condition"] == {"StringLike": {"s3:prefix": [prefix, f"{prefix}/*"]}}
+    # Listing: under the prefix only; and with no prefix at all, which is how S3 authorizes the HeadBucket
+    # Triton sends before it reads (S3FileSystem::CheckClient): without it no model would load.
+    listing = [s for s in policy if as_list(s["Action"]) == ["s3:ListBucket"]]
+    assert all(s["Resource"] == f"arn:aws:s3:::{bucket}" for s in listing)
+    assert sorted((json.dumps(s["Condition"], sort_keys=True) for s in listing)) == sorted([
+        json.dumps({"StringLike": {"s3:prefix": [prefix, f"{prefix}/*"]}}, sort_keys=True),
+        json.dumps({"Null": {"s3:prefix": "true"}}, sort_keys=True),
+    ])
     assert actions["kms:Decrypt"]["Resource"] == key_arn(plan)
     # nothing attached beyond that inline policy
     attached = [r for r in of_type(plan, "aws:iam/rolePolicyAttachment:RolePolicyAttachment") if r.inputs["role"] == role.inputs["name"]]
@@ -251,7 +256,7 @@ def test_every_in_cluster_identity_is_a_role_for_exactly_one_service_account():
     }
     assert not of_type(plan, "aws:iam/accessKey:AccessKey") and not of_type(plan, "aws:iam/user:User")
     addons = {r.inputs["addonName"]: r.inputs for r in of_type(plan, "aws:eks/addon:Addon")}
-    assert set(addons) == {"vpc-cni", "kube-proxy", "coredns", "aws-ebs-csi-driver"}
+    assert set(addons) == {"vpc-cni", "kube-proxy", "coredns", "aws-ebs-csi-driver", "metrics-server"}
     assert addons["aws-ebs-csi-driver"]["serviceAccountRoleArn"].endswith(":role/hybridserve-vision-prod-ebs-csi")
     # the role names the key policy (built earlier, by storage) grants are the roles the cluster creates
     key_policy = json.loads(one(plan, "aws:kms/key:Key", "key").inputs["policy"])
@@ -273,7 +278,9 @@ def test_kubernetes_objects_go_through_their_clusters_provider_and_kubeconfigs_a
     assert plan.outputs["kubeconfigs"] == SECRET_MARKER
     for r in plan.resources:
         if r.type.startswith("kubernetes:"):
-            site = "aws" if urns[r.parent].name == "eks" else "openstack"
+            parent = urns[r.parent].name  # the cluster component, or a per-site serving component
+            site = "aws" if parent == "eks" or parent.endswith("-aws") else "openstack"
+            assert parent in ("eks", "magnum") or parent.endswith(("-aws", "-openstack")), r.urn
             assert r.provider == providers[f"k8s-{site}"].urn, r.urn
     assert plan.outputs["clusterNames"] == {"aws": f"hybridserve-{name}-eks", "openstack": f"hybridserve-{name}-k8s"}
 
@@ -300,17 +307,6 @@ def test_nvidia_plugin_and_encrypted_default_storage_on_both_clusters(name):
         assert sc["metadata"]["annotations"]["storageclass.kubernetes.io/is-default-class"] == "true"
 
 
-def test_triton_gets_its_namespace_service_account_and_swift_credentials_as_secrets():
-    plan = plan_of("search-dev")
-    urns = by_urn(plan)
-    accounts = {urns[r.parent].name: r.inputs for r in of_type(plan, "kubernetes:core/v1:ServiceAccount")}
-    assert accounts["eks"]["metadata"]["annotations"]["eks.amazonaws.com/role-arn"] == plan.outputs["modelReaderRoleArn"]
-    assert accounts["magnum"]["metadata"]["name"] == accounts["eks"]["metadata"]["name"] == "triton"
-    [secret] = of_type(plan, "kubernetes:core/v1:Secret")
-    assert secret.inputs["stringData"] == SECRET_MARKER and secret.inputs["metadata"]["namespace"] == "triton"
-    assert plan.outputs["tritonServiceAccount"] == {"namespace": "triton", "name": "triton"}
-
-
 # --- Magnum ----------------------------------------------------------------------------------------------------
 
 
@@ -324,7 +320,12 @@ def test_magnum_template_is_private_on_the_tenant_network_with_an_api_load_balan
     assert (template["flavor"], template["masterFlavor"]) == (t.worker_flavor, t.master_flavor)
     assert template["fixedNetwork"] == net["networkId"] and template["fixedSubnet"] == net["subnetId"]
     assert template["floatingIpEnabled"] is False and template["masterLbEnabled"] is True
-    assert template["labels"]["master_lb_floating_ip_enabled"] == "false"
+    # The API load balancer: a floating IP only on a public deploy path; either way only the runners and the
+    # cluster's own networks (nodes, pods) reach it.
+    access = plan.config.openstack.magnum.deploy_access
+    assert template["labels"]["master_lb_floating_ip_enabled"] == ("true" if access.via == "public_endpoint" else "false")
+    allowed = template["labels"]["master_lb_allowed_cidrs"].split(",")
+    assert allowed == [*access.runner_cidrs, plan.config.openstack.network.cidr, plan.config.openstack.magnum.pod_cidr]
     assert template["labels"]["docker_volume_type"] == plan.config.storage.cinder_volume_type
     assert template["labels"]["kube_tag"] == t.kube_tag and template["tlsDisabled"] is False and template["public"] is False
     cluster = one(plan, "openstack:containerinfra/cluster:Cluster", "cluster").inputs
@@ -430,41 +431,52 @@ def test_bad_pool_settings_are_rejected_with_the_key_path_and_nothing_is_planned
 
 def test_open_api_needs_an_explicit_opt_in_and_public_access_needs_cidrs():
     eks = {"public_access_cidrs": ["0.0.0.0/0"], "allow_public_api_from_anywhere": True}
-    assert build_stack_config({**REQUIRED, "hybridserve:aws": {"eks": eks}}).aws.eks.public_access
+    assert build_stack_config(reachable({**REQUIRED, "hybridserve:aws": {"eks": eks}})).aws.eks.public_access
+    private = {"via": "private_network", "runner_cidrs": ["10.0.8.0/24"]}  # a runner inside the default VPC
     with pytest.raises(StackConfigError) as info:
-        build_stack_config({**REQUIRED, "hybridserve:aws": {"eks": {"endpoint_public_access": True}}})
+        build_stack_config(reachable({**REQUIRED, "hybridserve:aws": {"eks": {"endpoint_public_access": True, "deploy_access": private}}}))
     assert any("hybridserve:aws.eks.public_access_cidrs: is empty while endpoint_public_access is true" in p for p in info.value.problems)
-    cfg = build_stack_config(REQUIRED)
-    assert cfg.aws.eks.public_access is False and cfg.aws.eks.public_access_cidrs == []
+    cfg = build_stack_config(reachable({**REQUIRED, "hybridserve:aws": {"eks": {"deploy_access": private}}}))
+    assert cfg.aws.eks.public_access is False and cfg.aws.eks.public_access_cidrs == [] and cfg.aws.eks.private_runner_cidrs == ["10.0.8.0/24"]
+    # a public deploy path opens the public endpoint to the runners only
+    public = build_stack_config(reachable(REQUIRED)).aws.eks
+    assert public.public_access is True and public.public_cidrs == ["198.51.100.0/24"] and public.public_access_cidrs == []
     assert [(t.key, t.value, t.effect) for t in cfg.aws.eks.gpu_pools[0].taints] == [("nvidia.com/gpu", "true", "NoSchedule")]
 
 
 # --- the contract with the Triton component ---------------------------------------------------------------------
 
 
-def test_clusters_are_published_for_the_triton_component(monkeypatch):
+def test_clusters_hand_typed_handles_to_the_triton_component(monkeypatch):
+    """What serving.build receives from the clusters: a ClusterHandle per site (provider, GPU pools, readiness)."""
+    import infra.program
+    from infra.components import cluster, network, storage
+    from infra.components.cluster import ClusterHandle
+
     seen = {}
 
-    def triton(ctx) -> None:
-        parts = ctx.get("clusters")
-        seen.update(
-            providers=sorted(parts.providers), namespace=parts.triton_namespace, account=parts.triton_service_account,
-            selector=parts.gpu_node_selector, tolerations=parts.gpu_tolerations, secret=parts.swift_credentials_secret,
-        )
+    def build(ctx) -> None:
+        net = network.build(ctx)
+        parts = cluster.build(ctx, net, storage.build(ctx))
+        for site in ("aws", "openstack"):
+            handle = parts.site(site)
+            assert isinstance(handle, ClusterHandle) and handle.site == site
+            seen[site] = {
+                "provider": handle.provider is ctx.providers.kubernetes[site],
+                "version": handle.kubernetes_version,
+                "pools": [(p.name, p.node_labels.get("hybridserve.io/pool"), p.tolerations(), p.gpus_per_node) for p in handle.gpu_pools],
+                "ready": len(handle.ready) > 0,
+            }
         parts.eks.kubeconfig.apply(lambda text: seen.update(kubeconfig=json.loads(text)))
 
-    module = types.ModuleType("hybridserve_test_triton")
-    module.build = triton
-    monkeypatch.setitem(sys.modules, module.__name__, module)
-    monkeypatch.setattr(infra.components, "COMPONENTS", [*infra.components.COMPONENTS, f"{module.__name__}:build"])
+    monkeypatch.setattr(infra.program, "build", build)
     plan_stack_file(EXAMPLES / "Pulumi.vision-dev.yaml")
     # the EKS kubeconfig holds no credential: the client runs `aws eks get-token` with its own identity
     [user] = seen.pop("kubeconfig")["users"]
     assert set(user["user"]) == {"exec"} and user["user"]["exec"]["command"] == "aws"
     assert user["user"]["exec"]["args"][:4] == ["eks", "get-token", "--cluster-name", "hybridserve-vision-dev-eks"]
+    toleration = [{"key": "nvidia.com/gpu", "operator": "Equal", "value": "true", "effect": "NoSchedule"}]
     assert seen == {
-        "providers": ["aws", "openstack"], "namespace": "triton", "account": "triton",
-        "selector": {"nvidia.com/gpu.present": "true"},
-        "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
-        "secret": "triton-model-repository-s3",
+        "aws": {"provider": True, "version": "1.31", "pools": [("t4", "t4", toleration, 1)], "ready": True},
+        "openstack": {"provider": True, "version": "1.30", "pools": [("t4", "t4", toleration, 1)], "ready": True},
     }

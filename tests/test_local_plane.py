@@ -176,6 +176,14 @@ def test_keep_then_status_then_down_leaves_nothing_running(state_dir, built_mode
     for key in ("Triton HTTP", "Triton gRPC", "Triton metrics", "S3 endpoint", "bucket"):
         assert key in up.stdout
 
+    # Triton reads the store's key from a 0600 credential file, as on the clusters: none in its environment.
+    [triton] = [p for p in record["processes"] if p["name"] == "tritonserver"]
+    environ = dict(e.split("=", 1) for e in Path(f"/proc/{triton['pid']}/environ").read_bytes().decode().split("\0") if "=" in e)
+    assert "AWS_SECRET_ACCESS_KEY" not in environ and "AWS_ACCESS_KEY_ID" not in environ
+    credentials = Path(environ["TRITON_CLOUD_CREDENTIAL_PATH"])
+    assert credentials.stat().st_mode & 0o777 == 0o600 and credentials.is_relative_to(state_dir)
+    assert set(json.loads(credentials.read_text())["s3"][""]) == {"key_id", "secret_key", "region", "session_token", "profile"}
+
     status = _cli("status", "--state-dir", str(state_dir), timeout=60)
     assert status.returncode == 0, status.stdout + status.stderr
     assert "Triton ready" in status.stdout and "answers" in status.stdout

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
-import types
 from pathlib import Path
 
 import pulumi
@@ -17,6 +15,7 @@ import pytest
 import yaml
 
 import infra.components
+import infra.program
 from hybridserve.paths import repo_root
 from hybridserve.stackconfig import stack_files
 from infra.mocks import MockContext
@@ -104,12 +103,13 @@ def secret_stacks(tmp_path: Path) -> Path:
 
 
 def _register_components(monkeypatch, **builders) -> None:
-    """Plug builders in the way a component does: a module and a line in COMPONENTS."""
-    module = types.ModuleType("hybridserve_test_components")
-    for name, fn in builders.items():
-        setattr(module, name, fn)
-    monkeypatch.setitem(sys.modules, module.__name__, module)
-    monkeypatch.setattr(infra.components, "COMPONENTS", [f"{module.__name__}:{name}" for name in builders])
+    """Run these builders instead of the program's components (infra.program.build), in order."""
+
+    def build(ctx) -> None:
+        for fn in builders.values():
+            fn(ctx)
+
+    monkeypatch.setattr(infra.program, "build", build)
 
 
 class SecretDemo(pulumi.ComponentResource):
@@ -155,7 +155,7 @@ def test_plan_json_holds_no_plaintext_secret(secret_stacks: Path, tmp_path: Path
     doc = json.loads(text)
     res = {r["name"]: r for r in doc["resources"]}
 
-    # the component plugged in through COMPONENTS, with the explicit providers handed down
+    # the component plugged in instead of the program's, with the explicit providers handed down
     assert res["demo"]["type"] == "hybridserve:test:SecretDemo"
     assert res["from-random"]["provider"] == res["openstack"]["urn"] and res["vpn"]["provider"] == res["aws"]["urn"]
     assert res["psk"]["provider"] == res["random"]["urn"]

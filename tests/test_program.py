@@ -14,6 +14,7 @@ import infra.components
 import infra.program
 from hybridserve.paths import repo_root
 from infra.mocks import PlanMocks
+from stackutil import reachable
 from infra.plan import PROGRAM_DIR, RecordingMonitor, _run_program, plan_stack_file, runtime_config_of
 
 EXAMPLES = repo_root() / "stacks"
@@ -43,34 +44,23 @@ def test_the_plan_executes_infra_main(monkeypatch):
     assert plan.outputs["spy"] == "seen"
 
 
-def test_components_registry_is_importable_and_ordered():
-    builders = infra.components.load_builders()
-    assert len(builders) == len(infra.components.COMPONENTS)
-    assert all(callable(b) for b in builders)
+def test_components_take_typed_parts_not_lookups():
+    """The program wires components by typed parts (issue 10, section 5): no string-keyed registry is left."""
+    import inspect
+
+    from infra.components import cluster, serving, vpn
+    from infra.components.cluster import ClusterParts
+    from infra.components.network import NetworkParts
+    from infra.components.storage import StorageParts
+    from infra.context import StackContext
+
+    assert not hasattr(StackContext, "get") and not hasattr(StackContext, "put")
+    assert not hasattr(infra.components, "COMPONENTS")
+    hints = {fn.__name__ + "." + fn.__module__: inspect.get_annotations(fn, eval_str=True) for fn in (vpn.build, cluster.build, serving.build)}
+    assert hints["build.infra.components.vpn"]["net"] is NetworkParts
+    assert hints["build.infra.components.cluster"]["network"] is NetworkParts and hints["build.infra.components.cluster"]["storage"] is StorageParts
+    assert hints["build.infra.components.serving"]["clusters"] is ClusterParts
     assert infra.components.type_token("network", "Network") == "hybridserve:network:Network"
-
-
-def test_builders_run_in_order_and_share_parts(monkeypatch):
-    import sys
-    import types
-
-    order = []
-
-    def first(ctx):
-        order.append("first")
-        ctx.put("network", {"vpc": ctx.name("vpc")})
-
-    def second(ctx):
-        order.append(ctx.get("network")["vpc"])
-        with pytest.raises(LookupError, match="part 'cluster' is not available"):
-            ctx.get("cluster")
-
-    module = types.ModuleType("hybridserve_order_components")
-    module.first, module.second = first, second
-    monkeypatch.setitem(sys.modules, module.__name__, module)
-    monkeypatch.setattr(infra.components, "COMPONENTS", [f"{module.__name__}:first", f"{module.__name__}:second"])
-    plan_stack_file(EXAMPLES / "Pulumi.vision-dev.yaml")
-    assert order == ["first", "hybridserve-vision-dev-vpc"]
 
 
 def _run_with_config(values: dict[str, str], secret_keys: list[str] | None = None, stack: str = "acme-dev") -> RecordingMonitor:
@@ -90,7 +80,7 @@ def test_program_reads_config_through_pulumi_config():
         "hybridserve:openstack_password": "s3cret-value",
         "aws:region": "ap-southeast-2",
     }
-    monitor = _run_with_config(values, ["hybridserve:openstack_password"])
+    monitor = _run_with_config(reachable(values), ["hybridserve:openstack_password"])
     by_name = {r.name: r for r in monitor.recorded}
     assert by_name["aws"].inputs["region"] == "ap-southeast-2"
     assert json.loads(by_name["aws"].inputs["defaultTags"])["tags"]["cost-center"] == "CC-7"
@@ -119,19 +109,16 @@ def test_offline_config_is_fed_like_the_cli(tmp_path: Path):
     path = tmp_path / "Pulumi.acme-dev.yaml"
     path.write_text(yaml.safe_dump({"config": {
         "hybridserve:team": "acme", "hybridserve:cost_center": 42, "hybridserve:aws": {"vpc": {"az_count": 3}},
-        "hybridserve:vpn_psk": {"secure": "v1:abc"}, "pulumi:disable-default-providers": ["*"],
+        "hybridserve:vpn_psk": {"secure": "v1:abc"}, "pulumi:disable-default-providers": ["aws", "kubernetes"],
     }}))
     values, secret_keys, placeholders = runtime_config_of(path)
     assert values["hybridserve:cost_center"] == "42"
     assert json.loads(values["hybridserve:aws"]) == {"vpc": {"az_count": 3}}
-    assert values["pulumi:disable-default-providers"] == '["*"]'
+    assert values["pulumi:disable-default-providers"] == '["aws", "kubernetes"]'
     assert secret_keys == ["hybridserve:vpn_psk"] and values["hybridserve:vpn_psk"] == placeholders[0] != "v1:abc"
 
 
 def test_kubernetes_provider_per_cluster_and_exports(monkeypatch):
-    import sys
-    import types
-
     def build(ctx):
         ctx.kubernetes_provider("aws", "apiVersion: v1")
         with pytest.raises(ValueError, match="already exists"):
@@ -139,10 +126,7 @@ def test_kubernetes_provider_per_cluster_and_exports(monkeypatch):
         ctx.outputs.triton_endpoints["aws"] = {"grpc": "triton.example:8001"}
         ctx.outputs.bucket_uris["s3"] = f"s3://{ctx.config.storage.model_bucket}/{ctx.config.storage.prefix}"
 
-    module = types.ModuleType("hybridserve_k8s_components")
-    module.build = build
-    monkeypatch.setitem(sys.modules, module.__name__, module)
-    monkeypatch.setattr(infra.components, "COMPONENTS", [f"{module.__name__}:build"])
+    monkeypatch.setattr(infra.program, "build", build)
     plan = plan_stack_file(EXAMPLES / "Pulumi.vision-dev.yaml")
     assert [r.name for r in plan.resources if r.type == "pulumi:providers:kubernetes"] == ["k8s-aws"]
     assert plan.outputs["kubeconfigs"] == "[secret]"

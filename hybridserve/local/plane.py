@@ -352,7 +352,7 @@ def run_plane(options: PlaneOptions, console: Console | None = None) -> PlaneRes
                 uri,
                 models,
                 log_path=logs / "tritonserver.log",
-                env=ep.env(),
+                env=_credentials_env(ep, state_dir),
                 work_dir=state_dir / "triton",
                 startup_timeout=options.startup_timeout,
             )
@@ -557,3 +557,16 @@ def endpoints_table(endpoints: dict[str, str]) -> Table:
     for k, v in endpoints.items():
         table.add_row(k, v)
     return table
+
+
+def _credentials_env(ep, state_dir: Path) -> dict[str, str]:
+    """tritonserver reads the store's key from a 0600 credential file, as on the clusters (not from its environment)."""
+    from hybridserve.tritonargs import CREDENTIALS_FILE_ENV, s3_credentials_file
+
+    path = state_dir / "triton" / "s3-credentials.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(s3_credentials_file(ep.access_key, ep.secret_key, ep.region))
+    os.chmod(path, 0o600)  # an older file keeps its mode through O_CREAT
+    return {CREDENTIALS_FILE_ENV: str(path)}

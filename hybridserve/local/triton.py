@@ -27,6 +27,7 @@ from pathlib import Path
 
 from hybridserve.errors import UserError
 from hybridserve.local.process import ManagedProcess, free_ports, read_since
+from hybridserve.tritonargs import Listen, server_arguments
 
 LOG_TAIL_LINES = 40
 LOG_LINE_WIDTH = 240  # Triton logs its model and option tables as very wide lines
@@ -169,6 +170,7 @@ class TritonServer:
         env: Mapping[str, str] | None = None,
         work_dir: Path,
         startup_timeout: float = 180,
+        extra_args: Sequence[str] = (),
     ):
         repo = str(model_repository)
         if "://" not in repo:
@@ -182,6 +184,7 @@ class TritonServer:
         self.extra_env = dict(env or {})
         self.work_dir = Path(work_dir)
         self.startup_timeout = startup_timeout
+        self.extra_args = list(extra_args)  # e.g. --log-verbose=1 (tests, benchmarks)
         self._proc: ManagedProcess | None = None
         self._ports: tuple[int, int, int] | None = None
         self.last_pid: int | None = None  # kept after stop() so callers can check the process is gone
@@ -242,23 +245,18 @@ class TritonServer:
 
     def argv(self, backend_dir: Path, ports: tuple[int, int, int]) -> list[str]:
         http, grpc, metrics = ports
+        # The same argument set as the clusters' Triton Deployment (hybridserve/tritonargs.py).
         return [
             str(tritonserver_binary()),
-            f"--model-repository={self.model_repository}",
-            f"--backend-directory={backend_dir}",
-            "--model-control-mode=explicit",
-            *(f"--load-model={m}" for m in self.models),
-            # Keep running when a model fails, so its reason can be read from the repository index.
-            "--exit-on-error=false",
-            "--strict-readiness=true",
-            "--http-address=127.0.0.1",
-            f"--http-port={http}",
-            "--grpc-address=127.0.0.1",
-            f"--grpc-port={grpc}",
-            "--metrics-address=127.0.0.1",
-            f"--metrics-port={metrics}",
-            "--allow-gpu-metrics=false",
-            "--exit-timeout-secs=10",
+            *server_arguments(
+                self.model_repository,
+                self.models,
+                Listen("127.0.0.1", http, grpc, metrics),
+                exit_timeout_s=10,
+                gpu_metrics=False,
+                backend_directory=str(backend_dir),
+            ),
+            *self.extra_args,
         ]
 
     def start(self) -> "TritonServer":

@@ -156,5 +156,46 @@ def _print_plan(plan: Plan) -> None:
         cost.add_row(f"{line.cloud}: {line.item}", line.machine, line.gpu, nodes, f"{line.usd_per_hour:.3f}", f"{line.monthly_min:,.0f}", f"{line.monthly_max:,.0f}")
     cost.add_row("[bold]total[/]", "", "", "", "", f"[bold]{plan.cost.monthly_min:,.0f}[/]", f"[bold]{plan.cost.monthly_max:,.0f}[/]")
     _out.print(cost)
+    _print_rollout(plan)
     for warning in plan.warnings:
         _out.print(f"[yellow]warning:[/] {warning}", highlight=False)
+
+
+def serving_rollout(plan: Plan) -> dict[str, list]:
+    """Per site: the model publication and the Triton service's resources in the order `pulumi up` creates
+    them (a topological order of their recorded dependencies; ties by name)."""
+    by_urn = {r.urn: r for r in plan.resources}
+    out: dict[str, list] = {}
+    for site in ("aws", "openstack"):
+        component = next((r for r in plan.resources if r.name == f"triton-{site}" and not r.custom), None)
+        if component is None:
+            continue
+        members = [r for r in plan.resources if r.parent == component.urn or r.name == f"models-{site}"]
+        urns = {r.urn for r in members}
+        waits = {r.urn: {d for d in r.dependencies if d in urns} for r in members}
+        order = []
+        while waits:
+            ready = sorted((u for u, deps in waits.items() if not deps), key=lambda u: by_urn[u].name)
+            if not ready:  # a cycle cannot come from the engine; show the rest as they are
+                ready = sorted(waits, key=lambda u: by_urn[u].name)
+            for u in ready:
+                order.append(by_urn[u])
+                del waits[u]
+            for deps in waits.values():
+                deps.difference_update(ready)
+        out[site] = order
+    return out
+
+
+def _print_rollout(plan: Plan) -> None:
+    for site, order in serving_rollout(plan).items():
+        table = Table(title=f"Serving on {site}, in the order `pulumi up` creates it", show_edge=False)
+        table.add_column("#", justify="right")
+        table.add_column("resource")
+        table.add_column("kind")
+        table.add_column("waits for")
+        names = {r.urn: r.name for r in order}
+        for i, r in enumerate(order, 1):
+            waits = sorted(names[d] for d in r.dependencies if d in names)
+            table.add_row(str(i), r.name, r.type.rsplit(":", 1)[-1], ", ".join(waits))
+        _out.print(table)

@@ -22,10 +22,12 @@ network (private subnets, the peer security group) and the storage (the stack ke
   autoscaler knows what an empty group would provide;
 - add-ons: VPC CNI (its own IRSA role), CoreDNS, kube-proxy, the EBS CSI driver (its own IRSA
   role) with an encrypted gp3 StorageClass on the stack key as the default class; the NVIDIA device
-  plugin (Helm, pinned) tolerating the GPU taint;
+  plugin (Helm, pinned) tolerating the GPU taint, with GPU feature discovery; metrics-server;
+- the API endpoint the deployer reaches (`deploy_access`): public for the runners' CIDRs, or private
+  with a control-plane security group admitting the runners' network on 443;
 - the model-reader role for Triton: read-only on the bucket's model prefix and kms:Decrypt on the
-  stack key (through S3 only), trusted only by <serving.namespace>/<eks.triton_service_account>,
-  and that namespace and service account (annotated with the role).
+  stack key (through S3 only), trusted only by <serving.namespace>/<eks.triton_service_account>
+  (the Triton component creates that namespace and service account, annotated with the role).
 
 Kubernetes objects go through this cluster's provider (`ctx.kubernetes_provider("aws", ...)`),
 whose kubeconfig authenticates with `aws eks get-token` (no token is stored) and is exported as a secret.
@@ -80,6 +82,7 @@ class EksGpuClusterArgs:
     cfg: EksCluster
     roles: RoleNames
     account: Account
+    vpc_id: pulumi.Input[str]
     private_subnet_ids: list[pulumi.Input[str]]
     node_security_group_ids: list[pulumi.Input[str]]  # e.g. the network's peer security group (Triton from OpenStack)
     key_arn: pulumi.Input[str]
@@ -89,9 +92,15 @@ class EksGpuClusterArgs:
 
 
 def model_reader_policy(bucket_arn: pulumi.Input[str], prefix: str, key_arn: pulumi.Input[str], region: str) -> pulumi.Output[str]:
-    """Read-only on the model prefix; decrypt with the stack key, through S3 only."""
+    """Read-only on the model prefix; decrypt with the stack key, through S3 only.
+
+    Triton checks a bucket with HeadBucket before it reads (triton-inference-server/core,
+    src/filesystem/implementations/s3.h, S3FileSystem::CheckClient), which S3 authorizes as
+    s3:ListBucket without a prefix: allowed too. The bucket holds only the model prefix.
+    """
     return document(
         statement("ListTheModelPrefix", "Allow", "s3:ListBucket", bucket_arn, None, {"StringLike": {"s3:prefix": [prefix, f"{prefix}/*"]}}),
+        statement("HeadTheBucket", "Allow", "s3:ListBucket", bucket_arn, None, {"Null": {"s3:prefix": "true"}}),
         statement("ReadTheModelPrefix", "Allow", S3_READ_ACTIONS, pulumi.Output.concat(bucket_arn, f"/{prefix}/*")),
         statement("DecryptWithTheStackKey", "Allow", "kms:Decrypt", key_arn, None, {"StringEquals": {"kms:ViaService": f"s3.{region}.amazonaws.com"}}),
     )
@@ -189,7 +198,20 @@ class EksGpuCluster(pulumi.ComponentResource):
             "endpoint_public_access": cfg.public_access,
         }
         if cfg.public_access:
-            vpc_config["public_access_cidrs"] = list(cfg.public_access_cidrs)
+            vpc_config["public_access_cidrs"] = cfg.public_cidrs
+        if cfg.private_runner_cidrs:
+            # The deployer reaches the private endpoint from a routed network (the VPC, or the peer site
+            # over the VPN); the cluster's own security group admits only the cluster, so this one admits it.
+            self.api_access_security_group = aws.ec2.SecurityGroup(
+                "api-access",
+                name=f"{args.name}-api-access",
+                description="Kubernetes API (443) from the networks that run pulumi up (aws.eks.deploy_access)",
+                vpc_id=args.vpc_id,
+                ingress=[{"protocol": "tcp", "from_port": 443, "to_port": 443, "cidr_blocks": cfg.private_runner_cidrs, "description": "deployer"}],
+                tags={"Name": f"{args.name}-api-access"},
+                opts=child,
+            )
+            vpc_config["security_group_ids"] = [self.api_access_security_group.id]
         self.cluster = aws.eks.Cluster(
             "cluster",
             name=args.name,
@@ -219,6 +241,8 @@ class EksGpuCluster(pulumi.ComponentResource):
         vpc_cni = aws.eks.Addon(
             "vpc-cni", cluster_name=self.cluster.name, addon_name="vpc-cni", service_account_role_arn=self.vpc_cni_role.arn,
             resolve_conflicts_on_create="OVERWRITE", resolve_conflicts_on_update="OVERWRITE",
+            # The VPC CNI enforces NetworkPolicies only when asked to (Triton's namespace is default-deny).
+            configuration_values=json.dumps({"enableNetworkPolicy": "true"}),
             opts=pulumi.ResourceOptions(parent=self, depends_on=[cni_policy]),
         )
         kube_proxy = aws.eks.Addon(
@@ -252,6 +276,12 @@ class EksGpuCluster(pulumi.ComponentResource):
             self._scale_from_zero_tags(pool, group, labels)
 
         cluster_deps = [self.system_nodes, vpc_cni]
+        # metrics.k8s.io for the CPU-based HorizontalPodAutoscaler (EKS community add-on).
+        self.metrics_server = aws.eks.Addon(
+            "metrics-server", cluster_name=self.cluster.name, addon_name="metrics-server",
+            resolve_conflicts_on_create="OVERWRITE", resolve_conflicts_on_update="OVERWRITE",
+            opts=pulumi.ResourceOptions(parent=self, depends_on=cluster_deps),
+        )
         aws.eks.Addon(
             "coredns", cluster_name=self.cluster.name, addon_name="coredns",
             resolve_conflicts_on_create="OVERWRITE", resolve_conflicts_on_update="OVERWRITE",
@@ -365,10 +395,17 @@ class EksGpuCluster(pulumi.ComponentResource):
             values: dict[str, Any] = {
                 "tolerations": [GPU_TOLERATION, {"key": "CriticalAddonsOnly", "operator": "Exists"}],
                 "nodeSelector": {"nvidia.com/gpu.present": "true"},
+                # GPU feature discovery labels the nodes (product, memory, CUDA driver); it brings node-feature-discovery.
+                "gfd": {"enabled": cfg.nvidia.gpu_feature_discovery},
             }
             if cfg.nvidia.mode == "gpu-operator":
                 # The AMI has the driver and toolkit: the operator only adds the device plugin and monitoring.
-                values = {"driver": {"enabled": False}, "toolkit": {"enabled": False}, "daemonsets": {"tolerations": [GPU_TOLERATION]}}
+                values = {
+                    "driver": {"enabled": False}, "toolkit": {"enabled": False}, "daemonsets": {"tolerations": [GPU_TOLERATION]},
+                    "gfd": {"enabled": cfg.nvidia.gpu_feature_discovery},
+                    # DCGM exporter: the serving monitoring component installs it (infra/components/monitoring.py).
+                    "dcgmExporter": {"enabled": False},
+                }
             self.device_plugin = k8s.helm.v3.Release(
                 "nvidia-device-plugin",
                 name="nvidia-device-plugin" if cfg.nvidia.mode == "device-plugin" else "gpu-operator",
@@ -407,15 +444,3 @@ class EksGpuCluster(pulumi.ComponentResource):
                 },
                 opts=k8s_opts,
             )
-
-        # Triton's namespace and its service account, the one the model-reader role trusts.
-        self.triton_namespace = k8s.core.v1.Namespace("triton-namespace", metadata={"name": args.triton_namespace}, opts=k8s_opts)
-        self.triton_service_account = k8s.core.v1.ServiceAccount(
-            "triton-service-account",
-            metadata={
-                "name": cfg.triton_service_account,
-                "namespace": self.triton_namespace.metadata.name,
-                "annotations": {"eks.amazonaws.com/role-arn": self.model_reader_role.arn, "eks.amazonaws.com/sts-regional-endpoints": "true"},
-            },
-            opts=k8s_opts,
-        )

@@ -16,10 +16,12 @@ after the network (tenant network and subnet, external network) and the storage 
   says what to do on drivers without it;
 - the kubeconfig from the cluster, a secret, feeding this cluster's Kubernetes provider
   (`ctx.kubernetes_provider("openstack", ...)`, exported as a secret);
+- the API load balancer the deployer reaches (`deploy_access`): a floating IP on a public path,
+  `master_lb_allowed_cidrs` admitting only the runners and the cluster's own networks;
 - on the cluster: the default StorageClass on the encrypted Cinder type, the NVIDIA GPU operator
-  (images without a driver; or the device plugin alone, `openstack.magnum.nvidia.mode`), Triton's
-  namespace and service account, and a Secret with the Swift S3 credentials Triton reads its model
-  repository with (the values stay Pulumi secrets).
+  (images without a driver; or the device plugin alone, `openstack.magnum.nvidia.mode`) with GPU
+  feature discovery and, where monitoring is on, its DCGM exporter. Triton's namespace, service
+  account and Swift credentials Secret belong to the Triton component.
 """
 
 from __future__ import annotations
@@ -36,7 +38,6 @@ from hybridserve.stackconfig.schema.clusters import GPU_TAINT_KEY, MagnumCluster
 from infra.components import type_token
 
 GPU_TOLERATION = {"key": GPU_TAINT_KEY, "operator": "Exists", "effect": "NoSchedule"}
-MODEL_CREDENTIALS_SECRET = "triton-model-repository-s3"
 _POD_CIDR_LABEL = {"calico": "calico_ipv4pool", "flannel": "flannel_network_cidr"}
 
 
@@ -50,9 +51,9 @@ class MagnumGpuClusterArgs:
     external_network_id: pulumi.Input[str]
     dns_nameserver: str | None
     volume_type: str
-    triton_namespace: str
-    triton_service_account: str
     region: str | None
+    # Who may reach the API load balancer: the deployers (deploy_access) and the cluster's own networks.
+    api_allowed_cidrs: list[str]
 
 
 def kubelet_options(pool: OpenStackGpuPool, labels: dict[str, str]) -> str:
@@ -70,7 +71,7 @@ def template_labels(args: MagnumGpuClusterArgs) -> dict[str, str]:
         "cinder_csi_enabled": "true",
         # Node container volumes on the cloud operator's encrypted (LUKS) Cinder type.
         "docker_volume_type": args.volume_type,
-        "master_lb_floating_ip_enabled": str(t.master_lb_floating_ip_enabled).lower(),
+        "master_lb_floating_ip_enabled": str(cfg.api_floating_ip).lower(),
         "auto_scaling_enabled": str(t.auto_scaling_enabled).lower(),
         # The default (CPU) node group keeps its size; GPU node groups scale within their min / max.
         "min_node_count": str(cfg.worker_count),
@@ -79,6 +80,9 @@ def template_labels(args: MagnumGpuClusterArgs) -> dict[str, str]:
     }
     if t.network_driver in _POD_CIDR_LABEL:
         labels[_POD_CIDR_LABEL[t.network_driver]] = cfg.pod_cidr
+    if args.api_allowed_cidrs:
+        # Octavia's allowed_cidrs on the API listener (Magnum label; without it the listener admits 0.0.0.0/0).
+        labels["master_lb_allowed_cidrs"] = ",".join(args.api_allowed_cidrs)
     return {**labels, **t.labels}
 
 
@@ -138,9 +142,11 @@ class MagnumGpuCluster(pulumi.ComponentResource):
         self.kubeconfig: pulumi.Output[str] = pulumi.Output.secret(self.cluster.kubeconfig.apply(lambda k: k["raw_config"]))
 
         self.gpu_node_groups: dict[str, openstack.containerinfra.NodeGroup] = {}
+        self.gpu_labels: dict[str, dict[str, str]] = {}  # node labels per pool (the kubelet registers them)
         for pool in cfg.gpu_pools:
             flavor = args.flavors[pool.flavor]
             labels = gpu_node_labels(pool.name, flavor.gpu_model, pool.labels)
+            self.gpu_labels[pool.name] = labels
             group_args: dict[str, Any] = {"image_id": pool.image} if pool.image else {}
             self.gpu_node_groups[pool.name] = openstack.containerinfra.NodeGroup(
                 f"gpu-{pool.name}",
@@ -162,7 +168,7 @@ class MagnumGpuCluster(pulumi.ComponentResource):
             )
         self.register_outputs({"name": self.name, "api_address": self.cluster.api_address})
 
-    def install(self, provider: k8s.Provider, swift_access_key: pulumi.Input[str], swift_secret_key: pulumi.Input[str], swift_region: str) -> None:
+    def install(self, provider: k8s.Provider, *, dcgm_exporter: bool, service_monitors: bool) -> None:
         args, cfg = self._args, self._args.cfg
         k8s_opts = pulumi.ResourceOptions(parent=self, provider=provider, depends_on=list(self.gpu_node_groups.values()))
 
@@ -185,12 +191,19 @@ class MagnumGpuCluster(pulumi.ComponentResource):
                 "driver": {"enabled": True},
                 "toolkit": {"enabled": True},
                 "devicePlugin": {"enabled": True},
+                "gfd": {"enabled": nvidia.gpu_feature_discovery},
+                # The operator's own DCGM exporter; its ServiceMonitor only where Prometheus runs.
+                "dcgmExporter": {"enabled": dcgm_exporter, "serviceMonitor": {"enabled": dcgm_exporter and service_monitors}},
                 "daemonsets": {"tolerations": [GPU_TOLERATION]},
                 "node-feature-discovery": {"worker": {"tolerations": [GPU_TOLERATION]}},
             }
             release, namespace = "gpu-operator", "gpu-operator"
         else:
-            values = {"tolerations": [GPU_TOLERATION, {"key": "CriticalAddonsOnly", "operator": "Exists"}], "nodeSelector": {"nvidia.com/gpu.present": "true"}}
+            values = {
+                "tolerations": [GPU_TOLERATION, {"key": "CriticalAddonsOnly", "operator": "Exists"}],
+                "nodeSelector": {"nvidia.com/gpu.present": "true"},
+                "gfd": {"enabled": nvidia.gpu_feature_discovery},
+            }
             release, namespace = "nvidia-device-plugin", "nvidia-device-plugin"
         self.device_plugin = k8s.helm.v3.Release(
             "nvidia",
@@ -201,23 +214,5 @@ class MagnumGpuCluster(pulumi.ComponentResource):
             namespace=namespace,
             create_namespace=True,
             values=values,
-            opts=k8s_opts,
-        )
-
-        self.triton_namespace = k8s.core.v1.Namespace("triton-namespace", metadata={"name": args.triton_namespace}, opts=k8s_opts)
-        ns = self.triton_namespace.metadata.name
-        self.triton_service_account = k8s.core.v1.ServiceAccount(
-            "triton-service-account", metadata={"name": args.triton_service_account, "namespace": ns}, automount_service_account_token=False, opts=k8s_opts
-        )
-        # Triton reads s3:// with the AWS SDK's variables; Swift's s3api takes the EC2 credentials.
-        self.model_credentials = k8s.core.v1.Secret(
-            "triton-model-repository-s3",
-            metadata={"name": MODEL_CREDENTIALS_SECRET, "namespace": ns},
-            type="Opaque",
-            string_data={
-                "AWS_ACCESS_KEY_ID": pulumi.Output.secret(swift_access_key),
-                "AWS_SECRET_ACCESS_KEY": pulumi.Output.secret(swift_secret_key),
-                "AWS_DEFAULT_REGION": swift_region,
-            },
             opts=k8s_opts,
         )

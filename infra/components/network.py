@@ -1,6 +1,6 @@
 """The hybrid network (issue 6): the AWS VPC and the OpenStack network, built from the stack config.
 
-Publishes `ctx.put("network", NetworkParts)` for the VPN and the clusters, and exports `network`
+`build` returns the typed `NetworkParts` the VPN and the clusters take (infra/program.py), and exports `network`
 (ids and addresses an operator looks up). The VPN component (infra/components/vpn.py) links the
 two sites; docs/network.md has the picture and the runbook.
 """
@@ -45,7 +45,7 @@ def eks_cluster_name(ctx: StackContext) -> str:
 
 @dataclass
 class NetworkParts:
-    """What later components need from the network (ctx.get("network"))."""
+    """What later components take from the network (returned by `build`)."""
 
     aws: AwsNetwork
     openstack: OpenStackNetwork
@@ -69,7 +69,7 @@ class NetworkParts:
     openstack_site_cidrs: list[str]
 
 
-def build(ctx: StackContext) -> None:
+def build(ctx: StackContext) -> NetworkParts:
     cfg = ctx.config
     # Checks that need the whole stack (production zones, extra peer CIDRs). `validate` reports
     # them once hooked into StackConfig.issues; here they also stop `pulumi up` before anything is created.
@@ -135,7 +135,6 @@ def build(ctx: StackContext) -> None:
         aws_site_cidrs=aws_cidrs,
         openstack_site_cidrs=openstack_cidrs,
     )
-    ctx.put("network", parts)
     summary: dict[str, Any] = {
         "aws": {
             "vpcId": aws_net.vpc_id,
@@ -156,3 +155,4 @@ def build(ctx: StackContext) -> None:
         },
     }
     ctx.outputs.extra["network"] = summary
+    return parts

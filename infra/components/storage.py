@@ -22,7 +22,7 @@ Components (built by `build`, before the clusters; see the order in infra/compon
   secrets, so Triton on the private cluster reads `s3://https://<swift-host>:<port>/<container>/<prefix>`
   the way it reads S3 on AWS.
 
-Published for later builders: `ctx.put("storage", StorageParts)`. Stack outputs: `bucketUris`
+`build` returns the typed `StorageParts` (infra/program.py hands it to the clusters and Triton). Stack outputs: `bucketUris`
 (`aws`, `openstack`), `kmsKeyArn`, `modelWriterRoleArn`, `accessLogBucket`, `swiftS3Credentials` (secret).
 """
 
@@ -35,7 +35,7 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_openstack as openstack
 
-from hybridserve.stackconfig.schema.storage import endpoint_host_port
+from hybridserve.publish.store import triton_s3_uri  # Triton's s3:// form: the data plane owns it
 from infra.components import type_token
 from infra.components.policies import (
     KMS_ADMIN_ACTIONS,
@@ -319,13 +319,6 @@ def _catalog_s3_endpoint(url: str) -> str:
     return f"{scheme}://{rest.split('/', 1)[0]}"
 
 
-def triton_s3_uri(endpoint: str, container: str, prefix: str) -> str:
-    """Triton's form for a non-AWS S3 endpoint: s3://[https://]host:port/bucket/path (the port is required)."""
-    scheme, host, port = endpoint_host_port(endpoint)
-    lead = "https://" if scheme == "https" else ""
-    return f"s3://{lead}{host}:{port}/{container}/{prefix}"
-
-
 class SwiftRepository(pulumi.ComponentResource):
     """The private site's model repository: a private, versioned Swift container and S3-API credentials (secret)."""
 
@@ -363,7 +356,7 @@ class SwiftRepository(pulumi.ComponentResource):
 
 @dataclass
 class StorageParts:
-    """What later builders use (`ctx.get("storage")`)."""
+    """What later components take from the storage (returned by `build`)."""
 
     key: StackKey
     bucket: ModelBucket
@@ -373,7 +366,7 @@ class StorageParts:
     prefix: str
 
 
-def build(ctx: StackContext) -> None:
+def build(ctx: StackContext) -> StorageParts:
     cfg = ctx.config
     st = cfg.storage
     names = cfg.bucket_names()
@@ -425,7 +418,7 @@ def build(ctx: StackContext) -> None:
         ),
         opts=ctx.component_opts(),
     )
-    ctx.put("storage", StorageParts(key=key, bucket=bucket, swift=swift, roles=roles, account=account, prefix=st.prefix))
+    parts = StorageParts(key=key, bucket=bucket, swift=swift, roles=roles, account=account, prefix=st.prefix)
 
     ctx.outputs.bucket_uris["aws"] = bucket.uri
     ctx.outputs.bucket_uris["openstack"] = swift.uri
@@ -435,3 +428,4 @@ def build(ctx: StackContext) -> None:
     ctx.outputs.extra["swiftS3Credentials"] = pulumi.Output.secret(
         {"endpoint": swift.endpoint, "accessKeyId": swift.access_key, "secretAccessKey": swift.secret_key}
     )
+    return parts

@@ -30,6 +30,7 @@ from hybridserve.stackconfig.schema.vpn import VpnConfig, aws_tunnel_options, op
 from infra import config as config_module
 from infra.components import type_token
 from infra.components.aws_network import zone_suffix
+from infra.components.network import NetworkParts
 from infra.context import StackContext
 
 IKE_LABELS = {"ikev1": "IKEv1", "ikev2": "IKEv2"}
@@ -291,9 +292,8 @@ def verify_text(args: VpnArgs, conn_id: str, service_id: str, cgw_address: str, 
     )
 
 
-def build(ctx: StackContext) -> None:
+def build(ctx: StackContext, net: NetworkParts) -> SiteToSiteVpn:
     cfg = ctx.config
-    net = ctx.get("network")
     args = VpnArgs(
         profile=cfg.vpn,
         name_prefix=cfg.prefix,
@@ -315,9 +315,9 @@ def build(ctx: StackContext) -> None:
         network=net.openstack,
     )
     vpn = SiteToSiteVpn("vpn", args, opts=ctx.component_opts())
-    ctx.put("vpn", vpn)
     ctx.outputs.extra["vpnTunnelAddresses"] = vpn.tunnel_addresses
     ctx.outputs.extra["vpnCustomerGatewayAddress"] = vpn.customer_gateway_address
     ctx.outputs.extra["vpnStatus"] = vpn.status
     ctx.outputs.extra["vpnVerify"] = vpn.verify
     ctx.outputs.extra["vpnPresharedKeys"] = vpn.preshared_keys
+    return vpn

@@ -264,6 +264,12 @@ class ServingConfig(ConfigModel):
                 yield Issue(("gate", "max_concurrency"), f"{self.gate.max_concurrency} is below an SLO's {key} ({max(wanted)}); the gate could not measure it")
         if self.autoscaling.metric == "queue_time" and self.monitoring.prometheus == "none":
             yield Issue(("autoscaling", "metric"), "queue_time needs Triton's metrics in Prometheus, but monitoring.prometheus is none; use cpu or a Prometheus")
+        if self.resources.gpus == 0:
+            yield Issue(
+                ("resources", "gpus"),
+                "0, but Triton on the clusters serves from the GPU pools (the models run on the PyTorch backend on a GPU); "
+                "give each pod at least 1",
+            )
         if len(set(self.client_namespaces)) != len(self.client_namespaces):
             yield Issue(("client_namespaces",), f"{self.client_namespaces} lists a namespace twice")
         if self.namespace in self.client_namespaces:

@@ -1,0 +1,215 @@
+"""Triton on both clusters: per site in `serving.targets`, the model publication, the monitoring it stands
+on, and the Triton service with its smoke gate (issue "Triton on both clusters").
+
+`build(ctx, network, storage, clusters)` takes the typed parts of the earlier components. Per site:
+
+1. `ModelPublication` (infra/components/publication.py): the validated model repository rendered for
+   the site's GPU nodes and published to its bucket (S3 SSE-KMS under the model-writer role on AWS,
+   Swift's S3 API on OpenStack) at an immutable version prefix named after its content hash;
+2. `ClusterMonitoring` (infra/components/monitoring.py): Prometheus, the adapter behind the queue-time
+   autoscaler, the DCGM exporter, as `serving.monitoring` says;
+3. `TritonService` (infra/components/triton.py): namespace, identity, Deployment loading the published
+   URI, Services, PDB, NetworkPolicy, HPA, ServiceMonitor, image pre-pull, and the smoke gate Job that
+   fails `pulumi up` when an SLO is missed.
+
+The model repository is `model_repo/` of the checkout (`HYBRIDSERVE_MODEL_REPO` names another one). The
+program builds its kit models when they are missing or stale (`hybridserve models build`: deterministic,
+seconds when up to date): the gate's Job carries their reference sets.
+
+Stack outputs per site: `tritonEndpoints` (in-cluster gRPC/HTTP/metrics, and the internal load
+balancer's address), `modelPublications` (URI, version, digest, kept versions), `smokeGate` (the Job,
+its namespace, the verdict, and how to read its report).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pulumi
+
+from hybridserve.errors import UserError
+from hybridserve.gatejob import gate_files
+from hybridserve.paths import model_repo_dir
+from hybridserve.publish import Target
+from hybridserve.publish.render import render_config
+from hybridserve.smokegate import gate_spec
+from hybridserve.stackconfig.schema.storage import endpoint_host_port
+from infra.components.cluster import ClusterParts
+from infra.components.monitoring import ClusterMonitoring, ClusterMonitoringArgs
+from infra.components.network import NetworkParts
+from infra.components.publication import ModelPublication, ModelPublicationArgs
+from infra.components.storage import StorageParts
+from infra.components.triton import GateSpec, IrsaIdentity, S3KeyIdentity, TritonService, TritonServiceArgs
+from infra.context import StackContext
+
+MODEL_REPO_ENV = "HYBRIDSERVE_MODEL_REPO"
+
+
+def model_repository() -> Path:
+    env = os.environ.get(MODEL_REPO_ENV)
+    return Path(env).resolve() if env else model_repo_dir()
+
+
+def _prepare(repo: Path, listed: list[str]) -> list[str]:
+    """Build what is stale, validate, and return the models Triton loads (the listed ones, else all)."""
+    from hybridserve.models.build import build_models
+    from hybridserve.models.repository import describe_repository, display_path
+
+    from hybridserve.models.definitions import MODEL_SPECS
+
+    if not repo.is_dir():
+        raise UserError(f"the model repository {repo} does not exist (set {MODEL_REPO_ENV} or run from the checkout)")
+    if any((repo / name).is_dir() for name in MODEL_SPECS):
+        build_models(repo, progress=False)  # the kit's own models: artifacts are built from code, never committed
+    info = describe_repository(repo)
+    missing = [name for name in listed if name not in info.names]
+    if missing:
+        raise UserError(
+            f"hybridserve:serving.models names {', '.join(missing)}, which {display_path(repo)} does not hold "
+            f"(it has: {', '.join(info.names)})"
+        )
+    return listed or info.names
+
+
+def libtorch_compatibility(release: str, torch_version: str) -> tuple[str, str] | None:
+    """("error" | "warning", why) when the release's PyTorch backend may not load TorchScript saved by
+    `torch_version` (TorchScript loads in the same or a newer runtime; an older one may lack an operator)."""
+    from hybridserve.stackconfig.catalog import TRITON_RELEASES
+
+    def minor(version: str) -> tuple[int, int]:
+        major, minor_, *_ = version.split(".")
+        return int(major), int("".join(ch for ch in minor_ if ch.isdigit()) or 0)
+
+    known = TRITON_RELEASES[release].pytorch
+    if known is None:
+        return "warning", (
+            f"serving.triton_version {release}: no source states the PyTorch version of its PyTorch backend "
+            f"(hybridserve/stackconfig/catalog.py); the models are TorchScript saved by torch {torch_version}. "
+            "If that backend is older it may not load them: the pods then never become ready and the update fails "
+            "with the previous version serving"
+        )
+    if minor(known) < minor(torch_version):
+        return "error", (
+            f"serving.triton_version {release} runs PyTorch {known}, older than torch {torch_version} that saves the "
+            "models (TorchScript loads in the same or a newer runtime); pick a newer release or pin an older torch"
+        )
+    return None
+
+
+def build(ctx: StackContext, network: NetworkParts, storage: StorageParts, clusters: ClusterParts) -> dict[str, TritonService]:
+    from importlib import metadata
+
+    cfg = ctx.config
+    s = cfg.serving
+    repo = model_repository()
+    try:
+        models = _prepare(repo, [m.name for m in s.models])
+    except UserError as exc:
+        raise pulumi.RunError(str(exc)) from None
+    verdict = libtorch_compatibility(s.release, metadata.version("torch"))
+    if verdict is not None:
+        kind, why = verdict
+        if kind == "error":
+            raise pulumi.RunError(why)
+        pulumi.log.warn(why)
+    spec = gate_spec(s)
+    services: dict[str, TritonService] = {}
+    endpoints: dict[str, object] = {}
+    publications: dict[str, object] = {}
+    gates: dict[str, object] = {}
+
+    for site in s.targets:
+        cluster = clusters.site(site)
+        gpu = s.resources.gpus > 0
+        target = Target(site, gpu=gpu, instances_per_gpu=s.instances_per_gpu if gpu else 1)
+        if site == "aws":
+            publication = ModelPublication(
+                f"models-{site}",
+                ModelPublicationArgs(
+                    source=repo, target=target, bucket=storage.bucket.bucket.bucket, prefix=storage.prefix, region=cfg.aws.region,
+                    sse="aws:kms", kms_key_id=storage.key.arn, role_arn=storage.bucket.writer_role.arn, keep=s.publication.keep_versions,
+                ),
+                # The bucket's policy and encryption, the writer role's policy and the key policy first.
+                opts=pulumi.ResourceOptions(depends_on=[storage.bucket, storage.key]),
+            )
+            identity: IrsaIdentity | S3KeyIdentity = IrsaIdentity(role_arn=clusters.eks.model_reader_role.arn, region=cfg.aws.region)
+            store_port: pulumi.Input[int] = 443
+            peers, lb_sources = network.openstack_site_cidrs, []  # the NLB keeps client addresses
+        else:
+            swift = storage.swift
+            publication = ModelPublication(
+                f"models-{site}",
+                ModelPublicationArgs(
+                    source=repo, target=target, bucket=swift.container.name, prefix=storage.prefix, region=cfg.storage.swift_s3_region,
+                    sse=cfg.storage.swift_sse, endpoint_url=swift.endpoint, access_key=swift.access_key, secret_key=swift.secret_key,
+                    keep=s.publication.keep_versions,
+                ),
+                opts=pulumi.ResourceOptions(depends_on=[swift]),
+            )
+            identity = S3KeyIdentity(access_key=swift.access_key, secret_key=swift.secret_key, region=cfg.storage.swift_s3_region)
+            store_port = swift.endpoint.apply(lambda e: endpoint_host_port(e)[2])
+            # Octavia's amphorae proxy load-balanced traffic from the tenant network.
+            peers, lb_sources = network.aws_site_cidrs, [cfg.openstack.network.cidr]
+
+        monitoring = None
+        dcgm_here = site == "aws"  # EKS runs the exporter chart; Magnum's GPU operator runs its own (cluster component)
+        if s.monitoring.prometheus != "none" or (s.monitoring.dcgm_exporter and dcgm_here):
+            monitoring = ClusterMonitoring(
+                f"monitoring-{site}", ClusterMonitoringArgs(cluster=cluster, cfg=s.monitoring, install_dcgm_exporter=dcgm_here),
+                opts=ctx.component_opts(),
+            )
+
+        def config_of(model: str, _target: Target = target) -> bytes:
+            rel = f"{model}/config.pbtxt"
+            return render_config((repo / rel).read_bytes(), rel, _target)
+
+        try:
+            files = gate_files(repo, models, config_of)
+        except UserError as exc:
+            raise pulumi.RunError(str(exc)) from None
+        triton = TritonService(
+            f"triton-{site}",
+            TritonServiceArgs(
+                cluster=cluster,
+                serving=s,
+                model_repository=publication.uri,
+                model_version=publication.version,
+                models=models,
+                identity=identity,
+                service_account=cfg.aws.eks.triton_service_account,
+                peer_cidrs=list(peers),
+                lb_source_cidrs=lb_sources,
+                object_store_port=store_port,
+                gate=GateSpec(files=files, spec=spec, image=s.gate_image, profile=s.gate.profile, timeout_seconds=s.gate.timeout_seconds),
+                monitoring=monitoring,
+                depends_on=[publication],
+            ),
+            opts=ctx.component_opts(),
+        )
+        services[site] = triton
+        external = None
+        if triton.load_balancer is not None:
+            external = triton.load_balancer.status.apply(_lb_address)
+        endpoints[site] = {**triton.endpoint, "internalLoadBalancer": external}
+        publications[site] = {"uri": publication.uri, "version": publication.version, "digest": publication.digest, "kept": publication.history}
+        gates[site] = {
+            "job": triton.gate_job.metadata.name,
+            "namespace": s.namespace,
+            "verdict": triton.verdict,
+            "report": triton.gate_job.metadata.name.apply(lambda job, site=site: f"hybridserve smoke-report --stack {cfg.stack_name} --site {site}  (or: kubectl logs -n {s.namespace} job/{job})"),
+        }
+
+    ctx.outputs.triton_endpoints.update(endpoints)
+    ctx.outputs.extra["modelPublications"] = publications
+    ctx.outputs.extra["smokeGate"] = gates
+    return services
+
+
+def _lb_address(status) -> str | None:
+    """The internal load balancer's hostname (AWS) or address (OpenStack), once the cloud has assigned it."""
+    lb = getattr(status, "load_balancer", None) if status is not None else None
+    ingress = getattr(lb, "ingress", None) if lb is not None else None
+    if not ingress:
+        return None
+    return getattr(ingress[0], "hostname", None) or getattr(ingress[0], "ip", None)

@@ -1,0 +1,180 @@
+"""The smoke gate Job as the program renders it, run for real: its own command line, against a real tritonserver.
+
+The test takes the Job and ConfigMap from the offline plan of a stack (as `hybridserve plan --manifests`
+writes them), lays the ConfigMap's files out in a directory the way the volume's `items` mount them,
+and runs the container's command there (its workingDir) in an interpreter shaped like NVIDIA's Triton
+SDK image (tests/gateenv.py: the kit, Pulumi, typer, rich, pydantic, PyYAML, matplotlib blocked), with
+the Job's environment pointing at a local tritonserver serving the built models. It passes with the
+stack's SLOs and fails (exit 1) when the stack asks for an impossible throughput. The passing run's log
+is then what `hybridserve smoke-report` reads through stand-ins of the two CLIs it drives (pulumi and
+kubectl cannot run here).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from gateenv import SITE_FAILED, blocked_env
+from hybridserve.gatejob import METRICS_URL_ENV, URL_ENV
+from hybridserve.local.triton import TritonServer
+from hybridserve.paths import repo_root
+from infra.manifests import render
+from infra.plan import plan_stack_file
+from smoke_tests.report import extract_report
+
+pytestmark = pytest.mark.servers
+
+EXAMPLES = repo_root() / "stacks"
+
+
+def _stack_variant(stacks: Path, min_throughput: float) -> Path:
+    """vision-dev, gating text_encoder only over a short sweep (concurrency 1, 2) at the given throughput SLO."""
+    path = stacks / "Pulumi.vision-dev.yaml"
+    doc = yaml.safe_load((EXAMPLES / "Pulumi.vision-dev.yaml").read_text())
+    serving = doc["config"]["hybridserve:serving"]
+    serving["models"] = [{"name": "text_encoder"}]
+    serving["gate"] = {"max_concurrency": 2}
+    serving["slo"] = {"min_throughput": min_throughput, "max_p99_ms": 2000, "max_error_rate": 0.0, "wait_ready_seconds": 60}
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+def _job_and_files(path: Path, site: str = "aws") -> tuple[dict, dict]:
+    manifests = render(plan_stack_file(path)).clusters[site].manifests
+    [job] = [m for m in manifests if m["kind"] == "Job"]
+    [config_map] = [m for m in manifests if m["kind"] == "ConfigMap"]
+    return job, config_map
+
+
+def _lay_out(job: dict, config_map: dict, root: Path) -> tuple[list[str], dict[str, str], Path]:
+    """The container's command, environment and working directory, with the ConfigMap mounted as its items say."""
+    pod = job["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    mount = next(m["mountPath"] for m in container["volumeMounts"] if m["name"] == "gate")
+    [volume] = [v for v in pod["volumes"] if v["name"] == "gate"]
+    assert volume["configMap"]["name"] == config_map["metadata"]["name"]
+    workdir = root / mount.lstrip("/")
+    for item in volume["configMap"]["items"]:
+        key = item["key"]
+        data = config_map.get("data", {}).get(key)
+        content = data.encode() if data is not None else base64.b64decode(config_map["binaryData"][key])
+        target = workdir / item["path"]
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(content)
+    assert container["workingDir"] == mount
+    env = {e["name"]: e["value"] for e in container["env"]}
+    return container["command"], env, workdir
+
+
+@pytest.fixture(scope="module")
+def triton(built_model_repo, tmp_path_factory):
+    root = tmp_path_factory.mktemp("gate-triton")
+    server = TritonServer(built_model_repo, ["text_encoder", "image_classifier"], log_path=root / "triton.log", work_dir=root / "work", startup_timeout=240)
+    server.start()
+    yield server
+    server.stop()
+
+
+def _run_job(command: list[str], job_env: dict[str, str], workdir: Path, triton: TritonServer, tmp_path: Path) -> subprocess.CompletedProcess:
+    # The Job's own environment, its two endpoints pointed at the local server instead of the Service.
+    env = blocked_env(tmp_path / "site", **{**job_env, URL_ENV: triton.grpc_url, METRICS_URL_ENV: triton.metrics_url, "HOME": str(tmp_path)})
+    assert command[0] == "python3"
+    argv = [sys.executable, *command[1:]]  # the image's python3 is this interpreter here
+    proc = subprocess.run(argv, cwd=workdir, env=env, capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL)
+    assert SITE_FAILED not in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    return proc
+
+
+def test_the_jobs_command_passes_and_fails_on_an_impossible_slo(triton, tmp_path: Path, monkeypatch, capsys):
+    stacks = tmp_path / "stacks"
+    stacks.mkdir()
+    job, config_map = _job_and_files(_stack_variant(stacks, min_throughput=1.0))
+    command, job_env, workdir = _lay_out(job, config_map, tmp_path / "pass")
+    assert not (workdir / "hybridserve").exists() and (workdir / "smoke_tests" / "__main__.py").is_file()
+    passed = _run_job(command, job_env, workdir, triton, tmp_path)
+    assert passed.returncode == 0, passed.stdout[-3000:] + passed.stderr[-3000:]
+    report = extract_report(passed.stdout)
+    assert report["passed"] is True and [m["name"] for m in report["models"]] == ["text_encoder"]
+    [model] = report["models"]
+    # checked against the reference set the ConfigMap carried, within the served (GPU) config's tolerances
+    assert model["correctness"]["status"] == "passed" and model["correctness"]["samples"] > 0
+    assert model["correctness"]["atol"] == 2e-3
+
+    impossible = tmp_path / "impossible"
+    impossible.mkdir()
+    job2, config_map2 = _job_and_files(_stack_variant(impossible, min_throughput=1e9))
+    assert job2["metadata"]["name"] != job["metadata"]["name"]  # another SLO: another Job, run again by `pulumi up`
+    command2, job_env2, workdir2 = _lay_out(job2, config_map2, tmp_path / "fail")
+    failed = _run_job(command2, job_env2, workdir2, triton, tmp_path)
+    assert failed.returncode == 1, failed.stdout[-3000:] + failed.stderr[-3000:]
+    report2 = extract_report(failed.stdout)
+    assert report2["passed"] is False and any("throughput" in v["message"] for v in report2["violations"])
+
+    _smoke_report_reads_the_log(passed.stdout, job, tmp_path, monkeypatch, capsys)
+
+
+def _fake_cli(bin_dir: Path, name: str, script: str) -> None:
+    path = bin_dir / name
+    path.write_text(f"#!{sys.executable}\n{script}")
+    path.chmod(path.stat().st_mode | stat.S_IXUSR)
+
+
+def _smoke_report_reads_the_log(log: str, job: dict, tmp_path: Path, monkeypatch, capsys) -> None:
+    """`hybridserve smoke-report` finds the Job in the stack outputs and prints its log and verdict."""
+    from hybridserve.cli import main
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    outputs = {
+        "smokeGate": {"aws": {"job": job["metadata"]["name"], "namespace": job["metadata"]["namespace"], "verdict": "passed"}},
+        "kubeconfigs": {"aws": json.dumps({"apiVersion": "v1", "kind": "Config"})},
+    }
+    (tmp_path / "outputs.json").write_text(json.dumps(outputs))
+    (tmp_path / "job.log").write_text(log)
+    record = tmp_path / "calls.jsonl"
+    _fake_cli(bin_dir, "pulumi", f"""import sys, json
+open({str(record)!r}, "a").write(json.dumps(sys.argv[1:]) + "\\n")
+sys.stdout.write(open({str(tmp_path / 'outputs.json')!r}).read())
+""")
+    _fake_cli(bin_dir, "kubectl", f"""import os, sys, json, stat
+cfg = sys.argv[sys.argv.index("--kubeconfig") + 1]
+open({str(record)!r}, "a").write(json.dumps(sys.argv[1:] + [oct(os.stat(cfg).st_mode & 0o777)]) + "\\n")
+sys.stdout.write(open({str(tmp_path / 'job.log')!r}).read())
+""")
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    out_file = tmp_path / "report.json"
+    with pytest.raises(SystemExit) as info:
+        main(["smoke-report", "--stack", "vision-dev", "--site", "aws", "--json", str(out_file)])
+        raise SystemExit(0)
+    out, err = capsys.readouterr()
+    assert (info.value.code or 0) == 0, err
+    assert "text_encoder" in out and f"(Job triton/{job['metadata']['name']}): PASSED" in out
+    assert "HYBRIDSERVE-SMOKE-REPORT" not in out
+    assert json.loads(out_file.read_text())["passed"] is True
+    pulumi_call, kubectl_call = [json.loads(line) for line in record.read_text().splitlines()]
+    assert pulumi_call[:6] == ["stack", "output", "--stack", "vision-dev", "--json", "--show-secrets"]
+    assert kubectl_call[2:] == ["logs", "--namespace", "triton", f"job/{job['metadata']['name']}", "0o600"]  # the kubeconfig stays private
+    assert not Path(kubectl_call[1]).exists()  # and is gone afterwards
+
+    # a stack without a gate on that site, a missing CLI: named, no traceback
+    outputs["smokeGate"] = {}
+    (tmp_path / "outputs.json").write_text(json.dumps(outputs))
+    with pytest.raises(SystemExit) as info:
+        main(["smoke-report", "--stack", "vision-dev", "--site", "aws"])
+    assert info.value.code == 2 and "has no smoke gate on site 'aws'" in capsys.readouterr().err
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    with pytest.raises(SystemExit) as info:
+        main(["smoke-report", "--stack", "vision-dev"])
+    assert info.value.code == 2 and "`pulumi` is not on PATH" in capsys.readouterr().err
+    shutil.rmtree(bin_dir)

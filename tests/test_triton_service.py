@@ -1,0 +1,429 @@
+"""Triton on both clusters (issue 10): the serving components under the mock engine, read as a cluster would.
+
+Every example stack is planned once (the real program, infra/plan.py). The assertions read what the engine
+received: per site the publication, the Deployment (its arguments are the local plane's, from
+hybridserve.tritonargs), Services, PDB, NetworkPolicies, HPA, ServiceMonitor, image pre-pull and the smoke
+gate Job, and the order a `pulumi up` creates them in (the recorded dependencies).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from functools import cache
+from pathlib import Path
+
+import pytest
+import yaml
+
+from hybridserve.gatejob import GATE_DIR, URL_ENV
+from hybridserve.paths import repo_root
+from hybridserve.stackconfig import StackConfigError, build_stack_config, stack_files
+from hybridserve.stackconfig.catalog import HELM_CHARTS, TRITON_RELEASES
+from hybridserve.tritonargs import CREDENTIALS_FILE_ENV, Listen, server_arguments
+from infra.components.monitoring import QUEUE_TIME_METRIC
+from infra.plan import SECRET_MARKER, Plan, PlannedResource, plan_stack_file
+from stackutil import reachable
+
+EXAMPLES = repo_root() / "stacks"
+NAMES = sorted(stack_files(EXAMPLES))
+SITES = ("aws", "openstack")
+REQUIRED = {"hybridserve:team": "acme", "hybridserve:environment": "dev", "hybridserve:cost_center": "CC-1"}
+
+
+@cache
+def plan_of(name: str) -> Plan:
+    return plan_stack_file(EXAMPLES / f"Pulumi.{name}.yaml")
+
+
+def component(plan: Plan, name: str) -> PlannedResource:
+    [found] = [r for r in plan.resources if r.name == name and not r.custom]
+    return found
+
+
+def child(plan: Plan, parent: str, type_: str, name: str | None = None) -> PlannedResource:
+    urn = component(plan, parent).urn
+    found = [r for r in plan.resources if r.parent == urn and r.type == type_ and (name is None or r.name == f"{parent}-{name}")]
+    assert len(found) == 1, (parent, type_, name, [r.name for r in found])
+    return found[0]
+
+
+def of_type(plan: Plan, type_: str) -> list[PlannedResource]:
+    return [r for r in plan.resources if r.type == type_]
+
+
+def publication(plan: Plan, site: str) -> PlannedResource:
+    [pub] = [r for r in of_type(plan, "pulumi-python:dynamic/hybridserve:ModelPublication") if r.name == f"models-{site}"]
+    return pub
+
+
+def deployment(plan: Plan, site: str) -> dict:
+    return child(plan, f"triton-{site}", "kubernetes:apps/v1:Deployment").inputs
+
+
+def container(plan: Plan, site: str) -> dict:
+    [c] = deployment(plan, site)["spec"]["template"]["spec"]["containers"]
+    return c
+
+
+# --- what each site gets, in which order ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_each_site_gets_publication_triton_and_gate_in_dependency_order(name):
+    plan = plan_of(name)
+    urns = {r.urn: r for r in plan.resources}
+    assert len(urns) == len(plan.resources), "duplicate URNs: the engine refuses them (children need unique names per site)"
+    for site in plan.config.serving.targets:
+        pub = publication(plan, site)
+        parent = f"triton-{site}"
+        deploy = child(plan, parent, "kubernetes:apps/v1:Deployment")
+        service = child(plan, parent, "kubernetes:core/v1:Service", "service")
+        pdb = child(plan, parent, "kubernetes:policy/v1:PodDisruptionBudget")
+        policy = child(plan, parent, "kubernetes:networking.k8s.io/v1:NetworkPolicy", "network-policy")
+        hpa = child(plan, parent, "kubernetes:autoscaling/v2:HorizontalPodAutoscaler")
+        job = child(plan, parent, "kubernetes:batch/v1:Job")
+        assert pub.urn in deploy.dependencies  # published before the rollout reads it
+        assert {deploy.urn, service.urn, policy.urn} <= set(job.dependencies)  # the gate runs after the rollout
+        assert deploy.urn in hpa.dependencies
+        namespace = child(plan, parent, "kubernetes:core/v1:Namespace").urn
+        assert namespace in pdb.dependencies and namespace in service.dependencies
+        # every Kubernetes object of the site goes through that site's provider
+        for r in plan.resources:
+            if r.parent == component(plan, parent).urn:
+                assert r.provider.endswith(f"::k8s-{site}"), r.urn
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_plan_shows_each_sites_serving_in_creation_order(name):
+    from hybridserve.stackconfig.cli import serving_rollout
+
+    rollout = serving_rollout(plan_of(name))
+    assert set(rollout) == set(plan_of(name).config.serving.targets)
+    for site, order in rollout.items():
+        kinds = [r.type.rsplit(":", 1)[-1] for r in order]
+        position = {kind: kinds.index(kind) for kind in kinds}
+        assert position["ModelPublication"] < position["Deployment"] < position["Job"]
+        assert position["Deployment"] < position["HorizontalPodAutoscaler"]
+        for kind in ("Service", "PodDisruptionBudget", "NetworkPolicy"):
+            assert position[kind] < position["Job"], kind
+        assert kinds[-1] == "Job"  # the gate comes last: it judges what was rolled out
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_stack_outputs_per_site(name):
+    plan = plan_of(name)
+    ns = plan.config.serving.namespace
+    for site in SITES:
+        assert plan.outputs["tritonEndpoints"][site]["grpc"] == f"triton.{ns}.svc.cluster.local:8001"
+        pub = publication(plan, site).inputs
+        published = plan.outputs["modelPublications"][site]
+        assert (published["uri"], published["version"], published["digest"]) == (pub["uri"], pub["version"], pub["digest"])
+        gate = plan.outputs["smokeGate"][site]
+        assert gate["job"].startswith("triton-smoke-") and gate["namespace"] == ns
+        assert gate["verdict"] == "not run"  # offline: no Job ran; after `pulumi up` it reads passed
+        assert f"hybridserve smoke-report --stack {name} --site {site}" in gate["report"]
+
+
+# --- the publication ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_publication_per_site_is_keyed_by_content_and_keeps_secrets(name):
+    plan = plan_of(name)
+    cfg = plan.config
+    aws, openstack = publication(plan, "aws").inputs, publication(plan, "openstack").inputs
+    bucket = cfg.storage.model_bucket
+    assert aws["store"]["bucket"] == bucket and aws["store"]["sse"] == "aws:kms"
+    assert aws["store"]["kmsKeyId"].startswith("arn:aws:kms:") and aws["store"]["roleArn"].endswith("-model-writer")
+    assert aws["uri"] == f"s3://{bucket}/{cfg.storage.prefix}/{aws['version']}"
+    assert aws["version"] == "v" + aws["digest"][:16] and aws["keep"] == cfg.serving.publication.keep_versions
+    assert openstack["store"]["sse"] == "AES256" and openstack["credentials"] == SECRET_MARKER
+    assert openstack["uri"].startswith("s3://https://") and openstack["uri"].endswith(f"/{cfg.storage.prefix}/{openstack['version']}")
+    # the same models and target settings on both GPU sites: the same content, the same version name
+    assert aws["digest"] == openstack["digest"] and aws["target"]["gpu"] is True
+    assert publication(plan, "aws").inputs["__provider"] == SECRET_MARKER  # the pickled provider is never shown
+
+
+# --- the Deployment ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_deployment_runs_the_local_planes_arguments_on_the_published_uri(name):
+    plan = plan_of(name)
+    s = plan.config.serving
+    for site in SITES:
+        pub = publication(plan, site).inputs
+        c = container(plan, site)
+        spec = deployment(plan, site)["spec"]
+        models = [m.name for m in s.models] or ["image_classifier", "text_encoder"]
+        expected = server_arguments(pub["uri"], models, Listen("0.0.0.0", s.http_port, s.grpc_port, s.metrics_port),
+                                    exit_timeout_s=s.drain_seconds, gpu_metrics=True)
+        assert c["command"] == ["tritonserver"] and c["args"] == expected
+        assert "--model-control-mode=explicit" in c["args"] and "--strict-readiness=true" in c["args"] and "--allow-metrics=true" in c["args"]
+        assert c["image"] == f"{s.triton_image}:{s.triton_version}" and s.release in TRITON_RELEASES
+        # a new published version is a rolling update
+        assert spec["template"]["metadata"]["annotations"]["hybridserve.io/model-version"] == pub["version"]
+        assert spec["strategy"] == {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}}
+        assert "replicas" not in spec  # the HPA owns the count; `pulumi up` must not reset it
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_deployment_is_locked_down_and_lands_on_the_gpu_pools(name):
+    plan = plan_of(name)
+    s = plan.config.serving
+    for site in SITES:
+        pod = deployment(plan, site)["spec"]["template"]["spec"]
+        c = container(plan, site)
+        assert pod["securityContext"] == {"runAsNonRoot": True, "runAsUser": 10001, "runAsGroup": 10001, "fsGroup": 10001, "seccompProfile": {"type": "RuntimeDefault"}}
+        sc = c["securityContext"]
+        assert sc["allowPrivilegeEscalation"] is False and sc["readOnlyRootFilesystem"] is True and sc["capabilities"] == {"drop": ["ALL"]}
+        assert pod["automountServiceAccountToken"] is False
+        # where Triton writes: /tmp (the model copy) and /dev/shm sized from the stack, in memory
+        mounts = {m["mountPath"]: m["name"] for m in c["volumeMounts"]}
+        volumes = {v["name"]: v for v in pod["volumes"]}
+        assert volumes[mounts["/dev/shm"]]["emptyDir"] == {"medium": "Memory", "sizeLimit": s.shm_size}
+        assert "emptyDir" in volumes[mounts["/tmp"]]
+        gpus = str(s.resources.gpus)
+        assert c["resources"]["limits"]["nvidia.com/gpu"] == c["resources"]["requests"]["nvidia.com/gpu"] == gpus
+        assert c["resources"]["limits"]["memory"] == s.resources.memory_limit
+        # the pools of this site, their taint tolerated
+        pools = s.targets and (plan.config.aws.eks.gpu_pools if site == "aws" else plan.config.openstack.magnum.gpu_pools)
+        [term] = pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
+        exprs = {e["key"]: e["values"] for e in term["matchExpressions"]}
+        assert exprs == {"nvidia.com/gpu.present": ["true"], "hybridserve.io/pool": sorted(p.name for p in pools)}
+        assert {"key": "nvidia.com/gpu", "operator": "Equal", "value": "true", "effect": "NoSchedule"} in pod["tolerations"]
+        # probes: loading may take startup_seconds; then live and ready
+        probes = {k: c[k]["httpGet"]["path"] for k in ("startupProbe", "livenessProbe", "readinessProbe")}
+        assert probes == {"startupProbe": "/v2/health/ready", "livenessProbe": "/v2/health/live", "readinessProbe": "/v2/health/ready"}
+        assert c["startupProbe"]["periodSeconds"] * c["startupProbe"]["failureThreshold"] >= s.startup_seconds
+        # drain: out of the Services (preStop), then Triton's own exit timeout, within the grace period
+        prestop = int(c["lifecycle"]["preStop"]["exec"]["command"][1])
+        assert f"--exit-timeout-secs={s.drain_seconds}" in c["args"]
+        assert pod["terminationGracePeriodSeconds"] > prestop + s.drain_seconds
+        assert {t["topologyKey"] for t in pod["topologySpreadConstraints"]} == {"topology.kubernetes.io/zone", "kubernetes.io/hostname"}
+
+
+def test_identity_is_irsa_on_aws_and_a_credential_file_on_openstack():
+    plan = plan_of("search-dev")
+    sa = child(plan, "triton-aws", "kubernetes:core/v1:ServiceAccount").inputs
+    assert sa["metadata"]["annotations"]["eks.amazonaws.com/role-arn"] == plan.outputs["modelReaderRoleArn"]
+    assert sa["metadata"]["name"] == plan.config.aws.eks.triton_service_account and sa["automountServiceAccountToken"] is False
+    for site in SITES:
+        env = {e["name"]: e for e in container(plan, site)["env"]}
+        assert not any(k.startswith("AWS_ACCESS") or k.startswith("AWS_SECRET") or "valueFrom" in e for k, e in env.items())
+    aws_env = {e["name"]: e.get("value") for e in container(plan, "aws")["env"]}
+    assert aws_env["AWS_REGION"] == plan.config.aws.region and CREDENTIALS_FILE_ENV not in aws_env
+    assert not of_type(plan, "aws:iam/accessKey:AccessKey")
+    # OpenStack: Swift's S3 keys in a Secret, mounted as Triton's credential file (not environment variables)
+    secret = child(plan, "triton-openstack", "kubernetes:core/v1:Secret").inputs
+    assert secret["stringData"] == SECRET_MARKER
+    os_env = {e["name"]: e.get("value") for e in container(plan, "openstack")["env"]}
+    assert os_env[CREDENTIALS_FILE_ENV] == "/var/run/secrets/hybridserve/s3/credentials.json"
+    pod = deployment(plan, "openstack")["spec"]["template"]["spec"]
+    [volume] = [v for v in pod["volumes"] if "secret" in v]
+    assert volume["secret"]["secretName"] == secret["metadata"]["name"]
+    namespace = child(plan, "triton-openstack", "kubernetes:core/v1:Namespace").inputs["metadata"]["labels"]
+    assert namespace["pod-security.kubernetes.io/enforce"] == "restricted"
+
+
+# --- around the Deployment -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_services_pdb_autoscaler_and_monitor(name):
+    plan = plan_of(name)
+    s = plan.config.serving
+    for site in SITES:
+        selector = deployment(plan, site)["spec"]["selector"]["matchLabels"]
+        service = child(plan, f"triton-{site}", "kubernetes:core/v1:Service", "service").inputs["spec"]
+        assert service["type"] == "ClusterIP" and service["selector"] == selector
+        assert {p["name"]: p["port"] for p in service["ports"]} == {"http": s.http_port, "grpc": s.grpc_port, "metrics": s.metrics_port}
+        lb = child(plan, f"triton-{site}", "kubernetes:core/v1:Service", "load-balancer").inputs
+        assert lb["spec"]["type"] == "LoadBalancer" and {p["name"] for p in lb["spec"]["ports"]} == {"http", "grpc"}  # no metrics outside
+        internal = "service.beta.kubernetes.io/aws-load-balancer-internal" if site == "aws" else "service.beta.kubernetes.io/openstack-internal-load-balancer"
+        assert lb["metadata"]["annotations"][internal] == "true"
+        pdb = child(plan, f"triton-{site}", "kubernetes:policy/v1:PodDisruptionBudget").inputs["spec"]
+        assert pdb == {"maxUnavailable": 1, "selector": {"matchLabels": selector}}
+        hpa = child(plan, f"triton-{site}", "kubernetes:autoscaling/v2:HorizontalPodAutoscaler").inputs["spec"]
+        assert (hpa["minReplicas"], hpa["maxReplicas"]) == (s.replicas.min, s.replicas.max)
+        assert hpa["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": "triton"}
+        assert hpa["metrics"] == [{"type": "Pods", "pods": {"metric": {"name": QUEUE_TIME_METRIC}, "target": {"type": "AverageValue", "averageValue": "50"}}}]
+        monitor = child(plan, f"triton-{site}", "kubernetes:monitoring.coreos.com/v1:ServiceMonitor").inputs
+        assert monitor["spec"]["endpoints"] == [{"port": "metrics", "path": "/metrics", "interval": "15s"}]
+        # the queue-time metric comes from the adapter of this site; the ServiceMonitor waits for the operator's CRDs
+        releases = {r.inputs["name"]: r for r in of_type(plan, "kubernetes:helm.sh/v3:Release") if r.provider.endswith(f"::k8s-{site}")}
+        adapter = releases["prometheus-adapter"]
+        assert adapter.inputs["values"]["rules"]["custom"][0]["name"]["as"] == QUEUE_TIME_METRIC
+        hpa_deps = set(child(plan, f"triton-{site}", "kubernetes:autoscaling/v2:HorizontalPodAutoscaler").dependencies)
+        assert adapter.urn in hpa_deps and releases["kps"].urn in set(child(plan, f"triton-{site}", "kubernetes:monitoring.coreos.com/v1:ServiceMonitor").dependencies)
+        for release in ("kps", "prometheus-adapter"):
+            chart = HELM_CHARTS["kube-prometheus-stack" if release == "kps" else release]
+            assert (releases[release].inputs["chart"], releases[release].inputs["version"]) == (chart.name, chart.version)
+        assert releases["kps"].inputs["values"]["grafana"] == {"enabled": False}  # its chart ships a default admin password
+        # DCGM: the chart on EKS (device plugin); Magnum's GPU operator runs its own
+        assert ("dcgm-exporter" in releases) == (site == "aws")
+
+
+def test_cpu_autoscaling_without_prometheus():
+    cfg = build_stack_config(reachable({**REQUIRED, "hybridserve:serving": {"autoscaling": {"metric": "cpu"}, "monitoring": {"prometheus": "none"}}}))
+    assert cfg.serving.autoscaling.metric == "cpu"
+    with pytest.raises(StackConfigError) as info:
+        build_stack_config(reachable({**REQUIRED, "hybridserve:serving": {"monitoring": {"prometheus": "none"}}}))
+    assert any("hybridserve:serving.autoscaling.metric: queue_time needs Triton's metrics in Prometheus" in p for p in info.value.problems)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_network_policies_admit_only_clients_the_peer_site_and_prometheus(name):
+    plan = plan_of(name)
+    s = plan.config.serving
+    for site in SITES:
+        deny = child(plan, f"triton-{site}", "kubernetes:networking.k8s.io/v1:NetworkPolicy", "default-deny").inputs["spec"]
+        assert deny == {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}
+        spec = child(plan, f"triton-{site}", "kubernetes:networking.k8s.io/v1:NetworkPolicy", "network-policy").inputs["spec"]
+        peers = plan.outputs["network"]["openstack" if site == "aws" else "aws"]
+        blocks = [p["ipBlock"]["cidr"] for rule in spec["ingress"] for p in rule["from"] if "ipBlock" in p]
+        assert peers["cidr"] in blocks  # the other site, over the VPN
+        assert "0.0.0.0/0" not in blocks
+        monitoring = [rule for rule in spec["ingress"] if rule["ports"] == [{"port": "metrics", "protocol": "TCP"}]]
+        assert monitoring[0]["from"] == [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": s.monitoring.namespace}}}]
+        # egress: DNS and the object store's port only
+        ports = [[p["port"] for p in rule["ports"]] for rule in spec["egress"]]
+        uri = publication(plan, site).inputs["uri"]  # s3://bucket/... on AWS, s3://https://host:port/... on Swift
+        store_port = 443 if site == "aws" else int(uri.split("://")[2].split("/")[0].split(":")[1])
+        assert ports == [[53, 53], [store_port]]
+        [store] = spec["egress"][1]["to"]
+        assert store["ipBlock"]["except"] == ["169.254.169.254/32"]  # never the instance metadata service
+
+
+def test_eks_enforces_network_policies():
+    plan = plan_of("vision-dev")
+    [cni] = [r for r in of_type(plan, "aws:eks/addon:Addon") if r.inputs["addonName"] == "vpc-cni"]
+    assert json.loads(cni.inputs["configurationValues"]) == {"enableNetworkPolicy": "true"}
+    with pytest.raises(StackConfigError) as info:
+        build_stack_config(reachable({**REQUIRED, "hybridserve:openstack": {"magnum": {"template": {"network_driver": "flannel"}}}}))
+    assert any("network_driver: flannel enforces no NetworkPolicy" in p for p in info.value.problems)
+
+
+def test_image_is_prepulled_on_gpu_nodes_and_digests_can_be_pinned():
+    plan = plan_of("vision-dev")
+    for site in SITES:
+        ds = child(plan, f"triton-{site}", "kubernetes:apps/v1:DaemonSet").inputs["spec"]["template"]["spec"]
+        assert ds["containers"][0]["image"] == container(plan, site)["image"]
+        assert ds["affinity"] == deployment(plan, site)["spec"]["template"]["spec"]["affinity"]
+    digest = "sha256:" + "a" * 64
+    cfg = build_stack_config(reachable({**REQUIRED, "hybridserve:serving": {"triton_digest": digest, "gate": {"image_digest": digest}}}))
+    assert cfg.serving.image == f"nvcr.io/nvidia/tritonserver:{cfg.serving.triton_version}@{digest}"
+    assert cfg.serving.gate_image == f"nvcr.io/nvidia/tritonserver:{cfg.serving.release}-py3-sdk@{digest}"
+    with pytest.raises(StackConfigError) as info:
+        build_stack_config(reachable({**REQUIRED, "hybridserve:serving": {"triton_version": "23.01-py3"}}))
+    assert any("hybridserve:serving.triton_version: '23.01-py3' is not a Triton release the kit knows" in p for p in info.value.problems)
+
+
+# --- the smoke gate Job ------------------------------------------------------------------------------------
+
+
+def gate_of(plan: Plan, site: str) -> tuple[dict, dict]:
+    job = child(plan, f"triton-{site}", "kubernetes:batch/v1:Job").inputs
+    config_map = child(plan, f"triton-{site}", "kubernetes:core/v1:ConfigMap").inputs
+    return job, config_map
+
+
+def test_gate_job_runs_the_stock_sdk_image_with_the_gate_mounted():
+    plan = plan_of("vision-dev")
+    s = plan.config.serving
+    for site in SITES:
+        job, config_map = gate_of(plan, site)
+        pod = job["spec"]["template"]["spec"]
+        [c] = pod["containers"]
+        assert c["image"] == f"{s.triton_image}:{s.release}-py3-sdk"
+        assert c["workingDir"] == GATE_DIR and c["command"][:3] == ["python3", "-m", "smoke_tests"]
+        spec = json.loads(c["command"][c["command"].index("--slos") + 1])
+        assert spec["slos"]["*"]["min_throughput"] == s.slo.min_throughput and spec["wait_ready_s"] == s.slo.wait_ready_seconds
+        env = {e["name"]: e["value"] for e in c["env"]}
+        assert env[URL_ENV] == f"triton.{s.namespace}.svc.cluster.local:{s.grpc_port}"
+        assert job["spec"]["backoffLimit"] == 0 and job["spec"]["activeDeadlineSeconds"] == s.gate.timeout_seconds
+        assert int(job["metadata"]["annotations"]["pulumi.com/timeoutSeconds"]) > s.gate.timeout_seconds
+        [volume] = [v for v in pod["volumes"] if "configMap" in v]
+        assert volume["configMap"]["name"] == config_map["metadata"]["name"] and config_map["immutable"] is True
+        paths = {i["path"] for i in volume["configMap"]["items"]}
+        assert {"smoke_tests/__main__.py", "smoke_tests/cli.py", "model_repo/text_encoder/config.pbtxt", "model_repo/text_encoder/1/reference.npz"} <= paths
+        # the served (GPU) config, not the local one: its tolerances are what the gate compares with
+        served = yaml.safe_load(json.dumps(config_map["data"]))["model_repo__image_classifier__config.pbtxt"]
+        assert 'backend: "pytorch"' in served and "KIND_GPU" in served
+
+
+def test_gate_job_name_follows_what_it_validates(tmp_path: Path):
+    """A new model version, Deployment spec or SLO renames the Job, so `pulumi up` runs the gate again."""
+    stacks = tmp_path / "stacks"
+    shutil.copytree(EXAMPLES, stacks)
+    path = stacks / "Pulumi.vision-dev.yaml"
+    doc = yaml.safe_load(path.read_text())
+    base = {site: gate_of(plan_of("vision-dev"), site)[0]["metadata"]["name"] for site in SITES}
+    doc["config"]["hybridserve:serving"]["slo"]["min_throughput"] = 11
+    path.write_text(yaml.safe_dump(doc))
+    changed = plan_stack_file(path)
+    for site in SITES:
+        assert gate_of(changed, site)[0]["metadata"]["name"] != base[site]
+        assert publication(changed, site).inputs["version"] == publication(plan_of("vision-dev"), site).inputs["version"]
+    # the same inputs give the same name: an unchanged stack does not rerun the gate
+    again = plan_stack_file(EXAMPLES / "Pulumi.vision-dev.yaml")
+    assert {site: gate_of(again, site)[0]["metadata"]["name"] for site in SITES} == base
+
+
+# --- deploy access ------------------------------------------------------------------------------------------
+
+
+def test_public_deploy_path_opens_only_the_runners():
+    plan = plan_of("vision-prod")
+    [cluster] = of_type(plan, "aws:eks/cluster:Cluster")
+    vpc = cluster.inputs["vpcConfig"]
+    assert vpc["endpointPublicAccess"] is True and vpc["publicAccessCidrs"] == ["198.51.100.0/24"]
+    assert not [r for r in of_type(plan, "aws:ec2/securityGroup:SecurityGroup") if r.name == "api-access"]
+
+
+def test_private_deploy_path_admits_the_runner_on_the_control_plane():
+    plan = plan_of("vision-dev")  # a runner in the private cloud reaches EKS over the VPN
+    [cluster] = of_type(plan, "aws:eks/cluster:Cluster")
+    vpc = cluster.inputs["vpcConfig"]
+    assert vpc["endpointPublicAccess"] is False and vpc["endpointPrivateAccess"] is True
+    [group] = [r for r in of_type(plan, "aws:ec2/securityGroup:SecurityGroup") if r.name == "api-access"]
+    assert vpc["securityGroupIds"] == [group.urn] or vpc["securityGroupIds"][0].startswith("sg-")
+    [rule] = group.inputs["ingress"]
+    assert (rule["protocol"], rule["fromPort"], rule["toPort"], rule["cidrBlocks"]) == ("tcp", 443, 443, ["10.110.3.0/24"])
+
+
+@pytest.mark.parametrize(
+    ("access", "message"),
+    [
+        (None, "hybridserve:aws.eks.deploy_access: is not set, but `pulumi up` declares Kubernetes objects on this cluster"),
+        ({"via": "public_endpoint", "runner_cidrs": ["10.0.0.0/24"]}, "hybridserve:aws.eks.deploy_access.runner_cidrs[0]: 10.0.0.0/24 is private address space"),
+        ({"via": "private_network", "runner_cidrs": ["172.31.0.0/24"]}, "hybridserve:aws.eks.deploy_access.runner_cidrs[0]: 172.31.0.0/24 is not inside a network routed to the aws cluster"),
+        ({"via": "public_endpoint", "runner_cidrs": ["0.0.0.0/0"]}, "0.0.0.0/0 opens the Kubernetes API to the whole internet"),
+        ({"via": "sideways", "runner_cidrs": ["10.0.0.0/24"]}, "hybridserve:aws.eks.deploy_access.via: 'sideways' is not valid"),
+    ],
+)
+def test_validate_refuses_a_deployer_that_cannot_reach_a_cluster(access, message):
+    eks = {} if access is None else {"deploy_access": access}
+    values = {**REQUIRED, "hybridserve:aws": {"eks": eks}}
+    values = reachable(values) if access is not None else {**reachable({**REQUIRED}), "hybridserve:aws": {"eks": {}}}
+    with pytest.raises(StackConfigError) as info:
+        build_stack_config(values)
+    assert any(message in p for p in info.value.problems), info.value.problems
+
+
+def test_a_private_runner_on_the_peer_site_reaches_both_clusters():
+    runner = {"via": "private_network", "runner_cidrs": ["10.64.1.0/24"]}  # in the default OpenStack network
+    cfg = build_stack_config({**REQUIRED, "hybridserve:aws": {"eks": {"deploy_access": runner}}, "hybridserve:openstack": {"magnum": {"deploy_access": runner}}})
+    assert cfg.aws.eks.private_runner_cidrs == ["10.64.1.0/24"] and not cfg.openstack.magnum.api_floating_ip
+
+
+def test_the_triton_release_must_load_torchscript_of_the_build_torch():
+    from infra.components.serving import libtorch_compatibility
+
+    assert libtorch_compatibility("24.10", "2.13.0")[0] == "error"  # 2.5.0a0 is older than the build's torch
+    kind, why = libtorch_compatibility("26.11", "2.13.0")
+    assert kind == "warning" and "no source states the PyTorch version" in why
+    assert libtorch_compatibility("26.04", "2.12.1") is None and libtorch_compatibility("26.04", "2.11.0") is None
+    # the plan carries the warning for the default release
+    assert any("serving.triton_version 26.11" in w for w in plan_of("vision-dev").warnings)
