@@ -37,8 +37,7 @@ from typing import TYPE_CHECKING, Literal
 from hybridserve.errors import UserError
 from hybridserve.publish.digest import VERSION_PATTERN, rendered_digest, version_name
 from hybridserve.publish.render import Target, render_repository
-from hybridserve.sync.errors import EXIT_BAD_ARGUMENT, EXIT_STORE_ERROR, translate
-from hybridserve.sync.scan import CONFIG_NAME
+from hybridserve.sync.errors import EXIT_BAD_ARGUMENT, translate
 
 if TYPE_CHECKING:  # pragma: no cover
     from hybridserve.sync.engine import SyncReport, SyncTarget
@@ -185,6 +184,8 @@ def delete_version(store: Store, version: str) -> int:
     """
     from botocore.exceptions import BotoCoreError, ClientError
 
+    from hybridserve.sync.engine import delete_configs_first
+
     if not VERSION_PATTERN.fullmatch(version or ""):
         raise UserError(f"refusing to delete {version!r}: not a published version name (v + 16 hex digits)", exit_code=EXIT_BAD_ARGUMENT)
     check_store(store)
@@ -197,18 +198,9 @@ def delete_version(store: Store, version: str) -> int:
             for o in page.get("Contents", []) or []
         ]
         keys = [k for k in keys if k.startswith(base)]  # a store that ignored the prefix must not cost us objects
-        configs = [k for k in keys if k.endswith("/" + CONFIG_NAME) and k[len(base):].count("/") == 1]
-        for batch_keys in (configs, sorted(set(keys) - set(configs))):
-            for i in range(0, len(batch_keys), 1000):
-                batch = batch_keys[i : i + 1000]
-                r = s3.delete_objects(Bucket=store.bucket, Delete={"Objects": [{"Key": k} for k in batch], "Quiet": True})
-                errors = r.get("Errors") or []
-                if errors:
-                    raise UserError(
-                        f"deleting version {version} from s3://{store.bucket}/{base}: the store refused {len(errors)} objects:",
-                        exit_code=EXIT_STORE_ERROR,
-                        details=[f"{e.get('Key')}: {e.get('Code')} {e.get('Message', '')}" for e in errors[:20]],
-                    )
+        delete_configs_first(
+            s3, store.bucket, base, keys, what=f"deleting version {version} from s3://{store.bucket}/{base}: the store refused {{n}} objects:"
+        )
     except (ClientError, BotoCoreError) as exc:
         raise translate(exc, where=target.where, bucket=store.bucket, what=f"deleting version {version}") from None
     return len(keys)

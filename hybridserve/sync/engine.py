@@ -611,6 +611,26 @@ def _sha256(data: bytes) -> str:
 # --------------------------------------------------------------------------------------------- the sync
 
 
+def delete_configs_first(s3, bucket: str, base: str, keys, *, what: str, on_deleted: Callable[[list[str]], None] | None = None) -> None:
+    """Delete `keys` (all under `base`) in batches of 1000, each model's config.pbtxt first: a reader never
+    gets a config naming files this call already deleted. `what` (with {n}) heads the error when the store
+    refuses some; `on_deleted(batch)` after each batch."""
+    configs = [k for k in keys if k.endswith("/" + CONFIG_NAME) and k[len(base):].count("/") == 1]
+    for batch_keys in (configs, sorted(set(keys) - set(configs))):
+        for i in range(0, len(batch_keys), 1000):
+            batch = batch_keys[i : i + 1000]
+            r = s3.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": k} for k in batch], "Quiet": True})
+            errors = r.get("Errors") or []
+            if errors:
+                raise UserError(
+                    what.format(n=len(errors)),
+                    exit_code=EXIT_STORE_ERROR,
+                    details=[f"{e.get('Key')}: {e.get('Code')} {e.get('Message', '')}" for e in errors[:20]],
+                )
+            if on_deleted is not None:
+                on_deleted(batch)
+
+
 def sync_repository(
     repo_dir: Path,
     target: SyncTarget,
@@ -1121,21 +1141,10 @@ class _Executor:
 
     def _prune(self) -> None:
         plan = self.plan
-        # Configs of removed models go first: the model disappears before its files do.
-        configs = [k for k in plan.stale if k.endswith("/" + CONFIG_NAME) and k[len(plan.base):].count("/") == 1]
-        rest = sorted(set(plan.stale) - set(configs))
-        for batch_keys in (configs, rest):
-            for i in range(0, len(batch_keys), 1000):
-                batch = batch_keys[i : i + 1000]
-                r = self.s3.delete_objects(Bucket=self.bucket, Delete={"Objects": [{"Key": k} for k in batch], "Quiet": True})
-                errors = r.get("Errors") or []
-                if errors:
-                    raise UserError(
-                        f"--prune: the store refused to delete {len(errors)} objects in bucket {self.bucket!r}:",
-                        exit_code=EXIT_STORE_ERROR,
-                        details=[f"{e.get('Key')}: {e.get('Code')} {e.get('Message', '')}" for e in errors[:20]],
-                    )
-                self.report.deleted.extend(batch)
+        delete_configs_first(
+            self.s3, self.bucket, plan.base, plan.stale, what=f"--prune: the store refused to delete {{n}} objects in bucket {self.bucket!r}:",
+            on_deleted=self.report.deleted.extend,
+        )
 
     def _write_manifest(self) -> None:
         plan = self.plan

@@ -63,7 +63,6 @@ class ClusterMonitoring(pulumi.ComponentResource):
     def __init__(self, name: str, args: ClusterMonitoringArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__(type_token("serving", "ClusterMonitoring"), name, None, opts)
         cfg, cluster = args.cfg, args.cluster
-        k8s_opts = pulumi.ResourceOptions(parent=self, provider=cluster.provider, depends_on=cluster.ready)
         self.namespace = cfg.namespace
         # What a ServiceMonitor or the queue-time HPA must wait for (CRDs, the custom metrics API).
         self.ready: list[pulumi.Resource] = []
