@@ -252,8 +252,8 @@ class TritonService(pulumi.ComponentResource):
         site = cluster.site
         ns_name = s.namespace
 
-        def k8s_opts(*deps: pulumi.Resource, **extra: Any) -> pulumi.ResourceOptions:
-            return pulumi.ResourceOptions(parent=self, provider=cluster.provider, depends_on=[*cluster.ready, *deps], **extra)
+        def k8s_opts(*deps: pulumi.Resource) -> pulumi.ResourceOptions:
+            return pulumi.ResourceOptions(parent=self, provider=cluster.provider, depends_on=[*cluster.ready, *deps])
 
         # --- namespace and identity ---------------------------------------------------------------------
         self.namespace = k8s.core.v1.Namespace(
