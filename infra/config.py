@@ -12,7 +12,7 @@ from typing import Any
 import pulumi
 from pulumi.runtime import config as runtime_config
 
-from hybridserve.stackconfig.loader import OBJECT_KEYS, SCALAR_KEYS, StackConfigError, build_stack_config
+from hybridserve.stackconfig.loader import OBJECT_KEYS, SCALAR_KEYS, StackConfigError, build_stack_config, stack_warnings
 from hybridserve.stackconfig.schema.stack import PROJECT, SECRET_KEYS, StackConfig
 
 
@@ -50,10 +50,14 @@ def read_config() -> StackConfig:
     for key in _all_keys():
         if key.startswith(f"{PROJECT}:") and key not in known:
             values[key] = runtime_config.get_config(key)
+    source = f"stack {pulumi.get_stack()}"
     try:
-        return build_stack_config(values, source=f"stack {pulumi.get_stack()}", stack_name=pulumi.get_stack())
+        cfg = build_stack_config(values, source=source, stack_name=pulumi.get_stack())
     except StackConfigError as exc:
         raise pulumi.RunError(str(exc)) from None
+    for warning in stack_warnings(cfg, source):
+        pulumi.log.warn(warning)
+    return cfg
 
 
 def secret(key: str) -> pulumi.Output[str] | None:

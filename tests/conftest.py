@@ -29,6 +29,10 @@ from pathlib import Path
 
 import pytest
 
+# Support windows (EKS versions) are judged on today's date; the suite judges them on a fixed one so it
+# gives the same answer next year. `hybridserve validate` in a pipeline uses the real date.
+os.environ.setdefault("HYBRIDSERVE_TODAY", "2026-12-01")
+
 
 def _shared_tmp(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tmp dir all xdist workers of this run share (the parent of the per-worker base temp)."""

@@ -477,6 +477,6 @@ def test_clusters_hand_typed_handles_to_the_triton_component(monkeypatch):
     assert user["user"]["exec"]["args"][:4] == ["eks", "get-token", "--cluster-name", "hybridserve-vision-dev-eks"]
     toleration = [{"key": "nvidia.com/gpu", "operator": "Equal", "value": "true", "effect": "NoSchedule"}]
     assert seen == {
-        "aws": {"provider": True, "version": "1.31", "pools": [("t4", "t4", toleration, 1)], "ready": True},
+        "aws": {"provider": True, "version": "1.35", "pools": [("t4", "t4", toleration, 1)], "ready": True},
         "openstack": {"provider": True, "version": "1.30", "pools": [("t4", "t4", toleration, 1)], "ready": True},
     }

@@ -22,6 +22,7 @@ so a version bump is one reviewed line. Stacks may pin another chart version in 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date
 
 HOURS_PER_MONTH = 730.0
 EKS_CONTROL_PLANE_USD_PER_HOUR = 0.10
@@ -122,14 +123,17 @@ class HelmChart:
 HELM_CHARTS: dict[str, HelmChart] = {
     c.name: c
     for c in (
-        # DaemonSet advertising nvidia.com/gpu on nodes whose image has the driver (EKS AL2023 NVIDIA AMI).
-        HelmChart("nvidia-device-plugin", "https://nvidia.github.io/k8s-device-plugin", "0.17.0"),
-        # Driver container + toolkit + device plugin, for images without a driver (Magnum Fedora CoreOS).
-        HelmChart("gpu-operator", "https://helm.ngc.nvidia.com/nvidia", "v24.9.0"),
-        # Kubernetes cluster autoscaler (AWS provider, node group auto-discovery by tags).
-        HelmChart("cluster-autoscaler", "https://kubernetes.github.io/autoscaler", "9.43.1"),
-        # Serving monitoring (infra/components/monitoring.py); versions checked 2026-12-01 against the charts'
-        # Chart.yaml in their repositories (the newest releases the sources showed):
+        # Checked 2026-12-01 against each chart's Chart.yaml / Helm index in its repository (newest releases seen):
+        # NVIDIA/k8s-device-plugin 0.20.0 (2026-08-19, kubeVersion >=1.10): advertises nvidia.com/gpu on nodes
+        # whose image has the driver (EKS AL2023 NVIDIA AMI); gfd.enabled adds GPU feature discovery.
+        HelmChart("nvidia-device-plugin", "https://nvidia.github.io/k8s-device-plugin", "0.20.0"),
+        # NVIDIA/gpu-operator v26.7.0 (2026-08-20; validated on Kubernetes 1.33-1.36): driver container, toolkit,
+        # device plugin, for images without a driver.
+        HelmChart("gpu-operator", "https://helm.ngc.nvidia.com/nvidia", "v26.7.0"),
+        # kubernetes/autoscaler cluster-autoscaler chart 9.59.0 (2026-07-21); the image tag is set per cluster
+        # minor from EKS_VERSIONS (the chart's own default is v1.35.0).
+        HelmChart("cluster-autoscaler", "https://kubernetes.github.io/autoscaler", "9.59.0"),
+        # Serving monitoring (infra/components/monitoring.py):
         # prometheus-community/helm-charts charts/kube-prometheus-stack 88.5.3 (2026-08-21, kubeVersion >=1.25),
         HelmChart("kube-prometheus-stack", "https://prometheus-community.github.io/helm-charts", "88.5.3"),
         # charts/prometheus-adapter 5.3.0 (2026-02-19, appVersion v0.12.0),
@@ -139,14 +143,73 @@ HELM_CHARTS: dict[str, HelmChart] = {
     )
 }
 
-# registry.k8s.io/autoscaling/cluster-autoscaler tag per supported EKS Kubernetes minor.
-CLUSTER_AUTOSCALER_IMAGE_TAGS: dict[str, str] = {
-    "1.29": "v1.29.0",
-    "1.30": "v1.30.0",
-    "1.31": "v1.31.0",
-    "1.32": "v1.32.0",
-    "1.33": "v1.33.0",
+@dataclass(frozen=True)
+class EksVersion:
+    """A Kubernetes minor on Amazon EKS: its support window and the cluster autoscaler image that matches it."""
+
+    minor: str
+    released: date  # available in EKS
+    standard_end: date  # then extended support (extra cost) until extended_end
+    extended_end: date  # after it, AWS upgrades clusters and creates none of this version
+    autoscaler_tag: str  # registry.k8s.io/autoscaling/cluster-autoscaler: its minor must equal the cluster's
+
+
+# Checked 2026-12-01. Support dates: the EKS user guide's release calendar (docs.aws.amazon.com/eks/latest/
+# userguide/kubernetes-versions.html; awsdocs/amazon-eks-user-guide latest/ug/versioning/kubernetes-versions.adoc
+# for 1.30-1.34) and endoflife.date/amazon-eks, which re-reads that table (products/amazon-eks.md, 2026-08-21)
+# for 1.35 and 1.36. Autoscaler tags: kubernetes/autoscaler tags cluster-autoscaler-1.3x.y, images promoted
+# by kubernetes/k8s.io PR #9760 (2026-07-22). Newer versions or patches may exist after those sources.
+EKS_VERSIONS: dict[str, EksVersion] = {
+    v.minor: v
+    for v in (
+        EksVersion("1.30", date(2024, 5, 23), date(2025, 7, 23), date(2026, 7, 23), "v1.30.0"),
+        EksVersion("1.31", date(2024, 9, 26), date(2025, 11, 26), date(2026, 11, 26), "v1.31.0"),
+        EksVersion("1.32", date(2025, 1, 23), date(2026, 3, 23), date(2027, 3, 23), "v1.32.7"),
+        EksVersion("1.33", date(2025, 5, 29), date(2026, 7, 29), date(2027, 7, 29), "v1.33.6"),
+        EksVersion("1.34", date(2025, 10, 2), date(2026, 12, 2), date(2027, 12, 2), "v1.34.5"),
+        EksVersion("1.35", date(2026, 1, 28), date(2027, 3, 27), date(2028, 3, 27), "v1.35.2"),
+        EksVersion("1.36", date(2026, 6, 2), date(2027, 8, 2), date(2028, 8, 2), "v1.36.1"),
+    )
 }
+# The schema's default: in standard support on the date above, with the longest time left but one
+# (1.36 is newer; 1.35 has more add-on and chart releases validated against it: gpu-operator v26.7.0
+# validates 1.33-1.36, the cluster-autoscaler chart 9.59.0 ships 1.35).
+DEFAULT_EKS_VERSION = "1.35"
+# Amazon EKS pricing: USD 0.10 per cluster-hour in standard support, 0.60 in extended support.
+EKS_EXTENDED_SUPPORT_USD_PER_HOUR = 0.60
+TODAY_ENV = "HYBRIDSERVE_TODAY"  # an ISO date the support checks use instead of the clock (tests, planning ahead)
+
+
+def today() -> date:
+    """The date support windows are judged on: the clock, or HYBRIDSERVE_TODAY."""
+    import os
+
+    from hybridserve.errors import UserError
+
+    value = os.environ.get(TODAY_ENV)
+    if value:
+        try:
+            return date.fromisoformat(value)
+        except ValueError:
+            raise UserError(f"{TODAY_ENV}={value!r} is not an ISO date (YYYY-MM-DD); unset it to use today's date") from None
+    return date.today()
+
+
+def eks_support(minor: str, on: date | None = None) -> str:
+    """"standard", "extended", "ended", "unreleased" or "unknown" for an EKS minor on a date (default: today)."""
+    v = EKS_VERSIONS.get(minor)
+    if v is None:
+        return "unknown"
+    on = on or today()
+    if on < v.released:
+        return "unreleased"
+    if on <= v.standard_end:
+        return "standard"
+    return "extended" if on <= v.extended_end else "ended"
+
+
+# The cluster autoscaler image per EKS minor (kept for callers that only need the tag).
+CLUSTER_AUTOSCALER_IMAGE_TAGS: dict[str, str] = {m: v.autoscaler_tag for m, v in EKS_VERSIONS.items()}
 
 
 @dataclass(frozen=True)

@@ -47,6 +47,8 @@ def validate_command(
 
     for name, path in report.selected.items():
         _out.print(f"[green]✓[/] {name}  [dim]{display_path(path)}[/]", highlight=False)
+    for warning in report.warnings:
+        _out.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
     _out.print(f"{len(report.selected)} stack{'s' if len(report.selected) != 1 else ''} valid")
 
 

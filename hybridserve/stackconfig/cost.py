@@ -10,7 +10,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from hybridserve.stackconfig.catalog import AWS_INSTANCE_TYPES, EKS_CONTROL_PLANE_USD_PER_HOUR, HOURS_PER_MONTH, MachineType
+from hybridserve.stackconfig.catalog import (
+    AWS_INSTANCE_TYPES,
+    EKS_CONTROL_PLANE_USD_PER_HOUR,
+    EKS_EXTENDED_SUPPORT_USD_PER_HOUR,
+    HOURS_PER_MONTH,
+    MachineType,
+    eks_support,
+)
 from hybridserve.stackconfig.schema.stack import StackConfig
 
 
@@ -66,7 +73,9 @@ def _gpu(m: MachineType) -> str:
 def estimate(cfg: StackConfig) -> CostEstimate:
     lines: list[CostLine] = []
     eks = cfg.aws.eks
-    lines.append(CostLine("aws", "EKS control plane", "-", "", EKS_CONTROL_PLANE_USD_PER_HOUR, 1, 1))
+    extended = eks_support(eks.version) == "extended"
+    control = EKS_EXTENDED_SUPPORT_USD_PER_HOUR if extended else EKS_CONTROL_PLANE_USD_PER_HOUR
+    lines.append(CostLine("aws", "EKS control plane" + (" (extended support)" if extended else ""), "-", "", control, 1, 1))
     m = AWS_INSTANCE_TYPES[eks.system_pool.instance_types[0]]
     lines.append(CostLine("aws", "EKS system pool", m.name, "", m.usd_per_hour, eks.system_pool.min_size, eks.system_pool.max_size))
     for pool in eks.gpu_pools:

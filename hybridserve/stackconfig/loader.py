@@ -140,6 +140,11 @@ def build_stack_config(
     return config
 
 
+def stack_warnings(config: StackConfig, source: str = "config") -> list[str]:
+    """What a valid stack should hear about (e.g. a Kubernetes version in paid extended support), one line each."""
+    return [f"{source}: {format_loc(loc)}: {message}" for loc, message in _dedupe(collect_issues(config, method="warnings"))]
+
+
 def _disabled_providers_problems(value: Any) -> list[str]:
     """`pulumi:disable-default-providers` must not deny the dynamic provider the model publication runs under."""
     if isinstance(value, str):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from hybridserve.errors import UserError
@@ -14,6 +14,7 @@ from hybridserve.stackconfig.loader import (
     load_stack_file,
     resolve_stack,
     stack_files,
+    stack_warnings,
 )
 from hybridserve.stackconfig.schema.stack import StackConfig
 
@@ -23,6 +24,7 @@ class ValidationReport:
     selected: dict[str, Path]  # stack name -> file, the stacks asked about
     configs: dict[str, StackConfig]  # stack name -> config, for the selected stacks that are valid
     problems: list[str]
+    warnings: list[str] = field(default_factory=list)  # of the selected valid stacks
 
     @property
     def ok(self) -> bool:
@@ -56,4 +58,5 @@ def validate_stacks(stacks_dir: Path, stack: str | None = None) -> ValidationRep
     sources = {display_path(files[n]): cfg for n, cfg in valid.items()}
     only = {display_path(p) for p in selected.values()}
     problems.extend(cross_stack_problems(sources, only=only))
-    return ValidationReport(selected, {n: valid[n] for n in selected if n in valid}, problems)
+    warnings = [w for n in selected if n in valid for w in stack_warnings(valid[n], display_path(files[n]))]
+    return ValidationReport(selected, {n: valid[n] for n in selected if n in valid}, problems, warnings)

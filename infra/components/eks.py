@@ -43,7 +43,7 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
-from hybridserve.stackconfig.catalog import AWS_INSTANCE_TYPES, CLUSTER_AUTOSCALER_IMAGE_TAGS
+from hybridserve.stackconfig.catalog import AWS_INSTANCE_TYPES, CLUSTER_AUTOSCALER_IMAGE_TAGS, eks_support
 from hybridserve.stackconfig.schema.clusters import (
     AWS_AUTOSCALER_GPU_LABEL,
     EKS_TAINT_EFFECTS,
@@ -222,7 +222,9 @@ class EksGpuCluster(pulumi.ComponentResource):
             encryption_config={"provider": {"key_arn": args.key_arn}, "resources": ["secrets"]},
             enabled_cluster_log_types=list(cfg.log_types),
             access_config={"authentication_mode": "API", "bootstrap_cluster_creator_admin_permissions": True},
-            upgrade_policy={"support_type": "STANDARD"},
+            # STANDARD: no extended-support surcharge (AWS upgrades the cluster when standard support ends). A
+            # version already in extended support needs EXTENDED to be created at all (validate warns of the cost).
+            upgrade_policy={"support_type": "EXTENDED" if eks_support(cfg.version) == "extended" else "STANDARD"},
             opts=pulumi.ResourceOptions(parent=self, depends_on=[cluster_policy, self.log_group]),
         )
         self.name: pulumi.Output[str] = self.cluster.name

@@ -23,11 +23,15 @@ from pydantic import AfterValidator, BeforeValidator, Field
 
 from hybridserve.stackconfig.catalog import (
     AWS_INSTANCE_TYPES,
-    CLUSTER_AUTOSCALER_IMAGE_TAGS,
+    DEFAULT_EKS_VERSION,
+    EKS_EXTENDED_SUPPORT_USD_PER_HOUR,
+    EKS_VERSIONS,
     HELM_CHARTS,
     aws_cpu_instance_types,
     aws_gpu_instance_types,
     brief,
+    eks_support,
+    today,
 )
 from hybridserve.stackconfig.schema.access import DeployAccess
 from hybridserve.stackconfig.schema.common import Cidr, ConfigModel, Issue, K8sLabels, Label, net
@@ -194,7 +198,7 @@ class ClusterAutoscaler(ConfigModel):
 
     enabled: bool = True
     chart: HelmChartPin = Field(default_factory=lambda: _pin("cluster-autoscaler"))
-    # None: the tag of catalog.CLUSTER_AUTOSCALER_IMAGE_TAGS for the cluster's Kubernetes version.
+    # None: the autoscaler image of the cluster's Kubernetes minor (catalog.EKS_VERSIONS).
     image_tag: str | None = Field(default=None, pattern=r"^v\d+\.\d+\.\d+$")
     # Which node group grows first: least-waste picks the cheapest fit for pending GPU pods.
     expander: Literal["least-waste", "random", "most-pods", "priority", "price"] = "least-waste"
@@ -225,7 +229,9 @@ def _operator() -> NvidiaDevicePlugin:
 
 
 class EksCluster(ConfigModel):
-    version: Annotated[str, BeforeValidator(_version_text), AfterValidator(_check_k8s_version)] = "1.31"
+    # A minor of catalog.EKS_VERSIONS in standard support today; extended support warns (it costs extra),
+    # past its end is refused (AWS creates no such cluster).
+    version: Annotated[str, BeforeValidator(_version_text), AfterValidator(_check_k8s_version)] = DEFAULT_EKS_VERSION
     endpoint_private_access: bool = True
     # None: public only when public_access_cidrs lists networks. The default endpoint is private
     # (reached over the VPN or from the VPC); `pulumi up` must then run from such a network.
@@ -251,6 +257,23 @@ class EksCluster(ConfigModel):
     # the public endpoint's CIDRs; private_network admits them on 443 through a control-plane security group.
     deploy_access: DeployAccess | None = None
 
+    def warnings(self) -> Iterator[Issue]:
+        if eks_support(self.version) == "extended":
+            v = EKS_VERSIONS[self.version]
+            yield Issue(
+                ("version",),
+                f"{self.version!r} is in EKS extended support since {v.standard_end} (until {v.extended_end}): the control plane costs "
+                f"USD {EKS_EXTENDED_SUPPORT_USD_PER_HOUR:.2f}/h instead of 0.10; upgrade to {', '.join(_usable_eks_versions())}",
+            )
+        elif eks_support(self.version) == "standard":
+            left = (EKS_VERSIONS[self.version].standard_end - today()).days
+            if left <= 60:
+                yield Issue(
+                    ("version",),
+                    f"{self.version!r} leaves EKS standard support in {left} days ({EKS_VERSIONS[self.version].standard_end}); "
+                    f"plan the upgrade to {', '.join(v for v in _usable_eks_versions() if v != self.version) or 'a newer version'}",
+                )
+
     @property
     def public_cidrs(self) -> list[str]:
         """Who may reach the public endpoint: the listed operators and, on a public deploy path, the runners."""
@@ -274,8 +297,16 @@ class EksCluster(ConfigModel):
                 ("service_cidr",),
                 f"{self.service_cidr} is not valid for EKS; use a /12../24 inside 10.0.0.0/8, 172.16.0.0/12 or 192.168.0.0/16",
             )
-        if self.version not in CLUSTER_AUTOSCALER_IMAGE_TAGS:
-            yield Issue(("version",), f"{self.version!r} is not a version the kit supports; supported: {', '.join(CLUSTER_AUTOSCALER_IMAGE_TAGS)}")
+        support = eks_support(self.version)
+        if support in ("unknown", "unreleased", "ended"):
+            v = EKS_VERSIONS.get(self.version)
+            why = {
+                "unknown": "is not an EKS version the kit knows (hybridserve/stackconfig/catalog.py EKS_VERSIONS)",
+                "unreleased": f"is not available in EKS before {v.released if v else '?'}",
+                "ended": f"reached the end of EKS extended support on {v.extended_end if v else '?'}: AWS upgrades such clusters and creates none",
+            }[support]
+            usable = ", ".join(_usable_eks_versions()) or "none known"
+            yield Issue(("version",), f"{self.version!r} {why}; use one in standard support as of {today()}: {usable}")
         for i, cidr in enumerate(self.public_access_cidrs):
             if net(cidr).prefixlen == 0 and not self.allow_public_api_from_anywhere:
                 yield Issue(
@@ -366,6 +397,10 @@ class MagnumCluster(ConfigModel):
                 ("template", "network_driver"),
                 "flannel enforces no NetworkPolicy, so Triton's namespace would stay open to every pod; use calico or cilium",
             )
+
+
+def _usable_eks_versions() -> list[str]:
+    return [m for m in EKS_VERSIONS if eks_support(m) == "standard"]
 
 
 def _unique_pool_names(pools: list) -> Iterator[Issue]:

@@ -34,20 +34,25 @@ class ConfigModel(BaseModel):
         """Cross-field checks of this model only (children are walked by `collect_issues`)."""
         return iter(())
 
+    def warnings(self) -> Iterator[Issue]:
+        """What is valid but worth a word (a cost, a date coming up); never stops validate, plan or up."""
+        return iter(())
 
-def collect_issues(model: Any, loc: Loc = ()) -> list[Issue]:
-    """Every issue of `model` and its sub-models, children first, with locations from the root."""
+
+def collect_issues(model: Any, loc: Loc = (), *, method: str = "issues") -> list[Issue]:
+    """Every issue (or, method="warnings", every warning) of `model` and its sub-models, children first,
+    with locations from the root."""
     found: list[Issue] = []
     if isinstance(model, ConfigModel):
         for name in type(model).model_fields:
-            found.extend(collect_issues(getattr(model, name), (*loc, name)))
-        found.extend(Issue((*loc, *i.loc), i.message) for i in model.issues())
+            found.extend(collect_issues(getattr(model, name), (*loc, name), method=method))
+        found.extend(Issue((*loc, *i.loc), i.message) for i in getattr(model, method)())
     elif isinstance(model, (list, tuple)):
         for index, item in enumerate(model):
-            found.extend(collect_issues(item, (*loc, index)))
+            found.extend(collect_issues(item, (*loc, index), method=method))
     elif isinstance(model, dict):
         for key, item in model.items():
-            found.extend(collect_issues(item, (*loc, key)))
+            found.extend(collect_issues(item, (*loc, key), method=method))
     return found
 
 
