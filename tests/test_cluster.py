@@ -145,6 +145,12 @@ def test_every_gpu_node_group_is_nvidia_tainted_encrypted_imdsv2_and_sized_as_co
         template = templates[f"hybridserve-{name}-eks-{group_name}"]
         assert group.inputs["launchTemplate"]["id"].startswith("lt-")
         [root] = template.inputs["blockDeviceMappings"]
+        # cost tags on what the template launches (provider default tags stop at the template itself)
+        specs = {spec["resourceType"]: spec["tags"] for spec in template.inputs["tagSpecifications"]}
+        assert set(specs) == {"instance", "volume", "network-interface"}
+        for tags in specs.values():
+            assert tags["cost-center"] == plan.config.cost_center and tags["team"] == plan.config.team
+            assert tags["Name"] == f"hybridserve-{name}-eks-{group_name}"
         assert root["deviceName"] == "/dev/xvda"
         assert root["ebs"]["encrypted"] == "true" and root["ebs"]["kmsKeyId"] == key_arn(plan) and root["ebs"]["volumeType"] == "gp3"
         meta = template.inputs["metadataOptions"]

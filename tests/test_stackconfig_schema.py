@@ -119,6 +119,16 @@ def test_a_dotted_key_set_without_path_gets_a_hint():
     assert problems == ["config: hybridserve:aws.vpc.cidr: is not a known key; a nested value needs --path: pulumi config rm hybridserve:aws.vpc.cidr; pulumi config set --path hybridserve:aws.vpc.cidr <value>"]
 
 
+def test_a_gpu_pool_takes_instance_types_of_one_size():
+    pool = {"name": "a10g", "instance_types": ["g5.xlarge", "g5.2xlarge"]}
+    problems = problems_of({**REQUIRED, "hybridserve:aws": {"eks": {"gpu_pools": [pool]}}})
+    assert any(
+        "hybridserve:aws.eks.gpu_pools[0].instance_types: g5.xlarge (4 vCPU, 16 GiB, 1 GPU), g5.2xlarge (8 vCPU, 32 GiB, 1 GPU) differ in size" in p
+        for p in problems
+    ), problems
+    assert build({"hybridserve:aws": {"eks": {"gpu_pools": [{**pool, "instance_types": ["g5.xlarge"]}]}}}).aws.eks.gpu_pools[0].instance_types == ["g5.xlarge"]
+
+
 def test_other_namespaces_are_not_judged():
     assert build({"pulumi:disable-default-providers": ["aws", "kubernetes"], "aws:profile": "x"}).team == "acme"
 

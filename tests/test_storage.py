@@ -67,7 +67,7 @@ def as_list(value) -> list:
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_every_bucket_is_sse_kms_with_the_stack_key_versioned_private_and_tls_only(name):
+def test_every_bucket_is_encrypted_versioned_private_and_tls_only(name):
     plan = plan_of(name)
     buckets = {r.inputs["bucket"] for r in of_type(plan, "aws:s3/bucket:Bucket")}
     cfg = plan.config
@@ -80,8 +80,11 @@ def test_every_bucket_is_sse_kms_with_the_stack_key_versioned_private_and_tls_on
     policies = per_bucket(plan, "aws:s3/bucketPolicy:BucketPolicy")
     for bucket in buckets:
         [rule] = encryption[bucket].inputs["rules"]
-        assert rule["applyServerSideEncryptionByDefault"] == {"sseAlgorithm": "aws:kms", "kmsMasterKeyId": key_arn(plan)}, bucket
-        assert rule["bucketKeyEnabled"] is True
+        if bucket == cfg.storage.model_bucket:  # models: SSE-KMS with the stack key
+            assert rule["applyServerSideEncryptionByDefault"] == {"sseAlgorithm": "aws:kms", "kmsMasterKeyId": key_arn(plan)}, bucket
+            assert rule["bucketKeyEnabled"] is True
+        else:  # access logs: SSE-S3, what AWS documents for a server access log destination
+            assert rule["applyServerSideEncryptionByDefault"] == {"sseAlgorithm": "AES256"}, bucket
         assert versioning[bucket].inputs["versioningConfiguration"]["status"] == "Enabled"
         block = blocks[bucket].inputs
         assert all(block[k] is True for k in ("blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls", "restrictPublicBuckets")), bucket
@@ -181,7 +184,10 @@ def test_key_policy_grants_use_only_to_the_roles_that_need_it():
     assert sts["ModelReaderDecryptThroughS3"]["Action"] == ["kms:Decrypt"]
     assert sts["ModelReaderDecryptThroughS3"]["Condition"]["StringEquals"]["kms:ViaService"] == "s3.eu-central-1.amazonaws.com"
     assert who("ModelWriterThroughS3") == {role("model-writer")}
-    assert sts["S3AccessLogDelivery"]["Principal"] == {"Service": "logging.s3.amazonaws.com"}
+    # the log bucket is SSE-S3 (what AWS documents for access-log destinations): log delivery gets no key use
+    assert "S3AccessLogDelivery" not in sts and not any("Service" in s["Principal"] for s in sts.values())
+    # administration is listed action by action: no wildcard could include kms:CreateGrant (and so decrypt)
+    assert not any("*" in a for a in admin["Action"]) and "kms:CreateGrant" not in admin["Action"]
     # every statement that allows use is tied to named principals or to a service
     for sid, s in sts.items():
         if use & set(as_list(s["Action"])):

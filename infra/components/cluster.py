@@ -99,6 +99,7 @@ def build(ctx: StackContext, network: NetworkParts, storage: StorageParts) -> Cl
             bucket_arn=storage.bucket.bucket.arn,
             prefix=storage.prefix,
             triton_namespace=namespace,
+            tags=ctx.tags,
         ),
         opts=ctx.component_opts(),
     )

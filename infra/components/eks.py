@@ -36,7 +36,7 @@ whose kubeconfig authenticates with `aws eks get-token` (no token is stored) and
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pulumi
@@ -89,6 +89,9 @@ class EksGpuClusterArgs:
     bucket_arn: pulumi.Input[str]
     prefix: str
     triton_namespace: str
+    # The stack's common tags (cost center, team, ...): the provider's default tags reach the launch
+    # template itself, not the instances and volumes it launches, so they go into its tag specifications.
+    tags: dict[str, str] = field(default_factory=dict)
 
 
 def model_reader_policy(bucket_arn: pulumi.Input[str], prefix: str, key_arn: pulumi.Input[str], region: str) -> pulumi.Output[str]:
@@ -322,7 +325,7 @@ class EksGpuCluster(pulumi.ComponentResource):
     ) -> aws.eks.NodeGroup:
         args = self._args
         child = pulumi.ResourceOptions(parent=self)
-        name_tags = {"Name": f"{args.name}-{group}"}
+        name_tags = {**args.tags, "Name": f"{args.name}-{group}"}
         template = aws.ec2.LaunchTemplate(
             f"{group}-launch-template",
             name=f"{args.name}-{group}",
@@ -338,7 +341,7 @@ class EksGpuCluster(pulumi.ComponentResource):
             ],
             metadata_options={"http_endpoint": "enabled", "http_tokens": "required", "http_put_response_hop_limit": 1, "instance_metadata_tags": "disabled"},
             vpc_security_group_ids=self.node_security_group_ids,
-            tag_specifications=[{"resource_type": "instance", "tags": name_tags}, {"resource_type": "volume", "tags": name_tags}],
+            tag_specifications=[{"resource_type": kind, "tags": name_tags} for kind in ("instance", "volume", "network-interface")],
             opts=child,
         )
         low, desired, high = sizes

@@ -26,22 +26,33 @@ VERSION = "2012-10-17"
 _ROLE_NAME_MAX = 64
 
 # Key administration without use: the account (IAM) may manage the key, never encrypt or decrypt with it.
+# Administration only, listed one by one: a wildcard such as kms:Create* would include kms:CreateGrant,
+# and a grant can give kms:Decrypt to anyone (the policy's GrantsForAwsServicesOnly statement is the
+# only way to grants). No action here encrypts, decrypts or generates data keys.
 KMS_ADMIN_ACTIONS = [
-    "kms:Create*",
-    "kms:Describe*",
-    "kms:Enable*",
-    "kms:List*",
-    "kms:Put*",
-    "kms:Update*",
-    "kms:Revoke*",
-    "kms:Disable*",
-    "kms:Get*",
-    "kms:Delete*",
+    "kms:CreateAlias",
+    "kms:UpdateAlias",
+    "kms:DeleteAlias",
+    "kms:DescribeKey",
+    "kms:EnableKey",
+    "kms:DisableKey",
+    "kms:EnableKeyRotation",
+    "kms:DisableKeyRotation",
+    "kms:RotateKeyOnDemand",
+    "kms:GetKeyPolicy",
+    "kms:GetKeyRotationStatus",
+    "kms:PutKeyPolicy",
+    "kms:UpdateKeyDescription",
+    "kms:ListAliases",
+    "kms:ListGrants",
+    "kms:ListKeyPolicies",
+    "kms:ListKeyRotations",
+    "kms:ListResourceTags",
+    "kms:RevokeGrant",
     "kms:TagResource",
     "kms:UntagResource",
     "kms:ScheduleKeyDeletion",
     "kms:CancelKeyDeletion",
-    "kms:RotateKeyOnDemand",
 ]
 KMS_VOLUME_ACTIONS = ["kms:Encrypt", "kms:Decrypt", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:DescribeKey", "kms:CreateGrant"]
 KMS_EKS_SECRETS_ACTIONS = ["kms:Encrypt", "kms:Decrypt", "kms:DescribeKey", "kms:ListGrants"]

@@ -7,7 +7,7 @@ Components (built by `build`, before the clusters; see the order in infra/compon
   administer the key but not use it; the EKS cluster role encrypts Kubernetes secrets; EBS volumes
   (node group launches through the Auto Scaling service-linked role, the node role, the EBS CSI
   driver) through EC2 only; the model-reader role decrypts and the model-writer role encrypts through
-  S3 only; S3 server access log delivery writes the log bucket. Roles are named by ARN in
+  S3 only. Roles are named by ARN in
   `aws:PrincipalArn` conditions (infra/components/policies.py), which is what lets the key exist
   before the cluster component creates the roles: EKS needs the key at cluster creation.
   Also: EBS encryption by default in the region with this key (`storage.ebs_default_encryption`).
@@ -15,7 +15,8 @@ Components (built by `build`, before the clusters; see the order in infra/compon
   versioning, every public access block on, object ownership enforced (no ACLs), a bucket policy that
   denies non-TLS requests and uploads that ask for any encryption but the stack key, lifecycle that
   expires noncurrent versions after `storage.retention.noncurrent_version_days`, optional Object Lock,
-  and server access logs into a separate log bucket that is itself encrypted, versioned and private.
+  and server access logs into a separate log bucket that is itself encrypted (SSE-S3, what AWS documents
+  for log destinations), versioned and private.
   Plus the model-writer role (`hybridserve sync` assumes it to upload models).
 - `SwiftRepository` ("hybridserve:storage:SwiftRepository"): a private Swift container (versioned
   where the cloud supports it) and EC2-style credentials for Swift's S3 API, kept only as Pulumi
@@ -99,11 +100,6 @@ def key_policy(args: StackKeyArgs) -> pulumi.Output[str]:
         statement(
             "ModelWriterThroughS3", "Allow", ["kms:GenerateDataKey", "kms:Decrypt"], "*", {"AWS": "*"},
             only(acct.role_arn(roles.model_writer), via="s3"),
-        ),
-        # S3 server access log delivery into the (SSE-KMS) log bucket of this account.
-        statement(
-            "S3AccessLogDelivery", "Allow", ["kms:GenerateDataKey"], "*", {"Service": S3_LOG_DELIVERY},
-            {"StringEquals": {"aws:SourceAccount": acct.id}},
         ),
     )
 
@@ -202,7 +198,7 @@ def model_writer_policy(bucket_arn: pulumi.Input[str], prefix: str, key_arn: pul
 
 
 class ModelBucket(pulumi.ComponentResource):
-    """The S3 model repository and its access-log bucket, both SSE-KMS with the stack key, private, TLS-only."""
+    """The S3 model repository (SSE-KMS with the stack key) and its access-log bucket (SSE-S3), private, TLS-only."""
 
     def __init__(self, name: str, args: ModelBucketArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__(type_token("storage", "ModelBucket"), name, None, opts)
@@ -210,8 +206,10 @@ class ModelBucket(pulumi.ComponentResource):
 
         # Server access logs (audit). S3 delivers them under the log bucket's policy (object ownership enforced).
         self.log_bucket = aws.s3.Bucket("access-logs", bucket=args.log_bucket, force_destroy=args.force_destroy, opts=child)
+        # SSE-S3, not the stack key: AWS documents SSE-S3 (AES256) as the default encryption of a server access
+        # log destination ("Enabling Amazon S3 server access logging"), and log delivery gets no key grant.
         log_controls = self._harden(
-            "access-logs", self.log_bucket, args.key_arn, versioning=True,
+            "access-logs", self.log_bucket, None, versioning=True,
             lifecycle=[
                 {"id": "expire-access-logs", "status": "Enabled", "filter": {"prefix": ""}, "expiration": {"days": args.log_expire_days},
                  "noncurrent_version_expiration": {"noncurrent_days": 1}},
@@ -277,7 +275,8 @@ class ModelBucket(pulumi.ComponentResource):
         self.uri: pulumi.Output[str] = pulumi.Output.concat("s3://", self.bucket.bucket, f"/{args.prefix}")
         self.register_outputs({"uri": self.uri, "bucket_arn": self.bucket.arn, "log_bucket": self.log_bucket.bucket, "writer_role_arn": self.writer_role.arn})
 
-    def _harden(self, name: str, bucket: aws.s3.Bucket, key_arn: pulumi.Input[str], *, versioning: bool, lifecycle: list[dict]) -> list[pulumi.Resource]:
+    def _harden(self, name: str, bucket: aws.s3.Bucket, key_arn: pulumi.Input[str] | None, *, versioning: bool, lifecycle: list[dict]) -> list[pulumi.Resource]:
+        """Public access blocked, owner-enforced, encrypted by default (SSE-KMS under key_arn, or SSE-S3 when None), versioned, lifecycle."""
         child = pulumi.ResourceOptions(parent=self)
         block = aws.s3.BucketPublicAccessBlock(
             f"{name}-public-access-block", bucket=bucket.id,
@@ -287,7 +286,11 @@ class ModelBucket(pulumi.ComponentResource):
         encryption = aws.s3.BucketServerSideEncryptionConfiguration(
             f"{name}-encryption",
             bucket=bucket.id,
-            rules=[{"apply_server_side_encryption_by_default": {"sse_algorithm": "aws:kms", "kms_master_key_id": key_arn}, "bucket_key_enabled": True}],
+            rules=[
+                {"apply_server_side_encryption_by_default": {"sse_algorithm": "aws:kms", "kms_master_key_id": key_arn}, "bucket_key_enabled": True}
+                if key_arn is not None
+                else {"apply_server_side_encryption_by_default": {"sse_algorithm": "AES256"}}
+            ],
             opts=child,
         )
         versions = aws.s3.BucketVersioning(

@@ -156,7 +156,16 @@ class AwsGpuPool(NodeCounts):
     def issues(self) -> Iterator[Issue]:
         yield from super().issues()
         yield from _gpu_taint_issues(self.taints)
-        gpus = {AWS_INSTANCE_TYPES[t].gpu_model for t in self.instance_types if t in AWS_INSTANCE_TYPES}
+        known = [AWS_INSTANCE_TYPES[t] for t in self.instance_types if t in AWS_INSTANCE_TYPES]
+        shapes = {(m.vcpus, m.memory_gib, m.gpu_count) for m in known}
+        if len(shapes) > 1:
+            described = ", ".join(f"{m.name} ({m.vcpus} vCPU, {m.memory_gib:g} GiB, {m.gpu_count} GPU)" for m in known)
+            yield Issue(
+                ("instance_types",),
+                f"{described} differ in size; the cluster autoscaler sizes a node group by one of its types, so every type "
+                "of a pool must have the same vCPUs, memory and GPUs (make one pool per size)",
+            )
+        gpus = {m.gpu_model for m in known}
         if len(gpus) > 1:
             yield Issue(
                 ("instance_types",),
