@@ -251,6 +251,25 @@ def test_the_model_reader_reads_only_the_prefix_decrypts_only_the_key_and_trusts
     assert plan.outputs["modelReaderRoleArn"] == f"arn:aws:iam::{ACCOUNT}:role/hybridserve-{name}-model-reader"
 
 
+def test_control_plane_logs_are_encrypted_and_operators_get_cluster_admin():
+    plan = plan_of("vision-prod")
+    [group] = [r for r in of_type(plan, "aws:cloudwatch/logGroup:LogGroup") if r.inputs["name"] == "/aws/eks/hybridserve-vision-prod-eks/cluster"]
+    [logs_key] = [r for r in of_type(plan, "aws:kms/key:Key") if r.name.endswith("-logs")]
+    [flow] = [r for r in of_type(plan, "aws:cloudwatch/logGroup:LogGroup") if r.inputs["name"] == "/hybridserve-vision-prod/vpc-flow-logs"]
+    assert group.inputs["kmsKeyId"].startswith("arn:aws:kms:") and group.inputs["kmsKeyId"] == flow.inputs["kmsKeyId"]  # the stack's log key
+    # the log key lets CloudWatch Logs use it for that group (its encryption context), and for the network's
+    [logs] = [s for s in statements(logs_key.inputs["policy"]) if s["Sid"] == "CloudWatchLogsOfThisNetwork"]
+    allowed = logs["Condition"]["ArnLike"]["kms:EncryptionContext:aws:logs:arn"]
+    assert "arn:aws:logs:eu-central-1:123456789012:log-group:/aws/eks/hybridserve-vision-prod-eks/cluster" in allowed
+    entries = of_type(plan, "aws:eks/accessEntry:AccessEntry")
+    role = "arn:aws:iam::123456789012:role/vision-platform-admins"
+    assert [e.inputs["principalArn"] for e in entries] == [role] == plan.config.aws.eks.admin_role_arns
+    [policy] = of_type(plan, "aws:eks/accessPolicyAssociation:AccessPolicyAssociation")
+    assert policy.inputs["policyArn"] == "arn:aws:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy"
+    assert policy.inputs["accessScope"] == {"type": "cluster"} and entries[0].urn in policy.dependencies
+    assert not of_type(plan_of("vision-dev"), "aws:eks/accessEntry:AccessEntry")
+
+
 def test_every_in_cluster_identity_is_a_role_for_exactly_one_service_account():
     plan = plan_of("vision-prod")
     subjects = {r.name: irsa_subjects(r)[1] for r in of_type(plan, "aws:iam/role:Role") if "Federated" in r.inputs["assumeRolePolicy"]}

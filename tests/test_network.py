@@ -210,7 +210,8 @@ def test_flow_logs_on_to_an_encrypted_retained_log_group(name):
     assert key.inputs["enableKeyRotation"] is True
     statements = json.loads(key.inputs["policy"])["Statement"]
     logs = next(s for s in statements if s["Principal"].get("Service", "").startswith("logs."))
-    assert logs["Condition"]["ArnLike"]["kms:EncryptionContext:aws:logs:arn"].endswith(f":log-group:/{v.cfg.prefix}/*")
+    network_groups, eks_group = logs["Condition"]["ArnLike"]["kms:EncryptionContext:aws:logs:arn"]
+    assert network_groups.endswith(f":log-group:/{v.cfg.prefix}/*") and eks_group.endswith(f":log-group:/aws/eks/{v.cfg.prefix}-eks/cluster")
     # the role the flow-log service assumes may write to that group only
     roles = {v.state[r.urn]["arn"]: r for r in v.all("aws:iam/role:Role")}
     role = roles[flow.inputs["iamRoleArn"]]

@@ -189,11 +189,13 @@ class AwsNetwork(pulumi.ComponentResource):
         )
 
     def _logs_key(self, name: str, args: AwsNetworkArgs) -> aws.kms.Key:
-        """A KMS key for the network's log groups (flow logs, VPN tunnel logs) only."""
+        """A KMS key for the stack's log groups only: flow logs, VPN tunnel logs, the EKS control plane's logs."""
         invoke = pulumi.InvokeOutputOptions(parent=self)
         account = aws.get_caller_identity_output(opts=invoke).account_id
         partition = aws.get_partition_output(opts=invoke).partition
-        log_groups = pulumi.Output.concat("arn:", partition, ":logs:", args.region, ":", account, ":log-group:/", args.name_prefix, "/*")
+        log_group = lambda name: pulumi.Output.concat("arn:", partition, ":logs:", args.region, ":", account, ":log-group:", name)  # noqa: E731
+        # The network's own log groups, and the EKS control plane's (EKS names it /aws/eks/<cluster>/cluster).
+        log_groups = [log_group(f"/{args.name_prefix}/*"), log_group(f"/aws/eks/{args.eks_cluster_name}/cluster")]
         policy = pulumi.Output.json_dumps(
             {
                 "Version": "2012-10-17",
@@ -218,7 +220,7 @@ class AwsNetwork(pulumi.ComponentResource):
         )
         key = aws.kms.Key(
             f"{name}-logs",
-            description=f"{args.name_prefix}: VPC flow logs and VPN tunnel logs",
+            description=f"{args.name_prefix}: VPC flow logs, VPN tunnel logs, EKS control-plane logs",
             enable_key_rotation=True,
             deletion_window_in_days=30,
             policy=policy,

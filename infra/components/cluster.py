@@ -100,6 +100,7 @@ def build(ctx: StackContext, network: NetworkParts, storage: StorageParts) -> Cl
             prefix=storage.prefix,
             triton_namespace=namespace,
             tags=ctx.tags,
+            log_key_arn=network.logs_kms_key_arn,
         ),
         opts=ctx.component_opts(),
     )

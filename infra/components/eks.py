@@ -73,6 +73,7 @@ VPC_CNI_SA = ("kube-system", "aws-node")
 ROOT_DEVICE = "/dev/xvda"  # AL2023 root volume
 GPU_TOLERATION = {"key": GPU_TAINT_KEY, "operator": "Exists", "effect": "NoSchedule"}
 NODE_TEMPLATE = "k8s.io/cluster-autoscaler/node-template"
+CLUSTER_ADMIN_POLICY = "arn:aws:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy"
 
 
 @dataclass
@@ -92,6 +93,8 @@ class EksGpuClusterArgs:
     # The stack's common tags (cost center, team, ...): the provider's default tags reach the launch
     # template itself, not the instances and volumes it launches, so they go into its tag specifications.
     tags: dict[str, str] = field(default_factory=dict)
+    # The stack's log key (the network's): the control-plane log group is encrypted with it.
+    log_key_arn: pulumi.Input[str] | None = None
 
 
 def model_reader_policy(bucket_arn: pulumi.Input[str], prefix: str, key_arn: pulumi.Input[str], region: str) -> pulumi.Output[str]:
@@ -193,7 +196,8 @@ class EksGpuCluster(pulumi.ComponentResource):
             "cluster-role-eks-policy", role=self.cluster_role.name, policy_arn=managed("AmazonEKSClusterPolicy"), opts=child
         )
         self.log_group = aws.cloudwatch.LogGroup(
-            "control-plane-logs", name=f"/aws/eks/{args.name}/cluster", retention_in_days=cfg.log_retention_days, opts=child
+            "control-plane-logs", name=f"/aws/eks/{args.name}/cluster", retention_in_days=cfg.log_retention_days,
+            kms_key_id=args.log_key_arn, opts=child,
         )
         vpc_config: dict[str, Any] = {
             "subnet_ids": args.private_subnet_ids,
@@ -231,6 +235,14 @@ class EksGpuCluster(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, depends_on=[cluster_policy, self.log_group]),
         )
         self.name: pulumi.Output[str] = self.cluster.name
+        # Cluster admins besides the creator (whose admin access ends with the creating session's role).
+        for i, role in enumerate(cfg.admin_role_arns):
+            entry = aws.eks.AccessEntry(f"admin-{i}", cluster_name=self.cluster.name, principal_arn=role, type="STANDARD", opts=child)
+            aws.eks.AccessPolicyAssociation(
+                f"admin-{i}-cluster-admin", cluster_name=self.cluster.name, principal_arn=role,
+                policy_arn=CLUSTER_ADMIN_POLICY, access_scope={"type": "cluster"},
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[entry]),
+            )
         self.issuer: pulumi.Output[str] = self.cluster.identities.apply(lambda ids: ids[0].oidcs[0].issuer)
         self.oidc = aws.iam.OpenIdConnectProvider("oidc", url=self.issuer, client_id_lists=["sts.amazonaws.com"], opts=child)
 

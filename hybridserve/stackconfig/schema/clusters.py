@@ -262,6 +262,9 @@ class EksCluster(ConfigModel):
     nvidia: NvidiaDevicePlugin = NvidiaDevicePlugin()
     # Triton's service account (in hybridserve:serving.namespace): the only one trusted by the model-reader role.
     triton_service_account: Label = "triton"
+    # IAM roles given cluster admin (access entries) besides the identity that creates the cluster, e.g. the
+    # operators' SSO role and the CI deploy role: without them only the creator could ever administer it.
+    admin_role_arns: list[Annotated[str, Field(pattern=r"^arn:aws(-[a-z]+)*:iam::\d{12}:role/[\w+=,.@/-]+$")]] = Field(default_factory=list)
     # How `pulumi up` reaches the API (required; schema/access.py). public_endpoint adds the runners to
     # the public endpoint's CIDRs; private_network admits them on 443 through a control-plane security group.
     deploy_access: DeployAccess | None = None
@@ -332,6 +335,8 @@ class EksCluster(ConfigModel):
         missing = [t for t in _REQUIRED_LOG_TYPES if t not in self.log_types]
         if missing:
             yield Issue(("log_types",), f"{self.log_types} lacks {', '.join(missing)}; api, audit and authenticator logs are always on (add more, not fewer)")
+        if len(set(self.admin_role_arns)) != len(self.admin_role_arns):
+            yield Issue(("admin_role_arns",), f"{self.admin_role_arns} lists a role twice (one access entry per role)")
         if len(set(self.log_types)) != len(self.log_types):
             yield Issue(("log_types",), f"{self.log_types} lists a log type twice")
         yield from _unique_pool_names(self.gpu_pools)
