@@ -17,6 +17,7 @@ import pulumi_aws as aws
 
 from hybridserve.stackconfig.schema.network import FlowLogs, SubnetPlan
 from infra.components import type_token
+from infra.components.policies import role_name
 
 
 @dataclass
@@ -245,7 +246,7 @@ class AwsNetwork(pulumi.ComponentResource):
         )
         role = aws.iam.Role(
             f"{name}-flow-logs",
-            name=f"{args.name_prefix}-vpc-flow-logs",
+            name=role_name(f"{args.name_prefix}-vpc-flow-logs"),  # within IAM's 64 characters for long team/env names
             assume_role_policy=pulumi.Output.json_dumps(
                 {
                     "Version": "2012-10-17",
