@@ -181,7 +181,7 @@ def build(ctx: StackContext, network: NetworkParts, storage: StorageParts, clust
                 peer_cidrs=list(peers),
                 lb_source_cidrs=lb_sources,
                 object_store_port=store_port,
-                gate=GateSpec(files=files, spec=spec, image=s.gate_image, profile=s.gate.profile, timeout_seconds=s.gate.timeout_seconds),
+                gate=GateSpec(files=files, spec=spec),
                 monitoring=monitoring,
                 depends_on=[publication],
             ),

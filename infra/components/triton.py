@@ -79,13 +79,11 @@ class S3KeyIdentity:
 
 @dataclass
 class GateSpec:
-    """The smoke gate of this site: the files its Job mounts and the JSON spec (`--slos`) it enforces."""
+    """The smoke gate of this site: the files its Job mounts and the JSON spec (`--slos`) it enforces.
+    Its image, profile and bounds are the stack's (serving.gate)."""
 
     files: dict[str, bytes]
     spec: dict[str, Any]
-    image: str
-    profile: str
-    timeout_seconds: int
 
 
 @dataclass
@@ -455,9 +453,9 @@ class TritonService(pulumi.ComponentResource):
         )
         internal = f"{NAME}.{ns_name}.svc.cluster.local"
         command = gate_command(
-            gate.spec, profile=gate.profile, max_concurrency=s.gate.max_concurrency, client_processes=2,
+            gate.spec, profile=s.gate.profile, max_concurrency=s.gate.max_concurrency, client_processes=2,
         )
-        job_name = spec.apply(lambda d: f"{GATE_NAME}-{spec_hash(d, gate.spec, gate_digest, gate.image, command)[:10]}")
+        job_name = spec.apply(lambda d: f"{GATE_NAME}-{spec_hash(d, gate.spec, gate_digest, s.gate_image, command)[:10]}")
         gate_deps = [self.deployment, self.service, self.network_policy, self.gate_network_policy, self.gate_files]
         self.gate_job = k8s.batch.v1.Job(
             f"{name}-smoke-gate",
@@ -466,11 +464,11 @@ class TritonService(pulumi.ComponentResource):
                 "namespace": ns_name,
                 "labels": labels_of(site, "smoke-gate"),
                 # Pulumi waits for the Job: a failed gate fails `pulumi up`.
-                "annotations": {"pulumi.com/timeoutSeconds": str(gate.timeout_seconds + 120)},
+                "annotations": {"pulumi.com/timeoutSeconds": str(s.gate.timeout_seconds + 120)},
             },
             spec={
                 "backoffLimit": 0,  # a failed gate is a verdict, not a flake to retry
-                "activeDeadlineSeconds": gate.timeout_seconds,
+                "activeDeadlineSeconds": s.gate.timeout_seconds,
                 "template": {
                     "metadata": {"labels": labels_of(site, "smoke-gate")},
                     "spec": {
@@ -481,7 +479,7 @@ class TritonService(pulumi.ComponentResource):
                         "nodeSelector": dict(cluster.system_node_selector),
                         "containers": [{
                             "name": "smoke-gate",
-                            "image": gate.image,
+                            "image": s.gate_image,
                             "imagePullPolicy": "Always",
                             "workingDir": GATE_DIR,
                             "command": command,
