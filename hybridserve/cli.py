@@ -12,6 +12,7 @@ import typer
 
 from hybridserve.clirun import run_app
 from hybridserve.console import make_console
+from hybridserve.doctor import doctor_command
 from hybridserve.local.cli import app as local_app
 from hybridserve.models.cli import app as models_app
 from hybridserve.smokereport import smoke_report_command
@@ -22,7 +23,7 @@ app = typer.Typer(
     name="hybridserve",
     help=(
         "Deploy Triton-served PyTorch models onto a hybrid OpenStack + AWS cloud.\n\n"
-        "Data plane: `models`, `sync`, `local`, `smoke`. Stacks: `validate`, `plan`, `smoke-report`. "
+        "Data plane: `models`, `sync`, `local`, `smoke`. Stacks: `validate`, `plan`, `doctor`, `smoke-report`. "
         "The cloud itself is created by `pulumi up` (see README)."
     ),
     no_args_is_help=True,
@@ -56,6 +57,7 @@ def smoke_command(ctx: typer.Context) -> None:
 app.command("smoke-report")(smoke_report_command)
 app.command("validate")(validate_command)
 app.command("plan")(plan_command)
+app.command("doctor")(doctor_command)
 
 _err = make_console(stderr=True)
 
