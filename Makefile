@@ -9,7 +9,11 @@ TOOLS   ?= .venv-tools
 CHECKOV_VERSION := 3.3.30
 TOOLS_STAMP     := $(TOOLS)/.installed-checkov-$(CHECKOV_VERSION)
 
-.PHONY: demo test install tools clean-state
+# The CrossGuard pack's own environment (pulumi-policy pins protobuf 5; .venv has 6).
+POLICY_VENV  ?= policy/venv
+POLICY_STAMP := $(POLICY_VENV)/.installed
+
+.PHONY: demo test install tools policy clean-state
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,12 +30,19 @@ $(TOOLS_STAMP): constraints-tools.txt
 
 tools: $(TOOLS_STAMP)
 
+$(POLICY_STAMP): policy/requirements.txt
+	@test -x $(POLICY_VENV)/bin/python || $(PYTHON) -m venv $(POLICY_VENV)
+	$(POLICY_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r policy/requirements.txt
+	@touch $(POLICY_STAMP)
+
+policy: $(POLICY_STAMP)
+
 demo: $(STAMP)
 	$(BIN)/hybridserve local up
 
 # tests/test_manifests.py scans the rendered manifests with this checkov (it fails, not skips, when set and missing).
-test: $(STAMP) $(TOOLS_STAMP)
-	HYBRIDSERVE_CHECKOV=$(abspath $(TOOLS))/bin/checkov $(BIN)/python -m pytest -n 2 --dist loadfile tests
+test: $(STAMP) $(TOOLS_STAMP) $(POLICY_STAMP)
+	HYBRIDSERVE_CHECKOV=$(abspath $(TOOLS))/bin/checkov HYBRIDSERVE_POLICY_PYTHON=$(abspath $(POLICY_VENV))/bin/python $(BIN)/python -m pytest -n 2 --dist loadfile tests
 
 clean-state:
 	rm -rf .state

@@ -90,11 +90,20 @@ def plan_command(
 
     from infra.plan import FORMAT, plan_stack_file
 
+    from hybridserve.policy.offline import check_plan, load_config
+
+    configs = {name: load_config(name) for name in report.selected}  # a bad policy config stops before the plan
     plans = [plan_stack_file(path) for path in report.selected.values()]
+    docs, blocking = [], 0
     for plan in plans:
         _print_plan(plan)
+        doc = plan.as_json()
+        violations = check_plan(doc, configs.get(plan.stack))
+        doc["policyViolations"] = [v.__dict__ for v in violations]
+        docs.append(doc)
+        blocking += _print_violations(plan, violations)
     if json_file is not None:
-        doc = plans[0].as_json() if stack else {"format": f"{FORMAT}-set", "plans": [p.as_json() for p in plans]}
+        doc = docs[0] if stack else {"format": f"{FORMAT}-set", "plans": docs}
         try:
             json_file.parent.mkdir(parents=True, exist_ok=True)
             json_file.write_text(json.dumps(doc, indent=2, sort_keys=False) + "\n", encoding="utf-8")
@@ -103,6 +112,30 @@ def plan_command(
         _out.print(f"plan written to {json_file}", highlight=False)
     if manifests_dir is not None:
         _write_manifests(plans, manifests_dir, per_stack=not stack)
+    if blocking:
+        raise UserError(
+            f"{blocking} mandatory policy violation{'s' if blocking != 1 else ''} (above): `pulumi up --policy-pack policy` would stop on "
+            f"{'them' if blocking != 1 else 'it'}; fix the stack or the program, or make a policy advisory for a stack in policy/config/<stack>.json",
+            exit_code=1,
+        )
+
+
+def _print_violations(plan: Plan, violations: list) -> int:
+    """Print the policy pack's verdict on a plan; the number of mandatory violations."""
+    from hybridserve.policy.rules import ALL_NAMES, MANDATORY
+
+    if not violations:
+        _out.print(f"[green]✓[/] policy pack: {len(ALL_NAMES)} policies, no violations", highlight=False)
+        return 0
+    names = {r.urn: f"{r.name} ({r.type})" for r in plan.resources}
+    table = Table(title=f"Policy violations of {plan.stack}", show_edge=False)
+    for col in ("policy", "level", "resource", "what to fix"):
+        table.add_column(col, overflow="fold")
+    for v in violations:
+        level = "[red]mandatory[/]" if v.enforcement == MANDATORY else "[yellow]advisory[/]"
+        table.add_row(v.policy, level, names.get(v.urn, v.urn), v.message)
+    _out.print(table)
+    return sum(v.enforcement == MANDATORY for v in violations)
 
 
 def _write_manifests(plans: list[Plan], directory: Path, *, per_stack: bool) -> None:
