@@ -154,7 +154,8 @@ def deny_insecure_transport(bucket_arn: pulumi.Input[str]) -> list[dict[str, Any
     objects = pulumi.Output.concat(bucket_arn, "/*")
     return [
         statement("DenyInsecureTransport", "Deny", "s3:*", [bucket_arn, objects], "*", {"Bool": {"aws:SecureTransport": "false"}}),
-        statement("DenyOldTls", "Deny", "s3:*", [bucket_arn, objects], "*", {"NumericLessThan": {"s3:TlsVersion": "1.2"}}),
+        # A number, not "1.2": s3:TlsVersion is a numeric key (AWS: repost.aws/knowledge-center/s3-enforce-modern-tls).
+        statement("DenyOldTls", "Deny", "s3:*", [bucket_arn, objects], "*", {"NumericLessThan": {"s3:TlsVersion": 1.2}}),
     ]
 
 
