@@ -12,8 +12,9 @@ Components (built by `build`, before the clusters; see the order in infra/compon
   before the cluster component creates the roles: EKS needs the key at cluster creation.
   Also, only in the stack that owns it (`storage.ebs_default_encryption: owner`, one per account and
   region, checked across stacks): EBS encryption by default in the account and region, retained on
-  delete. The region's default key stays AWS's (aws/ebs): the stack key's policy grants use to this
-  stack's roles only, so as the region default it would break other stacks' volumes that name no key.
+  delete. The region's default key is left as the account has it (AWS's aws/ebs unless changed): the
+  stack key's policy grants use to this stack's roles only, so as the region default it would break
+  other stacks' volumes that name no key, and it is deleted with its stack.
 - `ModelBucket` ("hybridserve:storage:ModelBucket"): SSE-KMS with the stack key and S3 bucket keys,
   versioning, every public access block on, object ownership enforced (no ACLs), a bucket policy that
   denies non-TLS requests and uploads that ask for any encryption but the stack key, lifecycle that
