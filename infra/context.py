@@ -67,6 +67,8 @@ class StackContext:
         return aws.Provider(
             "aws",
             region=cfg.aws.region,
+            # A declared account is enforced: credentials of any other account fail before anything changes.
+            allowed_account_ids=[cfg.aws.account_id] if cfg.aws.account_id else None,
             # Every AWS resource that supports tags gets the common tags without each component repeating them.
             default_tags=aws.ProviderDefaultTagsArgs(tags=self.tags),
         )

@@ -78,6 +78,8 @@ class PlannedResource:
     # URNs it waits for (depends_on, expanded to custom resources as the engine receives them). Not part
     # of the JSON contract: tests read it to check the order a `pulumi up` would create things in.
     dependencies: tuple[str, ...] = ()
+    # The retainOnDelete option (not in the JSON contract): a destroy leaves the cloud resource as it is.
+    retain_on_delete: bool = False
 
     def as_json(self) -> dict[str, Any]:
         return {"urn": self.urn, "type": self.type, "name": self.name, "parent": self.parent, "provider": self.provider, "inputs": self.inputs}
@@ -216,6 +218,7 @@ class RecordingMonitor(MockMonitor):
             inputs=to_plain(request.object),
             custom=bool(request.custom),
             dependencies=tuple(request.dependencies),
+            retain_on_delete=bool(request.retainOnDelete),
         )
         with self._lock:
             if request.type == "pulumi:pulumi:Stack":

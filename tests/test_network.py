@@ -218,7 +218,11 @@ def test_flow_logs_on_to_an_encrypted_retained_log_group(name):
     trust = json.loads(role.inputs["assumeRolePolicy"])["Statement"][0]
     assert trust["Principal"] == {"Service": "vpc-flow-logs.amazonaws.com"} and "aws:SourceAccount" in trust["Condition"]["StringEquals"]
     policy = next(p for p in v.all("aws:iam/rolePolicy:RolePolicy") if p.inputs["role"] == v.id(role))
-    assert json.loads(policy.inputs["policy"])["Statement"][0]["Resource"] == [group_arn := v.state[group.urn]["arn"], f"{group_arn}:*"]
+    write, list_groups = json.loads(policy.inputs["policy"])["Statement"]
+    assert write["Resource"] == [group_arn := v.state[group.urn]["arn"], f"{group_arn}:*"]
+    assert sorted(write["Action"]) == ["logs:CreateLogStream", "logs:DescribeLogStreams", "logs:PutLogEvents"]
+    # IAM authorizes logs:DescribeLogGroups only on "*" (it takes no log-group ARN): alone in its statement
+    assert (list_groups["Action"], list_groups["Resource"]) == ("logs:DescribeLogGroups", "*")
 
 
 def test_flow_logs_can_be_turned_off(tmp_path):

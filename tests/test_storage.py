@@ -18,6 +18,7 @@ import yaml
 from hybridserve.paths import repo_root
 from hybridserve.stackconfig import StackConfigError, build_stack_config, stack_files
 from infra.plan import SECRET_MARKER, Plan, PlannedResource, plan_stack_file
+from cliutil import run_cli
 from stackutil import reachable
 
 EXAMPLES = repo_root() / "stacks"
@@ -144,7 +145,7 @@ def test_object_lock_only_where_configured():
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_the_stack_key_rotates_has_its_alias_and_encrypts_ebs_by_default(name):
+def test_the_stack_key_rotates_and_has_its_alias(name):
     plan = plan_of(name)
     kms = plan.config.storage.kms
     key = one(plan, "aws:kms/key:Key", "key")
@@ -154,8 +155,49 @@ def test_the_stack_key_rotates_has_its_alias_and_encrypts_ebs_by_default(name):
     alias = one(plan, "aws:kms/alias:Alias", "alias")
     assert alias.inputs["name"] == plan.config.kms_alias()
     assert alias.inputs["targetKeyId"] == key_arn(plan).rsplit("/", 1)[1]
-    assert one(plan, "aws:ebs/encryptionByDefault:EncryptionByDefault", "ebs-encryption-by-default").inputs["enabled"] is True
-    assert one(plan, "aws:ebs/defaultKmsKey:DefaultKmsKey", "ebs-default-key").inputs["keyArn"] == key_arn(plan)
+
+
+# --- EBS encryption by default: one owner per account and region -----------------------------------------
+
+
+def test_only_the_owner_stack_of_a_region_declares_ebs_encryption_by_default_and_a_destroy_leaves_it_on():
+    owners = {}
+    for name in NAMES:
+        plan = plan_of(name)
+        declared = of_type(plan, "aws:ebs/encryptionByDefault:EncryptionByDefault")
+        # the region's default key stays AWS's (aws/ebs): the stack key as region default would refuse
+        # other stacks' volumes that name no key, and it is deleted with its stack
+        assert not of_type(plan, "aws:ebs/defaultKmsKey:DefaultKmsKey"), name
+        if plan.config.storage.ebs_default_encryption == "owner":
+            [setting] = declared
+            assert setting.inputs["enabled"] is True
+            # the provider disables encryption by default when the resource is deleted: retained instead
+            assert setting.retain_on_delete is True
+            owners.setdefault(plan.config.aws.region, []).append(name)
+        else:
+            assert declared == [], name
+    # the examples: per region the prod stack owns it, the dev stack leaves it alone
+    assert owners == {"eu-central-1": ["vision-prod"], "us-west-2": ["search-prod"]}
+
+
+@pytest.mark.parametrize("name", ["vision-dev", "vision-prod"])
+def test_the_stacks_volumes_name_the_stack_key_whoever_owns_the_region_default(name):
+    plan = plan_of(name)
+    templates = of_type(plan, "aws:ec2/launchTemplate:LaunchTemplate")
+    assert templates
+    for template in templates:
+        [root] = template.inputs["blockDeviceMappings"]
+        assert (root["ebs"]["encrypted"], root["ebs"]["kmsKeyId"]) == ("true", key_arn(plan)), template.name
+    [gp3] = [r for r in of_type(plan, "kubernetes:storage.k8s.io/v1:StorageClass") if r.inputs["metadata"]["name"] == "gp3-encrypted"]
+    assert (gp3.inputs["parameters"]["encrypted"], gp3.inputs["parameters"]["kmsKeyId"]) == ("true", key_arn(plan))
+
+
+def test_a_declared_account_is_enforced_by_the_aws_provider(stacks: Path):
+    plan = plan_stack_file(edit(stacks, "vision-dev", "hybridserve:aws", account_id="210987654321"))
+    provider = one(plan, "pulumi:providers:aws", "aws")
+    allowed = provider.inputs["allowedAccountIds"]
+    assert (json.loads(allowed) if isinstance(allowed, str) else allowed) == ["210987654321"]
+    assert "allowedAccountIds" not in one(plan_of("vision-dev"), "pulumi:providers:aws", "aws").inputs
 
 
 def test_key_policy_grants_use_only_to_the_roles_that_need_it():
@@ -255,10 +297,10 @@ def edit(stacks: Path, name: str, key: str, **values) -> Path:
 
 
 def test_a_configured_swift_endpoint_shapes_the_triton_uri_and_ebs_default_can_be_left_to_another_stack(stacks: Path):
-    path = edit(stacks, "search-dev", "hybridserve:storage", swift_s3_endpoint="https://swift.search.example:8443", ebs_default_encryption=False)
+    path = edit(stacks, "search-prod", "hybridserve:storage", swift_s3_endpoint="https://swift.search.example:8443", ebs_default_encryption="unmanaged")
     plan = plan_stack_file(path)
-    assert plan.outputs["bucketUris"]["openstack"] == "s3://https://swift.search.example:8443/search-dev-triton-models/models"
-    assert not of_type(plan, "aws:ebs/defaultKmsKey:DefaultKmsKey")
+    assert plan.outputs["bucketUris"]["openstack"] == "s3://https://swift.search.example:8443/search-prod-triton-models/models"
+    assert not of_type(plan, "aws:ebs/encryptionByDefault:EncryptionByDefault")
     assert not [w for w in plan.warnings if "no mock for invoke" in w]
 
 
@@ -282,5 +324,71 @@ def test_bad_storage_settings_name_the_key(storage, problem):
 
 def test_storage_defaults_are_encrypted_and_name_the_cinder_type():
     st = build_stack_config(reachable(REQUIRED)).storage
-    assert st.kms.enable_key_rotation and st.ebs_default_encryption and st.swift_versioning
+    assert st.kms.enable_key_rotation and st.swift_versioning
+    # the account-wide setting is left alone unless a stack is made its owner
+    assert st.ebs_default_encryption == "unmanaged"
     assert st.cinder_volume_type == "LUKS" and st.writer_principals == []
+
+
+@pytest.mark.parametrize(
+    "values, problem",
+    [
+        ({"hybridserve:storage": {"ebs_default_encryption": True}},
+         "hybridserve:storage.ebs_default_encryption: true is no longer accepted; EBS encryption by default is one setting per AWS account and region: "
+         "set 'owner' on the one stack that manages it and 'unmanaged' (the default) on the others"),
+        ({"hybridserve:storage": {"ebs_default_encryption": "yes"}}, "hybridserve:storage.ebs_default_encryption: 'yes' is not valid; expected 'owner' or 'unmanaged'"),
+        ({"hybridserve:aws": {"account_id": "12345"}}, "hybridserve:aws.account_id: '12345' is not an AWS account id; expected its 12 digits"),
+    ],
+)
+def test_bad_ebs_ownership_settings_name_the_key(values, problem):
+    with pytest.raises(StackConfigError) as info:
+        build_stack_config(reachable({**REQUIRED, **values}))
+    assert any(problem in p for p in info.value.problems), info.value.problems
+
+
+def test_an_unquoted_account_id_reads_as_its_digits():
+    assert build_stack_config(reachable({**REQUIRED, "hybridserve:aws": {"account_id": 210987654321}})).aws.account_id == "210987654321"
+
+
+# --- across stacks ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def in_checkout(stacks: Path, monkeypatch) -> Path:
+    """The copied stacks as a checkout (Pulumi.yaml beside them), run from its root like a user would."""
+    shutil.copy(repo_root() / "Pulumi.yaml", stacks.parent / "Pulumi.yaml")
+    monkeypatch.chdir(stacks.parent)
+    monkeypatch.setenv("HYBRIDSERVE_ROOT", str(stacks.parent))
+    return stacks
+
+
+def test_two_owners_of_ebs_encryption_by_default_in_one_region_are_refused(in_checkout: Path, capsys):
+    edit(in_checkout, "vision-dev", "hybridserve:storage", ebs_default_encryption="owner")
+    expected = (
+        "stacks/Pulumi.vision-prod.yaml: hybridserve:storage.ebs_default_encryption: 'owner', but stacks/Pulumi.vision-dev.yaml owns "
+        "EBS encryption by default in region eu-central-1 too; it is one setting per AWS account and region (destroying one owner "
+        "would turn it off for the other): keep 'owner' on one stack and set 'unmanaged' on the others "
+        "(if they deploy to different AWS accounts, set hybridserve:aws.account_id in both)"
+    )
+    code, _, err = run_cli(["validate"], capsys)
+    assert code == 2 and expected in err
+    plan_json = in_checkout.parent / "plan.json"
+    code, out, err = run_cli(["plan", "--stack", "vision-dev", "--json", str(plan_json)], capsys)
+    assert code == 2 and expected in err
+    assert out == "" and not plan_json.exists()  # nothing planned
+    # the other region's owner is no conflict
+    assert "search-prod" not in err
+
+
+def test_owners_in_different_declared_accounts_pass_and_the_same_account_is_named(in_checkout: Path, capsys):
+    edit(in_checkout, "vision-dev", "hybridserve:storage", ebs_default_encryption="owner")
+    edit(in_checkout, "vision-dev", "hybridserve:aws", account_id="111111111111")
+    edit(in_checkout, "vision-prod", "hybridserve:aws", account_id="222222222222")
+    code, _, err = run_cli(["validate"], capsys)
+    assert code == 0, err
+
+    edit(in_checkout, "vision-dev", "hybridserve:aws", account_id="222222222222")
+    code, _, err = run_cli(["validate"], capsys)
+    assert code == 2
+    assert "owns EBS encryption by default in account 222222222222 and region eu-central-1 too" in err
+    assert "set hybridserve:aws.account_id in both" not in err  # both are declared: no hint to declare them

@@ -4,6 +4,10 @@
 - Swift containers are per cloud: no two stacks on the same OpenStack cloud and region may share one.
 - Stacks in the same `vpn.peering_group` meet over the VPN: their routed networks (VPC, EKS pod
   CIDR, OpenStack network) must not overlap, or routes become ambiguous.
+- EBS encryption by default is one setting per AWS account and region: at most one stack there may
+  own it (`storage.ebs_default_encryption: owner`), or destroying one would turn it off for the
+  others. Stacks name their account in `aws.account_id`; two owners in one region conflict unless
+  both name accounts and the accounts differ (nothing else in a stack file tells accounts apart).
 """
 
 from __future__ import annotations
@@ -49,6 +53,25 @@ def cross_stack_problems(stacks: Mapping[str, StackConfig], *, only: set[str] | 
                             f"stacks in peering group {cfg.vpn.peering_group!r} meet over the VPN, so their networks must be distinct "
                             "(or put them in different hybridserve:vpn.peering_group)",
                         ))
+
+    ebs_owners: list[tuple[str, StackConfig]] = []
+    loc = ("storage", "ebs_default_encryption")
+    for source, cfg in items:
+        if cfg.storage.ebs_default_encryption != "owner":
+            continue
+        for other_source, other in ebs_owners:
+            mine, theirs = cfg.aws.account_id, other.aws.account_id
+            if cfg.aws.region != other.aws.region or (mine and theirs and mine != theirs):
+                continue
+            where = f"account {mine} and region {cfg.aws.region}" if mine and mine == theirs else f"region {cfg.aws.region}"
+            hint = "" if mine and theirs else f" (if they deploy to different AWS accounts, set {format_loc(('aws', 'account_id'))} in both)"
+            problems.append((
+                {source, other_source},
+                f"{source}: {format_loc(loc)}: 'owner', but {other_source} owns EBS encryption by default in {where} too; "
+                "it is one setting per AWS account and region (destroying one owner would turn it off for the other): "
+                f"keep 'owner' on one stack and set 'unmanaged' on the others{hint}",
+            ))
+        ebs_owners.append((source, cfg))
 
     relevant = [msg for involved, msg in problems if only is None or involved & only]
     return list(dict.fromkeys(relevant))

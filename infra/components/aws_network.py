@@ -273,10 +273,13 @@ class AwsNetwork(pulumi.ComponentResource):
                     "Version": "2012-10-17",
                     "Statement": [
                         {
+                            "Sid": "WriteThisLogGroup",
                             "Effect": "Allow",
-                            "Action": ["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogGroups", "logs:DescribeLogStreams"],
+                            "Action": ["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
                             "Resource": [group.arn, pulumi.Output.concat(group.arn, ":*")],
-                        }
+                        },
+                        # DescribeLogGroups takes no resource ARN (IAM authorizes it only on "*"); it reveals names, not events.
+                        {"Sid": "ListLogGroups", "Effect": "Allow", "Action": "logs:DescribeLogGroups", "Resource": "*"},
                     ],
                 }
             ),

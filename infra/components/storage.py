@@ -10,7 +10,11 @@ Components (built by `build`, before the clusters; see the order in infra/compon
   S3 only. Roles are named by ARN in
   `aws:PrincipalArn` conditions (infra/components/policies.py), which is what lets the key exist
   before the cluster component creates the roles: EKS needs the key at cluster creation.
-  Also: EBS encryption by default in the region with this key (`storage.ebs_default_encryption`).
+  Also, only in the stack that owns it (`storage.ebs_default_encryption: owner`, one per account and
+  region, checked across stacks): EBS encryption by default in the account and region, retained on
+  delete. The region's default key is left as the account has it (AWS's aws/ebs unless changed): the
+  stack key's policy grants use to this stack's roles only, so as the region default it would break
+  other stacks' volumes that name no key, and it is deleted with its stack.
 - `ModelBucket` ("hybridserve:storage:ModelBucket"): SSE-KMS with the stack key and S3 bucket keys,
   versioning, every public access block on, object ownership enforced (no ACLs), a bucket policy that
   denies non-TLS requests and uploads that ask for any encryption but the stack key, lifecycle that
@@ -62,7 +66,7 @@ class StackKeyArgs:
     deletion_window_days: int
     rotation_period_days: int
     multi_region: bool
-    ebs_default_encryption: bool
+    ebs_default_encryption: str  # "owner" | "unmanaged" (StorageConfig.ebs_default_encryption)
     roles: RoleNames
     account: Account
 
@@ -105,7 +109,7 @@ def key_policy(args: StackKeyArgs) -> pulumi.Output[str]:
 
 
 class StackKey(pulumi.ComponentResource):
-    """The stack's customer-managed KMS key, its alias, and EBS encryption by default in the region."""
+    """The stack's customer-managed KMS key, its alias, and (owner stack only) EBS encryption by default."""
 
     def __init__(self, name: str, args: StackKeyArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__(type_token("storage", "StackKey"), name, None, opts)
@@ -124,9 +128,12 @@ class StackKey(pulumi.ComponentResource):
         )
         self.alias = aws.kms.Alias("alias", name=args.alias, target_key_id=self.key.key_id, opts=child)
         self.arn: pulumi.Output[str] = self.key.arn
-        if args.ebs_default_encryption:
-            aws.ebs.EncryptionByDefault("ebs-encryption-by-default", enabled=True, opts=child)
-            aws.ebs.DefaultKmsKey("ebs-default-key", key_arn=self.key.arn, opts=child)
+        if args.ebs_default_encryption == "owner":
+            # Account- and region-wide. Deleting the resource turns encryption by default off (provider docs),
+            # so a destroy, or handing ownership to another stack, leaves it on: retained, not deleted.
+            aws.ebs.EncryptionByDefault(
+                "ebs-encryption-by-default", enabled=True, opts=pulumi.ResourceOptions(parent=self, retain_on_delete=True)
+            )
         self.register_outputs({"arn": self.arn, "alias": self.alias.name})
 
 
@@ -154,7 +161,8 @@ def deny_insecure_transport(bucket_arn: pulumi.Input[str]) -> list[dict[str, Any
     objects = pulumi.Output.concat(bucket_arn, "/*")
     return [
         statement("DenyInsecureTransport", "Deny", "s3:*", [bucket_arn, objects], "*", {"Bool": {"aws:SecureTransport": "false"}}),
-        statement("DenyOldTls", "Deny", "s3:*", [bucket_arn, objects], "*", {"NumericLessThan": {"s3:TlsVersion": "1.2"}}),
+        # A number, not "1.2": s3:TlsVersion is a numeric key (AWS: repost.aws/knowledge-center/s3-enforce-modern-tls).
+        statement("DenyOldTls", "Deny", "s3:*", [bucket_arn, objects], "*", {"NumericLessThan": {"s3:TlsVersion": 1.2}}),
     ]
 
 

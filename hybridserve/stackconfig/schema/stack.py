@@ -20,8 +20,9 @@ values stay Pulumi secrets; offline tools only learn whether they are set (`secr
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Annotated, Any
 
-from pydantic import Field
+from pydantic import BeforeValidator, Field
 
 from hybridserve.stackconfig.catalog import AWS_INSTANCE_TYPES, OPENSTACK_FLAVORS, MachineType, brief
 from hybridserve.stackconfig.schema.access import access_issues
@@ -51,9 +52,21 @@ class FlavorSpec(ConfigModel):
         return MachineType(name, self.vcpus, self.memory_gib, self.gpu_model, self.gpu_count, self.gpu_memory_gib, self.usd_per_hour)
 
 
+def _account_text(value: Any) -> Any:
+    """An unquoted account id is a YAML number: read it as the digits it was written as; then 12 digits."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if value is not None and not (isinstance(value, str) and len(value) == 12 and value.isascii() and value.isdigit()):
+        raise ValueError(f"{value!r} is not an AWS account id; expected its 12 digits, quoted (e.g. '012345678901')")
+    return value
+
+
 class AwsConfig(ConfigModel):
     # Filled from the provider key `aws:region`, which the AWS provider reads too.
     region: str = Field(default="us-east-1", pattern=r"^[a-z]{2}(-gov)?-[a-z]+-\d$")
+    # The AWS account the stack deploys to. None: not declared. Declared, the AWS provider refuses any
+    # other account (allowed_account_ids), and the cross-stack checks tell stacks in different accounts apart.
+    account_id: Annotated[str | None, BeforeValidator(_account_text)] = None
     vpc: AwsVpc = AwsVpc()
     eks: EksCluster = EksCluster()
 

@@ -3,10 +3,11 @@
 Names left empty are derived from the stack: `<project>-<team>-<env>-models` (see
 `StackConfig.bucket_names`). Bucket names must be unique across every stack in `stacks/`.
 
-Encrypted by default, and not switchable off: the stack key rotates; the model bucket and its
-access-log bucket use SSE-KMS with that key; EBS volumes in the region default to it
-(`ebs_default_encryption`); Cinder volumes use the cloud operator's encrypted volume type
-(`cinder_volume_type`: the kit uses the type, it does not create it).
+Encrypted by default, and not switchable off: the stack key rotates; the model bucket uses SSE-KMS
+with that key; the stack's EBS volumes name the key explicitly; Cinder volumes use the cloud
+operator's encrypted volume type (`cinder_volume_type`: the kit uses the type, it does not create it).
+EBS encryption by default is a setting of the AWS account and region, not of a stack: one stack
+per account and region may own it (`ebs_default_encryption: owner`, checked across stacks).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import re
 from collections.abc import Iterator
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator, BeforeValidator, Field
 
 from hybridserve.stackconfig.schema.common import ConfigModel, Issue
 
@@ -42,6 +43,16 @@ def check_bucket_name(value: str) -> str:
 
 
 BucketName = Annotated[str, AfterValidator(check_bucket_name)]
+
+
+def _ebs_default_choice(value: object) -> object:
+    """The former true/false named what each stack did to a setting all stacks in the account and region share."""
+    if isinstance(value, bool):
+        raise ValueError(
+            f"{str(value).lower()} is no longer accepted; EBS encryption by default is one setting per AWS account and region: "
+            "set 'owner' on the one stack that manages it and 'unmanaged' (the default) on the others"
+        )
+    return value
 
 
 class KmsKeySettings(ConfigModel):
@@ -114,9 +125,11 @@ class StorageConfig(ConfigModel):
     # The cloud operator's encrypted Cinder volume type (LUKS): node volumes and the private
     # cluster's default StorageClass use it. The kit does not create it; ask the cloud operator.
     cinder_volume_type: str = Field(default="LUKS", min_length=1, max_length=255)
-    # EBS encryption by default in the region with the stack key. It is a setting of the account and
-    # region: if several stacks share them, let one stack own it and set false on the others.
-    ebs_default_encryption: bool = True
+    # EBS encryption by default, a setting of the whole AWS account and region (every stack there shares it).
+    # "owner": this stack turns it on and keeps it on (a destroy leaves it on); one owner per account and
+    # region (hybridserve/stackconfig/crossstack.py). "unmanaged": the stack leaves it alone. Either way
+    # the stack's own volumes are encrypted with the stack key, named in the launch templates and the StorageClass.
+    ebs_default_encryption: Annotated[Literal["owner", "unmanaged"], BeforeValidator(_ebs_default_choice)] = "unmanaged"
     # Who may assume the model-writer role (`hybridserve sync` uploads with it). Empty: any principal
     # of the account that IAM allows to sts:AssumeRole it.
     writer_principals: list[Annotated[str, Field(pattern=_IAM_PRINCIPAL)]] = Field(default_factory=list)
