@@ -100,8 +100,8 @@ def test_a_pod_asking_more_gpus_than_any_node_has_is_refused_naming_both_keys():
     problems = problems_of(serving(resources={"gpus": 2}))
     assert len(problems) == 2  # one per site: g4dn.xlarge and gpu.t4.large have 1 GPU
     aws_problem, os_problem = sorted(problems)
-    assert aws_problem.startswith(f"{SOURCE}: hybridserve:serving.resources.gpus: 2 per Triton pod is more than any node of the GPU pools on aws has")
-    assert "hybridserve:aws.eks.gpu_pools[0].instance_types: g4dn.xlarge (GPUs: 1)" in aws_problem and "g5.12xlarge" in aws_problem
+    assert aws_problem.startswith(f"{SOURCE}: hybridserve:serving.resources.gpus: 2 per Triton pod is more than any node of the GPU pools on aws offers")
+    assert "hybridserve:aws.eks.gpu_pools[0].instance_types: g4dn.xlarge (GPUs: 1)" in aws_problem and "e.g. g4dn.12xlarge" in aws_problem
     assert "hybridserve:openstack.magnum.gpu_pools[0].flavor: gpu.t4.large (GPUs: 1)" in os_problem and "gpu.t4x2.xlarge" in os_problem
 
 
@@ -113,13 +113,30 @@ def test_a_pod_fits_when_a_pool_has_nodes_with_enough_gpus():
     assert cfg.serving.resources.gpus == 2 and stack_warnings(cfg) == []
 
 
-@pytest.mark.parametrize(("key", "value", "shown"), [("cpu_request", "64", "vCPUs: 4"), ("memory_request", "600Gi", "memory: 16 GiB")])
+@pytest.mark.parametrize(("key", "value", "shown"), [("cpu_request", "64", "vCPUs: 4, 3.92 allocatable"), ("memory_request", "600Gi", "memory: 16 GiB, 15.34 GiB allocatable")])
 def test_cpu_or_memory_beyond_any_node_is_refused(key, value, shown):
     limit = key.replace("request", "limit")
     problems = problems_of(serving(resources={key: value, limit: value}, targets=["aws"]))
     [problem] = problems
     assert problem.startswith(f"{SOURCE}: hybridserve:serving.resources.{key}: {value} per Triton pod is more than any node")
     assert f"hybridserve:aws.eks.gpu_pools[0].instance_types: g4dn.xlarge ({shown})" in problem
+
+
+def test_a_request_of_a_whole_node_is_refused_since_the_kubelet_keeps_some():
+    # vision-prod asked for 4 CPUs and 16Gi on g5.xlarge (4 vCPUs, 16 GiB): never schedulable on EKS, whose
+    # AMI keeps 80m CPU and at least 674 MiB of memory for the kubelet and eviction.
+    pool = {"name": "a10g", "instance_types": ["g5.xlarge"], "max_size": 2}
+    resources = {"cpu_request": "4", "cpu_limit": "8", "memory_request": "16Gi", "memory_limit": "24Gi"}
+    problems = problems_of({**serving(resources=resources, targets=["aws"]), **aws(gpu_pools=[pool])})
+    assert [p.split(": ")[1] for p in sorted(problems)] == ["hybridserve:serving.resources.cpu_request", "hybridserve:serving.resources.memory_request"]
+    assert all("g5.xlarge (vCPUs: 4, 3.92 allocatable, memory: 16 GiB, 15.34 GiB allocatable)" in p for p in problems)
+    assert all("e.g. g5.2xlarge" in p for p in problems)  # the same GPU model first
+    cfg = build({**serving(resources={**resources, "cpu_request": "3.9", "memory_request": "15Gi"}, targets=["aws"]), **aws(gpu_pools=[pool])})
+    assert cfg.serving.resources.cpu_request == "3.9"
+    # Magnum's kubelet keeps at least the 100 MiB eviction threshold: gpu.t4.large has 8 vCPUs and 32 GiB.
+    problem = only_problem(serving(resources={"memory_request": "32Gi", "memory_limit": "32Gi"}, targets=["openstack"]), "hybridserve:serving.resources.memory_request")
+    assert "gpu.t4.large (memory: 32 GiB, 31.90 GiB allocatable)" in problem
+    assert build(serving(resources={"cpu_request": "8", "cpu_limit": "8"}, targets=["openstack"])).serving.resources.cpu_request == "8"
 
 
 def test_a_pool_no_pod_fits_while_another_does_is_a_warning():
@@ -301,7 +318,7 @@ def test_the_examples_validate(checkout: Path, capsys):
         (("      max_p99_ms: 600", "      max_p99_ms: .inf"),
          "stacks/Pulumi.vision-dev.yaml: hybridserve:serving.slo.max_p99_ms: inf is not valid; give a finite number of ms"),
         (("      gpus: 1", "      gpus: 8"),
-         "stacks/Pulumi.vision-dev.yaml: hybridserve:serving.resources.gpus: 8 per Triton pod is more than any node of the GPU pools on aws has"),
+         "stacks/Pulumi.vision-dev.yaml: hybridserve:serving.resources.gpus: 8 per Triton pod is more than any node of the GPU pools on aws offers"),
         (("    magnum:\n", "    magnum:\n      template:\n        kube_tag: v1.30.7\n"),
          "stacks/Pulumi.vision-dev.yaml: hybridserve:openstack.magnum.template.kube_tag: 'v1.30.7' is of Kubernetes 1.30, past its upstream end of life"),
     ],

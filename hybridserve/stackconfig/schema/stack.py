@@ -227,7 +227,7 @@ class StackConfig(ConfigModel):
     def warnings(self) -> Iterator[Issue]:
         for target in self.serving.targets:
             pools = self._gpu_pool_shapes(target)
-            fits = [_pod_fit(m, self._pod_requests()) for _, _, m in pools]
+            fits = [_pod_fit(m, self._pod_requests(), target) for _, _, m in pools]
             if any(not misses for misses in fits):
                 for (loc, _, m), misses in zip(pools, fits):
                     if misses:
@@ -269,23 +269,23 @@ class StackConfig(ConfigModel):
             pools = self._gpu_pool_shapes(target)
             if not pools:
                 continue  # unknown flavors are reported by OpenStackConfig
-            fits = [_pod_fit(m, wanted) for _, _, m in pools]
+            fits = [_pod_fit(m, wanted, target) for _, _, m in pools]
             if all(fits):
                 # A pod is placed whole on one node: a request no node of the site's GPU pools has is never scheduled.
                 shown = "; ".join(f"{format_loc(loc)}: {m.name} ({', '.join(f)})" for (loc, _, m), f in zip(pools, fits))
-                for key, unit in (("gpus", "GPU"), ("cpu_request", "vCPU"), ("memory_request", "memory")):
-                    if all(any(miss.startswith(unit) for miss in f) for f in fits):
-                        yield Issue(
-                            ("serving", "resources", key),
-                            f"{getattr(res, key)} per Triton pod is more than any node of the GPU pools on {target} has ({shown}); "
-                            f"a pod runs on one node: lower serving.resources.{key} or give a pool a larger "
-                            f"{'instance type' if target == 'aws' else 'flavor'}{_bigger(target, key, wanted[key], self)}",
-                        )
-                        break
-                else:
+                short = [key for key, unit in (("gpus", "GPU"), ("cpu_request", "vCPU"), ("memory_request", "memory"))
+                         if all(any(miss.startswith(unit) for miss in f) for f in fits)]
+                for key in short:
+                    yield Issue(
+                        ("serving", "resources", key),
+                        f"{getattr(res, key)} per Triton pod is more than any node of the GPU pools on {target} offers ({shown}); "
+                        f"a pod runs on one node: lower serving.resources.{key} or give a pool a larger "
+                        f"{'instance type' if target == 'aws' else 'flavor'}{_bigger(target, wanted, {m.gpu_model for _, _, m in pools}, self)}",
+                    )
+                if not short:
                     yield Issue(("serving", "resources", "gpus"), f"a Triton pod fits no node of the GPU pools on {target} ({shown}); size one pool for it")
                 continue
-            pods = sum(pool.max_size * _pods_per_node(m, wanted) for _, pool, m in pools)
+            pods = sum(pool.max_size * _pods_per_node(m, wanted, target) for _, pool, m in pools)
             if pods < replicas:
                 raw = sum(pool.max_size * m.gpu_count for _, pool, m in pools)
                 usable = pods * res.gpus
@@ -349,33 +349,53 @@ class StackConfig(ConfigModel):
             )
 
 
-def _pod_fit(m: MachineType, wanted: dict[str, float]) -> list[str]:
-    """What of a pod's requests a node of `m` lacks (empty: it fits). Node capacity, not allocatable: the
-    kubelet's reservations and DaemonSets take some more, so a pod that passes may still not fit exactly."""
+# What a node offers pods: its capacity less what the kubelet keeps (allocatable), as the node images compute it.
+# EKS AL2023 AMIs (awslabs/amazon-eks-ami nodeadm, kubelet config, checked 2026-12-01): kube-reserved CPU is 6% of
+# the first core, 1% of the second, 0.5% of the next two and 0.25% of the rest; kube-reserved memory is
+# 11 MiB × max pods + 255 MiB, plus the 100 MiB hard-eviction threshold. Max pods differs per type (VPC CNI
+# ENI limits); 29, the fewest of the catalogue's GPU types (g4dn.xlarge), makes this a lower bound on what is
+# kept. Magnum's kubelet keeps at least the upstream 100 MiB eviction threshold. DaemonSets (device plugin,
+# DCGM exporter, CNI, kube-proxy) take more, so a pod that passes may still need a larger node.
+_EKS_MIN_MAX_PODS = 29
+_MIB = 2**20
+
+
+def _allocatable(m: MachineType, target: str) -> tuple[float, float]:
+    """(vCPUs, bytes) a node of `m` offers pods at `target` (see above)."""
+    mem = m.memory_gib * 2**30 - 100 * _MIB
+    if target != "aws":
+        return float(m.vcpus), mem
+    shares = [0.06, 0.01, 0.005, 0.005] + [0.0025] * max(0, m.vcpus - 4)
+    return m.vcpus - sum(shares[: m.vcpus]), mem - (11 * _EKS_MIN_MAX_PODS + 255) * _MIB
+
+
+def _pod_fit(m: MachineType, wanted: dict[str, float], target: str) -> list[str]:
+    """What of a pod's requests a node of `m` lacks (empty: it fits)."""
+    cpu, mem = _allocatable(m, target)
     misses = []
     if wanted["gpus"] > m.gpu_count:
         misses.append(f"GPUs: {m.gpu_count}")
-    if wanted["cpu_request"] > m.vcpus:
-        misses.append(f"vCPUs: {m.vcpus}")
-    if wanted["memory_request"] > m.memory_gib * 2**30:
-        misses.append(f"memory: {m.memory_gib:g} GiB")
+    if wanted["cpu_request"] > cpu:
+        misses.append(f"vCPUs: {m.vcpus}, {cpu:g} allocatable")
+    if wanted["memory_request"] > mem:
+        misses.append(f"memory: {m.memory_gib:g} GiB, {mem / 2**30:.2f} GiB allocatable")
     return misses
 
 
-def _pods_per_node(m: MachineType, wanted: dict[str, float]) -> int:
+def _pods_per_node(m: MachineType, wanted: dict[str, float], target: str) -> int:
+    cpu, mem = _allocatable(m, target)
     limits = [m.gpu_count // int(wanted["gpus"])] if wanted["gpus"] else []
     if wanted["cpu_request"]:
-        limits.append(math.floor(m.vcpus / wanted["cpu_request"]))
+        limits.append(math.floor(cpu / wanted["cpu_request"]))
     if wanted["memory_request"]:
-        limits.append(math.floor(m.memory_gib * 2**30 / wanted["memory_request"]))
+        limits.append(math.floor(mem / wanted["memory_request"]))
     return min(limits) if limits else 0
 
 
-def _bigger(target: str, key: str, amount: float, cfg: "StackConfig") -> str:
-    """", e.g. <the cheapest machines that hold `amount` of `key`>" for the message."""
+def _bigger(target: str, wanted: dict[str, float], models: set[str | None], cfg: "StackConfig") -> str:
+    """", e.g. <the cheapest GPU machines a pod fits, of the pools' GPU models first>" ("" when none)."""
     machines = AWS_INSTANCE_TYPES.values() if target == "aws" else cfg.openstack.flavors().values()
-    size = {"gpus": lambda m: m.gpu_count, "cpu_request": lambda m: m.vcpus, "memory_request": lambda m: m.memory_gib * 2**30}[key]
-    big = sorted((m for m in machines if m.is_gpu and size(m) >= amount), key=lambda m: m.usd_per_hour)
+    big = sorted((m for m in machines if m.is_gpu and not _pod_fit(m, wanted, target)), key=lambda m: (m.gpu_model not in models, m.usd_per_hour))
     return f", e.g. {', '.join(m.name for m in big[:3])}" if big else ""
 
 
