@@ -257,6 +257,13 @@ def test_a_patch_newer_than_the_catalogue_warns():
     assert "'v1.36.40' is newer than the latest 1.36 patch the catalogue knows (v1.36.4)" in warning
 
 
+def test_a_kube_tag_the_pinned_gpu_operator_is_not_validated_on_warns():
+    [warning] = stack_warnings(build(magnum(template={"kube_tag": "v1.37.1"})))
+    assert "kube_tag: 'v1.37.1': the GPU operator v26.7.0 is validated on Kubernetes 1.33-1.36, not 1.37" in warning
+    # the device plugin alone (a node image with the driver) has no such range
+    assert stack_warnings(build(magnum(template={"kube_tag": "v1.37.1"}, nvidia={"mode": "device-plugin"}))) == []
+
+
 def test_the_default_kube_tag_and_the_examples_are_in_support():
     assert build().openstack.magnum.template.kube_tag == DEFAULT_MAGNUM_KUBE_TAG
     assert kubernetes_support(DEFAULT_MAGNUM_KUBE_TAG[1:].rsplit(".", 1)[0]) == "supported"

@@ -129,7 +129,7 @@ HELM_CHARTS: dict[str, HelmChart] = {
         HelmChart("nvidia-device-plugin", "https://nvidia.github.io/k8s-device-plugin", "0.20.0"),
         # NVIDIA/gpu-operator v26.7.0 (2026-08-20; validated on Kubernetes 1.33-1.36): driver container, toolkit,
         # device plugin, for images without a driver.
-        HelmChart("gpu-operator", "https://helm.ngc.nvidia.com/nvidia", "v26.7.0"),
+        HelmChart("gpu-operator", "https://helm.ngc.nvidia.com/nvidia", "v26.7.0"),  # GPU_OPERATOR_KUBERNETES below
         # kubernetes/autoscaler cluster-autoscaler chart 9.59.0 (2026-07-21); the image tag is set per cluster
         # minor from EKS_VERSIONS (the chart's own default is v1.35.0).
         HelmChart("cluster-autoscaler", "https://kubernetes.github.io/autoscaler", "9.59.0"),
@@ -142,6 +142,11 @@ HELM_CHARTS: dict[str, HelmChart] = {
         HelmChart("dcgm-exporter", "https://nvidia.github.io/dcgm-exporter/helm-charts", "4.8.2"),
     )
 }
+
+# The Kubernetes minors the pinned GPU operator (HELM_CHARTS["gpu-operator"], v26.7.0) is validated on, first and
+# last, as recorded with the chart above (checked 2026-12-01); Magnum clusters run it by default.
+GPU_OPERATOR_KUBERNETES = ("1.33", "1.36")
+
 
 @dataclass(frozen=True)
 class EksVersion:

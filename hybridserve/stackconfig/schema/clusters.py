@@ -27,6 +27,7 @@ from hybridserve.stackconfig.catalog import (
     DEFAULT_MAGNUM_KUBE_TAG,
     EKS_EXTENDED_SUPPORT_USD_PER_HOUR,
     EKS_VERSIONS,
+    GPU_OPERATOR_KUBERNETES,
     HELM_CHARTS,
     HOURS_PER_MONTH,
     KUBE_TAG_WARN_DAYS,
@@ -459,6 +460,18 @@ class MagnumCluster(ConfigModel):
         public = self.deploy_access is not None and self.deploy_access.via == "public_endpoint"
         return self.template.master_lb_floating_ip_enabled or public
 
+    def warnings(self) -> Iterator[Issue]:
+        low, high = GPU_OPERATOR_KUBERNETES
+        minor = self.template.kube_minor
+        pinned = HELM_CHARTS["gpu-operator"].version
+        in_range = _minor_key(low) <= _minor_key(minor) <= _minor_key(high)
+        if self.nvidia.mode == "gpu-operator" and self.nvidia.gpu_operator_chart.version == pinned and not in_range:
+            yield Issue(
+                ("template", "kube_tag"),
+                f"{self.template.kube_tag!r}: the GPU operator {pinned} is validated on Kubernetes {low}-{high}, not {minor}; "
+                "choose a kube_tag in that range or pin a GPU operator release validated on it (nvidia.gpu_operator_chart)",
+            )
+
     def issues(self) -> Iterator[Issue]:
         yield from _unique_pool_names(self.gpu_pools)
         if self.template.network_driver == "flannel":
@@ -466,6 +479,10 @@ class MagnumCluster(ConfigModel):
                 ("template", "network_driver"),
                 "flannel enforces no NetworkPolicy, so Triton's namespace would stay open to every pod; use calico or cilium",
             )
+
+
+def _minor_key(minor: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in minor.split("."))
 
 
 def _usable_eks_versions() -> list[str]:
