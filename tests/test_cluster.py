@@ -503,5 +503,5 @@ def test_clusters_hand_typed_handles_to_the_triton_component(monkeypatch):
     toleration = [{"key": "nvidia.com/gpu", "operator": "Equal", "value": "true", "effect": "NoSchedule"}]
     assert seen == {
         "aws": {"provider": True, "version": "1.35", "pools": [("t4", "t4", toleration, 1)], "ready": True},
-        "openstack": {"provider": True, "version": "1.30", "pools": [("t4", "t4", toleration, 1)], "ready": True},
+        "openstack": {"provider": True, "version": "1.36", "pools": [("t4", "t4", toleration, 1)], "ready": True},
     }

@@ -129,7 +129,7 @@ HELM_CHARTS: dict[str, HelmChart] = {
         HelmChart("nvidia-device-plugin", "https://nvidia.github.io/k8s-device-plugin", "0.20.0"),
         # NVIDIA/gpu-operator v26.7.0 (2026-08-20; validated on Kubernetes 1.33-1.36): driver container, toolkit,
         # device plugin, for images without a driver.
-        HelmChart("gpu-operator", "https://helm.ngc.nvidia.com/nvidia", "v26.7.0"),
+        HelmChart("gpu-operator", "https://helm.ngc.nvidia.com/nvidia", "v26.7.0"),  # GPU_OPERATOR_KUBERNETES below
         # kubernetes/autoscaler cluster-autoscaler chart 9.59.0 (2026-07-21); the image tag is set per cluster
         # minor from EKS_VERSIONS (the chart's own default is v1.35.0).
         HelmChart("cluster-autoscaler", "https://kubernetes.github.io/autoscaler", "9.59.0"),
@@ -142,6 +142,11 @@ HELM_CHARTS: dict[str, HelmChart] = {
         HelmChart("dcgm-exporter", "https://nvidia.github.io/dcgm-exporter/helm-charts", "4.8.2"),
     )
 }
+
+# The Kubernetes minors the pinned GPU operator (HELM_CHARTS["gpu-operator"], v26.7.0) is validated on, first and
+# last, as recorded with the chart above (checked 2026-12-01); Magnum clusters run it by default.
+GPU_OPERATOR_KUBERNETES = ("1.33", "1.36")
+
 
 @dataclass(frozen=True)
 class EksVersion:
@@ -206,6 +211,92 @@ def eks_support(minor: str, on: date | None = None) -> str:
     if on <= v.standard_end:
         return "standard"
     return "extended" if on <= v.extended_end else "ended"
+
+
+@dataclass(frozen=True)
+class KubernetesRelease:
+    """An upstream Kubernetes minor: its patch releases are supported until `end_of_life`."""
+
+    minor: str
+    released: date  # the .0 release
+    end_of_life: date  # no patch releases after it (the upstream "patch releases" policy: about 14 months)
+    # The newest x.y.<patch> seen on the date below (newer ones may exist); None: ended before that date.
+    latest_patch: int | None
+
+
+# Checked 2026-12-01 on kubernetes.io/releases (and its per-minor pages kubernetes.io/releases/1.3x/), under
+# the upstream "patch releases" policy (kubernetes.io/releases/patch-releases/): each minor gets patch releases
+# for about 14 months (12 months, then 2 months of maintenance mode), then none. End-of-life dates and the
+# latest patches are as those pages list them (1.35.9 and 1.37.1 released 2026-09-15, 1.36.4 on 2026-08-11).
+# A Magnum cluster's kube_tag names one of these releases; it must be in upstream support on today's date.
+KUBERNETES_RELEASES: dict[str, KubernetesRelease] = {
+    r.minor: r
+    for r in (
+        KubernetesRelease("1.30", date(2024, 4, 17), date(2025, 7, 15), None),
+        KubernetesRelease("1.31", date(2024, 8, 13), date(2025, 10, 28), None),
+        KubernetesRelease("1.32", date(2024, 12, 11), date(2026, 2, 28), None),
+        KubernetesRelease("1.33", date(2025, 4, 23), date(2026, 6, 28), None),
+        KubernetesRelease("1.34", date(2025, 8, 27), date(2026, 10, 27), None),
+        KubernetesRelease("1.35", date(2025, 12, 17), date(2027, 2, 28), 9),
+        KubernetesRelease("1.36", date(2026, 4, 22), date(2027, 6, 28), 4),
+        KubernetesRelease("1.37", date(2026, 8, 26), date(2027, 10, 28), 1),
+    )
+}
+# Magnum's kube_tag default: the newest minor the pinned GPU operator (v26.7.0) is validated on (1.33-1.36),
+# at its latest patch seen; upstream support until 2027-06-28.
+DEFAULT_MAGNUM_KUBE_TAG = "v1.36.4"
+# Which minors a Magnum cloud can actually run is its driver's (the cloud operator's): the Heat driver
+# (k8s_fedora_coreos_v1) is deprecated since Magnum 2025.1 (20.0.0 release notes), its CI last tested 1.28
+# (openstack/magnum .zuul.yaml job k8s_fcos_v1-1.28, dropped August 2025); the Cluster API drivers
+# (magnum-capi-helm, vexxhost magnum-cluster-api) run the releases their images ship. Not judged here:
+# check `openstack coe cluster template show` on the target cloud.
+KUBE_TAG_WARN_DAYS = 60  # warn this long before a kube_tag's end of life
+
+
+def kubernetes_support(minor: str, on: date | None = None) -> str:
+    """"supported", "ended", "unreleased" or "unknown" for an upstream Kubernetes minor on a date (default: today)."""
+    r = KUBERNETES_RELEASES.get(minor)
+    if r is None:
+        return "unknown"
+    on = on or today()
+    if on < r.released:
+        return "unreleased"
+    return "supported" if on <= r.end_of_life else "ended"
+
+
+def supported_kubernetes_minors(on: date | None = None) -> list[str]:
+    return [m for m in KUBERNETES_RELEASES if kubernetes_support(m, on) == "supported"]
+
+
+# AWS regions (commercial partition `aws` and GovCloud `aws-us-gov`) and the Availability Zone names each
+# has. Regions: botocore 1.44.5 (the pinned boto3's) data/endpoints.json partitions, checked 2026-12-01
+# (tests compare the two). Zones: the AWS documentation "AWS Availability Zones" page
+# (docs.aws.amazon.com/global-infrastructure/latest/regions/aws-availability-zones.html, AZ IDs per
+# region), read 2026-12-01. Zone names are the region code plus a letter; in the oldest regions the
+# letters are mapped per account and some are missing (ca-central-1 has a, b, d; us-west-1 gives each
+# account two of a, b, c; ap-northeast-1 has a, c, d, older accounts b too): the letters listed here are
+# every one that exists in some account. `aws ec2 describe-availability-zones --region R` shows an account's.
+def _zones(region: str, letters: str) -> tuple[str, ...]:
+    return tuple(f"{region}{letter}" for letter in letters)
+
+
+AWS_REGIONS: dict[str, tuple[str, ...]] = {
+    region: _zones(region, letters)
+    for region, letters in (
+        ("af-south-1", "abc"), ("ap-east-1", "abc"), ("ap-east-2", "abc"),
+        ("ap-northeast-1", "abcd"), ("ap-northeast-2", "abcd"), ("ap-northeast-3", "abc"),
+        ("ap-south-1", "abc"), ("ap-south-2", "abc"),
+        ("ap-southeast-1", "abc"), ("ap-southeast-2", "abc"), ("ap-southeast-3", "abc"), ("ap-southeast-4", "abc"),
+        ("ap-southeast-5", "abc"), ("ap-southeast-6", "abc"), ("ap-southeast-7", "abc"),
+        ("ca-central-1", "abd"), ("ca-west-1", "abc"),
+        ("eu-central-1", "abc"), ("eu-central-2", "abc"), ("eu-north-1", "abc"), ("eu-south-1", "abc"), ("eu-south-2", "abc"),
+        ("eu-west-1", "abc"), ("eu-west-2", "abc"), ("eu-west-3", "abc"),
+        ("il-central-1", "abc"), ("me-central-1", "abc"), ("me-south-1", "abc"), ("mx-central-1", "abc"),
+        ("sa-east-1", "abc"),
+        ("us-east-1", "abcdef"), ("us-east-2", "abc"), ("us-west-1", "abc"), ("us-west-2", "abcd"),
+        ("us-gov-east-1", "abc"), ("us-gov-west-1", "abc"),
+    )
+}
 
 
 # The cluster autoscaler image per EKS minor (kept for callers that only need the tag).

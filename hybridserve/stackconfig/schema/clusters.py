@@ -24,13 +24,21 @@ from pydantic import AfterValidator, BeforeValidator, Field
 from hybridserve.stackconfig.catalog import (
     AWS_INSTANCE_TYPES,
     DEFAULT_EKS_VERSION,
+    DEFAULT_MAGNUM_KUBE_TAG,
     EKS_EXTENDED_SUPPORT_USD_PER_HOUR,
     EKS_VERSIONS,
+    GPU_OPERATOR_KUBERNETES,
     HELM_CHARTS,
+    HOURS_PER_MONTH,
+    KUBE_TAG_WARN_DAYS,
+    KUBERNETES_RELEASES,
+    MachineType,
     aws_cpu_instance_types,
     aws_gpu_instance_types,
     brief,
     eks_support,
+    kubernetes_support,
+    supported_kubernetes_minors,
     today,
 )
 from hybridserve.stackconfig.schema.access import DeployAccess
@@ -105,7 +113,21 @@ def _check_gpu_type(value: str) -> str:
 def _check_cpu_type(value: str) -> str:
     if value not in AWS_INSTANCE_TYPES:
         raise ValueError(f"{value!r} is not a known instance type; known CPU types: {brief(aws_cpu_instance_types(), 40)}")
+    m = AWS_INSTANCE_TYPES[value]
+    if m.is_gpu:
+        # The system pool runs add-ons (CoreDNS, controllers), untainted: GPU nodes there are paid for and
+        # idle, and Triton could not use them (it goes to the tainted GPU pools).
+        raise ValueError(gpu_in_cpu_pool(m, "instance type", aws_cpu_instance_types()))
     return value
+
+
+def gpu_in_cpu_pool(m: MachineType, what: str, cpu_names: list[str]) -> str:
+    """The message for a GPU machine in a CPU-only pool, with its price and CPU alternatives."""
+    monthly = m.usd_per_hour * HOURS_PER_MONTH
+    return (
+        f"{m.name!r} is a GPU {what} ({m.gpu_count}× {m.gpu_model}, about USD {monthly:,.0f}/month per node), but this pool "
+        f"runs cluster add-ons, not GPU work; use a CPU {what}, e.g. {', '.join(cpu_names[:6])} (GPUs go in gpu_pools)"
+    )
 
 
 GpuInstanceType = Annotated[str, AfterValidator(_check_gpu_type)]
@@ -368,7 +390,9 @@ class MagnumTemplate(ConfigModel):
     """Settings of the Magnum cluster template."""
 
     image: str = Field(default="fedora-coreos-40", min_length=1)
-    kube_tag: str = Field(default="v1.30.7", pattern=r"^v1\.\d{2}\.\d+$")
+    # A Kubernetes release (v<minor>.<patch>) in upstream support today (catalog.KUBERNETES_RELEASES):
+    # past its end of life it gets no security fixes, so it is refused; a warning 60 days before.
+    kube_tag: str = Field(default=DEFAULT_MAGNUM_KUBE_TAG, pattern=r"^v1\.\d{2}\.\d+$")
     network_driver: Literal["calico", "flannel", "cilium"] = "calico"
     volume_driver: Literal["cinder"] = "cinder"
     master_flavor: str = "m1.large"
@@ -383,6 +407,38 @@ class MagnumTemplate(ConfigModel):
     auto_scaling_enabled: bool = True
     keypair: str | None = Field(default=None, min_length=1)  # SSH key pair on the nodes; None: no SSH access
     labels: dict[str, str] = Field(default_factory=dict)  # extra Magnum labels, passed through
+
+    @property
+    def kube_minor(self) -> str:
+        return self.kube_tag[1:].rsplit(".", 1)[0]
+
+    def issues(self) -> Iterator[Issue]:
+        minor, support = self.kube_minor, kubernetes_support(self.kube_minor)
+        if support == "supported":
+            return
+        r = KUBERNETES_RELEASES.get(minor)
+        why = {
+            "unknown": f"is not a Kubernetes release the kit knows (minor {minor}; hybridserve/stackconfig/catalog.py KUBERNETES_RELEASES)",
+            "unreleased": f"is of Kubernetes {minor}, not released before {r.released if r else '?'}",
+            "ended": f"is of Kubernetes {minor}, past its upstream end of life on {r.end_of_life if r else '?'} (no more patch releases, so no security fixes)",
+        }[support]
+        yield Issue(("kube_tag",), f"{self.kube_tag!r} {why}; use a release in upstream support as of {today()}: {_kube_tag_choices()}")
+
+    def warnings(self) -> Iterator[Issue]:
+        r = KUBERNETES_RELEASES.get(self.kube_minor)
+        if r is None or kubernetes_support(self.kube_minor) != "supported":
+            return
+        left = (r.end_of_life - today()).days
+        if left <= KUBE_TAG_WARN_DAYS:
+            newer = [f"v{m}.{KUBERNETES_RELEASES[m].latest_patch}" for m in supported_kubernetes_minors() if m > self.kube_minor]
+            yield Issue(("kube_tag",), f"{self.kube_tag!r}: Kubernetes {self.kube_minor} reaches its upstream end of life in {left} days ({r.end_of_life}); plan the upgrade to {', '.join(newer) or 'a newer release'}")
+        patch = int(self.kube_tag.rsplit(".", 1)[1])
+        if r.latest_patch is not None and patch > r.latest_patch:
+            yield Issue(("kube_tag",), f"{self.kube_tag!r} is newer than the latest {self.kube_minor} patch the catalogue knows (v{self.kube_minor}.{r.latest_patch}); check that the release exists")
+
+
+def _kube_tag_choices() -> str:
+    return ", ".join(f"v{m}.{KUBERNETES_RELEASES[m].latest_patch}" for m in supported_kubernetes_minors()) or "none known"
 
 
 class MagnumCluster(ConfigModel):
@@ -404,6 +460,18 @@ class MagnumCluster(ConfigModel):
         public = self.deploy_access is not None and self.deploy_access.via == "public_endpoint"
         return self.template.master_lb_floating_ip_enabled or public
 
+    def warnings(self) -> Iterator[Issue]:
+        low, high = GPU_OPERATOR_KUBERNETES
+        minor = self.template.kube_minor
+        pinned = HELM_CHARTS["gpu-operator"].version
+        in_range = _minor_key(low) <= _minor_key(minor) <= _minor_key(high)
+        if self.nvidia.mode == "gpu-operator" and self.nvidia.gpu_operator_chart.version == pinned and not in_range:
+            yield Issue(
+                ("template", "kube_tag"),
+                f"{self.template.kube_tag!r}: the GPU operator {pinned} is validated on Kubernetes {low}-{high}, not {minor}; "
+                "choose a kube_tag in that range or pin a GPU operator release validated on it (nvidia.gpu_operator_chart)",
+            )
+
     def issues(self) -> Iterator[Issue]:
         yield from _unique_pool_names(self.gpu_pools)
         if self.template.network_driver == "flannel":
@@ -411,6 +479,10 @@ class MagnumCluster(ConfigModel):
                 ("template", "network_driver"),
                 "flannel enforces no NetworkPolicy, so Triton's namespace would stay open to every pod; use calico or cilium",
             )
+
+
+def _minor_key(minor: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in minor.split("."))
 
 
 def _usable_eks_versions() -> list[str]:

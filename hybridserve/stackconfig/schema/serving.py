@@ -7,11 +7,12 @@ monitoring, network exposure and the smoke gate with its SLOs.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterator
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import AfterValidator, Field
 
 from hybridserve.stackconfig.catalog import TRITON_RELEASES, brief
 from hybridserve.stackconfig.schema.common import Cidr, ConfigModel, Issue, Label
@@ -72,24 +73,44 @@ class ContainerResources(ConfigModel):
                 yield Issue((f"{kind}_request",), f"{getattr(self, kind + '_request')} is greater than {kind}_limit ({getattr(self, kind + '_limit')}); request ≤ limit")
 
 
+def bounded(high: float, unit: str):
+    """Finite (YAML's .inf and .nan read as floats, and pass a lone `gt`/`ge`) and at most `high`;
+    the lower bound stays a Field constraint."""
+
+    def check(value: float | None) -> float | None:
+        if value is not None and not (math.isfinite(value) and value <= high):
+            raise ValueError(f"{value} is not valid; give a finite number of {unit}, at most {high:,.0f}")
+        return value
+
+    return AfterValidator(check)
+
+
+# The smoke gate bounds each inference request by 10 s (smoke_tests/cli.py --request-timeout, which the gate
+# Job leaves at its default): a slower request counts as an error, so no p99 above it can be measured.
+GATE_REQUEST_TIMEOUT_MS = 10_000.0
+# More than this many inferences/s is beyond what the gate's one client (≤ 256 in flight) can drive.
+MAX_MEASURABLE_THROUGHPUT = 1_000_000.0
+
+
 class SloOverride(ConfigModel):
     """Objectives for one model; fields left unset keep the stack-wide `serving.slo` value."""
 
     # Inferences/s the model must reach, at `throughput_concurrency` in-flight requests (None: at its peak).
-    min_throughput: float | None = Field(default=None, gt=0)
+    min_throughput: Annotated[float | None, bounded(MAX_MEASURABLE_THROUGHPUT, "inferences/s")] = Field(default=None, gt=0)
     throughput_concurrency: int | None = Field(default=None, ge=1, le=1024)
     # Client-side p99 latency, ms, at `p99_concurrency` (None: at throughput_concurrency, else at every level).
-    max_p99_ms: float | None = Field(default=None, gt=0)
+    max_p99_ms: Annotated[float | None, bounded(GATE_REQUEST_TIMEOUT_MS, "ms (the gate's request timeout)")] = Field(default=None, gt=0)
     p99_concurrency: int | None = Field(default=None, ge=1, le=1024)
     # Failed / all requests over the model's whole load (0.0: none may fail).
+    # (NaN and infinities fail these bounds already.)
     max_error_rate: float | None = Field(default=None, ge=0, lt=1)
 
 
 class Slo(SloOverride):
     """Service-level objectives of the smoke gate (`hybridserve smoke`); a miss fails the stack update."""
 
-    min_throughput: float | None = Field(default=20.0, gt=0)
-    max_p99_ms: float | None = Field(default=500.0, gt=0)
+    min_throughput: Annotated[float | None, bounded(MAX_MEASURABLE_THROUGHPUT, "inferences/s")] = Field(default=20.0, gt=0)
+    max_p99_ms: Annotated[float | None, bounded(GATE_REQUEST_TIMEOUT_MS, "ms (the gate's request timeout)")] = Field(default=500.0, gt=0)
     max_error_rate: float | None = Field(default=0.0, ge=0, lt=1)
     # How long the gate waits for the server and every model to become ready.
     wait_ready_seconds: int = Field(default=600, ge=10, le=7200)

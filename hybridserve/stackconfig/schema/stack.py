@@ -19,34 +19,39 @@ values stay Pulumi secrets; offline tools only learn whether they are set (`secr
 
 from __future__ import annotations
 
+import math
+import re
 from collections.abc import Iterator
 from typing import Annotated, Any
 
 from pydantic import BeforeValidator, Field
 
-from hybridserve.stackconfig.catalog import AWS_INSTANCE_TYPES, OPENSTACK_FLAVORS, MachineType, brief
+from hybridserve.stackconfig.catalog import AWS_INSTANCE_TYPES, AWS_REGIONS, OPENSTACK_FLAVORS, MachineType, brief
 from hybridserve.stackconfig.schema.access import access_issues
-from hybridserve.stackconfig.schema.clusters import EksCluster, MagnumCluster
+from hybridserve.stackconfig.schema.clusters import EksCluster, MagnumCluster, NodeCounts, gpu_in_cpu_pool
 from hybridserve.stackconfig.schema.common import ConfigModel, Issue, Label, Loc, Tags, net
 from hybridserve.stackconfig.schema.network import AwsVpc, OpenStackNetwork
-from hybridserve.stackconfig.schema.serving import ServingConfig
+from hybridserve.stackconfig.schema.serving import ServingConfig, bounded, parse_quantity
 from hybridserve.stackconfig.schema.storage import StorageConfig, check_bucket_name
 from hybridserve.stackconfig.schema.vpn import VpnConfig
 
 PROJECT = "hybridserve"
 SECRET_KEYS: tuple[str, ...] = ("openstack_password", "vpn_psk")
+# An Availability Zone ID (use1-az1), which the VPC's subnets do not take: they take zone names (us-east-1a).
+_AZ_ID = re.compile(r"^[a-z]{3,5}\d-az\d+$")
 MANAGED_TAG_KEYS = ("project", "team", "environment", "cost-center", "managed-by", "stack")
 
 
 class FlavorSpec(ConfigModel):
     """A flavor of the team's OpenStack cloud, with its chargeback rate for the cost estimate."""
 
-    vcpus: int = Field(ge=1)
-    memory_gib: float = Field(gt=0)
+    vcpus: int = Field(ge=1, le=4096)
+    memory_gib: Annotated[float, bounded(65536, "GiB")] = Field(gt=0)
     gpu_model: str | None = None
     gpu_count: int = Field(default=0, ge=0, le=16)
-    gpu_memory_gib: float = Field(default=0, ge=0)
-    usd_per_hour: float = Field(default=0.0, ge=0)
+    gpu_memory_gib: Annotated[float, bounded(1024, "GiB per GPU")] = Field(default=0.0, ge=0)
+    # Finite: an infinite or NaN rate would make the plan's cost estimate meaningless.
+    usd_per_hour: Annotated[float, bounded(10_000, "USD per hour")] = Field(default=0.0, ge=0)
 
     def machine(self, name: str) -> MachineType:
         return MachineType(name, self.vcpus, self.memory_gib, self.gpu_model, self.gpu_count, self.gpu_memory_gib, self.usd_per_hour)
@@ -71,9 +76,30 @@ class AwsConfig(ConfigModel):
     eks: EksCluster = EksCluster()
 
     def issues(self) -> Iterator[Issue]:
+        known = AWS_REGIONS.get(self.region)
+        if known is None:
+            yield Issue(("region",), f"{self.region!r} is not an AWS region the kit knows; known: {brief(sorted(AWS_REGIONS), 40)} (hybridserve/stackconfig/catalog.py AWS_REGIONS)")
+        zones = known or ()
         for i, zone in enumerate(self.vpc.availability_zones):
-            if not (zone.startswith(self.region) and len(zone) == len(self.region) + 1 and zone[-1].isalpha()):
-                yield Issue(("vpc", "availability_zones", i), f"{zone!r} is not a zone of region {self.region}; e.g. {self.region}a")
+            if _AZ_ID.match(zone):
+                yield Issue(
+                    ("vpc", "availability_zones", i),
+                    f"{zone!r} is an Availability Zone ID; give zone names, e.g. {', '.join(zones[:3]) or self.region + 'a'} "
+                    f"(`aws ec2 describe-availability-zones --region {self.region}` maps IDs to names for your account)",
+                )
+            elif not (zone.startswith(self.region) and len(zone) == len(self.region) + 1 and zone[-1].isalpha()):
+                yield Issue(("vpc", "availability_zones", i), f"{zone!r} is not a zone of region {self.region}; its zones: {', '.join(zones) or self.region + 'a'}")
+            elif known is not None and zone not in zones:
+                yield Issue(("vpc", "availability_zones", i), f"{zone!r} does not exist in {self.region}; its zones: {', '.join(zones)}")
+        if known is not None and not self.vpc.availability_zones:
+            missing = [z for z in self.vpc.zones(self.region) if z not in zones]
+            if missing:
+                # The default takes the first letters a, b, c...; some regions skip one.
+                yield Issue(
+                    ("vpc", "az_count"),
+                    f"{self.vpc.az_count} zones of {self.region} by default would include {', '.join(missing)}, which does not exist; "
+                    f"list vpc.availability_zones from {', '.join(zones)}",
+                )
 
 
 class OpenStackConfig(ConfigModel):
@@ -97,6 +123,12 @@ class OpenStackConfig(ConfigModel):
             name = getattr(self.magnum.template, key)
             if name not in flavors:
                 yield Issue(("magnum", "template", key), f"{name!r} is not a known flavor; known: {brief(sorted(flavors), 30)} (declare it in {where})")
+        cpu = sorted(n for n, m in flavors.items() if not m.is_gpu)
+        for key in ("master_flavor", "worker_flavor"):
+            m = flavors.get(getattr(self.magnum.template, key))
+            if m is not None and m.is_gpu:
+                # Masters and the default workers run the control plane and add-ons, untainted.
+                yield Issue(("magnum", "template", key), gpu_in_cpu_pool(m, "flavor", cpu))
         gpu = sorted(n for n, m in flavors.items() if m.is_gpu)
         for i, pool in enumerate(self.magnum.gpu_pools):
             if pool.flavor not in flavors or not flavors[pool.flavor].is_gpu:
@@ -197,27 +229,186 @@ class StackConfig(ConfigModel):
                 except ValueError as exc:
                     yield Issue(loc, f"the derived name {name!r} is not valid ({exc}); set it explicitly")
         yield from self._gpu_capacity()
+        yield from self._openstack_addresses()
+        yield from self._aws_subnet_addresses()
         yield from access_issues(self)
         from hybridserve.stackconfig.vpncheck import stack_issues  # network/VPN checks across sections
 
         yield from stack_issues(self)
 
-    def _gpu_capacity(self) -> Iterator[Issue]:
-        need = self.serving.replicas.max * self.serving.resources.gpus
-        if need == 0:
-            return
-        flavors = self.openstack.flavors()
-        capacity = {
-            "aws": sum(p.max_size * min(AWS_INSTANCE_TYPES[t].gpu_count for t in p.instance_types) for p in self.aws.eks.gpu_pools),
-            "openstack": sum(p.max_size * flavors[p.flavor].gpu_count for p in self.openstack.magnum.gpu_pools if p.flavor in flavors),
-        }
+    def warnings(self) -> Iterator[Issue]:
         for target in self.serving.targets:
-            if capacity[target] < need:
+            pools = self._gpu_pool_shapes(target)
+            fits = [_pod_fit(m, self._pod_requests(), target) for _, _, m in pools]
+            if any(not misses for misses in fits):
+                for (loc, _, m), misses in zip(pools, fits):
+                    if misses:
+                        yield Issue(loc, f"{m.name} nodes cannot hold a Triton pod ({'; '.join(misses)}): this pool's nodes would stay idle")
+
+    # --- sizing: what a Triton pod asks for against the nodes of its site's GPU pools ---------
+
+    def _pod_requests(self) -> dict[str, float]:
+        """A Triton pod's requests (GPUs, vCPUs, bytes); a malformed quantity counts 0 (reported by serving)."""
+        res = self.serving.resources
+        wanted = {"gpus": float(res.gpus), "cpu_request": 0.0, "memory_request": 0.0}
+        for key in ("cpu_request", "memory_request"):
+            try:
+                wanted[key] = parse_quantity(getattr(res, key))
+            except ValueError:
+                pass
+        return wanted
+
+    def _gpu_pool_shapes(self, target: str) -> list[tuple[Loc, NodeCounts, MachineType]]:
+        """(key of the pool's machine, pool, machine) of every GPU pool Triton may run on at `target`."""
+        if target == "aws":
+            return [
+                (("aws", "eks", "gpu_pools", i, "instance_types"), p, min((AWS_INSTANCE_TYPES[t] for t in p.instance_types), key=lambda m: m.gpu_count))
+                for i, p in enumerate(self.aws.eks.gpu_pools)
+            ]
+        flavors = self.openstack.flavors()
+        return [
+            (("openstack", "magnum", "gpu_pools", i, "flavor"), p, flavors[p.flavor])
+            for i, p in enumerate(self.openstack.magnum.gpu_pools)
+            if p.flavor in flavors and flavors[p.flavor].is_gpu
+        ]
+
+    def _gpu_capacity(self) -> Iterator[Issue]:
+        res, replicas = self.serving.resources, self.serving.replicas.max
+        if res.gpus == 0:
+            return
+        wanted = self._pod_requests()
+        for target in self.serving.targets:
+            pools = self._gpu_pool_shapes(target)
+            if not pools:
+                continue  # unknown flavors are reported by OpenStackConfig
+            fits = [_pod_fit(m, wanted, target) for _, _, m in pools]
+            if all(fits):
+                # A pod is placed whole on one node: a request no node of the site's GPU pools has is never scheduled.
+                shown = "; ".join(f"{format_loc(loc)}: {m.name} ({', '.join(f)})" for (loc, _, m), f in zip(pools, fits))
+                short = [key for key, unit in (("gpus", "GPU"), ("cpu_request", "vCPU"), ("memory_request", "memory"))
+                         if all(any(miss.startswith(unit) for miss in f) for f in fits)]
+                for key in short:
+                    yield Issue(
+                        ("serving", "resources", key),
+                        f"{getattr(res, key)} per Triton pod is more than any node of the GPU pools on {target} offers ({shown}); "
+                        f"a pod runs on one node: lower serving.resources.{key} or give a pool a larger "
+                        f"{'instance type' if target == 'aws' else 'flavor'}{_bigger(target, wanted, {m.gpu_model for _, _, m in pools}, self)}",
+                    )
+                if not short:
+                    yield Issue(("serving", "resources", "gpus"), f"a Triton pod fits no node of the GPU pools on {target} ({shown}); size one pool for it")
+                continue
+            pods = sum(pool.max_size * _pods_per_node(m, wanted, target) for _, pool, m in pools)
+            if pods < replicas:
+                raw = sum(pool.max_size * m.gpu_count for _, pool, m in pools)
+                usable = pods * res.gpus
+                why = f" of {raw}, since a pod's GPUs, vCPUs and memory must be on one node" if usable < raw else ""
                 yield Issue(
                     ("serving", "replicas", "max"),
-                    f"{self.serving.replicas.max} replicas × {self.serving.resources.gpus} GPU need {need} GPUs on {target}, "
-                    f"but its GPU pools reach only {capacity[target]} at max_size; raise the pools' max_size or lower replicas.max",
+                    f"{replicas} replicas × {res.gpus} GPU need {replicas * res.gpus} GPUs on {target}, "
+                    f"but its GPU pools reach only {usable}{why} at max_size; raise the pools' max_size or lower replicas.max",
                 )
+
+
+    # --- addresses: do the nodes (and what else takes a port) fit the networks? ----------------
+
+    def _openstack_addresses(self) -> Iterator[Issue]:
+        """The tenant subnet must hold a port for every node at max size and every load balancer.
+
+        Neutron allocates from the subnet minus its network and broadcast addresses and the gateway
+        (the router's interface here); DHCP takes a port per DHCP agent hosting the network
+        (`dhcp_agents_per_network`, 1 by default, up to 3 in HA clouds; OVN takes one metadata port
+        instead): 3 are kept for them. Magnum puts every master, default worker and GPU node (at
+        max_size) on it. Each Octavia load balancer takes its VIP and, with amphorae, one port per
+        amphora (two in ACTIVE_STANDBY): 3 each, for the API and etcd load balancers Magnum creates with
+        master_lb_enabled and Triton's internal LoadBalancer Service. The VPN service sits on the router
+        (no port of its own) and floating IPs come from the external network.
+        """
+        os_, magnum = self.openstack, self.openstack.magnum
+        size = net(os_.network.cidr).num_addresses
+        unusable, dhcp = 3, 3
+        nodes = magnum.master_count + magnum.worker_count + sum(p.max_size for p in magnum.gpu_pools)
+        lbs = (2 if magnum.template.master_lb_enabled else 0) + (1 if "openstack" in self.serving.targets and self.serving.expose == "internal" else 0)
+        need = nodes + 3 * lbs
+        if need > size - unusable - dhcp:
+            prefix = next((p for p in range(28, 15, -1) if 2 ** (32 - p) - unusable - dhcp >= need), 16)
+            yield Issue(
+                ("openstack", "network", "cidr"),
+                f"{os_.network.cidr} has {size - unusable - dhcp} addresses for ports ({size} less network, broadcast, gateway and 3 for DHCP), "
+                f"but the cluster needs {need}: {magnum.master_count} masters, {magnum.worker_count} default workers, "
+                f"{nodes - magnum.master_count - magnum.worker_count} GPU nodes at max_size and {lbs} load balancers × 3 ports; "
+                f"use a /{prefix} or larger, or lower the GPU pools' max_size",
+            )
+
+    def _aws_subnet_addresses(self) -> Iterator[Issue]:
+        """The private subnets must hold every EKS node at max size and, without a pod CIDR, the pods.
+
+        AWS keeps 5 addresses of each subnet. Node groups launch into every private subnet. With the VPC CNI
+        and no `eks.pod_cidr`, every pod not on the host network takes a subnet address too, and the CNI
+        keeps a spare ENI's worth per node (WARM_ENI_TARGET=1): this counts only the certain part, one
+        address per node and one per Triton pod, so a pass is no promise that the warm pool fits.
+        """
+        vpc, eks = self.aws.vpc, self.aws.eks
+        per_subnet = 2 ** (32 - vpc.private_subnet_prefix) - 5
+        have = per_subnet * vpc.zone_count()
+        nodes = eks.system_pool.max_size + sum(p.max_size for p in eks.gpu_pools)
+        pods = self.serving.replicas.max if eks.pod_cidr is None and "aws" in self.serving.targets else 0
+        if nodes + pods > have:
+            what = f"{nodes} nodes at max_size" + (f" and {pods} Triton pods (VPC CNI: pods take subnet addresses without eks.pod_cidr)" if pods else "")
+            yield Issue(
+                ("aws", "vpc", "private_subnet_prefix"),
+                f"/{vpc.private_subnet_prefix} private subnets hold {per_subnet} addresses each ({have} in {vpc.zone_count()} zones, AWS keeps 5 per subnet), "
+                f"but the cluster needs at least {nodes + pods}: {what}; use a shorter prefix or lower the pools' max_size",
+            )
+
+
+# What a node offers pods: its capacity less what the kubelet keeps (allocatable), as the node images compute it.
+# EKS AL2023 AMIs (awslabs/amazon-eks-ami nodeadm, kubelet config, checked 2026-12-01): kube-reserved CPU is 6% of
+# the first core, 1% of the second, 0.5% of the next two and 0.25% of the rest; kube-reserved memory is
+# 11 MiB × max pods + 255 MiB, plus the 100 MiB hard-eviction threshold. Max pods differs per type (VPC CNI
+# ENI limits); 29, the fewest of the catalogue's GPU types (g4dn.xlarge), makes this a lower bound on what is
+# kept. Magnum's kubelet keeps at least the upstream 100 MiB eviction threshold. DaemonSets (device plugin,
+# DCGM exporter, CNI, kube-proxy) take more, so a pod that passes may still need a larger node.
+_EKS_MIN_MAX_PODS = 29
+_MIB = 2**20
+
+
+def _allocatable(m: MachineType, target: str) -> tuple[float, float]:
+    """(vCPUs, bytes) a node of `m` offers pods at `target` (see above)."""
+    mem = m.memory_gib * 2**30 - 100 * _MIB
+    if target != "aws":
+        return float(m.vcpus), mem
+    shares = [0.06, 0.01, 0.005, 0.005] + [0.0025] * max(0, m.vcpus - 4)
+    return m.vcpus - sum(shares[: m.vcpus]), mem - (11 * _EKS_MIN_MAX_PODS + 255) * _MIB
+
+
+def _pod_fit(m: MachineType, wanted: dict[str, float], target: str) -> list[str]:
+    """What of a pod's requests a node of `m` lacks (empty: it fits)."""
+    cpu, mem = _allocatable(m, target)
+    misses = []
+    if wanted["gpus"] > m.gpu_count:
+        misses.append(f"GPUs: {m.gpu_count}")
+    if wanted["cpu_request"] > cpu:
+        misses.append(f"vCPUs: {m.vcpus}, {cpu:g} allocatable")
+    if wanted["memory_request"] > mem:
+        misses.append(f"memory: {m.memory_gib:g} GiB, {mem / 2**30:.2f} GiB allocatable")
+    return misses
+
+
+def _pods_per_node(m: MachineType, wanted: dict[str, float], target: str) -> int:
+    cpu, mem = _allocatable(m, target)
+    limits = [m.gpu_count // int(wanted["gpus"])] if wanted["gpus"] else []
+    if wanted["cpu_request"]:
+        limits.append(math.floor(cpu / wanted["cpu_request"]))
+    if wanted["memory_request"]:
+        limits.append(math.floor(mem / wanted["memory_request"]))
+    return min(limits) if limits else 0
+
+
+def _bigger(target: str, wanted: dict[str, float], models: set[str | None], cfg: "StackConfig") -> str:
+    """", e.g. <the cheapest GPU machines a pod fits, of the pools' GPU models first>" ("" when none)."""
+    machines = AWS_INSTANCE_TYPES.values() if target == "aws" else cfg.openstack.flavors().values()
+    big = sorted((m for m in machines if m.is_gpu and not _pod_fit(m, wanted, target)), key=lambda m: (m.gpu_model not in models, m.usd_per_hour))
+    return f", e.g. {', '.join(m.name for m in big[:3])}" if big else ""
 
 
 # --- key paths -----------------------------------------------------------------------------------
