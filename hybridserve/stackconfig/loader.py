@@ -302,7 +302,7 @@ def stack_files(stacks_dir: Path) -> dict[str, Path]:
     for p in sorted(stacks_dir.iterdir()):
         problem = _misnamed_stack_file(p)
         if problem:
-            problems.append(f"{display_path(p)}: {problem}")
+            problems.append(f"{_entry_path(p)}: {problem}")
         elif p.name.startswith(STACK_FILE_PREFIX) and p.name.endswith(STACK_FILE_SUFFIX):
             found[stack_name_of(p)] = p
     if problems:
@@ -314,6 +314,11 @@ def stack_files(stacks_dir: Path) -> dict[str, Path]:
 # (pulumi/pulumi sdk/go/common/workspace/paths.go ProjectStackPath, read 2026-12-01): with Pulumi.yaml that is
 # exactly Pulumi.<stack>.yaml; a .yml, .json or differently cased name is another file it never opens.
 _STACKISH_SUFFIXES = (".yaml", ".yml", ".json")
+
+
+def _entry_path(p: Path) -> str:
+    """`p` as shown to the user, not resolved (a link is named by its own name, not its target's)."""
+    return str(Path(display_path(p.parent)) / p.name)
 
 
 def _misnamed_stack_file(p: Path) -> str | None:
@@ -337,7 +342,7 @@ def _misnamed_stack_file(p: Path) -> str | None:
         return f"names no stack; stack files are named {STACK_FILE_PREFIX}<team>-<env>{STACK_FILE_SUFFIX}"
     return (
         f"is not read by Pulumi, which reads stack {stack!r} only from {proper} (the extension of Pulumi.yaml, "
-        f"this exact case); rename it: git mv {display_path(p)} {display_path(p.with_name(proper))}"
+        f"this exact case); rename it: git mv {_entry_path(p)} {_entry_path(p.with_name(proper))}"
     )
 
 
@@ -372,18 +377,19 @@ def _read_yaml(path: Path, source: str) -> pulumiyaml.Parsed:
         raise StackConfigError([f"{source}: cannot be read: {exc.strerror}"]) from None
 
 
-def _file_key_path(path: tuple) -> str:
-    """('config', 'hybridserve:aws', 'eks', 'gpu_pools', 0) -> 'hybridserve:aws.eks.gpu_pools[0]'."""
-    parts = path[1:] if path[:1] == ("config",) and len(path) > 1 else path
+def _file_key_path(path: tuple, *, stack_file: bool = True) -> str:
+    """('config', 'hybridserve:aws', 'eks', 'gpu_pools', 0) -> 'hybridserve:aws.eks.gpu_pools[0]' (keys are named
+    as `pulumi config` names them; in Pulumi.yaml the config: block is named too)."""
+    parts = path[1:] if stack_file and path[:1] == ("config",) and len(path) > 1 else path
     out = ""
     for part in parts:
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
     return out or "(document)"
 
 
-def _file_problem(source: str, line: int | None, path: tuple, message: str) -> str:
+def _file_problem(source: str, line: int | None, path: tuple, message: str, *, stack_file: bool = True) -> str:
     where = f"{source}:{line}" if line else source
-    return f"{where}: {_file_key_path(path)}: {message}"
+    return f"{where}: {_file_key_path(path, stack_file=stack_file)}: {message}"
 
 
 def _section_paths(name: str) -> list[str]:
@@ -541,7 +547,7 @@ def _project_config(project_file: Path) -> tuple[str, dict[str, Any]]:
         return PROJECT, {}
     source = display_path(project_file)
     parsed = _read_yaml(project_file, source)
-    problems = [_file_problem(source, p.line, p.path, p.message) for p in parsed.problems]
+    problems = [_file_problem(source, p.line, p.path, p.message, stack_file=False) for p in parsed.problems]
     doc = parsed.value if isinstance(parsed.value, dict) else {}
     project = doc.get("name") if isinstance(doc.get("name"), str) and doc.get("name") else PROJECT
     declared = doc.get("config") or {}
@@ -553,11 +559,12 @@ def _project_config(project_file: Path) -> tuple[str, dict[str, Any]]:
         if not isinstance(decl, dict):
             decl = {"default" if ours else "value": decl}
         if "default" in decl and "value" in decl and decl["default"] is not None and decl["value"] is not None:
-            problems.append(_file_problem(*where, "has both `default:` and `value:`; Pulumi refuses that: keep one"))
+            problems.append(_file_problem(*where, "has both `default:` and `value:`; Pulumi refuses that: keep one", stack_file=False))
             continue
         if not ours and ("type" in decl or decl.get("default") is not None or decl.get("value") is None):
             problems.append(_file_problem(
-                *where, "is not in the project's namespace, so Pulumi accepts only `value:` for it (no `type:` or `default:`)"))
+                *where, "is not in the project's namespace, so Pulumi accepts only `value:` for it (no `type:` or `default:`)",
+                stack_file=False))
             continue
         value = decl.get("default") if decl.get("default") is not None else decl.get("value")
         if value is not None:

@@ -118,8 +118,8 @@ def _timestamp(text: str) -> Timestamp | None:
     shown = when.strftime("%Y-%m-%d %H:%M:%S") + (frac.rstrip("0").rstrip(".") if frac else "")
     if zone in (None, "Z"):
         return Timestamp(text, f"{shown} +0000 UTC")
-    # A numeric offset prints with the zone name of the machine running pulumi: say roughly what it is.
-    return Timestamp(text, f"{shown} {zone.replace(':', '')}")
+    offset = zone.replace(":", "")  # Go names an offset zone by the offset (unless it is the machine's own zone)
+    return Timestamp(text, f"{shown} {offset} {offset}")
 
 
 def resolve_plain(text: str) -> Any:
