@@ -441,3 +441,16 @@ def test_the_example_stacks_read_unchanged(checkout: Path):
     for name, path in stack_files(checkout / "stacks").items():
         assert load_stack_file(path).stack_name == name
     assert parse("a: [1, 'x']\n").value == {"a": [1, "x"]}
+
+
+def test_a_space_after_the_namespace_colon_gets_a_hint(tmp_path: Path):
+    path = stack_file(tmp_path, "config:\n  hybridserve: team: acme\n")
+    (problem,) = problems_reading(path)
+    assert problem.startswith(f"{path}: is not valid YAML (line 2, column 20): mapping values are not allowed here")
+    assert "a config key has no space after its namespace: hybridserve:team, not hybridserve: team" in problem
+
+
+def test_a_region_without_namespace_points_to_aws_region(tmp_path: Path):
+    path = stack_file(tmp_path, "config:\n  region: eu-west-1\n")
+    (problem,) = problems_reading(path)
+    assert "Pulumi reads it as hybridserve:region, which is not a known key; region is a key of aws:region" in problem

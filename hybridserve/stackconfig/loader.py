@@ -335,7 +335,8 @@ def _misnamed_stack_file(p: Path) -> str | None:
             return None
         if p.is_symlink() and not p.exists():
             return f"is a broken symbolic link (to {p.readlink()}); Pulumi cannot read stack {stack!r} from it"
-        return f"is a directory, not a file; Pulumi reads stack {stack!r} from a file of this name"
+        what = "a directory, not a file" if p.is_dir() else "not a regular file"
+        return f"is {what}; Pulumi reads stack {stack!r} from a file of this name"
     if not stack:
         if name == "Pulumi.yaml":
             return "is a project file in the stacks directory; Pulumi.yaml belongs in the checkout root and stacks are Pulumi.<stack>.yaml"
@@ -367,7 +368,10 @@ def _read_yaml(path: Path, source: str) -> pulumiyaml.Parsed:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
-        raise StackConfigError([f"{source}: is not valid YAML{where}: {getattr(exc, 'problem', exc)}"]) from None
+        problem = getattr(exc, "problem", exc)
+        if problem == "mapping values are not allowed here":
+            problem = f"{problem} (a config key has no space after its namespace: {PROJECT}:team, not {PROJECT}: team; quote a value holding ': ')"
+        raise StackConfigError([f"{source}: is not valid YAML{where}: {problem}"]) from None
     except UnicodeDecodeError as exc:  # a binary or non-UTF-8 file saved under a stack file's name
         raise StackConfigError(
             [f"{source}: is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}); "
@@ -489,6 +493,8 @@ def _stack_config_values(raw: dict, lines: dict, source: str, project: str) -> t
                                  f"it as a key of its own, {full}; indent it under {empty_section[0]}")
                     continue
                 homes = _section_paths(key)
+                if key == "region":
+                    homes = ["aws:region (the AWS provider's key, read for hybridserve:aws too)", f"{project}:openstack"]
                 hint = f"{key} is a key of {', '.join(homes)}: indent it there" if homes else \
                     f"known keys: {', '.join(f'{project}:{k}' for k in (*CONFIG_FIELDS, *SECRET_KEYS))}"
                 problem(key, f"has no namespace, so Pulumi reads it as {full}, which is not a known key; {hint}")
