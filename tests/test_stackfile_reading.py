@@ -454,3 +454,9 @@ def test_a_region_without_namespace_points_to_aws_region(tmp_path: Path):
     path = stack_file(tmp_path, "config:\n  region: eu-west-1\n")
     (problem,) = problems_reading(path)
     assert "Pulumi reads it as hybridserve:region, which is not a known key; region is a key of aws:region" in problem
+
+
+@pytest.mark.parametrize("given", ["Pulumi.vision-dev.yml", "stacks/pulumi.vision-dev.yaml", "Pulumi.Vision-Dev.yaml"])
+def test_a_stack_file_name_given_as_the_stack_names_the_stack(checkout: Path, capsys, given):
+    code, _, err = run_cli(["validate", "--stack", given], capsys)
+    assert code == 2 and f"stack {given!r} not found in stacks" in err and "did you mean --stack vision-dev?" in err, err

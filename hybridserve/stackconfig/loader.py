@@ -605,8 +605,9 @@ def resolve_stack(name: str, stacks_dir: Path) -> Path:
     known = ", ".join(files) or "(none)"
     # A file name or path where a stack name belongs, or the wrong case: say which stack was meant.
     guess = Path(name).name
-    if guess.startswith(STACK_FILE_PREFIX) and guess.endswith(STACK_FILE_SUFFIX):
-        guess = stack_name_of(Path(guess))
+    suffix = next((x for x in _STACKISH_SUFFIXES if guess.lower().endswith(x)), None)
+    if guess.lower().startswith(STACK_FILE_PREFIX.lower()) and suffix:  # a file name, e.g. Pulumi.vision-dev.yml
+        guess = guess[len(STACK_FILE_PREFIX) : -len(suffix)]
     guess = next((n for n in files if n.lower() == guess.lower()), None)
     hint = f"; did you mean --stack {guess}?" if guess and guess != name else ""
     raise UserError(

@@ -1,7 +1,8 @@
 """Read YAML as the Pulumi CLI reads Pulumi.yaml and Pulumi.<stack>.yaml, naming what it would refuse or change.
 
-The CLI parses both with gopkg.in/yaml.v3 (pulumi/pulumi sdk/go/common/encoding/marshal.go; yaml.v3 resolve.go
-and decode.go; both read 2026-12-01), not with PyYAML's YAML 1.1 rules. What differs from `yaml.safe_load`:
+The CLI parses both with gopkg.in/yaml.v3 v3.0.1 (pulumi/pulumi sdk/go/common/encoding/marshal.go and sdk/go.mod;
+yaml.v3 resolve.go and decode.go; read 2026-12-01), not with PyYAML's YAML 1.1 rules. tests/test_stackfile_reading.py
+holds what that yaml.v3, built from source, gave for each spelling. What differs from `yaml.safe_load`:
 
 - duplicate keys are refused ("mapping key ... already defined at line N"), at any depth;
 - only true/false (True, TRUE, ...) are booleans: yes/no/on/off/y/n stay text, and so does 1:30 (no base 60);
@@ -23,8 +24,8 @@ import datetime as dt
 import json
 import math
 import re
-from decimal import Decimal
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 import yaml
