@@ -8,6 +8,7 @@ collected and reported as `<source>: <key path>: <bad value and what would be va
 
 from __future__ import annotations
 
+import difflib
 import json
 import types
 import typing
@@ -19,6 +20,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from hybridserve.errors import UserError
+from hybridserve.stackconfig import pulumiyaml
 from hybridserve.stackconfig.schema.common import ConfigModel, Issue, Loc, collect_issues
 from hybridserve.stackconfig.schema.stack import PROJECT, SECRET_KEYS, StackConfig, format_loc
 
@@ -98,8 +100,11 @@ def build_stack_config(
             continue
         if name not in CONFIG_FIELDS:
             head = name.split(".")[0].split("[")[0]
+            homes = _section_paths(head)
             if head in OBJECT_KEYS:
                 hint = f"a nested value needs --path: pulumi config rm {key}; pulumi config set --path {key} <value>"
+            elif homes and name == head:
+                hint = f"{head} is a key of {', '.join(homes)}: nest it there"
             else:
                 hint = f"known keys: {', '.join(f'{PROJECT}:{k}' for k in (*CONFIG_FIELDS, *SECRET_KEYS))}"
             problems.append(((name,), f"is not a known key; {hint}"))
@@ -170,8 +175,8 @@ def _decode(name: str, value: Any) -> Any:
         except json.JSONDecodeError:
             return value  # pydantic reports "should be a valid dictionary" with the key path
     if name in SCALAR_KEYS and isinstance(value, (int, float, bool)):
-        # Pulumi hands every scalar to the program as text; do the same offline.
-        return json.dumps(value) if isinstance(value, bool) else str(value)
+        # Pulumi hands every scalar to the program as text (true, 1000 for 1e3); do the same offline.
+        return pulumiyaml.as_text(value)
     return value
 
 
@@ -285,15 +290,61 @@ def stack_name_of(path: Path) -> str:
 
 
 def stack_files(stacks_dir: Path) -> dict[str, Path]:
-    """Every stack settings file in `stacks_dir`, by stack name, sorted."""
+    """Every stack settings file in `stacks_dir`, by stack name, sorted.
+
+    A StackConfigError names any file that looks like a stack file but that Pulumi would not read as one
+    (Pulumi.NAME.yml, pulumi.NAME.yaml, a directory, a broken link): skipping it would drop a stack silently.
+    """
     if not stacks_dir.is_dir():
         return {}
-    found = {
-        stack_name_of(p): p
-        for p in stacks_dir.glob(f"{STACK_FILE_PREFIX}*{STACK_FILE_SUFFIX}")
-        if p.is_file() and stack_name_of(p)
-    }
+    found: dict[str, Path] = {}
+    problems: list[str] = []
+    for p in sorted(stacks_dir.iterdir()):
+        problem = _misnamed_stack_file(p)
+        if problem:
+            problems.append(f"{_entry_path(p)}: {problem}")
+        elif p.name.startswith(STACK_FILE_PREFIX) and p.name.endswith(STACK_FILE_SUFFIX):
+            found[stack_name_of(p)] = p
+    if problems:
+        raise StackConfigError(problems, what=f"stack files of {display_path(stacks_dir)}")
     return dict(sorted(found.items()))
+
+
+# Pulumi names a stack's settings file Pulumi.<stack><extension of Pulumi.yaml> in stackConfigDir
+# (pulumi/pulumi sdk/go/common/workspace/paths.go ProjectStackPath, read 2026-12-01): with Pulumi.yaml that is
+# exactly Pulumi.<stack>.yaml; a .yml, .json or differently cased name is another file it never opens.
+_STACKISH_SUFFIXES = (".yaml", ".yml", ".json")
+
+
+def _entry_path(p: Path) -> str:
+    """`p` as shown to the user, not resolved (a link is named by its own name, not its target's)."""
+    return str(Path(display_path(p.parent)) / p.name)
+
+
+def _misnamed_stack_file(p: Path) -> str | None:
+    """Why Pulumi would not read `p` as a stack's settings, when it looks meant to be one; None otherwise."""
+    name = p.name
+    lower = name.lower()
+    if name.startswith(".") or not lower.endswith(_STACKISH_SUFFIXES):
+        return None  # hidden files, editor backups, READMEs: not meant as stacks
+    stem = name[: -len(next(s for s in _STACKISH_SUFFIXES if lower.endswith(s)))]
+    stack = stem[len(STACK_FILE_PREFIX) :] if lower.startswith(STACK_FILE_PREFIX.lower()) else stem
+    proper = f"{STACK_FILE_PREFIX}{stack}{STACK_FILE_SUFFIX}"
+    if name == proper and stack:
+        if p.is_file():
+            return None
+        if p.is_symlink() and not p.exists():
+            return f"is a broken symbolic link (to {p.readlink()}); Pulumi cannot read stack {stack!r} from it"
+        what = "a directory, not a file" if p.is_dir() else "not a regular file"
+        return f"is {what}; Pulumi reads stack {stack!r} from a file of this name"
+    if not stack:
+        if name == "Pulumi.yaml":
+            return "is a project file in the stacks directory; Pulumi.yaml belongs in the checkout root and stacks are Pulumi.<stack>.yaml"
+        return f"names no stack; stack files are named {STACK_FILE_PREFIX}<team>-<env>{STACK_FILE_SUFFIX}"
+    return (
+        f"is not read by Pulumi, which reads stack {stack!r} only from {proper} (the extension of Pulumi.yaml, "
+        f"this exact case); rename it: git mv {_entry_path(p)} {_entry_path(p.with_name(proper))}"
+    )
 
 
 def display_path(path: Path) -> str:
@@ -303,15 +354,24 @@ def display_path(path: Path) -> str:
         return str(path)
 
 
-def read_stack_config(path: Path) -> dict[str, Any]:
-    """The `config:` block of a stack settings file, merged over Pulumi.yaml's project defaults."""
-    source = display_path(path)
+# Top-level keys of a stack settings file (pulumi/pulumi sdk/go/common/workspace/project.go ProjectStack);
+# Pulumi ignores any other, so a key outside `config:` would silently be no setting at all.
+STACK_FILE_KEYS = ("config", "environment", "secretsprovider", "encryptedkey", "encryptionsalt")
+# Packages the program passes config to (their providers judge their own keys).
+PROVIDER_NAMESPACES = ("pulumi", "aws", "openstack", "kubernetes", "random")
+
+
+def _read_yaml(path: Path, source: str) -> pulumiyaml.Parsed:
     try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8-sig")  # Pulumi strips a UTF-8 byte order mark too
+        return pulumiyaml.parse(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
-        raise StackConfigError([f"{source}: is not valid YAML{where}: {getattr(exc, 'problem', exc)}"]) from None
+        problem = getattr(exc, "problem", exc)
+        if problem == "mapping values are not allowed here":
+            problem = f"{problem} (a config key has no space after its namespace: {PROJECT}:team, not {PROJECT}: team; quote a value holding ': ')"
+        raise StackConfigError([f"{source}: is not valid YAML{where}: {problem}"]) from None
     except UnicodeDecodeError as exc:  # a binary or non-UTF-8 file saved under a stack file's name
         raise StackConfigError(
             [f"{source}: is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}); "
@@ -319,29 +379,205 @@ def read_stack_config(path: Path) -> dict[str, Any]:
         ) from None
     except OSError as exc:
         raise StackConfigError([f"{source}: cannot be read: {exc.strerror}"]) from None
-    if doc is None:
-        doc = {}
-    if not isinstance(doc, dict) or not isinstance(doc.get("config", {}) or {}, dict):
-        raise StackConfigError([f"{source}: must be a mapping with a `config:` mapping (a Pulumi stack settings file)"])
-    config = dict(_project_defaults(path.parent.parent / "Pulumi.yaml"))
-    config.update(doc.get("config") or {})
-    return config
 
 
-def _project_defaults(project_file: Path) -> dict[str, Any]:
-    """`default:` values declared in Pulumi.yaml's `config:` block (Pulumi applies them too)."""
-    try:
-        doc = yaml.safe_load(project_file.read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError):
-        return {}
-    out: dict[str, Any] = {}
-    for key, decl in (doc.get("config") or {}).items():
-        full = key if ":" in key else f"{doc.get('name', PROJECT)}:{key}"
-        if isinstance(decl, dict) and "default" in decl:
-            out[full] = decl["default"]
-        elif isinstance(decl, dict) and "value" in decl:
-            out[full] = decl["value"]
+def _file_key_path(path: tuple, *, stack_file: bool = True) -> str:
+    """('config', 'hybridserve:aws', 'eks', 'gpu_pools', 0) -> 'hybridserve:aws.eks.gpu_pools[0]' (keys are named
+    as `pulumi config` names them; in Pulumi.yaml the config: block is named too)."""
+    parts = path[1:] if stack_file and path[:1] == ("config",) and len(path) > 1 else path
+    out = ""
+    for part in parts:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(document)"
+
+
+def _file_problem(source: str, line: int | None, path: tuple, message: str, *, stack_file: bool = True) -> str:
+    where = f"{source}:{line}" if line else source
+    return f"{where}: {_file_key_path(path, stack_file=stack_file)}: {message}"
+
+
+def _section_paths(name: str) -> list[str]:
+    """Where a key called `name` belongs in the sections (e.g. 'vpc' -> ['hybridserve:aws'])."""
+    out: list[str] = []
+
+    def walk(model: Any, prefix: str, depth: int) -> None:
+        if depth > 3 or not (isinstance(model, type) and issubclass(model, BaseModel)):
+            return
+        for field_name, info in model.model_fields.items():
+            if field_name == name:
+                out.append(prefix)
+            walk(_unwrap(info.annotation), f"{prefix}.{field_name}", depth + 1)
+
+    for key in OBJECT_KEYS:
+        walk(_unwrap(StackConfig.model_fields[key].annotation), f"{PROJECT}:{key}", 0)
     return out
+
+
+def read_stack_config(path: Path) -> dict[str, Any]:
+    """The config of a stack settings file as the program gets it, merged over Pulumi.yaml's project values.
+
+    Read as Pulumi reads it (see `pulumiyaml`): scalars are the text `pulumi.Config.get` returns, structured values
+    what `Config.get_object` returns, keys without a namespace take the project's. A StackConfigError names each
+    duplicate key, misplaced block, unparsable key and value that Pulumi would refuse or read otherwise than written.
+    """
+    source = display_path(path)
+    project, defaults = _project_config(path.parent.parent / "Pulumi.yaml")
+    parsed = _read_yaml(path, source)
+    problems = [_file_problem(source, p.line, p.path, p.message) for p in parsed.problems]
+    doc = parsed.value
+    if doc is None:
+        doc = {}  # an empty stack file: Pulumi reads no config
+    if not isinstance(doc, dict) or not isinstance(doc.get("config", {}) or {}, dict):
+        problems.append(f"{source}: must be a mapping with a `config:` mapping (a Pulumi stack settings file)")
+        raise StackConfigError(problems)
+    problems.extend(_top_level_problems(doc, parsed.lines, source, project))
+    config, config_problems = _stack_config_values(doc.get("config") or {}, parsed.lines, source, project)
+    problems.extend(config_problems)
+    if problems:
+        raise StackConfigError(problems)
+    return {**defaults, **config}
+
+
+def _top_level_problems(doc: dict, lines: dict, source: str, project: str) -> list[str]:
+    problems = []
+    for key, value in doc.items():
+        line = lines.get((key,))
+        if key == "environment" and isinstance(value, str):
+            problems.append(_file_problem(
+                source, line, (key,),
+                f"the top-level `environment` lists Pulumi ESC environments to import; the stack's environment is "
+                f"a config key: put `{project}:environment: {value}` under config:"))
+        elif key in STACK_FILE_KEYS:
+            continue
+        elif ":" in key:
+            problems.append(_file_problem(
+                source, line, (key,),
+                f"is at the top level of {source}; Pulumi reads stack settings only under `config:`: indent it under config:"))
+        elif key in (project, *PROVIDER_NAMESPACES):
+            problems.append(_file_problem(
+                source, line, (key,),
+                f"is a block at the top level of {source}; Pulumi reads stack settings only under `config:`, as flat "
+                f"keys {key}:<key> (e.g. {key}:{'team' if key == project else 'region'}: ...)"))
+        else:
+            close = difflib.get_close_matches(key, STACK_FILE_KEYS, n=1)
+            hint = f"; did you mean `{close[0]}:`?" if close else ""
+            problems.append(_file_problem(
+                source, line, (key,),
+                f"is not a stack file key; Pulumi reads only {', '.join(STACK_FILE_KEYS)} and ignores the rest{hint}"))
+    return problems
+
+
+def _stack_config_values(raw: dict, lines: dict, source: str, project: str) -> tuple[dict[str, Any], list[str]]:
+    """The `config:` block as Pulumi keys it (project namespace added) and hands it to the program, with problems."""
+    known = {*CONFIG_FIELDS, *SECRET_KEYS}
+    problems: list[str] = []
+    values: dict[str, Any] = {}
+    written: dict[str, str] = {}  # full key -> key as written
+    empty_section: tuple[str, int | None] | None = None  # the last hybridserve section written with no value
+
+    def problem(key: str, message: str) -> None:
+        problems.append(_file_problem(source, lines.get(("config", key)), ("config", key), message))
+
+    for key, value in raw.items():
+        line = lines.get(("config", key))
+        parts = key.split(":")
+        if len(parts) == 1:
+            full, namespace, name = f"{project}:{key}", project, key  # Pulumi adds the project's name
+            if key == project and isinstance(value, dict):
+                problem(key, f"is a block of keys; Pulumi config keys are flat: write {project}:<key> directly under config:, "
+                             f"e.g. {project}:{next(iter(value), 'team')}: ...")
+                continue
+            if key not in known:
+                if empty_section and key in _model_fields(empty_section[0]):
+                    problem(key, f"is level with {empty_section[0]} (line {empty_section[1]}), which has no value, so Pulumi reads "
+                                 f"it as a key of its own, {full}; indent it under {empty_section[0]}")
+                    continue
+                homes = _section_paths(key)
+                if key == "region":
+                    homes = ["aws:region (the AWS provider's key, read for hybridserve:aws too)", f"{project}:openstack"]
+                hint = f"{key} is a key of {', '.join(homes)}: indent it there" if homes else \
+                    f"known keys: {', '.join(f'{project}:{k}' for k in (*CONFIG_FIELDS, *SECRET_KEYS))}"
+                problem(key, f"has no namespace, so Pulumi reads it as {full}, which is not a known key; {hint}")
+                continue
+        elif len(parts) == 3 and parts[1] == "config" and all(parts):
+            namespace, name = parts[0], parts[2]  # Pulumi's old <namespace>:config:<name> spelling
+            full = f"{namespace}:{name}"
+        elif len(parts) == 2 and all(parts):
+            namespace, name = parts
+            full = key
+        elif len(parts) == 2 and parts[0] and isinstance(value, dict):
+            problem(key, f"is a block of keys; Pulumi config keys are flat: write {parts[0]}:<key> directly under config:, "
+                         f"e.g. {parts[0]}:{next(iter(value), 'team')}: ...")
+            continue
+        else:
+            problem(key, "is not a config key Pulumi can parse; config keys are <namespace>:<name>, e.g. "
+                         f"{project}:team or aws:region")
+            continue
+        if namespace != project:
+            empty_section = None
+            if namespace not in PROVIDER_NAMESPACES and (
+                name in known or difflib.get_close_matches(namespace.lower(), [project], n=1, cutoff=0.75)
+            ):
+                problem(key, f"namespace {namespace!r} is no package of this program, so nothing would read it; "
+                             f"did you mean {project}:{name}?")
+                continue
+        if full in written:
+            problem(key, f"sets {full} again (line {lines.get(('config', written[full]))} wrote it as `{written[full]}`); Pulumi adds the "
+                         f"project's name to keys without a namespace, so they are one key: keep one")
+            continue
+        written[full] = key
+        if value is None and namespace == project:
+            if name in OBJECT_KEYS:
+                empty_section = (full, line)
+            problem(key, "has no value; Pulumi would read it as empty text (and warn); give it a value or delete the line")
+            continue
+        if namespace == project and len(parts) > 1:
+            empty_section = None
+        values[full] = pulumiyaml.as_json(value) if isinstance(value, (dict, list)) else pulumiyaml.as_text(value)
+    return values, problems
+
+
+def _model_fields(full_key: str) -> set[str]:
+    model = _unwrap(StackConfig.model_fields[full_key.split(":", 1)[1]].annotation)
+    return set(model.model_fields) if isinstance(model, type) and issubclass(model, BaseModel) else set()
+
+
+def _project_config(project_file: Path) -> tuple[str, dict[str, Any]]:
+    """(project name, config values Pulumi.yaml supplies when a stack does not set the key).
+
+    As Pulumi applies them (pulumi/pulumi pkg/workspace/config.go mergeConfig, sdk/go/common/workspace/project.go
+    RewriteShorthandConfigValues and Project.Validate, read 2026-12-01): `key: value` shorthand is a default for the
+    project's keys and a value for other namespaces; `default:` wins over `value:`.
+    """
+    if not project_file.is_file():
+        return PROJECT, {}
+    source = display_path(project_file)
+    parsed = _read_yaml(project_file, source)
+    problems = [_file_problem(source, p.line, p.path, p.message, stack_file=False) for p in parsed.problems]
+    doc = parsed.value if isinstance(parsed.value, dict) else {}
+    project = doc.get("name") if isinstance(doc.get("name"), str) and doc.get("name") else PROJECT
+    declared = doc.get("config") or {}
+    out: dict[str, Any] = {}
+    for key, decl in (declared.items() if isinstance(declared, dict) else ()):
+        ours = ":" not in key or key.startswith(f"{project}:")
+        full = key if ":" in key else f"{project}:{key}"
+        where = (source, parsed.lines.get(("config", key)), ("config", key))
+        if not isinstance(decl, dict):
+            decl = {"default" if ours else "value": decl}
+        if "default" in decl and "value" in decl and decl["default"] is not None and decl["value"] is not None:
+            problems.append(_file_problem(*where, "has both `default:` and `value:`; Pulumi refuses that: keep one", stack_file=False))
+            continue
+        if not ours and ("type" in decl or decl.get("default") is not None or decl.get("value") is None):
+            problems.append(_file_problem(
+                *where, "is not in the project's namespace, so Pulumi accepts only `value:` for it (no `type:` or `default:`)",
+                stack_file=False))
+            continue
+        value = decl.get("default") if decl.get("default") is not None else decl.get("value")
+        if value is not None:
+            out[full] = pulumiyaml.as_json(value) if isinstance(value, (dict, list)) else pulumiyaml.as_text(value)
+    if problems:
+        raise StackConfigError(problems)
+    return project, out
 
 
 def load_stack_file(path: Path) -> StackConfig:
@@ -369,8 +605,9 @@ def resolve_stack(name: str, stacks_dir: Path) -> Path:
     known = ", ".join(files) or "(none)"
     # A file name or path where a stack name belongs, or the wrong case: say which stack was meant.
     guess = Path(name).name
-    if guess.startswith(STACK_FILE_PREFIX) and guess.endswith(STACK_FILE_SUFFIX):
-        guess = stack_name_of(Path(guess))
+    suffix = next((x for x in _STACKISH_SUFFIXES if guess.lower().endswith(x)), None)
+    if guess.lower().startswith(STACK_FILE_PREFIX.lower()) and suffix:  # a file name, e.g. Pulumi.vision-dev.yml
+        guess = guess[len(STACK_FILE_PREFIX) : -len(suffix)]
     guess = next((n for n in files if n.lower() == guess.lower()), None)
     hint = f"; did you mean --stack {guess}?" if guess and guess != name else ""
     raise UserError(
