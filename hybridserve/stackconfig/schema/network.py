@@ -149,10 +149,10 @@ class IngressRule(ConfigModel):
         if high < low:
             yield Issue(("port_max",), f"{high} is less than port ({low})")
 
-    def opens(self, port: int) -> bool:
-        """Whether this rule admits TCP or UDP traffic to `port`."""
+    def opens(self, protocol: str, port: int) -> bool:
+        """Whether this rule admits `protocol` (tcp or udp) traffic to `port`."""
         span = self.port_range()
-        return self.protocol != "icmp" and span is not None and span[0] <= port <= span[1]
+        return self.protocol == protocol and span is not None and span[0] <= port <= span[1]
 
 
 class OpenStackNetwork(ConfigModel):
@@ -175,22 +175,24 @@ class OpenStackNetwork(ConfigModel):
 def admin_port_issues(rules: list[IngressRule], loc: tuple[str, ...]) -> Iterator[Issue]:
     """An admin port must not be open to the Internet, however the rules that open it are spelt.
 
-    Judged per port over every rule that opens it (tcp or udp), by the union of their CIDRs:
-    0.0.0.0/1 on 22 plus 128.0.0.0/1 on 20-25 is SSH from everywhere, like 0.0.0.0/0 on 22.
-    The message sits on the rule that admits the most and names the others.
+    Judged per protocol and port over every rule that opens it, by the union of their CIDRs (see
+    common.MAX_PUBLIC_ADDRESSES): 0.0.0.0/1 on 22 plus 128.0.0.0/1 on 20-25 is SSH from everywhere, like
+    0.0.0.0/0 on 22. The message sits on the rule that admits the most and names the others.
     """
     for port, what in ADMIN_PORTS.items():
-        opening = [(i, r.cidr) for i, r in enumerate(rules) if r.opens(port)]
-        exposure = internet_exposure(c for _, c in opening)
-        if exposure is None:
-            continue
-        first, cidr = max(opening, key=lambda o: public_addresses([o[1]]))
-        others = [(i, c) for i, c in opening if i != first]
-        together = f" together with {', '.join(f'{loc[-1]}[{i}] ({c})' for i, c in others)}" if others else ""
-        yield Issue(
-            (*loc, first, "cidr"),
-            f"{cidr}{together} would open {what} (port {port}) to {exposure}; admin ports only from narrow CIDRs (e.g. a bastion's /32)",
-        )
+        for protocol in ("tcp", "udp"):
+            opening = [(i, r.cidr) for i, r in enumerate(rules) if r.opens(protocol, port)]
+            exposure = internet_exposure(c for _, c in opening)
+            if exposure is None:
+                continue
+            first, cidr = max(opening, key=lambda o: public_addresses([o[1]]))
+            others = [(i, c) for i, c in opening if i != first]
+            together = f" together with {', '.join(f'{loc[-1]}[{i}] ({c})' for i, c in others)}" if others else ""
+            yield Issue(
+                (*loc, first, "cidr"),
+                f"{cidr}{together} would open {what} ({protocol} port {port}) to {exposure}; "
+                "admin ports only from narrow CIDRs (e.g. a bastion's /32)",
+            )
 
 
 def address_space_issues(cfg: "StackConfig") -> Iterator[Issue]:
