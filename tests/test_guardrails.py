@@ -75,6 +75,11 @@ def test_two_halves_open_an_admin_port_to_the_internet(port, what):
     ), problems
 
 
+def test_the_message_names_only_the_rules_that_add_to_the_opening():
+    problems = problems_of(ingress({"cidr": "203.0.113.7/32", "port": 22}, {"cidr": "0.0.0.0/0", "port": 22}))
+    assert any(p.startswith("config: hybridserve:openstack.network.ingress[1].cidr: 0.0.0.0/0 would open SSH (tcp port 22) to the whole internet;") for p in problems), problems
+
+
 def test_rules_are_judged_per_port_across_ranges():
     # a range 20-25 from one half and port 22 from the other: SSH from everywhere, and only SSH
     problems = problems_of(ingress({"cidr": "0.0.0.0/1", "port": 20, "port_max": 25}, {"cidr": "128.0.0.0/1", "port": 22}))

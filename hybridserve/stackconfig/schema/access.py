@@ -140,12 +140,14 @@ def _public_sources_issues(sources: list[tuple[Loc, str]], *, anywhere_allowed: 
     if exposure is not None and not anywhere_allowed:
         # The message sits on the largest contributor and names the rest.
         first, cidr = max(sources, key=lambda s: public_addresses([s[1]]))
-        others = [(l, c) for l, c in sources if l != first]
+        others = [(l, c) for l, c in sources if l != first and not net(c).subnet_of(net(cidr))]  # those that add to it
         together = f" together with {', '.join(f'{format_loc(l)} ({c})' for l, c in others)}" if others else ""
         yield Issue(first, f"{cidr}{together} opens the Kubernetes API to {exposure}; list only the runners' and operators' egress CIDRs{escape}")
     for where, cidr in sources:
-        if net(cidr).num_addresses > MAX_PUBLIC_ADDRESSES or not not_public(cidr):
-            continue  # a block this large is judged by the set above
+        if exposure is not None and net(cidr).num_addresses > MAX_PUBLIC_ADDRESSES:
+            continue  # judged (or accepted by the opt-in) as part of the set above
+        if not not_public(cidr):
+            continue
         if public_addresses([cidr]) == 0:
             yield Issue(
                 where,

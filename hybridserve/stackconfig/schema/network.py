@@ -186,7 +186,7 @@ def admin_port_issues(rules: list[IngressRule], loc: tuple[str, ...]) -> Iterato
             if exposure is None:
                 continue
             first, cidr = max(opening, key=lambda o: public_addresses([o[1]]))
-            others = [(i, c) for i, c in opening if i != first]
+            others = [(i, c) for i, c in opening if i != first and not net(c).subnet_of(net(cidr))]  # those that add to it
             together = f" together with {', '.join(f'{loc[-1]}[{i}] ({c})' for i, c in others)}" if others else ""
             yield Issue(
                 (*loc, first, "cidr"),
