@@ -1,7 +1,7 @@
 """Guardrails judged by what a set of values means, not how it is spelt.
 
 - "Open to the Internet" is the union of every rule that opens an admin port (per protocol and port)
-  or reaches a public API endpoint: 0.0.0.0/1 + 128.0.0.0/1 is 0.0.0.0/0; more than a /8's worth of
+  or reaches a public API endpoint: 0.0.0.0/1 + 128.0.0.0/1 is 0.0.0.0/0; more than a /16's worth of
   public addresses is refused too (common.MAX_PUBLIC_ADDRESSES).
 - A stack's own networks are private address space (RFC 1918, or RFC 6598 100.64.0.0/10); the sources
   of a public endpoint are public addresses.
@@ -55,18 +55,18 @@ def test_the_union_is_judged_not_the_spelling():
     assert internet_exposure(["0.0.0.0/1", "128.0.0.0/1"]) == "the whole internet"
     # every public /8 listed one by one is the whole internet as well
     assert internet_exposure([f"{i}.0.0.0/8" for i in range(256)]) == "the whole internet"
-    # one organisation's largest block (a legacy /8) passes; two /8s do not; private space never counts
-    assert internet_exposure(["17.0.0.0/8"]) is None
-    assert internet_exposure(["17.0.0.0/8", "17.0.0.0/9"]) is None  # overlaps are counted once
-    assert "of the public IPv4 internet" in internet_exposure(["16.0.0.0/8", "18.0.0.0/8"])
+    # a /16 passes; two /16s do not; private space never counts
+    assert internet_exposure(["17.0.0.0/16"]) is None
+    assert internet_exposure(["17.0.0.0/16", "17.0.0.0/17", "17.0.0.7/32"]) is None  # overlaps are counted once
+    assert internet_exposure(["16.0.0.0/16", "18.0.0.0/16"]).startswith("131,072 public addresses (0.0035% of the public IPv4 internet")
     assert internet_exposure(["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "203.0.113.0/24"]) is None
-    assert MAX_PUBLIC_ADDRESSES == 2**24
+    assert MAX_PUBLIC_ADDRESSES == 2**16
 
 
 # --- admin ports on the OpenStack nodes ------------------------------------------------------------
 
 
-@pytest.mark.parametrize("port, what", [(22, "SSH"), (3389, "RDP"), (6443, "the Kubernetes API")])
+@pytest.mark.parametrize("port, what", [(22, "SSH"), (3389, "RDP"), (6443, "the Kubernetes API"), (10250, "the kubelet API")])
 def test_two_halves_open_an_admin_port_to_the_internet(port, what):
     problems = problems_of(ingress({"cidr": "0.0.0.0/1", "port": port}, {"cidr": "128.0.0.0/1", "port": port}))
     assert any(
@@ -90,12 +90,12 @@ def test_rules_are_judged_per_port_across_ranges():
     assert collect_issues(cfg) == []
 
 
-def test_a_large_share_of_the_internet_is_refused_but_one_organisation_is_not():
+def test_a_large_share_of_the_internet_is_refused_but_a_narrow_set_is_not():
     problems = problems_of(ingress({"cidr": "16.0.0.0/4", "port": 22}))
-    assert any("ingress[0].cidr: 16.0.0.0/4 would open SSH (tcp port 22) to 7.3% of the public IPv4 internet" in p for p in problems), problems
-    problems = problems_of(ingress({"cidr": "16.0.0.0/8", "port": 22}, {"cidr": "18.0.0.0/8", "port": 20, "port_max": 30}))
-    assert any("SSH (tcp port 22) to 0.9% of the public IPv4 internet" in p for p in problems), problems
-    for rules in ([{"cidr": "17.0.0.0/8", "port": 22}], [{"cidr": "10.0.0.0/8", "port": 22}, {"cidr": "203.0.113.7/32", "port": 22}]):
+    assert any("ingress[0].cidr: 16.0.0.0/4 would open SSH (tcp port 22) to 268,435,456 public addresses (7.3% of the public IPv4 internet" in p for p in problems), problems
+    problems = problems_of(ingress({"cidr": "16.0.0.0/16", "port": 22}, {"cidr": "18.0.0.0/16", "port": 20, "port_max": 30}))
+    assert any("SSH (tcp port 22) to 131,072 public addresses" in p for p in problems), problems
+    for rules in ([{"cidr": "17.0.0.0/16", "port": 22}], [{"cidr": "10.0.0.0/8", "port": 22}, {"cidr": "203.0.113.7/32", "port": 22}]):
         assert collect_issues(build(ingress(*rules))) == []
 
 
@@ -149,7 +149,7 @@ def test_magnum_public_runners_in_halves_are_the_whole_internet():
     [
         ("10.1.0.0/16", "hybridserve:aws.eks.public_access_cidrs[0]: 10.1.0.0/16 is private address space, which never reaches a public endpoint"),
         ("100.64.0.0/16", "hybridserve:aws.eks.public_access_cidrs[0]: 100.64.0.0/16 is private address space"),
-        ("172.0.0.0/8", "hybridserve:aws.eks.public_access_cidrs[0]: 172.0.0.0/8 mixes public and private or reserved address space"),
+        ("192.0.0.0/16", "hybridserve:aws.eks.public_access_cidrs[0]: 192.0.0.0/16 mixes public and private or reserved address space"),
     ],
 )
 def test_eks_public_access_cidrs_must_be_public(cidr, expected):

@@ -117,12 +117,14 @@ NOT_PUBLIC: tuple[ipaddress.IPv4Network, ...] = tuple(
 PUBLIC_ADDRESSES = 2**32 - sum(n.num_addresses for n in NOT_PUBLIC)
 
 # How much of the public Internet a set of rules may admit before it counts as "open to the
-# Internet": one /8 (16,777,216 addresses, 0.45% of public IPv4). The largest block any one
-# organisation holds is a legacy /8, so no list of "our runners / our offices / our bastion" needs
-# more; beyond it a set is many organisations' networks, i.e. a slice of the Internet. This judges
-# what a set covers, not how it is spelt: 0.0.0.0/1 + 128.0.0.0/1 is the whole Internet like
-# 0.0.0.0/0 is, and so are 256 /8s.
-MAX_PUBLIC_ADDRESSES = 2**24
+# Internet": a /16's worth (65,536 addresses). A bastion, an office or a runner pool's NAT egress
+# needs a few addresses; a /16 is already a whole organisation's block, so a set beyond it is not
+# "our runners / our operators" but a slice of the Internet. The plan-time policy pack (issue 12,
+# hybridserve/policy/rules.py) judges the planned security groups and EKS endpoint with the same
+# bound, so `validate` refuses, naming the key, what `plan` would refuse later. This judges what a
+# set covers, not how it is spelt: 0.0.0.0/1 + 128.0.0.0/1 is the whole Internet like 0.0.0.0/0 is,
+# and so are the 256 /8s listed one by one.
+MAX_PUBLIC_ADDRESSES = 2**16
 
 
 def is_private(cidr: str) -> bool:
@@ -149,13 +151,14 @@ def public_addresses(cidrs: Iterable[str]) -> int:
 
 
 def internet_exposure(cidrs: Iterable[str]) -> str | None:
-    """None when the union of `cidrs` stays within MAX_PUBLIC_ADDRESSES; else how much of the
-    Internet it opens to, for a message ("the whole internet", "12.5% of the public IPv4 internet")."""
+    """None when the union of `cidrs` stays within MAX_PUBLIC_ADDRESSES; else how much of the Internet
+    it opens to, for a message ("the whole internet", "131,072 public addresses (0.0035% of ...)")."""
     count = public_addresses(cidrs)
     if count >= PUBLIC_ADDRESSES:
         return "the whole internet"
     if count > MAX_PUBLIC_ADDRESSES:
-        return f"{count / PUBLIC_ADDRESSES:.1%} of the public IPv4 internet ({count:,} addresses; at most a /8's worth is accepted)"
+        share = f"{100 * count / PUBLIC_ADDRESSES:.2g}%"
+        return f"{count:,} public addresses ({share} of the public IPv4 internet; at most {MAX_PUBLIC_ADDRESSES:,}, a /16, are accepted)"
     return None
 
 

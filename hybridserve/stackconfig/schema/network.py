@@ -37,7 +37,7 @@ class SubnetPlan(NamedTuple):
 
 
 # Ports that must never be open to the whole Internet.
-ADMIN_PORTS: dict[int, str] = {22: "SSH", 3389: "RDP", 6443: "the Kubernetes API"}
+ADMIN_PORTS: dict[int, str] = {22: "SSH", 3389: "RDP", 6443: "the Kubernetes API", 10250: "the kubelet API"}
 
 
 class FlowLogs(ConfigModel):

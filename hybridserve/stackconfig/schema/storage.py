@@ -6,8 +6,8 @@ S3 names are global (per AWS partition): the model and access-log buckets must d
 (`bucket_issues`) and from every S3 bucket of the other stacks in `stacks/` (crossstack.py); Swift
 container names must be unique per OpenStack cloud and region.
 
-Encrypted by default, and not switchable off: the stack key rotates; the model bucket uses SSE-KMS
-with that key (its access-log bucket SSE-S3, what AWS documents for log destinations); EBS volumes in the region default to it
+Encrypted by default, and not switchable off: the stack key rotates; the model bucket and its
+access-log bucket use SSE-KMS with that key; EBS volumes in the region default to it
 (`ebs_default_encryption`); Cinder volumes use the cloud operator's encrypted volume type
 (`cinder_volume_type`: the kit uses the type, it does not create it).
 """
