@@ -275,7 +275,7 @@ def test_s3_names_are_global_across_stacks_for_every_bucket(other_storage, key):
 
 def test_s3_names_are_global_per_partition():
     a = _stack("alpha", "dev", {"model_bucket": "shared-models"})
-    b = _stack("beta", "dev", {"model_bucket": "shared-models"}, region="cn-north-1")
+    b = _stack("beta", "dev", {"model_bucket": "shared-models"}, region="us-gov-west-1")  # another partition (aws-us-gov)
     assert cross_stack_problems({"a.yaml": a, "b.yaml": b}) == []
     c = _stack("gamma", "dev", {"model_bucket": "shared-models"}, region="us-east-1")
     assert any("S3 bucket names are global (in AWS partition aws)" in p for p in cross_stack_problems({"a.yaml": a, "c.yaml": c}))

@@ -27,9 +27,9 @@ from hybridserve.stackconfig.catalog import AWS_INSTANCE_TYPES, OPENSTACK_FLAVOR
 from hybridserve.stackconfig.schema.access import access_issues
 from hybridserve.stackconfig.schema.clusters import EksCluster, MagnumCluster
 from hybridserve.stackconfig.schema.common import ConfigModel, Issue, Label, Loc, Tags, net
-from hybridserve.stackconfig.schema.network import AwsVpc, OpenStackNetwork, address_space_issues
+from hybridserve.stackconfig.schema.network import AwsVpc, OpenStackNetwork
 from hybridserve.stackconfig.schema.serving import ServingConfig
-from hybridserve.stackconfig.schema.storage import StorageConfig, bucket_issues
+from hybridserve.stackconfig.schema.storage import StorageConfig, check_bucket_name
 from hybridserve.stackconfig.schema.vpn import VpnConfig
 
 PROJECT = "hybridserve"
@@ -177,6 +177,15 @@ class StackConfig(ConfigModel):
         for key in self.tags:
             if key in MANAGED_TAG_KEYS:
                 yield Issue(("tags", key), f"{key!r} is set by the kit; remove it (managed tags: {', '.join(MANAGED_TAG_KEYS)})")
+        for loc, name in self.bucket_names().items():
+            if loc[-1] not in self.storage.model_fields_set:  # derived: explicit names are checked by the field
+                try:
+                    check_bucket_name(name)
+                except ValueError as exc:
+                    yield Issue(loc, f"the derived name {name!r} is not valid ({exc}); set it explicitly")
+        from hybridserve.stackconfig.schema.network import address_space_issues  # checks across sections
+        from hybridserve.stackconfig.schema.storage import bucket_issues
+
         yield from bucket_issues(self)
         yield from address_space_issues(self)
         yield from self._gpu_capacity()

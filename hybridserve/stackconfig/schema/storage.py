@@ -153,31 +153,17 @@ class StorageConfig(ConfigModel):
 
 
 def bucket_issues(cfg: "StackConfig") -> Iterator[Issue]:
-    """Every bucket the stack creates, by the exact name the program gives it (StackConfig.bucket_names):
-    derived names obey the naming rules, and no two S3 buckets of the stack share a name. Locations from the root."""
-    names = cfg.bucket_names()
-    for loc, name in names.items():
-        if not _explicit(cfg, loc):  # explicit names are checked by the field
-            try:
-                check_bucket_name(name)
-            except ValueError as exc:
-                yield Issue(loc, f"the derived name {name!r} is not valid ({exc}); set it explicitly")
+    """No two S3 buckets of the stack share a name, judged on the exact names the program creates
+    (StackConfig.bucket_names, explicit or derived). Locations from the root."""
+    from hybridserve.stackconfig.schema.stack import format_loc  # stack.py imports this module
+
     seen: dict[str, Loc] = {}
-    for loc, name in names.items():
+    for loc, name in cfg.bucket_names().items():
         if loc not in S3_BUCKET_KEYS:
             continue  # the Swift container lives in the OpenStack cloud's namespace, not S3's
         if name in seen:
-            from hybridserve.stackconfig.schema.stack import format_loc  # stack.py imports this module
-
             yield Issue(loc, f"{name!r} is also the name of {format_loc(seen[name])}; the plan would create two S3 buckets of one name, pick another")
         seen.setdefault(name, loc)
-
-
-def _explicit(cfg: "StackConfig", loc: Loc) -> bool:
-    node: object = cfg
-    for part in loc[:-1]:
-        node = getattr(node, str(part))
-    return loc[-1] in getattr(node, "model_fields_set", set())
 
 
 # Keys of StackConfig.bucket_names that name S3 buckets (global per AWS partition); the rest are Swift containers.
