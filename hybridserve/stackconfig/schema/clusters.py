@@ -7,8 +7,8 @@ Instance types are checked against `hybridserve.stackconfig.catalog`; OpenStack 
 checked by `OpenStackConfig` (stack.py) because a stack may declare its own flavors.
 
 Secure by default: the EKS API endpoint is private unless `public_access_cidrs` lists the
-networks allowed to reach it; 0.0.0.0/0 is rejected unless `allow_public_api_from_anywhere` is
-set. Control-plane logs api, audit and authenticator cannot be turned off. Helm charts (NVIDIA
+networks allowed to reach it; a set that admits the Internet (0.0.0.0/0, or 0.0.0.0/1 + 128.0.0.0/1)
+is rejected unless `allow_public_api_from_anywhere` is set (schema/access.py). Control-plane logs api, audit and authenticator cannot be turned off. Helm charts (NVIDIA
 device plugin / GPU operator, cluster autoscaler) are pinned in `catalog.HELM_CHARTS`; a stack may
 pin another version here.
 """
@@ -269,7 +269,7 @@ class EksCluster(ConfigModel):
     endpoint_public_access: bool | None = None
     # Who may reach the public API endpoint (the operator running `pulumi up` needs to).
     public_access_cidrs: list[Cidr] = Field(default_factory=list)
-    # 0.0.0.0/0 (or any /0) in public_access_cidrs is rejected unless this is true.
+    # public_access_cidrs (with public runners) that admit the Internet are rejected unless this is true.
     allow_public_api_from_anywhere: bool = False
     service_cidr: Cidr = "172.20.0.0/16"
     # None: pods take VPC subnet addresses (VPC CNI default). A CIDR: a secondary VPC range for
@@ -341,13 +341,7 @@ class EksCluster(ConfigModel):
             }[support]
             usable = ", ".join(_usable_eks_versions()) or "none known"
             yield Issue(("version",), f"{self.version!r} {why}; use one in standard support as of {today()}: {usable}")
-        for i, cidr in enumerate(self.public_access_cidrs):
-            if net(cidr).prefixlen == 0 and not self.allow_public_api_from_anywhere:
-                yield Issue(
-                    ("public_access_cidrs", i),
-                    f"{cidr} opens the Kubernetes API to the whole internet; list the operators' networks "
-                    "(or set allow_public_api_from_anywhere: true to accept that)",
-                )
+        # public_access_cidrs are judged as a set with the public runners: access.public_endpoint_issues.
         if self.endpoint_public_access and not self.public_cidrs:
             yield Issue(("public_access_cidrs",), "is empty while endpoint_public_access is true; list the networks allowed to reach the API endpoint")
         if not self.public_access and self.public_access_cidrs:

@@ -1,18 +1,23 @@
 """Networks: the AWS VPC (`hybridserve:aws.vpc`) and the OpenStack tenant network (`hybridserve:openstack.network`).
 
 The two sites reach each other only through the VPN (`hybridserve:vpn`); nothing is opened to the
-Internet unless a stack lists it in `openstack.network.ingress` (never an admin port to 0.0.0.0/0).
+Internet unless a stack lists it in `openstack.network.ingress` (never an admin port to the Internet,
+judged by what all rules opening that port cover together, not by how a CIDR is spelt). Every network
+of a stack is private address space (`address_space_issues`).
 """
 
 from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterator
-from typing import Annotated, Literal, NamedTuple
+from typing import TYPE_CHECKING, Annotated, Literal, NamedTuple
 
 from pydantic import AfterValidator, Field
 
-from hybridserve.stackconfig.schema.common import Cidr, ConfigModel, Issue, net
+from hybridserve.stackconfig.schema.common import PRIVATE_HINT, Cidr, ConfigModel, Issue, internet_exposure, is_private, net, public_addresses
+
+if TYPE_CHECKING:  # pragma: no cover
+    from hybridserve.stackconfig.schema.stack import StackConfig
 
 
 def _check_ipv4(value: str) -> str:
@@ -32,7 +37,7 @@ class SubnetPlan(NamedTuple):
 
 
 # Ports that must never be open to the whole Internet.
-ADMIN_PORTS: dict[int, str] = {22: "SSH", 3389: "RDP", 6443: "the Kubernetes API"}
+ADMIN_PORTS: dict[int, str] = {22: "SSH", 3389: "RDP", 6443: "the Kubernetes API", 10250: "the kubelet API"}
 
 
 class FlowLogs(ConfigModel):
@@ -143,10 +148,11 @@ class IngressRule(ConfigModel):
         low, high = self.port_range() or (0, 0)
         if high < low:
             yield Issue(("port_max",), f"{high} is less than port ({low})")
-        if net(self.cidr).prefixlen == 0:
-            for port, what in ADMIN_PORTS.items():
-                if low <= port <= high:
-                    yield Issue(("cidr",), f"{self.cidr} would open {what} (port {port}) to the whole Internet; admin ports only from a narrow CIDR (e.g. a bastion's /32)")
+
+    def opens(self, protocol: str, port: int) -> bool:
+        """Whether this rule admits `protocol` (tcp or udp) traffic to `port`."""
+        span = self.port_range()
+        return self.protocol == protocol and span is not None and span[0] <= port <= span[1]
 
 
 class OpenStackNetwork(ConfigModel):
@@ -163,3 +169,41 @@ class OpenStackNetwork(ConfigModel):
         prefix = net(self.cidr).prefixlen
         if not 16 <= prefix <= 28:
             yield Issue(("cidr",), f"{self.cidr} has prefix /{prefix}; use a network between /16 and /28")
+        yield from admin_port_issues(self.ingress, ("ingress",))
+
+
+def admin_port_issues(rules: list[IngressRule], loc: tuple[str, ...]) -> Iterator[Issue]:
+    """An admin port must not be open to the Internet, however the rules that open it are spelt.
+
+    Judged per protocol and port over every rule that opens it, by the union of their CIDRs (see
+    common.MAX_PUBLIC_ADDRESSES): 0.0.0.0/1 on 22 plus 128.0.0.0/1 on 20-25 is SSH from everywhere, like
+    0.0.0.0/0 on 22. The message sits on the rule that admits the most and names the others.
+    """
+    for port, what in ADMIN_PORTS.items():
+        for protocol in ("tcp", "udp"):
+            opening = [(i, r.cidr) for i, r in enumerate(rules) if r.opens(protocol, port)]
+            exposure = internet_exposure(c for _, c in opening)
+            if exposure is None:
+                continue
+            first, cidr = max(opening, key=lambda o: public_addresses([o[1]]))
+            others = [(i, c) for i, c in opening if i != first and not net(c).subnet_of(net(cidr))]  # those that add to it
+            together = f" together with {', '.join(f'{loc[-1]}[{i}] ({c})' for i, c in others)}" if others else ""
+            yield Issue(
+                (*loc, first, "cidr"),
+                f"{cidr}{together} would open {what} ({protocol} port {port}) to {exposure}; "
+                "admin ports only from narrow CIDRs (e.g. a bastion's /32)",
+            )
+
+
+def address_space_issues(cfg: "StackConfig") -> Iterator[Issue]:
+    """The stack's own networks (VPC, pod and service ranges, the OpenStack network, the networks behind
+    the VPN) must be private address space; locations from the root."""
+    for loc, cidr in cfg.all_networks():
+        if loc[:2] == ("vpn", "tunnel_inside_cidrs"):
+            continue  # link-local /30s inside 169.254.0.0/16, checked by VpnConfig
+        if not is_private(cidr):
+            yield Issue(
+                loc,
+                f"{cidr} is not private address space; the stack's networks are routed inside the sites and across the VPN, "
+                f"where a public range would shadow that part of the Internet: use {PRIVATE_HINT}",
+            )

@@ -228,6 +228,11 @@ class StackConfig(ConfigModel):
                     check_bucket_name(name)
                 except ValueError as exc:
                     yield Issue(loc, f"the derived name {name!r} is not valid ({exc}); set it explicitly")
+        from hybridserve.stackconfig.schema.network import address_space_issues  # checks across sections
+        from hybridserve.stackconfig.schema.storage import bucket_issues
+
+        yield from bucket_issues(self)
+        yield from address_space_issues(self)
         yield from self._gpu_capacity()
         yield from self._openstack_addresses()
         yield from self._aws_subnet_addresses()

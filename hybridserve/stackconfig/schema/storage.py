@@ -1,7 +1,10 @@
 """Encrypted storage of the model repository (`hybridserve:storage`): KMS key, S3 bucket, Swift container.
 
-Names left empty are derived from the stack: `<project>-<team>-<env>-models` (see
-`StackConfig.bucket_names`). Bucket names must be unique across every stack in `stacks/`.
+Names left empty are derived from the stack: `<project>-<team>-<env>-models` and
+`<project>-<team>-<env>-access-logs` (see `StackConfig.bucket_names`, which the program uses too).
+S3 names are global (per AWS partition): the model and access-log buckets must differ from each other
+(`bucket_issues`) and from every S3 bucket of the other stacks in `stacks/` (crossstack.py); Swift
+container names must be unique per OpenStack cloud and region.
 
 Encrypted by default, and not switchable off: the stack key rotates; the model bucket uses SSE-KMS
 with that key; the stack's EBS volumes name the key explicitly; Cinder volumes use the cloud
@@ -15,20 +18,33 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Iterator
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import AfterValidator, BeforeValidator, Field
 
-from hybridserve.stackconfig.schema.common import ConfigModel, Issue
+from hybridserve.stackconfig.schema.common import ConfigModel, Issue, Loc
+
+if TYPE_CHECKING:  # pragma: no cover
+    from hybridserve.stackconfig.schema.stack import StackConfig
 
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+# S3 general purpose bucket naming rules, https://docs.aws.amazon.com/AmazonS3/latest/userguide/bucketnamingrules.html
+# (read 2026-12-01): 3-63 characters of a-z 0-9 . -, starting and ending with a letter or digit, no '..',
+# not formatted like an IP address, and these reserved prefixes and suffixes (sthree- covers sthree-configurator).
+S3_RESERVED_PREFIXES = ("xn--", "sthree-", "amzn-s3-demo-")
+S3_RESERVED_SUFFIXES = ("-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-s3")
+# <prefix>-<12-digit account>-<region>-an is the account regional namespace's form, which only that
+# account can create, and only by asking for that namespace (gpbucketnamespaces.html, same date); the kit
+# creates buckets in the global namespace, so such a name would fail.
+_ACCOUNT_REGIONAL = re.compile(r"-\d{12}-[a-z]{2}(-[a-z]+)+-\d+-an$")
 
 
 def check_bucket_name(value: str) -> str:
     """S3 bucket naming rules (Swift containers follow them too, so both work through the S3 API)."""
     rule = "3-63 lowercase letters, digits, '.' and '-', starting and ending with a letter or digit"
     if not isinstance(value, str) or not _BUCKET.match(value):
-        raise ValueError(f"{value!r} is not a valid bucket name; use {rule}")
+        raise ValueError(f"{value!r} is not a valid bucket name; use {rule} (S3 bucket naming rules)")
+    # '.-' and '-.' make a DNS label start or end with '-', which virtual-hosted-style addressing cannot use.
     if ".." in value or ".-" in value or "-." in value:
         raise ValueError(f"{value!r} is not a valid bucket name; no '..', '.-' or '-.'")
     try:
@@ -37,8 +53,11 @@ def check_bucket_name(value: str) -> str:
         pass
     else:
         raise ValueError(f"{value!r} is not a valid bucket name; it must not look like an IP address")
-    if value.startswith(("xn--", "sthree-")) or value.endswith(("-s3alias", "--ol-s3", ".mrap", "--x-s3")):
-        raise ValueError(f"{value!r} uses a prefix or suffix S3 reserves (xn--, sthree-, -s3alias, --ol-s3, .mrap, --x-s3)")
+    if value.startswith(S3_RESERVED_PREFIXES) or value.endswith(S3_RESERVED_SUFFIXES):
+        reserved = ", ".join([f"{p}..." for p in S3_RESERVED_PREFIXES] + [f"...{x}" for x in S3_RESERVED_SUFFIXES])
+        raise ValueError(f"{value!r} uses a prefix or suffix S3 reserves ({reserved})")
+    if _ACCOUNT_REGIONAL.search(value):
+        raise ValueError(f"{value!r} has the form of S3's account regional namespace (...-<account>-<region>-an); the kit creates global buckets, pick another name")
     return value
 
 
@@ -100,7 +119,7 @@ def endpoint_host_port(endpoint: str) -> tuple[str, str, int]:
 
 
 class AccessLogs(ConfigModel):
-    """S3 server access logs of the model bucket (audit), in a separate private bucket encrypted with the stack key."""
+    """S3 server access logs of the model bucket (audit), in a separate private bucket (SSE-S3)."""
 
     # None: <project>-<team>-<env>-access-logs
     bucket: BucketName | None = None
@@ -144,3 +163,30 @@ class StorageConfig(ConfigModel):
     def issues(self) -> Iterator[Issue]:
         if self.retention.object_lock_days is not None and not self.versioning:
             yield Issue(("versioning",), "false is not allowed with retention.object_lock_days; S3 Object Lock needs versioning: true")
+
+
+def bucket_issues(cfg: "StackConfig") -> Iterator[Issue]:
+    """No two S3 buckets of the stack share a name, judged on the exact names the program creates
+    (StackConfig.bucket_names, explicit or derived). Locations from the root."""
+    from hybridserve.stackconfig.schema.stack import format_loc  # stack.py imports this module
+
+    seen: dict[str, Loc] = {}
+    for loc, name in cfg.bucket_names().items():
+        if loc not in S3_BUCKET_KEYS:
+            continue  # the Swift container lives in the OpenStack cloud's namespace, not S3's
+        if name in seen:
+            yield Issue(loc, f"{name!r} is also the name of {format_loc(seen[name])}; the plan would create two S3 buckets of one name, pick another")
+        seen.setdefault(name, loc)
+
+
+# Keys of StackConfig.bucket_names that name S3 buckets (global per AWS partition); the rest are Swift containers.
+S3_BUCKET_KEYS: frozenset[Loc] = frozenset({("storage", "model_bucket"), ("storage", "access_logs", "bucket")})
+
+
+def s3_partition(region: str) -> str:
+    """The AWS partition of a region: S3 bucket names are unique within one (aws, aws-cn, aws-us-gov)."""
+    if region.startswith("cn-"):
+        return "aws-cn"
+    if region.startswith("us-gov-"):
+        return "aws-us-gov"
+    return "aws"

@@ -138,6 +138,8 @@ class VpnConfig(ConfigModel):
     # More networks across the tunnels (besides the VPC, the EKS pod CIDR and the OpenStack
     # network). OpenStack side: CIDRs of existing subnets of the project that the kit attaches to
     # the stack's router. AWS side: networks behind the transit gateway (gateway: transit).
+    # Private address space only, like every network of a stack (network.address_space_issues): a
+    # public range here would route that part of the Internet into the tunnel.
     extra_openstack_cidrs: list[Cidr] = Field(default_factory=list, max_length=10)
     extra_aws_cidrs: list[Cidr] = Field(default_factory=list, max_length=10)
 
