@@ -15,12 +15,13 @@ Each violation says what is wrong and how to fix it. Policies are mandatory unle
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
+
+from hybridserve.netspace import MAX_PUBLIC_ADDRESSES, public_addresses
 
 MANDATORY = "mandatory"
 ADVISORY = "advisory"
@@ -30,9 +31,8 @@ REQUIRED_TAGS = ("team", "environment", "cost-center")
 # Ports whose openness to the Internet is an incident: SSH, RDP, Kubernetes API servers (443 on EKS's
 # security groups, 6443 on Magnum's masters), the kubelet.
 ADMIN_PORTS = {22: "SSH", 3389: "RDP", 443: "the Kubernetes API (EKS)", 6443: "the Kubernetes API", 10250: "the kubelet API"}
-# More public addresses than this behind an admin port is "the Internet", however the CIDRs are spelt:
-# a /16 is the largest single organisation block a bastion or runner pool plausibly needs.
-MAX_PUBLIC_ADDRESSES = 2**16
+# More public addresses than MAX_PUBLIC_ADDRESSES (a /16) behind an admin port is "the Internet", however
+# the CIDRs are spelt; `validate` judges the stack's settings with the same definition (hybridserve/netspace.py).
 
 
 @dataclass(frozen=True)
@@ -80,36 +80,6 @@ def _listify(value: Any) -> list:
     if value is None:
         return []
     return list(value) if isinstance(value, (list, tuple)) else [value]
-
-
-def _networks(cidrs: Iterable[str]) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
-    out = []
-    for cidr in cidrs:
-        try:
-            out.append(ipaddress.ip_network(str(cidr), strict=False))
-        except ValueError:
-            continue
-    return out
-
-
-def public_addresses(cidrs: Iterable[str]) -> int:
-    """How many globally routable addresses the union of `cidrs` admits (overlaps counted once).
-
-    Judges what the rules cover, not how they are spelt: 0.0.0.0/1 + 128.0.0.0/1 is the Internet too.
-    """
-    total = 0
-    for version in (4, 6):
-        nets = [n for n in _networks(cidrs) if n.version == version]
-        private = [ipaddress.ip_network(p) for p in (
-            ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16")
-            if version == 4 else ("fc00::/7", "fe80::/10", "::1/128"))]
-        for block in ipaddress.collapse_addresses(nets):
-            size = block.num_addresses
-            for p in private:
-                if block.overlaps(p):
-                    size -= min(block, p, key=lambda n: n.num_addresses).num_addresses
-            total += max(size, 0)
-    return total
 
 
 def _port_range(low: Any, high: Any, protocol: Any) -> tuple[int, int]:

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from typing import Annotated, Any, NamedTuple
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict
+
+from hybridserve.netspace import MAX_PUBLIC_ADDRESSES, NOT_PUBLIC_V4, PUBLIC_ADDRESSES, internet_exposure, public_addresses  # noqa: F401 (re-exported)
 
 Loc = tuple[str | int, ...]
 
@@ -102,29 +104,8 @@ PRIVATE_RANGES: tuple[tuple[str, str], ...] = (
 )
 PRIVATE_HINT = "10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16 (RFC 1918) or 100.64.0.0/10 (RFC 6598)"
 
-# Address space that no host on the Internet sends from: the IANA IPv4 Special-Purpose Address
-# Registry's ranges that are not globally reachable (RFC 6890; iana.org/assignments/iana-ipv4-special-registry,
-# read 2026-12-01), multicast (224.0.0.0/4) and the reserved 240.0.0.0/4. The documentation ranges
-# (RFC 5737: 192.0.2.0/24, 198.51.100.0/24, 203.0.113.0/24) count as public on purpose: examples and
-# tests use them to stand for a public egress address.
-NOT_PUBLIC: tuple[ipaddress.IPv4Network, ...] = tuple(
-    ipaddress.IPv4Network(c)
-    for c in (
-        "0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16", "172.16.0.0/12",
-        "192.0.0.0/24", "192.168.0.0/16", "198.18.0.0/15", "224.0.0.0/3",
-    )
-)
-PUBLIC_ADDRESSES = 2**32 - sum(n.num_addresses for n in NOT_PUBLIC)
-
-# How much of the public Internet a set of rules may admit before it counts as "open to the
-# Internet": a /16's worth (65,536 addresses). A bastion, an office or a runner pool's NAT egress
-# needs a few addresses; a /16 is already a whole organisation's block, so a set beyond it is not
-# "our runners / our operators" but a slice of the Internet. The plan-time policy pack (issue 12,
-# hybridserve/policy/rules.py) judges the planned security groups and EKS endpoint with the same
-# bound, so `validate` refuses, naming the key, what `plan` would refuse later. This judges what a
-# set covers, not how it is spelt: 0.0.0.0/1 + 128.0.0.0/1 is the whole Internet like 0.0.0.0/0 is,
-# and so are the 256 /8s listed one by one.
-MAX_PUBLIC_ADDRESSES = 2**16
+# What counts as public and how much of it a set of rules may admit: one definition with the policy pack.
+NOT_PUBLIC = NOT_PUBLIC_V4
 
 
 def is_private(cidr: str) -> bool:
@@ -137,29 +118,6 @@ def not_public(cidr: str) -> bool:
     """True when any part of `cidr` is private, shared, loopback, link-local, reserved or multicast space."""
     n = net(cidr)
     return any(n.overlaps(p) for p in NOT_PUBLIC)
-
-
-def public_addresses(cidrs: Iterable[str]) -> int:
-    """How many public addresses the union of `cidrs` admits (overlapping rules counted once)."""
-    union = list(ipaddress.collapse_addresses(net(c) for c in cidrs))
-    total = 0
-    for n in union:
-        # NOT_PUBLIC ranges are disjoint CIDR blocks, and two blocks overlap only by containment.
-        hidden = sum(min(n.num_addresses, p.num_addresses) for p in NOT_PUBLIC if n.overlaps(p))
-        total += n.num_addresses - hidden
-    return total
-
-
-def internet_exposure(cidrs: Iterable[str]) -> str | None:
-    """None when the union of `cidrs` stays within MAX_PUBLIC_ADDRESSES; else how much of the Internet
-    it opens to, for a message ("the whole internet", "131,072 public addresses (0.0035% of ...)")."""
-    count = public_addresses(cidrs)
-    if count >= PUBLIC_ADDRESSES:
-        return "the whole internet"
-    if count > MAX_PUBLIC_ADDRESSES:
-        share = f"{100 * count / PUBLIC_ADDRESSES:.2g}%"
-        return f"{count:,} public addresses ({share} of the public IPv4 internet; at most {MAX_PUBLIC_ADDRESSES:,}, a /16, are accepted)"
-    return None
 
 
 # --- names -------------------------------------------------------------------------------------
