@@ -21,8 +21,12 @@ class SSE(str, Enum):
     none = "none"
 
 
-def _default_region() -> str:
-    return os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+def _default_region() -> tuple[str, str]:
+    """(region, where it came from): messages about a bad one name the variable to fix."""
+    for name in ("AWS_REGION", "AWS_DEFAULT_REGION"):
+        if os.environ.get(name):
+            return os.environ[name], f"from ${name}; --region overrides it"
+    return "us-east-1", "--region"
 
 
 def sync_command(
@@ -89,11 +93,15 @@ def sync_command(
     from hybridserve.sync.engine import SyncTarget, sync_repository
     from hybridserve.sync.errors import EXIT_PUBLISHED_CHANGED
 
+    region_source = "--region"
+    if region is None:
+        region, region_source = _default_region()
     target = SyncTarget(
         bucket=bucket,
         prefix=prefix,
         endpoint_url=endpoint_url,
-        region=region or _default_region(),
+        region=region,
+        region_source=region_source,
         access_key=None,  # boto3's chain reads the environment; options would leak into shell history
         secret_key=None,
         sse=sse.value,
