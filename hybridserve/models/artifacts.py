@@ -109,7 +109,11 @@ def filename_problem(name: str) -> str | None:
 
 
 def python_source_problems(source: str) -> list[tuple[str, str]]:
-    """model.py as the Python backend loads it: valid Python defining class TritonPythonModel with execute()."""
+    """model.py as the Python backend loads it: valid Python defining class TritonPythonModel with execute().
+
+    "`execute` must be implemented in every Python model" (triton-inference-server/python_backend README,
+    checked 2026-12-01); initialize, finalize and auto_complete_config are optional.
+    """
     try:
         tree = ast.parse(source)
     except SyntaxError as exc:
