@@ -220,6 +220,18 @@ BAD_REPOSITORIES = {
     "dangling link": (lambda r: (r / "image_classifier" / "1" / "x.bin").symlink_to("gone"), "image_classifier/1/x.bin: is a symbolic link to gone"),
     "link loop": (lambda r: (r / "image_classifier" / "loop").symlink_to("loop"), "image_classifier/loop: is a symbolic link that loops"),
     "directory link": (lambda r: (r / "image_classifier" / "2").symlink_to("1"), "image_classifier/2: is a symbolic link to a directory"),
+    # Layout siblings: each would sync files Triton then ignores or refuses.
+    "no version directory": (lambda r: shutil.rmtree(r / "text_encoder" / "1"), "text_encoder: version directory: none"),
+    "version directory not an integer": (
+        lambda r: shutil.copytree(r / "text_encoder" / "1", r / "text_encoder" / "v2"), "text_encoder/v2: version directory: \"v2\" is not a positive integer",
+    ),
+    "empty version directory": (lambda r: (r / "text_encoder" / "2").mkdir(), "text_encoder/2/model.py: artifact: missing"),
+    "config name differs from the directory": (
+        lambda r: (r / "text_encoder" / "config.pbtxt").write_text(
+            (r / "text_encoder" / "config.pbtxt").read_text().replace('name: "text_encoder"', 'name: "encoder"')
+        ),
+        'text_encoder/config.pbtxt: name: "encoder" does not match the directory name',
+    ),
 }
 
 

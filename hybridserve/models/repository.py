@@ -5,8 +5,8 @@
 (with the built artifacts) that each artifact loads as that backend would load it and takes and returns
 what the config declares (hybridserve.models.artifacts); every problem names its file and field, and
 all are reported at once. The files are those the sync uploads (hybridserve.sync.scan.walk_model): a
-symbolic link out of the repository, to a directory, dangling or looping is a problem, and never read. Other modules call `ensure_valid` before
-syncing or serving, `describe_repository` to learn the tensors, and `load_reference` for the
+symbolic link out of the repository, to a directory, dangling or looping is a problem, and is never read.
+Other modules call `ensure_valid` before syncing or serving, `describe_repository` to learn the tensors, and `load_reference` for the
 reference inputs/outputs that `hybridserve models build` wrote.
 """
 
@@ -222,7 +222,7 @@ def _check_model(model_dir: Path, require_artifacts: bool, unreadable: frozenset
     """The problems of one model; files in `unreadable` (links walk_model refused, already reported) are not read."""
     from tritonclient.grpc import model_config_pb2
 
-    from hybridserve.models.artifacts import did_you_mean, filename_problem, kind_problems
+    from hybridserve.models.artifacts import default_artifact, did_you_mean, filename_problem, kind_problems
     from hybridserve.models.definitions import MODEL_SPECS
     from hybridserve.publish.render import CLUSTER_BACKEND, CLUSTER_BACKENDS
 
@@ -256,7 +256,7 @@ def _check_model(model_dir: Path, require_artifacts: bool, unreadable: frozenset
         else:
             artifact = config.default_model_filename
     elif kind is not None:
-        artifact = _default_artifact(kind)
+        artifact = default_artifact(kind)
     # The backend the clusters serve the model with (hybridserve.publish.render): checked here, so a misspelt
     # one is found by `models validate`, not by the first publication.
     served_by = kind
@@ -360,13 +360,6 @@ def _check_model(model_dir: Path, require_artifacts: bool, unreadable: frozenset
             )
         )
     return problems
-
-
-def _default_artifact(kind: str) -> str:
-    from hybridserve.models.artifacts import default_artifact
-
-    return default_artifact(kind)
-
 
 
 def _check_version_dirs(model_dir: Path) -> tuple[list[int], list[Problem]]:
