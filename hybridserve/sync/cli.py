@@ -30,7 +30,9 @@ def _default_region() -> tuple[str, str]:
 
 
 def sync_command(
-    bucket: str = typer.Option(..., "--bucket", help="Target bucket (must exist)."),
+    bucket: str = typer.Option(
+        ..., "--bucket", help="Target bucket (must exist); S3's naming rules are checked first: 3-63 lowercase letters, digits, '.' and '-'."
+    ),
     prefix: str = typer.Option(
         "models", "--prefix", help="Key prefix inside the bucket (names separated by '/'; leading/trailing '/' dropped; no '.' or '..'); Triton's --model-repository is s3://BUCKET/PREFIX."
     ),
@@ -41,7 +43,8 @@ def sync_command(
         "http://127.0.0.1:8333. Omit for AWS S3.",
     ),
     region: Optional[str] = typer.Option(
-        None, "--region", help="Region of the bucket and KMS key. Default: $AWS_REGION, $AWS_DEFAULT_REGION, us-east-1.",
+        None, "--region", help="Region of the bucket and KMS key; on AWS (no --endpoint-url) one that botocore knows, checked before any request. "
+        "Default: $AWS_REGION, $AWS_DEFAULT_REGION, us-east-1.",
         show_default=False,
     ),
     sse: SSE = typer.Option(
