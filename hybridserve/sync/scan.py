@@ -191,9 +191,7 @@ def walk_model(model_dir: Path, *, problems: list[tuple[Path, str]] | None = Non
 
     def refuse(path: Path, why: str) -> None:
         if problems is None:
-            raise UserError(
-                f"{path}: {why}; nothing was synced.", exit_code=EXIT_INVALID_REPOSITORY
-            )
+            raise UserError(f"{path}: {why}; nothing was synced.", exit_code=EXIT_INVALID_REPOSITORY)
         problems.append((path, why))
 
     if model_dir.is_symlink():
