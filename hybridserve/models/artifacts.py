@@ -227,12 +227,13 @@ def io_run_problems(config: Any, module, *, config_shown: str) -> list[tuple[str
         with torch.inference_mode():
             result = module(*[arrays[i] for i in order])
     except Exception as exc:  # noqa: BLE001 - the model refusing the declared inputs is the finding
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        message = first or type(exc).__name__
-        # TorchScript errors carry the serialized code; its last line names the actual error.
+        # TorchScript errors carry a "Traceback of TorchScript" and the serialized code; the line naming the
+        # error (e.g. "RuntimeError: Expected 4-dimensional input ...") is what the user needs.
         lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
-        if len(lines) > 1 and ("Error" in lines[-1] or ":" in lines[-1]):
-            message = lines[-1]
+        named = [ln for ln in lines if re.match(r"[\w.]*(Error|Exception)\b", ln)]
+        message = named[-1] if named else (lines[0] if lines else type(exc).__name__)
+        if "Traceback" in message:
+            message = type(exc).__name__
         return [(
             "input",
             f"forward() fails on zero inputs as {config_shown} declares them ({described}): {message}; "
