@@ -75,7 +75,7 @@ def test_missing_required_option_names_it(capsys):
 
 
 def test_invalid_choice_names_the_flag_and_the_valid_values(capsys):
-    code, out = run(["sync", "--bucket", "b", "--sse", "aes"], capsys)
+    code, out = run(["sync", "--bucket", "models", "--sse", "aes"], capsys)
     assert code == 2 and "--sse" in out and "'aws:kms', 'AES256', 'none'" in out
 
 
@@ -177,35 +177,35 @@ def aws_env(monkeypatch, tmp_path):
     ],
 )
 def test_sync_bad_endpoint_url_is_refused_before_any_request(capsys, aws_env, url, problem):
-    code, out = run(["sync", "--bucket", "b", "--sse", "AES256", "--endpoint-url", url, "--repo", "/nonexistent"], capsys)
+    code, out = run(["sync", "--bucket", "models", "--sse", "AES256", "--endpoint-url", url, "--repo", "/nonexistent"], capsys)
     assert code == 2 and f"--endpoint-url) {url!r}: {problem}" in out and "e.g. http://127.0.0.1:8333" in out
 
 
 def test_sync_endpoint_url_with_a_password_is_refused_and_not_echoed(capsys, aws_env):
-    code, out = run(["sync", "--bucket", "b", "--sse", "AES256", "--endpoint-url", "http://ak:s3cr3t@127.0.0.1:1"], capsys)
+    code, out = run(["sync", "--bucket", "models", "--sse", "AES256", "--endpoint-url", "http://ak:s3cr3t@127.0.0.1:1"], capsys)
     assert code == 2 and "--endpoint-url" in out and "must not hold credentials" in out and "s3cr3t" not in out
 
 
 @pytest.mark.parametrize("prefix", ["../models", "a//b", "./m", "s3://bucket/models"])
 def test_sync_bad_prefix_is_refused(capsys, aws_env, prefix):
-    code, out = run(["sync", "--bucket", "b", "--sse", "AES256", "--endpoint-url", "http://127.0.0.1:1", "--prefix", prefix], capsys)
+    code, out = run(["sync", "--bucket", "models", "--sse", "AES256", "--endpoint-url", "http://127.0.0.1:1", "--prefix", prefix], capsys)
     assert code == 2 and f"prefix (--prefix) {prefix!r}" in out and ("e.g. models" in out or "e.g. teams/vision/models" in out)
 
 
 def test_sync_bad_region_names_the_flag(capsys, aws_env):
-    code, out = run(["sync", "--bucket", "b", "--sse", "AES256", "--region", "eu west 1"], capsys)
+    code, out = run(["sync", "--bucket", "models", "--sse", "AES256", "--region", "eu west 1"], capsys)
     assert code == 2 and "region (--region) 'eu west 1'" in out and "us-east-1" in out
 
 
 def test_sync_kms_key_with_sse_s3_names_both_flags(capsys, aws_env):
-    code, out = run(["sync", "--bucket", "b", "--sse", "AES256", "--kms-key-id", "alias/x"], capsys)
+    code, out = run(["sync", "--bucket", "models", "--sse", "AES256", "--kms-key-id", "alias/x"], capsys)
     assert code == 2 and "--kms-key-id" in out and "'aws:kms'" in out and "'AES256'" in out
 
 
 def test_sync_unknown_aws_profile_is_a_credentials_error_naming_it(capsys, aws_env, built_model_repo):
     # was exit 27 "object store ...: checking bucket failed: The config profile (nope) could not be found"
     aws_env.setenv("AWS_PROFILE", "nope")
-    code, out = run(["sync", "--bucket", "b", "--sse", "AES256", "--endpoint-url", "http://127.0.0.1:1",
+    code, out = run(["sync", "--bucket", "models", "--sse", "AES256", "--endpoint-url", "http://127.0.0.1:1",
                      "--repo", str(built_model_repo)], capsys)
     assert code == 23 and "AWS_PROFILE='nope'" in out and "~/.aws/config" in out and "object store" not in out
 
@@ -223,7 +223,7 @@ def test_sync_to_something_that_is_not_s3_says_so(capsys, aws_env, built_model_r
     thread.start()
     try:
         url = f"http://127.0.0.1:{server.server_address[1]}"
-        code, out = run(["sync", "--bucket", "b", "--sse", "AES256", "--endpoint-url", url, "--repo", str(built_model_repo)], capsys)
+        code, out = run(["sync", "--bucket", "models", "--sse", "AES256", "--endpoint-url", url, "--repo", str(built_model_repo)], capsys)
     finally:
         server.shutdown()
         server.server_close()

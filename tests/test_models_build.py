@@ -155,7 +155,7 @@ def test_build_rejects_a_directory_without_the_kit_models(tmp_path):
         'parameters: { key: "reference_atol" value: { string_value: "0" } }\n'
         'parameters: { key: "reference_rtol" value: { string_value: "0" } }\n'
     )
-    (tmp_path / "other" / "1" / "model.py").write_text("class TritonPythonModel:\n    pass\n")
+    (tmp_path / "other" / "1" / "model.py").write_text("class TritonPythonModel:\n    def execute(self, requests):\n        return []\n")
     with pytest.raises(UserError, match="none of the kit's models"):
         build_models(tmp_path, progress=False)
     with pytest.raises(UserError, match="unknown model"):

@@ -516,7 +516,7 @@ def test_sync_cli_role_arn_is_checked_and_named(capsys, monkeypatch, tmp_path):
 
     monkeypatch.setenv("HYBRIDSERVE_STATE_DIR", str(tmp_path / "state"))
     code, out, err = run_cli(
-        ["sync", "--bucket", "b", "--sse", "AES256", "--endpoint-url", "http://127.0.0.1:1", "--role-arn", "model-writer"], capsys
+        ["sync", "--bucket", "models", "--sse", "AES256", "--endpoint-url", "http://127.0.0.1:1", "--role-arn", "model-writer"], capsys
     )
     text = " ".join((out + err).split())
     assert code == 2 and "role_arn (--role-arn) 'model-writer': not an IAM role ARN" in text and "modelWriterRoleArn" in text

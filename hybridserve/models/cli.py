@@ -53,7 +53,10 @@ def build_command(
 
 @app.command("validate")
 def validate_command(repo: RepoOption = None) -> None:
-    """Check every config.pbtxt with Triton's schema, the layout and the built artifacts (exit code 2 on problems)."""
+    """Check every config.pbtxt with Triton's schema, the layout, the backend and the built artifacts (exit code 2 on problems).
+
+    Each artifact is loaded as its backend would load it (TorchScript with torch.jit.load, run once on inputs as the config declares them, its outputs compared with the config's); symbolic links out of the repository, to directories, dangling or looping are refused.
+    """
     from hybridserve.models.repository import display_path, ensure_valid
 
     info = ensure_valid(repo or model_repo_dir())

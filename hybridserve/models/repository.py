@@ -1,9 +1,12 @@
 """The Triton model repository: validation against Triton's own config schema, description, references.
 
 `validate_repository` parses every `config.pbtxt` with Triton's protobuf schema
-(`tritonclient.grpc.model_config_pb2`) and checks the layout rules the kit relies on; every problem
-names its file and field, and all are reported at once. Other modules call `ensure_valid` before
-syncing or serving, `describe_repository` to learn the tensors, and `load_reference` for the
+(`tritonclient.grpc.model_config_pb2`) and checks the layout rules the kit relies on, the backend, and
+(with the built artifacts) that each artifact loads as that backend would load it and takes and returns
+what the config declares (hybridserve.models.artifacts); every problem names its file and field, and
+all are reported at once. The files are those the sync uploads (hybridserve.sync.scan.walk_model): a
+symbolic link out of the repository, to a directory, dangling or looping is a problem, and is never read.
+Other modules call `ensure_valid` before syncing or serving, `describe_repository` to learn the tensors, and `load_reference` for the
 reference inputs/outputs that `hybridserve models build` wrote.
 """
 
@@ -28,17 +31,6 @@ TOLERANCE_PARAMETERS = ("reference_atol", "reference_rtol")
 GPU_TOLERANCE_PARAMETERS = ("gpu_reference_atol", "gpu_reference_rtol")
 BUILD_HINT = "run `hybridserve models build`"
 
-# The file each backend/platform loads from a version directory unless default_model_filename says otherwise.
-_DEFAULT_ARTIFACT = {
-    "python": "model.py",
-    "pytorch": "model.pt",
-    "pytorch_libtorch": "model.pt",
-    "onnxruntime": "model.onnx",
-    "onnxruntime_onnx": "model.onnx",
-    "tensorrt": "model.plan",
-    "tensorrt_plan": "model.plan",
-    "openvino": "model.xml",
-}
 # File names a model.py refers to in a string literal, e.g. "model.pt": those must exist next to it.
 _LOADED_FILE = re.compile(r"""["']([\w.-]+\.(?:pt|pt2|pth|ts|onnx|plan|safetensors|bin))["']""")
 
@@ -148,10 +140,12 @@ def version_of(dirname: str) -> int | None:
 
 
 def _version_dirs(model_dir: Path) -> tuple[list[int], list[Path]]:
-    """(positive integer versions, other sub-directories)."""
+    """(positive integer versions, other sub-directories); links are not directories here (walk_model refuses them)."""
+    from hybridserve.sync.scan import is_ignored
+
     versions, others = [], []
     for sub in sorted(model_dir.iterdir()):
-        if not sub.is_dir() or sub.name.startswith("."):
+        if sub.is_symlink() or not sub.is_dir() or is_ignored(sub.name):
             continue
         version = version_of(sub.name)
         if version is not None:
@@ -199,15 +193,23 @@ def validate_repository(repo_dir: Path, *, require_artifacts: bool = True) -> li
     With `require_artifacts=False` the built, git-ignored files (model.pt, reference.npz) are not
     required, so a fresh checkout validates before `hybridserve models build`.
     """
+    from hybridserve.sync.scan import model_dirs, walk_model
+
     repo_dir = Path(repo_dir)
     if not repo_dir.is_dir():
         return [Problem(display_path(repo_dir), "", _not_a_repository(repo_dir))]
-    model_dirs = [p for p in sorted(repo_dir.iterdir()) if p.is_dir() and not p.name.startswith((".", "__"))]
-    if not model_dirs:
+    found = model_dirs(repo_dir)  # the directories the sync uploads as models
+    if not found:
         return [Problem(display_path(repo_dir), "", f"no model directories; expected <model>/{CONFIG_FILE} and <model>/1/")]
     problems: list[Problem] = []
-    for model_dir in model_dirs:
-        problems.extend(_check_model(model_dir, require_artifacts))
+    for model_dir in found:
+        unsyncable: list[tuple[Path, str]] = []
+        for _ in walk_model(model_dir, problems=unsyncable):
+            pass
+        problems.extend(Problem(display_path(path), "", why) for path, why in unsyncable)
+        if model_dir.is_symlink():
+            continue
+        problems.extend(_check_model(model_dir, require_artifacts, frozenset(path for path, _ in unsyncable)))
     return problems
 
 
@@ -216,13 +218,18 @@ def _not_a_repository(path: Path) -> str:
     return f"{what}; pass --repo the directory that holds <model>/{CONFIG_FILE} and <model>/1/"
 
 
-def _check_model(model_dir: Path, require_artifacts: bool) -> list[Problem]:
+def _check_model(model_dir: Path, require_artifacts: bool, unreadable: frozenset[Path] = frozenset()) -> list[Problem]:
+    """The problems of one model; files in `unreadable` (links walk_model refused, already reported) are not read."""
     from tritonclient.grpc import model_config_pb2
 
+    from hybridserve.models.artifacts import default_artifact, did_you_mean, filename_problem, kind_problems
     from hybridserve.models.definitions import MODEL_SPECS
+    from hybridserve.publish.render import CLUSTER_BACKEND, CLUSTER_BACKENDS
 
     config_path = model_dir / CONFIG_FILE
     cfg = display_path(config_path)
+    if config_path in unreadable:
+        return _check_version_dirs(model_dir)[1]
     if not config_path.is_file():
         return [Problem(cfg, "", "missing; every model directory needs a Triton config.pbtxt")]
     config, problems = _parse_config(config_path)
@@ -236,10 +243,31 @@ def _check_model(model_dir: Path, require_artifacts: bool) -> list[Problem]:
         got = f'"{config.name}" does not match the directory name' if config.name else "missing"
         add("name", f'{got}; set name: "{model_dir.name}" (Triton requires the directory name)')
 
-    kind = config.backend or config.platform
-    if not kind:
+    kind, kind_issues = kind_problems(config)
+    for field, message in kind_issues:
+        add(field, message)
+    if not (config.backend or config.platform):
         add("backend", 'missing; the kit\'s models run on Triton\'s Python backend: backend: "python"')
-    artifact = config.default_model_filename or _DEFAULT_ARTIFACT.get(kind)
+    artifact = None
+    if config.default_model_filename:
+        why = filename_problem(config.default_model_filename)
+        if why:
+            add("default_model_filename", why)
+        else:
+            artifact = config.default_model_filename
+    elif kind is not None:
+        artifact = default_artifact(kind)
+    # The backend the clusters serve the model with (hybridserve.publish.render): checked here, so a misspelt
+    # one is found by `models validate`, not by the first publication.
+    served_by = kind
+    if CLUSTER_BACKEND in config.parameters:
+        value = config.parameters[CLUSTER_BACKEND].string_value
+        if value in CLUSTER_BACKENDS:
+            served_by = value
+        else:
+            hint = did_you_mean(value, CLUSTER_BACKENDS)
+            add(f'parameters["{CLUSTER_BACKEND}"]', f'"{value}" is not a backend the kit renders for GPU nodes; {hint}'
+                f"valid: {', '.join(CLUSTER_BACKENDS)} (or remove it to keep the model's own backend)")
 
     # Batching and instances.
     mbs = config.max_batch_size
@@ -326,6 +354,9 @@ def _check_model(model_dir: Path, require_artifacts: bool) -> list[Problem]:
                 config,
                 check_reference=require_artifacts and tensors_agree,
                 require_artifacts=require_artifacts,
+                served_by=served_by,
+                check_io=tensors_agree,
+                unreadable=unreadable,
             )
         )
     return problems
@@ -346,10 +377,28 @@ def _check_version_dirs(model_dir: Path) -> tuple[list[int], list[Problem]]:
 
 
 def _check_version_files(
-    vdir: Path, kind: str, artifact: str | None, spec, config, *, check_reference: bool, require_artifacts: bool
+    vdir: Path,
+    kind: str | None,
+    artifact: str | None,
+    spec,
+    config,
+    *,
+    check_reference: bool,
+    require_artifacts: bool,
+    served_by: str | None = None,
+    check_io: bool = True,
+    unreadable: frozenset[Path] = frozenset(),
 ) -> list[Problem]:
-    if artifact is None:
-        return []  # a backend the kit does not know: Triton will say what it misses
+    """The files of one version directory, each loaded as its backend would load it (with require_artifacts).
+
+    served_by: the backend the clusters serve it with (parameter cluster_backend, else `kind`); "pytorch"
+    means model.pt itself must take the config's inputs and return its outputs. check_io False: the config's
+    tensors already disagree with the kit's model code, which says more than running the model would.
+    """
+    from hybridserve.models import artifacts
+
+    if kind is None or artifact is None:
+        return []  # the backend itself is the problem (reported): which files it needs is unknown
     problems: list[Problem] = []
 
     def missing(name: str, loaded_by: str) -> None:
@@ -357,21 +406,61 @@ def _check_version_files(
         message = f"missing; {loaded_by} loads it" + (f"; {BUILD_HINT}" if built else "")
         problems.append(Problem(display_path(vdir / name), "artifact", message))
 
+    if vdir / artifact in unreadable:
+        return problems  # a refused link, reported by validate_repository
     if not (vdir / artifact).is_file():
         if kind == "python" or require_artifacts:  # model.py is source; other backends' files are built
             missing(artifact, f"the {kind} backend")
         return problems
-    if kind == "python" and require_artifacts:
+    torchscript: list[str] = []  # files loaded with torch.jit.load
+    if kind == "python":
+        shown = display_path(vdir / artifact)
         try:
-            source = (vdir / artifact).read_text(encoding="utf-8", errors="replace")
-        except OSError as exc:
-            return [Problem(display_path(vdir / artifact), "artifact", f"cannot read: {exc}")]
-        for name in sorted(set(_LOADED_FILE.findall(source))):
-            if not (vdir / name).is_file():
-                missing(name, artifact)
+            source = (vdir / artifact).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            return [Problem(shown, "artifact", f"cannot read as Python source: {exc}")]
+        problems.extend(Problem(shown, field, message) for field, message in artifacts.python_source_problems(source))
+        if require_artifacts:
+            for name in sorted(set(_LOADED_FILE.findall(source))):
+                if vdir / name in unreadable:
+                    continue
+                if not (vdir / name).is_file():
+                    missing(name, artifact)
+                elif name.endswith(artifacts.TORCHSCRIPT_SUFFIXES) and artifacts.loads_torchscript(source):
+                    torchscript.append(name)
+    elif kind == "pytorch":
+        torchscript.append(artifact)
+    if served_by == "pytorch" and kind == "python":
+        # The clusters serve this version's model.pt with the PyTorch backend (render.CLUSTER_BACKENDS).
+        if (vdir / "model.pt").is_file() and "model.pt" not in torchscript and vdir / "model.pt" not in unreadable:
+            torchscript.append("model.pt")
+    if require_artifacts:
+        for name in torchscript:
+            as_served = kind == "pytorch" or (served_by == "pytorch" and name == "model.pt")
+            problems.extend(_check_torchscript(vdir / name, config, as_served=as_served, check_io=check_io))
     if spec is not None and check_reference:
         problems.extend(_check_reference(vdir, config))
     return problems
+
+
+def _check_torchscript(path: Path, config, *, as_served: bool, check_io: bool) -> list[Problem]:
+    """`path` loads as TorchScript; as_served (the PyTorch backend serves it): its forward() maps the config's
+    inputs, and run once on inputs as the config declares, it returns the config's outputs."""
+    from hybridserve.models import artifacts
+    from hybridserve.models.definitions import MODEL_SPECS
+
+    shown = display_path(path)
+    module, why = artifacts.load_torchscript(path)
+    if module is None:
+        built = path.parent.parent.name in MODEL_SPECS and path.name == MODEL_SPECS[path.parent.parent.name].artifact
+        return [Problem(shown, "artifact", why + (f"; {BUILD_HINT}" if built else ""))]
+    if not as_served:
+        return []
+    config_shown = display_path(path.parent.parent / CONFIG_FILE)
+    found = artifacts.libtorch_io_problems(config, module)
+    if not found and check_io:
+        found = artifacts.io_run_problems(config, module, config_shown=config_shown)
+    return [Problem(shown, field, message) for field, message in found]
 
 
 def _check_reference(vdir: Path, config) -> list[Problem]:

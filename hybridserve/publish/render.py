@@ -14,7 +14,8 @@ the local plane served.
 
 The PyTorch backend finds inputs by the TorchScript forward() argument names, by `<name>__<index>`, or
 else by the config's order (triton-inference-server/pytorch_backend, ModelInstanceState::
-GetNamingConvention); `libtorch_io_problems` checks a rendered model against its model.pt that way.
+GetNamingConvention); hybridserve.models.artifacts checks model.pt that way (and runs it once on the
+config's inputs), for the source repository and for each rendered copy.
 
 Configs are edited through Triton's protobuf schema (tritonclient's model_config_pb2 and
 google.protobuf.text_format, as hybridserve.models.repository parses them). text_format drops comments,
@@ -40,7 +41,6 @@ TARGET_NAME = re.compile(r"[a-z][a-z0-9-]{0,31}")
 MAX_INSTANCES_PER_GPU = 16
 CLUSTER_BACKEND = "cluster_backend"  # config parameter: the backend GPU targets serve the model with
 CLUSTER_BACKENDS = {"pytorch": "model.pt"}  # backend -> the artifact it loads from each version directory
-_NAMED_INDEX = re.compile(r".+__\d+")
 
 
 @dataclass(frozen=True)
@@ -142,25 +142,15 @@ def cluster_backend(config, rel: str) -> str | None:
 def libtorch_io_problems(config, model_pt: Path, shown: str) -> list[str]:
     """How the PyTorch backend would map the config's inputs onto model.pt's forward(); [] when it can.
 
-    Forward-argument names or `<name>__<index>` map by name; any other naming falls back to the config's
-    order, which is only unambiguous with as many inputs as forward() takes (one, for the kit's models).
+    hybridserve.models.artifacts has the rule (validate_repository applies it to every model the PyTorch
+    backend serves, so to each rendered GPU copy); this names `shown` in each problem.
     """
-    import torch  # the publication builds with torch; validation without artifacts never gets here
+    from hybridserve.models import artifacts
 
-    try:
-        module = torch.jit.load(str(model_pt), map_location="cpu")
-    except Exception as exc:  # noqa: BLE001 - any load failure is the finding
-        return [f"{shown}: {model_pt.name} does not load as TorchScript ({type(exc).__name__}: {exc}); the PyTorch backend could not serve it"]
-    arguments = [a.name for a in module.forward.schema.arguments[1:]]  # [0] is self
-    names = [t.name for t in config.input]
-    if all(n in arguments for n in names) or all(_NAMED_INDEX.fullmatch(n) for n in names):
-        return []
-    if len(names) == len(arguments):
-        return []  # strict config ordering: the config lists them in forward()'s order
-    return [
-        f"{shown}: input: {names} neither name forward()'s arguments {arguments} nor follow <name>__<index>, and "
-        f"their count differs from forward()'s ({len(arguments)}); the PyTorch backend could not map them"
-    ]
+    module, why = artifacts.load_torchscript(model_pt)
+    if module is None:
+        return [f"{shown}: {model_pt.name} {why}; the PyTorch backend could not serve it"]
+    return [f"{shown}: {field}: {message}" for field, message in artifacts.libtorch_io_problems(config, module)]
 
 
 def target_problems(repo_dir: Path, target: Target, *, shown_as: str | None = None) -> list[str]:
@@ -182,11 +172,7 @@ def target_problems(repo_dir: Path, target: Target, *, shown_as: str | None = No
             problems.append(f"{root}/{model_dir.name}/{CONFIG_NAME}: not a valid Triton model configuration ({exc})")
             continue
         shown = f"{root}/{model_dir.name}/{CONFIG_NAME}"
-        if target.gpu and config.backend in CLUSTER_BACKENDS and config.backend != "python":
-            for vdir in sorted(p for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit()):
-                artifact = vdir / (config.default_model_filename or CLUSTER_BACKENDS[config.backend])
-                if artifact.is_file():
-                    problems += libtorch_io_problems(config, artifact, f"{shown} (version {vdir.name})")
+        # model.pt against the config (PyTorch backend naming, inputs and outputs): validate_repository.
         if target.gpu and not config.instance_group:
             problems.append(f"{shown}: instance_group: missing on GPU target {target.name!r}; it must be KIND_GPU")
         for i, g in enumerate(config.instance_group):

@@ -21,12 +21,18 @@ class SSE(str, Enum):
     none = "none"
 
 
-def _default_region() -> str:
-    return os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+def _default_region() -> tuple[str, str]:
+    """(region, where it came from): messages about a bad one name the variable to fix."""
+    for name in ("AWS_REGION", "AWS_DEFAULT_REGION"):
+        if os.environ.get(name):
+            return os.environ[name], f"from ${name}; --region overrides it"
+    return "us-east-1", "--region"
 
 
 def sync_command(
-    bucket: str = typer.Option(..., "--bucket", help="Target bucket (must exist)."),
+    bucket: str = typer.Option(
+        ..., "--bucket", help="Target bucket (must exist); S3's naming rules are checked first: 3-63 lowercase letters, digits, '.' and '-'."
+    ),
     prefix: str = typer.Option(
         "models", "--prefix", help="Key prefix inside the bucket (names separated by '/'; leading/trailing '/' dropped; no '.' or '..'); Triton's --model-repository is s3://BUCKET/PREFIX."
     ),
@@ -37,7 +43,8 @@ def sync_command(
         "http://127.0.0.1:8333. Omit for AWS S3.",
     ),
     region: Optional[str] = typer.Option(
-        None, "--region", help="Region of the bucket and KMS key. Default: $AWS_REGION, $AWS_DEFAULT_REGION, us-east-1.",
+        None, "--region", help="Region of the bucket and KMS key; on AWS (no --endpoint-url) one that botocore knows, checked before any request. "
+        "Default: $AWS_REGION, $AWS_DEFAULT_REGION, us-east-1.",
         show_default=False,
     ),
     sse: SSE = typer.Option(
@@ -89,11 +96,15 @@ def sync_command(
     from hybridserve.sync.engine import SyncTarget, sync_repository
     from hybridserve.sync.errors import EXIT_PUBLISHED_CHANGED
 
+    region_source = "--region"
+    if region is None:
+        region, region_source = _default_region()
     target = SyncTarget(
         bucket=bucket,
         prefix=prefix,
         endpoint_url=endpoint_url,
-        region=region or _default_region(),
+        region=region,
+        region_source=region_source,
         access_key=None,  # boto3's chain reads the environment; options would leak into shell history
         secret_key=None,
         sse=sse.value,

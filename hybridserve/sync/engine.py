@@ -119,6 +119,8 @@ class SyncTarget:
     kms_key_id: str | None = None
     role_arn: str | None = None
     session_token: str | None = field(default=None, repr=False)
+    # Where `region` came from, for messages: the CLI's flag or the environment variable it defaulted to.
+    region_source: str = field(default="--region", repr=False, compare=False)
 
     @property
     def base(self) -> str:
@@ -261,6 +263,10 @@ def check_target(target: SyncTarget) -> None:
     bad = []
     if not target.bucket or "/" in target.bucket:
         bad.append(f"bucket (--bucket) {target.bucket!r}: give a bucket name (no slashes, no s3://)")
+    else:
+        problem = bucket_problem(target.bucket)
+        if problem:
+            bad.append(f"bucket (--bucket) {problem}")
     if target.sse not in ("aws:kms", "AES256", "none"):
         bad.append(f"sse (--sse) {target.sse!r}: valid values are 'aws:kms', 'AES256', 'none'")
     if target.kms_key_id and target.sse != "aws:kms":
@@ -274,8 +280,9 @@ def check_target(target: SyncTarget) -> None:
     problem = _prefix_problem(target.prefix)
     if problem:
         bad.append(f"prefix (--prefix) {target.prefix!r}: {problem}")
-    if not _REGION.fullmatch(target.region or ""):
-        bad.append(f"region (--region) {target.region!r}: not a region name; e.g. us-east-1 (any name for a non-AWS store)")
+    problem = region_problem(target.region, aws=not target.endpoint_url)
+    if problem:
+        bad.append(f"region ({target.region_source}) {target.region!r}: {problem}")
     if bool(target.access_key) != bool(target.secret_key):
         bad.append("give both access_key and secret_key, or neither (then boto3's credential chain applies)")
     if target.session_token and not target.access_key:
@@ -296,6 +303,45 @@ _check_target = check_target  # the name tests and older callers use
 _REGION = re.compile(r"[a-zA-Z0-9](?:[a-zA-Z0-9\-]{0,61}[a-zA-Z0-9])?")
 # IAM's rule for role ARNs (any partition: aws, aws-cn, aws-us-gov); the path may hold '/'.
 _ROLE_ARN = re.compile(r"arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}")
+
+
+def bucket_problem(bucket: str) -> str | None:
+    """Why `bucket` breaks S3's bucket naming rules, or None: the stack schema's rule (SeaweedFS, MinIO and
+    Swift's s3api with its default dns_compliant_bucket_names apply the same), checked before any request,
+    so a bad name is not answered as a missing bucket, a signature error or an unreachable host."""
+    from hybridserve.stackconfig.schema.storage import check_bucket_name
+
+    try:
+        check_bucket_name(bucket)
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
+def region_problem(region: str | None, *, aws: bool) -> str | None:
+    """Why `region` cannot be the bucket's region, or None. On AWS (no endpoint URL) it must be a region
+    botocore's endpoint data knows (every partition: aws, aws-cn, aws-us-gov, ...; read locally, no
+    request), else boto3 would send the request to a host that does not exist and the failure would read
+    as an unreachable endpoint. Another store takes any name botocore can sign with (e.g. RegionOne)."""
+    if not _REGION.fullmatch(region or ""):
+        return "not a region name; e.g. us-east-1 (any name of that form for a non-AWS store)"
+    if not aws:
+        return None
+    import botocore
+    import botocore.session
+
+    session = botocore.session.get_session()
+    known = {r for p in session.get_available_partitions() for r in session.get_available_regions("s3", partition_name=p)}
+    if region in known:
+        return None
+    import difflib
+
+    close = difflib.get_close_matches(region, sorted(known), n=3, cutoff=0.6)
+    hint = f"did you mean {' or '.join(close)}? " if close else ""
+    return (
+        f"not an AWS region with S3; {hint}known to botocore {botocore.__version__}: e.g. us-east-1, eu-west-1 "
+        "(a region opened since needs a newer boto3). For another S3 store, pass its --endpoint-url"
+    )
 
 
 def _endpoint_problem(url: str) -> str | None:

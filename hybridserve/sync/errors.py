@@ -2,8 +2,8 @@
 
 | Code | Meaning |
 | ---: | --- |
-| 2  | bad arguments (an unknown --sse, --kms-key-id without aws:kms, an empty bucket name) |
-| 20 | the model repository is invalid: nothing was synced |
+| 2  | bad arguments (an unknown --sse, --kms-key-id without aws:kms, a bucket name S3 refuses, a region AWS does not have), found before any request |
+| 20 | the model repository is invalid (what `hybridserve models validate` refuses, or a link the sync will not follow): nothing was synced |
 | 21 | the endpoint cannot be reached (connection refused, DNS, timeout), or is not an S3 API |
 | 22 | the bucket does not exist |
 | 23 | access denied, or no / wrong credentials (also an unknown AWS_PROFILE or an unparsable AWS config file) |
@@ -75,11 +75,11 @@ def translate(exc: BaseException, *, where: str, bucket: str, what: str, sse: st
     if isinstance(exc, UserError):
         return exc
     if isinstance(exc, (EndpointConnectionError, ConnectTimeoutError, ConnectionClosedError, ReadTimeoutError)):
-        return UserError(
-            f"cannot reach the object store at {where} while {what}: {exc}. "
-            "Check --endpoint-url (scheme, host and port) and that the store is running and reachable.",
-            exit_code=EXIT_UNREACHABLE,
-        )
+        if where.startswith("AWS S3"):  # no --endpoint-url: the region (checked against botocore's list) picked the host
+            hint = "Check the network path to AWS (proxy, DNS, firewall); the host follows from --region"
+        else:
+            hint = "Check --endpoint-url (scheme, host and port) and that the store is running and reachable"
+        return UserError(f"cannot reach the object store at {where} while {what}: {exc}. {hint}.", exit_code=EXIT_UNREACHABLE)
     if isinstance(exc, (NoCredentialsError, PartialCredentialsError)):
         return UserError(
             f"no usable credentials for {where} ({exc}). Set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, "

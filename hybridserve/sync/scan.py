@@ -5,6 +5,13 @@ positive integer without a leading zero is a version (Triton ignores the others,
 everything else (config.pbtxt, labels files, other directories) is model-level. Hidden files, `__pycache__`
 and `*.pyc` are never synced; neither are files at the repository's top level (Triton reads only
 directories there).
+
+Symbolic links (see `entry_problem`): a link to a file inside the repository that the sync itself would
+upload is allowed and uploaded with its target's bytes under the link's name (S3 has no links; e.g.
+`2/model.pt -> ../1/model.pt`). Every other link is refused naming its path, and never followed: a link
+out of the repository (the sync would upload whatever it points to, a credentials file say), to a hidden
+or ignored file, to a directory (links can loop, and a linked tree would be uploaded twice), a dangling
+link, a loop. FIFOs, sockets and devices are refused too (reading a FIFO blocks forever).
 """
 
 from __future__ import annotations
@@ -13,9 +20,10 @@ import hashlib
 import json
 import os
 import re
+import stat
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -132,16 +140,96 @@ class HashCache:
         os.replace(tmp, self.path)  # atomic: a concurrent sync reads the old or the new cache, never half
 
 
-def walk_model(model_dir: Path) -> Iterable[Path]:
-    """Every file of a model directory the sync would upload (config.pbtxt included), in a stable order."""
-    for root, dirs, files in os.walk(model_dir, followlinks=True):
-        dirs[:] = sorted(d for d in dirs if not is_ignored(d))
+def entry_problem(path: Path, repo_dir: Path) -> str | None:
+    """Why the sync cannot upload the entry at `path` of the repository `repo_dir`, or None (module docstring)."""
+    try:
+        st = os.lstat(path)
+    except OSError as exc:
+        return f"cannot read: {exc.strerror or exc}"
+    if not stat.S_ISLNK(st.st_mode):
+        if stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode):
+            return None
+        return "is not a regular file (a FIFO, socket or device); the sync uploads only regular files"
+    pointed = os.readlink(path)
+    try:
+        target = Path(path).resolve(strict=True)
+    except FileNotFoundError:
+        return f"is a symbolic link to {pointed}, which does not exist (a dangling link); remove it or copy the file in"
+    except (RuntimeError, OSError):  # Python < 3.13 raises RuntimeError for a loop, later versions OSError (ELOOP)
+        return f"is a symbolic link that loops ({pointed}); remove it"
+    root = Path(repo_dir).resolve()
+    try:
+        parts = target.relative_to(root).parts
+    except ValueError:
+        return (
+            f"is a symbolic link to {target}, outside the repository {root}; the sync never follows a link out of "
+            "the repository (it would upload that file): copy the file into the repository if it belongs there"
+        )
+    if target.is_dir():
+        return (
+            "is a symbolic link to a directory; links to directories are not followed (they can loop, and the tree "
+            "would be uploaded twice): move or copy the directory here, or link the files one by one"
+        )
+    if not target.is_file():
+        return f"is a symbolic link to {target.relative_to(root).as_posix()}, which is not a regular file"
+    if len(parts) < 2 or any(is_ignored(p) for p in parts):
+        return (
+            f"is a symbolic link to {target.relative_to(root).as_posix()}, a file the sync does not upload (hidden, "
+            "ignored or outside every model directory); link only to files of the models"
+        )
+    return None
+
+
+def walk_model(model_dir: Path, *, problems: list[tuple[Path, str]] | None = None) -> Iterator[Path]:
+    """Every file of a model directory the sync would upload (config.pbtxt included), in a stable order.
+
+    Links are never followed out of the repository (the model directory's parent): an entry the sync cannot
+    upload (`entry_problem`) is added to `problems` and skipped, or, with problems None, raises UserError.
+    """
+    model_dir = Path(model_dir)
+    repo_dir = model_dir.parent
+
+    def refuse(path: Path, why: str) -> None:
+        if problems is None:
+            raise UserError(f"{path}: {why}; nothing was synced.", exit_code=EXIT_INVALID_REPOSITORY)
+        problems.append((path, why))
+
+    if model_dir.is_symlink():
+        refuse(model_dir, entry_problem(model_dir, repo_dir) or "is a symbolic link to a directory; move the model here")
+        return
+    unreadable: list[OSError] = []
+    for root, dirs, files in os.walk(model_dir, onerror=unreadable.append):  # followlinks=False: links listed, not entered
+        for error in unreadable:
+            refuse(Path(error.filename), f"cannot read the directory: {error.strerror or error}")
+        unreadable.clear()
+        kept = []
+        for d in sorted(d for d in dirs if not is_ignored(d)):
+            why = entry_problem(Path(root) / d, repo_dir)
+            if why:
+                refuse(Path(root) / d, why)
+            else:
+                kept.append(d)
+        dirs[:] = kept
         for name in sorted(files):
-            if not is_ignored(name):
+            if is_ignored(name):
+                continue
+            why = entry_problem(Path(root) / name, repo_dir)
+            if why:
+                refuse(Path(root) / name, why)
+            else:
                 yield Path(root) / name
+    for error in unreadable:
+        refuse(Path(error.filename), f"cannot read the directory: {error.strerror or error}")
 
 
 _walk_model = walk_model
+
+
+def _rel(path: Path, repo_dir: Path) -> str:
+    try:
+        return Path(path).relative_to(repo_dir).as_posix()
+    except ValueError:
+        return str(path)
 
 
 def model_dirs(repo_dir: Path) -> list[Path]:
@@ -180,11 +268,16 @@ def scan_repository(repo_dir: Path, *, hash_cache: Path | None = None) -> list[L
     problems: list[str] = []
     found_dirs = model_dirs(repo_dir)
     for model_dir in found_dirs:
+        unsyncable: list[tuple[Path, str]] = []
+        files = list(walk_model(model_dir, problems=unsyncable))
+        problems.extend(f"{_rel(path, repo_dir)}: {why}" for path, why in unsyncable)
+        if unsyncable:
+            continue
         if not (model_dir / CONFIG_NAME).is_file():
             problems.append(f"{model_dir.name}/: no {CONFIG_NAME}")
             continue
         has_version = False
-        for path in walk_model(model_dir):
+        for path in files:
             rel_parts = path.relative_to(model_dir).parts
             version = version_of(rel_parts[0]) if len(rel_parts) > 1 else None
             has_version |= version is not None
@@ -201,8 +294,22 @@ def scan_repository(repo_dir: Path, *, hash_cache: Path | None = None) -> list[L
         )
 
     cache = HashCache(hash_cache)
+
+    def digest(item) -> tuple[str, int] | OSError:
+        try:
+            return cache.digest(item[1])
+        except OSError as exc:  # unreadable (permissions), or removed since the walk
+            return exc
+
     with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
-        digests = list(pool.map(lambda item: cache.digest(item[1]), found))
+        digests = list(pool.map(digest, found))
+    unreadable = [f"{rel}: cannot read: {d.strerror or d}" for (_, _, rel, _), d in zip(found, digests) if isinstance(d, OSError)]
+    if unreadable:
+        raise UserError(
+            f"model repository {repo_dir}: some files cannot be read; nothing was synced:",
+            exit_code=EXIT_INVALID_REPOSITORY,
+            details=unreadable,
+        )
     try:
         cache.save()
     except OSError:
