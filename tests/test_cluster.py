@@ -321,7 +321,8 @@ def test_nvidia_plugin_and_encrypted_default_storage_on_both_clusters(name):
     operator = HELM_CHARTS["gpu-operator"]
     assert (os_plugin["chart"], os_plugin["version"], os_plugin["repositoryOpts"]["repo"]) == (operator.name, operator.version, operator.repository)
     assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in os_plugin["values"]["daemonsets"]["tolerations"]
-    assert os_plugin["values"]["driver"] == {"enabled": True}  # Fedora CoreOS has no driver
+    # NVIDIA publishes no Fedora CoreOS driver container: the GPU pools' image carries the driver, the operator the toolkit.
+    assert os_plugin["values"]["driver"] == {"enabled": False} and os_plugin["values"]["toolkit"] == {"enabled": True}
 
     classes = {r.inputs["metadata"]["name"]: r.inputs for r in of_type(plan, "kubernetes:storage.k8s.io/v1:StorageClass")}
     gp3, cinder = classes["gp3-encrypted"], classes["cinder-encrypted"]
@@ -417,6 +418,11 @@ BAD = {
                                "hybridserve:aws.eks.gpu_pools[0].taints: no nvidia.com/gpu NoSchedule taint"),
     "magnum-pool-without-taint": (("hybridserve:openstack", "magnum", "gpu_pools", 0, "taints"), [{"key": "other", "value": "x"}],
                                   "hybridserve:openstack.magnum.gpu_pools[0].taints: no nvidia.com/gpu NoSchedule taint"),
+    "magnum-driver-container-on-fcos": (("hybridserve:openstack", "magnum", "nvidia"), {"driver": "operator"},
+                                        "hybridserve:openstack.magnum.nvidia.driver: 'operator' would run the GPU operator's driver container, "
+                                        "and NVIDIA publishes none for Fedora CoreOS"),
+    "magnum-plugin-without-toolkit": (("hybridserve:openstack", "magnum", "nvidia"), {"mode": "device-plugin"},
+                                      "hybridserve:openstack.magnum.nvidia.toolkit: 'operator' needs the GPU operator"),
     "audit-logs-off": (("hybridserve:aws", "eks", "log_types"), ["api"],
                        "hybridserve:aws.eks.log_types: ['api'] lacks audit, authenticator"),
 }

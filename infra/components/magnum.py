@@ -3,7 +3,8 @@
 `MagnumGpuCluster` ("hybridserve:cluster:MagnumGpuCluster"), built by infra/components/cluster.py
 after the network (tenant network and subnet, external network) and the storage (Swift credentials):
 
-- a cluster template: Kubernetes, the configured image, flavors and network driver, the tenant
+- a cluster template (immutable: a content hash in its name, replaced create-before-delete on any change, the
+  cluster upgraded onto the new one in place): Kubernetes, the configured image, flavors and network driver, the tenant
   network and subnet from the network component, no floating IPs on nodes unless configured, a
   load balancer for the API (with a floating IP only if `master_lb_floating_ip_enabled`), Cinder
   CSI, node volumes of the cloud operator's encrypted volume type (`storage.cinder_volume_type`),
@@ -19,13 +20,17 @@ after the network (tenant network and subnet, external network) and the storage 
 - the API load balancer the deployer reaches (`deploy_access`): a floating IP on a public path,
   `master_lb_allowed_cidrs` admitting only the runners and the cluster's own networks;
 - on the cluster: the default StorageClass on the encrypted Cinder type, the NVIDIA GPU operator
-  (images without a driver; or the device plugin alone, `openstack.magnum.nvidia.mode`) with GPU
+  (the driver from the GPU pools' image, as NVIDIA publishes no Fedora CoreOS driver container; the toolkit
+  from the operator unless `openstack.magnum.nvidia.toolkit` says the image has it; or the device plugin
+  alone, `openstack.magnum.nvidia.mode`) with GPU
   feature discovery and, where monitoring is on, its DCGM exporter. Triton's namespace, service
   account and Swift credentials Secret belong to the Triton component.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -86,6 +91,14 @@ def template_labels(args: MagnumGpuClusterArgs) -> dict[str, str]:
     return {**labels, **t.labels}
 
 
+def template_name(cluster: str, spec: dict[str, Any]) -> str:
+    """`<cluster>-template-<hash>`: a hash of the template's known inputs (ids still unknown in a preview are left
+    out; a change of them replaces the template all the same, replace_on_changes)."""
+    known = {k: v for k, v in spec.items() if isinstance(v, (str, int, bool, dict, type(None)))}
+    digest = hashlib.sha256(json.dumps(known, sort_keys=True).encode()).hexdigest()[:10]
+    return f"{cluster}-template-{digest}"
+
+
 class MagnumGpuCluster(pulumi.ComponentResource):
     def __init__(self, name: str, args: MagnumGpuClusterArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__(type_token("cluster", "MagnumGpuCluster"), name, None, opts)
@@ -97,9 +110,7 @@ class MagnumGpuCluster(pulumi.ComponentResource):
             template_args["dns_nameserver"] = args.dns_nameserver
         if t.keypair:
             template_args["keypair_id"] = t.keypair
-        self.template = openstack.containerinfra.ClusterTemplate(
-            "template",
-            name=f"{args.name}-template",
+        template_spec: dict[str, Any] = dict(
             coe="kubernetes",
             server_type="vm",
             image=t.image,
@@ -119,7 +130,18 @@ class MagnumGpuCluster(pulumi.ComponentResource):
             labels=template_labels(args),
             region=args.region,
             **template_args,
-            opts=child,
+        )
+        # Magnum refuses to change a template a cluster uses: a template is immutable here. Its name carries a
+        # hash of what defines it, any change replaces it (replace_on_changes), the replacement is created
+        # first and the old one deleted only after the cluster has moved off it (create-before-replace: never
+        # delete_before_replace). The provider upgrades the cluster in place when cluster_template_id changes
+        # (terraform-provider-openstack resource_openstack_containerinfra_cluster_v1.go: cluster_template_id is
+        # not ForceNew; Update calls Magnum's cluster upgrade API), so the cluster is not replaced.
+        self.template = openstack.containerinfra.ClusterTemplate(
+            "template",
+            name=template_name(args.name, template_spec),
+            **template_spec,
+            opts=pulumi.ResourceOptions(parent=self, replace_on_changes=["*"], delete_before_replace=False),
         )
         cluster_args: dict[str, Any] = {"keypair": t.keypair} if t.keypair else {}
         self.cluster = openstack.containerinfra.Cluster(
@@ -186,10 +208,11 @@ class MagnumGpuCluster(pulumi.ComponentResource):
         nvidia = cfg.nvidia
         chart = nvidia.chart
         if nvidia.mode == "gpu-operator":
-            # Fedora CoreOS ships no NVIDIA driver: the operator runs the driver container and the toolkit too.
+            # The GPU pools' image carries the driver (NVIDIA publishes no Fedora CoreOS driver container; schema
+            # MagnumNvidia refuses driver 'operator'); the toolkit comes from the operator unless the image has it.
             values: dict[str, Any] = {
-                "driver": {"enabled": True},
-                "toolkit": {"enabled": True},
+                "driver": {"enabled": nvidia.driver == "operator"},
+                "toolkit": {"enabled": nvidia.toolkit == "operator"},
                 "devicePlugin": {"enabled": True},
                 "gfd": {"enabled": nvidia.gpu_feature_discovery},
                 # The operator's own DCGM exporter; its ServiceMonitor only where Prometheus runs.

@@ -255,10 +255,6 @@ class NvidiaDevicePlugin(ConfigModel):
         return self.device_plugin_chart if self.mode == "device-plugin" else self.gpu_operator_chart
 
 
-def _operator() -> NvidiaDevicePlugin:
-    return NvidiaDevicePlugin(mode="gpu-operator")
-
-
 class EksCluster(ConfigModel):
     # A minor of catalog.EKS_VERSIONS in standard support today; extended support warns (it costs extra),
     # past its end is refused (AWS creates no such cluster).
@@ -435,6 +431,49 @@ def _kube_tag_choices() -> str:
     return ", ".join(f"v{m}.{KUBERNETES_RELEASES[m].latest_patch}" for m in supported_kubernetes_minors()) or "none known"
 
 
+# --- Magnum GPU nodes: where the NVIDIA driver comes from (issue 11) ----------------------------------------
+# The kit's Magnum surface (node groups' `kubelet_options`, `docker_volume_type`) is the Heat driver on Fedora
+# CoreOS. NVIDIA publishes no driver container for Fedora CoreOS, so the GPU operator's driver DaemonSet would
+# pull an image that does not exist and no node would ever advertise nvidia.com/gpu. Sources (checked 2026-12-01):
+# NVIDIA/gpu-operator#2664 (2026-07-24, maintainers: no plan to publish Fedora driver images; the operator
+# derives nvcr.io/nvidia/driver:<version>-fedora<N>, which is absent), NVIDIA/gpu-operator#696 (FCOS support
+# request closed), the GPU operator's platform support page (Ubuntu, RHEL, RHCOS only). NVIDIA documents
+# `driver.enabled=false` for nodes with the driver pre-installed: the GPU pools' image carries the driver
+# (Fedora CoreOS with the NVIDIA kernel module layered in), the operator brings the container toolkit (or the
+# image does), the device plugin, GPU feature discovery and DCGM.
+MagnumDriverSource = Literal["preinstalled", "operator"]
+
+
+class MagnumNvidia(NvidiaDevicePlugin):
+    """`openstack.magnum.nvidia`: the EKS settings plus where the driver and the container toolkit come from."""
+
+    mode: Literal["device-plugin", "gpu-operator"] = "gpu-operator"
+    # preinstalled: the GPU pools' image (gpu_pools[].image, else template.image) has the NVIDIA kernel driver.
+    # operator: the GPU operator's driver container; refused, as NVIDIA publishes none for Fedora CoreOS.
+    driver: MagnumDriverSource = "preinstalled"
+    # The NVIDIA container toolkit: the operator's toolkit DaemonSet (configures the nodes' containerd), or the image.
+    toolkit: MagnumDriverSource = "operator"
+
+    def issues(self) -> Iterator[Issue]:
+        if self.driver == "operator":
+            yield Issue(
+                ("driver",),
+                "'operator' would run the GPU operator's driver container, and NVIDIA publishes none for Fedora CoreOS "
+                "(Magnum's Kubernetes image): no node would advertise nvidia.com/gpu. Use 'preinstalled' with a GPU pool "
+                "image that carries the NVIDIA driver (gpu_pools[].image)",
+            )
+        if self.mode == "device-plugin" and self.toolkit == "operator":
+            yield Issue(
+                ("toolkit",),
+                "'operator' needs the GPU operator, but mode is 'device-plugin' (the plugin alone installs no toolkit); "
+                "use mode 'gpu-operator', or toolkit 'preinstalled' with an image whose containerd has the NVIDIA runtime",
+            )
+
+
+def _magnum_nvidia() -> MagnumNvidia:
+    return MagnumNvidia()
+
+
 class MagnumCluster(ConfigModel):
     template: MagnumTemplate = MagnumTemplate()
     # How `pulumi up` reaches the API load balancer (required; schema/access.py). public_endpoint puts a
@@ -445,8 +484,8 @@ class MagnumCluster(ConfigModel):
     pod_cidr: Cidr = "10.100.0.0/16"
     service_cidr: Cidr = "10.254.0.0/16"
     gpu_pools: list[OpenStackGpuPool] = Field(default_factory=_default_openstack_gpu_pools)
-    # Magnum images (Fedora CoreOS) ship no NVIDIA driver: the GPU operator installs it by default.
-    nvidia: NvidiaDevicePlugin = Field(default_factory=_operator)
+    # The GPU operator without its driver container: see MagnumNvidia (the GPU pools' image carries the driver).
+    nvidia: MagnumNvidia = Field(default_factory=_magnum_nvidia)
 
     @property
     def api_floating_ip(self) -> bool:
