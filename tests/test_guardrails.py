@@ -47,6 +47,14 @@ def ingress(*rules: dict) -> dict:
     return {"hybridserve:openstack": {"network": {"ingress": list(rules)}}}
 
 
+def admin_port_problems(extra: dict) -> list[str]:
+    """The admin-port findings alone: a non-empty openstack.network.ingress is refused as a whole besides (issue 11:
+    Magnum owns the nodes' security groups), but its rules are still judged."""
+    problems = problems_of(extra)
+    assert any("hybridserve:openstack.network.ingress: Magnum creates and attaches" in p for p in problems), problems
+    return [p for p in problems if "would open" in p]
+
+
 # --- the threshold itself ---------------------------------------------------------------------------
 
 
@@ -86,8 +94,7 @@ def test_rules_are_judged_per_port_across_ranges():
     admin = [p for p in problems if "would open" in p]
     assert len(admin) == 1 and "SSH (tcp port 22) to the whole internet" in admin[0], problems
     # the same halves on a non-admin port are an explicit opening the schema accepts
-    cfg = build(ingress({"cidr": "0.0.0.0/1", "port": 443}, {"cidr": "128.0.0.0/1", "port": 443}))
-    assert collect_issues(cfg) == []
+    assert admin_port_problems(ingress({"cidr": "0.0.0.0/1", "port": 443}, {"cidr": "128.0.0.0/1", "port": 443})) == []
 
 
 def test_a_large_share_of_the_internet_is_refused_but_a_narrow_set_is_not():
@@ -96,7 +103,7 @@ def test_a_large_share_of_the_internet_is_refused_but_a_narrow_set_is_not():
     problems = problems_of(ingress({"cidr": "16.0.0.0/16", "port": 22}, {"cidr": "18.0.0.0/16", "port": 20, "port_max": 30}))
     assert any("SSH (tcp port 22) to 131,072 public addresses" in p for p in problems), problems
     for rules in ([{"cidr": "17.0.0.0/16", "port": 22}], [{"cidr": "10.0.0.0/8", "port": 22}, {"cidr": "203.0.113.7/32", "port": 22}]):
-        assert collect_issues(build(ingress(*rules))) == []
+        assert admin_port_problems(ingress(*rules)) == []
 
 
 def test_protocols_are_judged_apart_and_icmp_has_no_admin_port():
@@ -104,7 +111,7 @@ def test_protocols_are_judged_apart_and_icmp_has_no_admin_port():
     problems = problems_of(ingress({"cidr": "0.0.0.0/1", "protocol": "tcp", "port": 3389}, {"cidr": "128.0.0.0/1", "protocol": "udp", "port": 3389}))
     assert any("ingress[0].cidr: 0.0.0.0/1 would open RDP (tcp port 3389) to" in p for p in problems), problems
     assert any("ingress[1].cidr: 128.0.0.0/1 would open RDP (udp port 3389) to" in p for p in problems), problems
-    assert collect_issues(build(ingress({"cidr": "0.0.0.0/0", "protocol": "icmp"}))) == []
+    assert admin_port_problems(ingress({"cidr": "0.0.0.0/0", "protocol": "icmp"})) == []
 
 
 # --- who reaches a public Kubernetes API endpoint -------------------------------------------------

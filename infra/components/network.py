@@ -63,7 +63,6 @@ class NetworkParts:
     openstack_subnet_id: pulumi.Output[str]
     openstack_extra_subnet_ids: list[pulumi.Output[str]]
     openstack_router_id: pulumi.Output[str]
-    openstack_security_group_id: pulumi.Output[str]  # for the Magnum nodes
     openstack_external_network_id: pulumi.Output[str]
     aws_site_cidrs: list[str]
     openstack_site_cidrs: list[str]
@@ -106,9 +105,6 @@ def build(ctx: StackContext) -> NetworkParts:
             mtu=os_cfg.network.mtu,
             external_network=os_cfg.external_network,
             tags=ctx.openstack_tags,
-            peer_cidrs=aws_cidrs,
-            peer_tcp_ports=ports,
-            ingress=list(os_cfg.network.ingress),
             extra_subnet_cidrs=list(cfg.vpn.extra_openstack_cidrs),
         ),
         opts=ctx.component_opts(),
@@ -130,7 +126,6 @@ def build(ctx: StackContext) -> NetworkParts:
         openstack_subnet_id=os_net.subnet_id,
         openstack_extra_subnet_ids=os_net.extra_subnet_ids,
         openstack_router_id=os_net.router_id,
-        openstack_security_group_id=os_net.security_group_id,
         openstack_external_network_id=os_net.external_network_id,
         aws_site_cidrs=aws_cidrs,
         openstack_site_cidrs=openstack_cidrs,
@@ -151,7 +146,6 @@ def build(ctx: StackContext) -> NetworkParts:
             "cidr": os_cfg.network.cidr,
             "routerId": os_net.router_id,
             "routerExternalIp": os_net.router_external_ip,
-            "securityGroupId": os_net.security_group_id,
         },
     }
     ctx.outputs.extra["network"] = summary

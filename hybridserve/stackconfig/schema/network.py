@@ -1,9 +1,10 @@
 """Networks: the AWS VPC (`hybridserve:aws.vpc`) and the OpenStack tenant network (`hybridserve:openstack.network`).
 
 The two sites reach each other only through the VPN (`hybridserve:vpn`); nothing is opened to the
-Internet unless a stack lists it in `openstack.network.ingress` (never an admin port to the Internet,
-judged by what all rules opening that port cover together, not by how a CIDR is spelt). Every network
-of a stack is private address space (`address_space_issues`).
+Internet. `openstack.network.ingress` is refused (issue 11: Magnum owns the nodes' security groups, so
+no rule of it could act); its rules are still judged (never an admin port to the Internet, by what all
+rules opening that port cover together, not by how a CIDR is spelt). Every network of a stack is
+private address space (`address_space_issues`).
 """
 
 from __future__ import annotations
@@ -162,7 +163,8 @@ class OpenStackNetwork(ConfigModel):
     dns_nameservers: list[IPv4] = Field(default_factory=lambda: ["1.1.1.1", "9.9.9.9"], max_length=5)
     # None: the cloud's default MTU; set it lower when the underlay adds encapsulation.
     mtu: int | None = Field(default=None, ge=1280, le=9000)
-    # Openings of the nodes' security group beyond the site itself and the peer site's serving ports.
+    # Refused when not empty (issue 11): Magnum attaches its own node security groups and takes no other,
+    # so there is no group these openings could act in (infra/components/openstack_network.py says why).
     ingress: list[IngressRule] = Field(default_factory=list, max_length=50)
 
     def issues(self) -> Iterator[Issue]:
@@ -170,6 +172,13 @@ class OpenStackNetwork(ConfigModel):
         if not 16 <= prefix <= 28:
             yield Issue(("cidr",), f"{self.cidr} has prefix /{prefix}; use a network between /16 and /28")
         yield from admin_port_issues(self.ingress, ("ingress",))
+        if self.ingress:
+            yield Issue(
+                ("ingress",),
+                "Magnum creates and attaches the nodes' security groups itself and accepts no other, so these openings "
+                "would act nowhere; remove `ingress` (the nodes have no floating IPs; inference from other networks: "
+                "serving.client_cidrs, the cluster API: magnum.deploy_access.runner_cidrs)",
+            )
 
 
 def admin_port_issues(rules: list[IngressRule], loc: tuple[str, ...]) -> Iterator[Issue]:
