@@ -483,10 +483,16 @@ def _ec2_credential(m: MockContext, args: MockResourceArgs) -> dict:
     return {
         "access": m.digest("access", length=32),
         "secret": f"mockec2secret{m.digest('secret', length=32)}",
-        "userId": m.uuid("user").replace("-", ""),
+        "userId": args.inputs.get("userId") or m.uuid("user").replace("-", ""),
         "projectId": args.inputs.get("projectId") or m.uuid("project").replace("-", ""),
         "trustId": "",
     }
+
+
+@resource("openstack:identity/user:User")
+def _os_user(m: MockContext, args: MockResourceArgs) -> dict:
+    m.id = m.uuid("user", args.name).replace("-", "")
+    return {"domainId": "default"}
 
 
 @resource("kubernetes:helm.sh/v3:Release")
@@ -571,6 +577,12 @@ def _os_get_flavor(m: MockContext, args: MockCallArgs) -> dict:
 def _os_get_image(m: MockContext, args: MockCallArgs) -> dict:
     name = args.args.get("name", "image")
     return {"id": m.uuid(name), "name": name}
+
+
+@call("openstack:identity/getRole:getRole")
+def _os_get_role(m: MockContext, args: MockCallArgs) -> dict:
+    name = args.args.get("name", "member")
+    return {"id": m.uuid("role", name).replace("-", ""), "name": name, "domainId": "", "region": ""}
 
 
 @call("openstack:identity/getAuthScope:getAuthScope")

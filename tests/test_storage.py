@@ -260,7 +260,9 @@ def test_swift_container_is_private_versioned_and_its_credentials_secret(name):
     container = one(plan, "openstack:objectstorage/container:Container")
     assert container.inputs["name"] == plan.config.storage.swift_container
     assert container.inputs["versioning"] is True
-    assert "containerRead" not in container.inputs and "containerWrite" not in container.inputs
+    # Read for Triton's read-only user alone (keystoneauth <project_id>:<user_id>; no referrer, no wildcard), no write ACL.
+    project, _, user = container.inputs["containerRead"].partition(":")
+    assert re.fullmatch(r"[0-9a-f]{32}", project) and re.fullmatch(r"[0-9a-f]{32}", user) and "containerWrite" not in container.inputs
     assert plan.outputs["swiftS3Credentials"] == SECRET_MARKER
 
     uri = plan.outputs["bucketUris"]["openstack"]

@@ -430,3 +430,54 @@ def test_the_triton_release_must_load_torchscript_of_the_build_torch():
     assert libtorch_compatibility("26.04", "2.12.1") is None and libtorch_compatibility("26.04", "2.11.0") is None
     # the plan carries the warning for the default release
     assert any("serving.triton_version 26.11" in w for w in plan_of("vision-dev").warnings)
+
+
+# --- Triton's Swift credential: read-only, and secret ----------------------------------------------------
+
+
+def test_triton_reads_swift_with_a_read_only_users_credential_and_the_publication_writes_with_the_deployers(monkeypatch):
+    """Triton's keys belong to a user with only the reader role that the container's read ACL admits; the
+    deployer's own (member) credential stays with the publication. Both stay Pulumi secrets."""
+    import infra.plan
+    from google.protobuf import json_format
+
+    raw: dict[str, dict] = {}
+    original = infra.plan.RecordingMonitor.RegisterResource
+
+    def spy(self, request):
+        raw[request.name] = json_format.MessageToDict(request.object)
+        return original(self, request)
+
+    monkeypatch.setattr(infra.plan.RecordingMonitor, "RegisterResource", spy)
+    plan = plan_stack_file(EXAMPLES / "Pulumi.search-dev.yaml")
+    region, creds = plan.config.aws.region, "openstack:identity/ec2CredentialV3:Ec2CredentialV3"
+    by_name = {r.name: r for r in plan.resources}
+
+    reader, deployer = by_name["s3-read-credentials"], by_name["s3-credentials"]
+    user, assignment = by_name["triton-reader"], by_name["triton-reader-role"]
+    assert user.type == "openstack:identity/user:User" and "password" not in user.inputs
+    user_id = MockContext(region, "search-dev", user.type, user.name).uuid("user", user.name).replace("-", "")
+    assert reader.inputs["userId"] == user_id and "userId" not in deployer.inputs
+    role_id = MockContext(region, "search-dev", "openstack:identity/getRole:getRole", json.dumps({"name": "reader"}, sort_keys=True)).uuid("role", "reader").replace("-", "")
+    assert assignment.inputs == {"userId": user_id, "projectId": reader.inputs["projectId"], "roleId": role_id}
+    assert assignment.urn in reader.dependencies  # the EC2 token carries the roles the user has when it is used
+    container = next(r for r in of_type(plan, "openstack:objectstorage/container:Container"))
+    assert container.inputs["containerRead"] == f"{reader.inputs['projectId']}:{user_id}"  # keystoneauth ACL: that user reads
+    assert "containerWrite" not in container.inputs
+
+    # The Secret Triton mounts holds the reader's keys, sent to the engine as a secret.
+    string_data = raw["triton-openstack-s3-credentials"]["stringData"]
+    assert string_data["4dabf18193072939515e22adb298388d"] == "1b47061264138c4ac30d75fd1eb44270"  # Pulumi's secret signature
+    s3 = json.loads(string_data["value"]["credentials.json"])["s3"][""]
+    reader_access = MockContext(region, "search-dev", creds, "s3-read-credentials").digest("access", length=32)
+    deployer_access = MockContext(region, "search-dev", creds, "s3-credentials").digest("access", length=32)
+    assert s3["key_id"] == reader_access != deployer_access
+    assert s3["secret_key"] == f"mockec2secret{MockContext(region, 'search-dev', creds, 's3-read-credentials').digest('secret', length=32)}"
+    assert child(plan, "triton-openstack", "kubernetes:core/v1:Secret").inputs["stringData"] == SECRET_MARKER
+    assert reader.urn in child(plan, "triton-openstack", "kubernetes:core/v1:Secret").dependencies
+    # The publication writes with the deployer's credential, never the reader's.
+    published_with = raw["models-openstack"]["credentials"]
+    assert published_with["4dabf18193072939515e22adb298388d"] == "1b47061264138c4ac30d75fd1eb44270"
+    assert published_with["value"]["accessKey"] == deployer_access
+    assert publication(plan, "openstack").inputs["credentials"] == SECRET_MARKER
+    assert reader_access not in json.dumps(plan.as_json()) and deployer_access not in json.dumps(plan.as_json())

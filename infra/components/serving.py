@@ -147,7 +147,8 @@ def build(ctx: StackContext, network: NetworkParts, storage: StorageParts, clust
                 ),
                 opts=pulumi.ResourceOptions(depends_on=[swift]),
             )
-            identity = S3KeyIdentity(access_key=swift.access_key, secret_key=swift.secret_key, region=cfg.storage.swift_s3_region)
+            # Triton reads with the read-only user's credential; the publication above keeps the deployer's.
+            identity = S3KeyIdentity(access_key=swift.read_access_key, secret_key=swift.read_secret_key, region=cfg.storage.swift_s3_region)
             store_port = swift.endpoint.apply(lambda e: endpoint_host_port(e)[2])
             # Octavia's amphorae proxy load-balanced traffic from the tenant network.
             peers, lb_sources = network.aws_site_cidrs, [cfg.openstack.network.cidr]

@@ -24,7 +24,8 @@ Components (built by `build`, before the clusters; see the order in infra/compon
   Plus the model-writer role (`hybridserve sync` assumes it to upload models).
 - `SwiftRepository` ("hybridserve:storage:SwiftRepository"): a private Swift container (versioned
   where the cloud supports it) and EC2-style credentials for Swift's S3 API, kept only as Pulumi
-  secrets, so Triton on the private cluster reads `s3://https://<swift-host>:<port>/<container>/<prefix>`
+  secrets: the deployer's (the publication writes with them) and a read-only user's that the
+  container's read ACL admits (Triton reads with them; creating that user needs identity admin rights), so Triton on the private cluster reads `s3://https://<swift-host>:<port>/<container>/<prefix>`
   the way it reads S3 on AWS.
 
 `build` returns the typed `StorageParts` (infra/program.py hands it to the clusters and Triton). Stack outputs: `bucketUris`
@@ -330,28 +331,62 @@ def _catalog_s3_endpoint(url: str) -> str:
     return f"{scheme}://{rest.split('/', 1)[0]}"
 
 
+# Keystone's default read-only role (since Rocky; keystone bootstrap creates admin, member, reader).
+READER_ROLE = "reader"
+
+
 class SwiftRepository(pulumi.ComponentResource):
     """The private site's model repository: a private, versioned Swift container and S3-API credentials (secret)."""
 
     def __init__(self, name: str, args: SwiftRepositoryArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__(type_token("storage", "SwiftRepository"), name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        # No container_read / container_write ACLs: only the project's own users reach it.
+        invoke = pulumi.InvokeOutputOptions(parent=self)
+        scope = openstack.identity.get_auth_scope_output(name="current", opts=invoke)
+
+        # Triton's own identity, read-only (issue 11): a Keystone user with only the `reader` role on the project
+        # (not one of Swift's operator roles, which get the whole account: keystoneauth `operator_roles`, by
+        # default admin and swiftoperator) that the container's read ACL admits, and an EC2 credential of that
+        # user for Swift's S3 API. Why not an application credential of the deployer: Keystone lets only an
+        # unrestricted application credential create EC2 credentials, and only with the member role (keystone
+        # CVE-2026-42999 fixes, e.g. stackhpc/keystone#21, 2026-04), so its keys would carry the deployer's
+        # member rights. Creating a user and another user's EC2 credential needs identity admin (or domain
+        # manager) rights on the cloud. The user has no password: its EC2 credential is its only key.
+        self.reader = openstack.identity.User(
+            "triton-reader",
+            name=f"{args.container}-triton-reader",
+            default_project_id=scope.project_id,
+            description=f"hybridserve: Triton reads Swift container {args.container} (read ACL only)",
+            opts=child,
+        )
+        reader_role = openstack.identity.get_role_output(name=READER_ROLE, opts=invoke)
+        self.reader_role = openstack.identity.RoleAssignment(
+            "triton-reader-role", user_id=self.reader.id, project_id=scope.project_id, role_id=reader_role.id, opts=child
+        )
+        # Swift keystoneauth ACL syntax <project_id>:<user_id>: read (GET/HEAD objects, list) for that user only.
         self.container = openstack.objectstorage.Container(
             "models",
             name=args.container,
             versioning=args.versioning,
             force_destroy=args.force_destroy,
+            container_read=pulumi.Output.concat(scope.project_id, ":", self.reader.id),
             metadata={"purpose": "triton-model-repository"},
             opts=child,
         )
-        invoke = pulumi.InvokeOutputOptions(parent=self)
-        scope = openstack.identity.get_auth_scope_output(name="current", opts=invoke)
-        # EC2-style credentials of the deploying user on this project; Swift's s3api accepts them.
+        # EC2-style credentials of the deploying user on this project (the publication writes with them).
         # The provider marks `secret` secret; `access` is wrapped too: both stay Pulumi secrets.
         self.credential = openstack.identity.Ec2CredentialV3("s3-credentials", project_id=scope.project_id, opts=child)
         self.access_key: pulumi.Output[str] = pulumi.Output.secret(self.credential.access)
         self.secret_key: pulumi.Output[str] = pulumi.Output.secret(self.credential.secret)
+        # Triton's: the reader's, made once its role is assigned (EC2 tokens carry the roles the user has).
+        self.reader_credential = openstack.identity.Ec2CredentialV3(
+            "s3-read-credentials",
+            user_id=self.reader.id,
+            project_id=scope.project_id,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.reader_role]),
+        )
+        self.read_access_key: pulumi.Output[str] = pulumi.Output.secret(self.reader_credential.access)
+        self.read_secret_key: pulumi.Output[str] = pulumi.Output.secret(self.reader_credential.secret)
 
         if args.s3_endpoint:
             self.endpoint: pulumi.Output[str] = pulumi.Output.from_input(args.s3_endpoint)
