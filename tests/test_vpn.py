@@ -129,6 +129,39 @@ def test_endpoint_groups_local_subnets_and_peer_cidrs(name):
 
 
 @pytest.mark.parametrize("name", NAMES)
+def test_redundancy_is_active_standby_one_site_connection_up(name):
+    """Both site connections share the service and the selectors, which Neutron VPNaaS (policy-based) installs for
+    one peer at a time, and AWS sends on a random tunnel when both are up: exactly one is up, the configured one."""
+    v = example(name)
+    active = v.cfg.vpn.active_tunnel
+    assert active == 1  # the default
+    connections = sites(v)
+    assert len({(s.inputs["vpnserviceId"], s.inputs["localEpGroupId"], s.inputs["peerEpGroupId"]) for s in connections}) == 1
+    assert [s.inputs["adminStateUp"] for s in connections] == [True, False]
+    assert [s.inputs["description"] for s in connections] == [
+        "hybridserve: AWS tunnel 1 (active; vpn.active_tunnel)", "hybridserve: AWS tunnel 2 (standby; vpn.active_tunnel)",
+    ]
+    # both AWS tunnels stay fully configured, so the standby is ready the moment its site connection is enabled
+    conn = v.one(CONNECTION).inputs
+    assert all(conn[f"tunnel{n}PresharedKey"] == SECRET_MARKER and conn[f"tunnel{n}InsideCidr"] for n in (1, 2))
+    status, verify = v.plan.outputs["vpnStatus"], v.plan.outputs["vpnVerify"]
+    assert status["redundancy"].startswith("Redundancy: active/standby. Tunnel 1 is active; tunnel 2 is configured")
+    assert [t["role"] for t in status["tunnels"]] == ["active", "standby (admin-down; AWS shows it DOWN)"]
+    prefix = v.cfg.prefix
+    assert f"vpn ipsec site connection set --disable {prefix}-aws-tunnel1" in verify and f"--enable {prefix}-aws-tunnel2" in verify
+    assert "set vpn.active_tunnel: 2" in verify
+
+
+def test_failing_over_to_tunnel_2_flips_which_site_connection_is_up(tmp_path):
+    v = PlanView(plan_stack_file(variant(tmp_path, "vision-dev", lambda c: section(c, "vpn").update(active_tunnel=2))))
+    assert [s.inputs["adminStateUp"] for s in sites(v)] == [False, True]
+    assert [t["role"].split()[0] for t in v.plan.outputs["vpnStatus"]["tunnels"]] == ["standby", "active"]
+    with pytest.raises(StackConfigError) as info:
+        build_stack_config(reachable({**REQUIRED, "hybridserve:vpn": {"active_tunnel": 3}}))
+    assert any(p.startswith("config: hybridserve:vpn.active_tunnel:") for p in info.value.problems), info.value.problems
+
+
+@pytest.mark.parametrize("name", NAMES)
 def test_every_private_route_table_routes_the_openstack_networks_to_the_vpn(name):
     v = example(name)
     vgw = v.id(v.one("aws:ec2/vpnGateway:VpnGateway"))

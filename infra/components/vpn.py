@@ -1,4 +1,5 @@
-"""Site-to-site IPsec VPN (issue 6): AWS VPN connection (two tunnels) <-> Neutron VPNaaS (two site connections).
+"""Site-to-site IPsec VPN (issue 6): AWS VPN connection (two tunnels) <-> Neutron VPNaaS (two site connections),
+active/standby: the site connection of `vpn.active_tunnel` up, the other admin-down (schema/vpn.py says why).
 
 Order, all through Outputs (no address is copied by hand):
 
@@ -197,15 +198,18 @@ class SiteToSiteVpn(pulumi.ComponentResource):
                 for i, cidr in enumerate(args.openstack_cidrs):
                     aws.ec2.Route(f"{name}-private-{z}-openstack-{i}", route_table_id=rtb, destination_cidr_block=cidr, gateway_id=self.vpn_gateway.id, opts=child)
 
-        # --- OpenStack: one site connection per AWS tunnel ----------------------------------------
+        # --- OpenStack: one site connection per AWS tunnel, active/standby ---------------------------
+        # Both share the service and the endpoint groups (the same selectors): only one can carry traffic, so
+        # only `vpn.active_tunnel`'s is up; the standby is configured, admin-down (schema/vpn.py says why).
         addresses = [self.connection.tunnel1_address, self.connection.tunnel2_address]
         self.site_connections = []
         for n in (1, 2):
+            role = "active" if n == v.active_tunnel else "standby"
             self.site_connections.append(
                 openstack.vpnaas.SiteConnection(
                     f"{name}-tunnel{n}",
                     name=f"{p}-aws-tunnel{n}",
-                    description=f"hybridserve: AWS tunnel {n}",
+                    description=f"hybridserve: AWS tunnel {n} ({role}; vpn.active_tunnel)",
                     vpnservice_id=self.service.id,
                     ikepolicy_id=self.ike_policy.id,
                     ipsecpolicy_id=self.ipsec_policy.id,
@@ -217,7 +221,7 @@ class SiteToSiteVpn(pulumi.ComponentResource):
                     dpds=[openstack_dpd(v)],
                     mtu=v.effective_tunnel_mtu(),
                     initiator="bi-directional",
-                    admin_state_up=True,
+                    admin_state_up=role == "active",
                     opts=after_network,
                 )
             )
@@ -254,10 +258,12 @@ class SiteToSiteVpn(pulumi.ComponentResource):
                     "insideCidr": v.tunnel_inside_cidrs[n - 1],
                     "awsStatus": t.get("status") or "unknown",
                     "openstackSiteConnectionId": site,
+                    "role": "active" if n == v.active_tunnel else "standby (admin-down; AWS shows it DOWN)",
                 }
             )
         return {
             "note": "as of the last `pulumi up`/`pulumi refresh`; vpnVerify shows how to check live",
+            "redundancy": redundancy_text(v),
             "awsVpnConnectionId": conn_id,
             "customerGatewayId": cgw_id,
             "openstackVpnServiceId": service_id,
@@ -271,24 +277,36 @@ def verify_text(args: VpnArgs, conn_id: str, service_id: str, cgw_address: str, 
     v = args.profile
     os_flags = f"--os-cloud {args.openstack_cloud}" + (f" --os-region-name {args.openstack_region}" if args.openstack_region else "")
     probe = v.effective_tunnel_mtu() - 28  # ICMP echo payload that fills the tunnel MTU (IPv4 20 + ICMP 8)
+    standby = 3 - v.active_tunnel
     return "\n".join(
         [
             f"VPN {args.name_prefix}: AWS {conn_id} (tunnels {addr1}, {addr2}) <-> OpenStack VPN service {service_id} ({cgw_address})",
             f"Profile: {profile_summary(v)}",
             "",
-            "1. AWS: both tunnels UP (a few minutes after `pulumi up`):",
+            f"1. AWS: tunnel {v.active_tunnel} UP (a few minutes after `pulumi up`), the standby DOWN:",
             f"   aws ec2 describe-vpn-connections --region {args.region} --vpn-connection-ids {conn_id} \\",
             "     --query 'VpnConnections[0].VgwTelemetry[].[OutsideIpAddress,Status,StatusMessage]' --output table",
             f"   aws logs tail {args.log_group_name} --region {args.region} --since 30m   # IKE/IPsec negotiation",
-            "2. OpenStack: the service and both site connections ACTIVE, peers = the AWS tunnel addresses:",
+            f"2. OpenStack: the service and site connection {args.name_prefix}-aws-tunnel{v.active_tunnel} ACTIVE (the standby DOWN), peers = the AWS tunnel addresses:",
             f"   openstack {os_flags} vpn service show {service_id} -c status -c external_v4_ip",
             f"   openstack {os_flags} vpn ipsec site connection list --long -c Name -c 'Peer Address' -c Status",
             "3. Through the tunnel, no fragmentation (from a node or pod on each side):",
             f"   AWS -> OpenStack:  ping -c 3 -M do -s {probe} <a node address in {', '.join(args.openstack_cidrs)}>",
             f"   OpenStack -> AWS:  ping -c 3 -M do -s {probe} <a node address in {', '.join(args.aws_cidrs)}>",
-            "   Both tunnels carry the same networks (active/standby): to test the standby, set one site connection",
-            "   admin-state down (openstack vpn ipsec site connection set --disable <name>), ping again, re-enable it.",
+            f"4. {redundancy_text(v)}",
+            f"   AWS shows tunnel {standby} DOWN by design. Fail over now (then set vpn.active_tunnel: {standby} so `pulumi up` keeps it):",
+            f"   openstack {os_flags} vpn ipsec site connection set --disable {args.name_prefix}-aws-tunnel{v.active_tunnel}",
+            f"   openstack {os_flags} vpn ipsec site connection set --enable {args.name_prefix}-aws-tunnel{standby}",
         ]
+    )
+
+
+def redundancy_text(v: VpnConfig) -> str:
+    standby = 3 - v.active_tunnel
+    return (
+        f"Redundancy: active/standby. Tunnel {v.active_tunnel} is active; tunnel {standby} is configured on both ends, its "
+        "OpenStack site connection admin-down (Neutron VPNaaS installs one policy for the same selectors, and AWS would "
+        "send on either tunnel if both were up)"
     )
 
 

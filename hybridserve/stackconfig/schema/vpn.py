@@ -133,6 +133,16 @@ class VpnConfig(ConfigModel):
     startup_action: Literal["start", "add"] = "start"
     # Tunnel MTU; null: derived from the profile (the largest packet that fits after ESP).
     tunnel_mtu: int | None = Field(default=None, ge=576, le=AWS_MAX_TUNNEL_MTU)
+    # Redundancy (issue 11): active/standby, as Neutron VPNaaS supports. Its site connections are policy-based
+    # and both AWS tunnels carry the same selectors (these subnets <-> the AWS networks), which Linux IPsec can
+    # install for one peer at a time (libreswan refuses the second: "route already in use", libreswan#504). AWS,
+    # for a static VPN with both tunnels up, sends on one tunnel it picks at random and expects the customer
+    # gateway to accept asymmetric routing (AWS knowledge center "vpn-configure-tunnel-preference"): with both
+    # site connections up, traffic from AWS could arrive on the tunnel whose policy is not installed. So one
+    # site connection is up (this tunnel), the other is configured but admin-down: AWS shows it DOWN and sends
+    # everything over the active one. Failover: set the other tunnel here and `pulumi up` (vpnVerify shows the
+    # immediate CLI switch).
+    active_tunnel: Literal[1, 2] = 1
     # Keepers of the generated per-tunnel pre-shared keys: change one to rotate that tunnel's key.
     psk_rotation: list[int] = Field(default_factory=lambda: [0, 0], min_length=2, max_length=2)
     # More networks across the tunnels (besides the VPC, the EKS pod CIDR and the OpenStack
