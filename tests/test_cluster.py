@@ -375,6 +375,9 @@ def test_magnum_gpu_node_groups_are_sized_labelled_and_tainted_by_the_kubelet(na
         node_labels = dict(kv.split("=") for kv in next(o for o in options if o.startswith("--node-labels=")).removeprefix("--node-labels=").split(","))
         assert node_labels == {"nvidia.com/gpu.present": "true", "hybridserve.io/pool": pool.name, "hybridserve.io/accelerator": flavors[pool.flavor].gpu_model}
         assert group["mergeLabels"] is True
+        # the driver comes with the image (no Fedora CoreOS driver container exists): never the template's stock image
+        nvidia = plan.config.openstack.magnum.nvidia
+        assert group["imageId"] == (pool.image or nvidia.gpu_image) != plan.config.openstack.magnum.template.image
 
 
 # --- cost ------------------------------------------------------------------------------------------------------

@@ -169,7 +169,9 @@ class MagnumGpuCluster(pulumi.ComponentResource):
             flavor = args.flavors[pool.flavor]
             labels = gpu_node_labels(pool.name, flavor.gpu_model, pool.labels)
             self.gpu_labels[pool.name] = labels
-            group_args: dict[str, Any] = {"image_id": pool.image} if pool.image else {}
+            # GPU nodes boot an image with the NVIDIA driver (the pool's, else openstack.magnum.nvidia.gpu_image).
+            image = cfg.nvidia.pool_image(pool)
+            group_args: dict[str, Any] = {"image_id": image} if image else {}
             self.gpu_node_groups[pool.name] = openstack.containerinfra.NodeGroup(
                 f"gpu-{pool.name}",
                 cluster_id=self.cluster.id,

@@ -448,19 +448,28 @@ class MagnumNvidia(NvidiaDevicePlugin):
     """`openstack.magnum.nvidia`: the EKS settings plus where the driver and the container toolkit come from."""
 
     mode: Literal["device-plugin", "gpu-operator"] = "gpu-operator"
-    # preinstalled: the GPU pools' image (gpu_pools[].image, else template.image) has the NVIDIA kernel driver.
+    # preinstalled: the GPU pools' image (gpu_pools[].image, else gpu_image) has the NVIDIA kernel driver.
     # operator: the GPU operator's driver container; refused, as NVIDIA publishes none for Fedora CoreOS.
     driver: MagnumDriverSource = "preinstalled"
     # The NVIDIA container toolkit: the operator's toolkit DaemonSet (configures the nodes' containerd), or the image.
     toolkit: MagnumDriverSource = "operator"
+    # The image of GPU pools that name none (driver 'preinstalled'): a Glance image of the cloud operator, Fedora
+    # CoreOS like template.image (os_distro fedora-coreos) with the NVIDIA kernel driver layered in. The kit does
+    # not build it; ask the cloud operator (as for storage.cinder_volume_type). Without it GPU nodes would boot the
+    # template's stock image, which has no driver.
+    gpu_image: str = Field(default="fedora-coreos-40-nvidia", min_length=1, max_length=255)
+
+    def pool_image(self, pool: OpenStackGpuPool) -> str | None:
+        """The image a GPU pool's nodes boot: its own, else gpu_image when the driver comes with the image."""
+        return pool.image or (self.gpu_image if self.driver == "preinstalled" else None)
 
     def issues(self) -> Iterator[Issue]:
         if self.driver == "operator":
             yield Issue(
                 ("driver",),
                 "'operator' would run the GPU operator's driver container, and NVIDIA publishes none for Fedora CoreOS "
-                "(Magnum's Kubernetes image): no node would advertise nvidia.com/gpu. Use 'preinstalled' with a GPU pool "
-                "image that carries the NVIDIA driver (gpu_pools[].image)",
+                "(Magnum's Kubernetes image): no node would advertise nvidia.com/gpu. Use 'preinstalled' with a GPU "
+                "image that carries the NVIDIA driver (nvidia.gpu_image or gpu_pools[].image)",
             )
         if self.mode == "device-plugin" and self.toolkit == "operator":
             yield Issue(
