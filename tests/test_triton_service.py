@@ -481,3 +481,21 @@ def test_triton_reads_swift_with_a_read_only_users_credential_and_the_publicatio
     assert published_with["value"]["accessKey"] == deployer_access
     assert publication(plan, "openstack").inputs["credentials"] == SECRET_MARKER
     assert reader_access not in json.dumps(plan.as_json()) and deployer_access not in json.dumps(plan.as_json())
+
+
+def test_a_deployer_who_may_not_create_users_opts_out_and_is_warned(tmp_path):
+    from test_network import section, variant
+
+    from hybridserve.stackconfig.loader import stack_warnings
+
+    path = variant(tmp_path, "search-dev", lambda c: section(c, "storage").update(triton_swift_identity="deployer"))
+    plan = plan_stack_file(path)
+    assert not of_type(plan, "openstack:identity/user:User") and not of_type(plan, "openstack:identity/roleAssignment:RoleAssignment")
+    [credential] = of_type(plan, "openstack:identity/ec2CredentialV3:Ec2CredentialV3")
+    assert credential.urn in child(plan, "triton-openstack", "kubernetes:core/v1:Secret").dependencies
+    assert "containerRead" not in of_type(plan, "openstack:objectstorage/container:Container")[0].inputs
+    assert any(
+        "hybridserve:storage.triton_swift_identity: 'deployer': Triton reads Swift with the deploying user's EC2 credential" in w
+        for w in stack_warnings(plan.config)
+    )
+    assert not any("triton_swift_identity" in w for w in stack_warnings(plan_of("search-dev").config))

@@ -323,6 +323,8 @@ class SwiftRepositoryArgs:
     # scheme://host[:port] of Swift's S3 API; None: the object-store endpoint of the Keystone catalog
     s3_endpoint: str | None
     region: str | None
+    # Triton reads with a read-only user of its own (storage.triton_swift_identity 'reader-user'), else the deployer's.
+    reader_user: bool = True
 
 
 def _catalog_s3_endpoint(url: str) -> str:
@@ -348,29 +350,37 @@ class SwiftRepository(pulumi.ComponentResource):
         # (not one of Swift's operator roles, which get the whole account: keystoneauth `operator_roles`, by
         # default admin and swiftoperator) that the container's read ACL admits, and an EC2 credential of that
         # user for Swift's S3 API. Why not an application credential of the deployer: Keystone lets only an
-        # unrestricted application credential create EC2 credentials, and only with the member role (keystone
-        # CVE-2026-42999 fixes, e.g. stackhpc/keystone#21, 2026-04), so its keys would carry the deployer's
-        # member rights. Creating a user and another user's EC2 credential needs identity admin (or domain
-        # manager) rights on the cloud. The user has no password: its EC2 credential is its only key.
-        self.reader = openstack.identity.User(
-            "triton-reader",
-            name=f"{args.container}-triton-reader",
-            default_project_id=scope.project_id,
-            description=f"hybridserve: Triton reads Swift container {args.container} (read ACL only)",
-            opts=child,
-        )
-        reader_role = openstack.identity.get_role_output(name=READER_ROLE, opts=invoke)
-        self.reader_role = openstack.identity.RoleAssignment(
-            "triton-reader-role", user_id=self.reader.id, project_id=scope.project_id, role_id=reader_role.id, opts=child
-        )
-        # Swift keystoneauth ACL syntax <project_id>:<user_id>: read (GET/HEAD objects, list) for that user only.
+        # unrestricted application credential create EC2 credentials, and only with the member role (Keystone's
+        # 2026-04 security fixes, Related-Bug #2142138; backported e.g. in stackhpc/keystone#21 "Prevent
+        # unauthorized EC2 credential creation and deletion"), so its keys would carry the deployer's member rights. Creating a user and another user's EC2 credential needs identity admin (or domain
+        # manager) rights on the cloud (storage.triton_swift_identity 'deployer' is the warned way round that).
+        # The user has no password: its EC2 credential is its only key.
+        self.reader: openstack.identity.User | None = None
+        self.reader_role: openstack.identity.RoleAssignment | None = None
+        self.reader_credential: openstack.identity.Ec2CredentialV3 | None = None
+        acl: dict[str, Any] = {}
+        if args.reader_user:
+            self.reader = openstack.identity.User(
+                "triton-reader",
+                name=f"{args.container}-triton-reader",
+                default_project_id=scope.project_id,
+                description=f"hybridserve: Triton reads Swift container {args.container} (read ACL only)",
+                opts=child,
+            )
+            reader_role = openstack.identity.get_role_output(name=READER_ROLE, opts=invoke)
+            self.reader_role = openstack.identity.RoleAssignment(
+                "triton-reader-role", user_id=self.reader.id, project_id=scope.project_id, role_id=reader_role.id, opts=child
+            )
+            # Swift keystoneauth ACL syntax <project_id>:<user_id>: read (GET/HEAD objects, list) for that user only.
+            acl["container_read"] = pulumi.Output.concat(scope.project_id, ":", self.reader.id)
+        # No write ACL: only the project's operator-role users (the deployer) write.
         self.container = openstack.objectstorage.Container(
             "models",
             name=args.container,
             versioning=args.versioning,
             force_destroy=args.force_destroy,
-            container_read=pulumi.Output.concat(scope.project_id, ":", self.reader.id),
             metadata={"purpose": "triton-model-repository"},
+            **acl,
             opts=child,
         )
         # EC2-style credentials of the deploying user on this project (the publication writes with them).
@@ -378,15 +388,18 @@ class SwiftRepository(pulumi.ComponentResource):
         self.credential = openstack.identity.Ec2CredentialV3("s3-credentials", project_id=scope.project_id, opts=child)
         self.access_key: pulumi.Output[str] = pulumi.Output.secret(self.credential.access)
         self.secret_key: pulumi.Output[str] = pulumi.Output.secret(self.credential.secret)
-        # Triton's: the reader's, made once its role is assigned (EC2 tokens carry the roles the user has).
-        self.reader_credential = openstack.identity.Ec2CredentialV3(
-            "s3-read-credentials",
-            user_id=self.reader.id,
-            project_id=scope.project_id,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.reader_role]),
-        )
-        self.read_access_key: pulumi.Output[str] = pulumi.Output.secret(self.reader_credential.access)
-        self.read_secret_key: pulumi.Output[str] = pulumi.Output.secret(self.reader_credential.secret)
+        # Triton's: the reader's, made once its role is assigned (EC2 tokens carry the roles the user has);
+        # the deployer's where storage.triton_swift_identity is 'deployer' (validate warns).
+        self.read_access_key, self.read_secret_key = self.access_key, self.secret_key
+        if self.reader is not None:
+            self.reader_credential = openstack.identity.Ec2CredentialV3(
+                "s3-read-credentials",
+                user_id=self.reader.id,
+                project_id=scope.project_id,
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[self.reader_role]),
+            )
+            self.read_access_key = pulumi.Output.secret(self.reader_credential.access)
+            self.read_secret_key = pulumi.Output.secret(self.reader_credential.secret)
 
         if args.s3_endpoint:
             self.endpoint: pulumi.Output[str] = pulumi.Output.from_input(args.s3_endpoint)
@@ -461,6 +474,7 @@ def build(ctx: StackContext) -> StorageParts:
             force_destroy=st.force_destroy,
             s3_endpoint=st.swift_s3_endpoint,
             region=cfg.openstack.region,
+            reader_user=st.triton_swift_identity == "reader-user",
         ),
         opts=ctx.component_opts(),
     )

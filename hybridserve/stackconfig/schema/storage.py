@@ -159,6 +159,19 @@ class StorageConfig(ConfigModel):
     kms: KmsKeySettings = KmsKeySettings()
     # False: `pulumi destroy` refuses to delete a bucket that still holds models.
     force_destroy: bool = False
+    # Triton's identity for the Swift container (issue 11). reader-user: a Keystone user with only the reader role,
+    # admitted by the container's read ACL, with its own EC2 credential (creating a user takes identity admin or
+    # domain manager rights). deployer: the deploying user's own EC2 credential, which reads and writes every
+    # container of the project; only for deployers who may not create users (validate warns).
+    triton_swift_identity: Literal["reader-user", "deployer"] = "reader-user"
+
+    def warnings(self) -> Iterator[Issue]:
+        if self.triton_swift_identity == "deployer":
+            yield Issue(
+                ("triton_swift_identity",),
+                "'deployer': Triton reads Swift with the deploying user's EC2 credential, which can also write and delete "
+                "every container of the project; use 'reader-user' once the deployer may create Keystone users",
+            )
 
     def issues(self) -> Iterator[Issue]:
         if self.retention.object_lock_days is not None and not self.versioning:
