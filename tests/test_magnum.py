@@ -2,9 +2,9 @@
 
 Magnum refuses to update a cluster template that a cluster uses. The kit therefore never updates one: the
 template's name carries a hash of what defines it, any change replaces it (created first, the old one deleted
-after the cluster has moved off it), and the cluster follows the new template id in place (the provider's
-Update calls Magnum's cluster upgrade; cluster_template_id is not ForceNew). The mock engine records inputs
-only; the resource options a real engine acts on are recorded by the spy below.
+after the old cluster), and the cluster is replaced delete-first: the provider's Update would call Magnum's
+cluster upgrade, which the Heat driver refuses since Magnum 2024.1. The mock engine records inputs only; the
+resource options a real engine acts on are recorded by the spy below.
 """
 
 from __future__ import annotations
@@ -65,13 +65,18 @@ def test_a_label_or_kube_tag_change_makes_a_new_template_that_replaces_the_old_o
     # the old template outlives the cluster's move to the new one (Magnum refuses to delete a template in use).
     assert template["replaceOnChanges"] == ["*"]
     assert template["deleteBeforeReplaceDefined"] and template["deleteBeforeReplace"] is False
-    # The cluster follows the template id (an in-place upgrade), so the engine must know it depends on it;
-    # nothing forces the cluster itself to be replaced.
+    # The provider would upgrade the cluster in place on a new template id, which Magnum's Heat driver refuses
+    # since 2024.1: the cluster is replaced instead, deleted first (GPU quota for one cluster), and the engine
+    # knows it depends on the template (so the old template is deleted after the old cluster).
     template_urn = first.one(TEMPLATE).urn
     assert cluster["propertyDependencies"]["clusterTemplateId"] == [template_urn]
     assert first.one(CLUSTER).inputs["clusterTemplateId"] == first.id(first.one(TEMPLATE))
-    assert cluster["replaceOnChanges"] == [] and not cluster["deleteBeforeReplace"]
+    assert cluster["replaceOnChanges"] == ["clusterTemplateId"]
+    assert cluster["deleteBeforeReplaceDefined"] and cluster["deleteBeforeReplace"] is True
     assert "clusterTemplateId" not in cluster["ignoreChanges"]
+    # The node groups hang off the cluster (replaced with it); their count stays the autoscaler's.
+    groups = [k for k in first_options if k.startswith("openstack:containerinfra/nodeGroup:NodeGroup::")]
+    assert groups and all(first_options[k]["propertyDependencies"]["clusterId"] == [first.one(CLUSTER).urn] for k in groups)
 
 
 def test_the_template_name_fits_magnum_and_ignores_ids_unknown_in_a_preview(tmp_path):

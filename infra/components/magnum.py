@@ -3,8 +3,8 @@
 `MagnumGpuCluster` ("hybridserve:cluster:MagnumGpuCluster"), built by infra/components/cluster.py
 after the network (tenant network and subnet, external network) and the storage (Swift credentials):
 
-- a cluster template (immutable: a content hash in its name, replaced create-before-delete on any change, the
-  cluster upgraded onto the new one in place): Kubernetes, the configured image, flavors and network driver, the tenant
+- a cluster template (immutable: a content hash in its name, replaced create-before-delete on any change; the
+  cluster is then replaced delete-first, as the Heat driver upgrades nothing in place): Kubernetes, the configured image, flavors and network driver, the tenant
   network and subnet from the network component, no floating IPs on nodes unless configured, a
   load balancer for the API (with a floating IP only if `master_lb_floating_ip_enabled`), Cinder
   CSI, node volumes of the cloud operator's encrypted volume type (`storage.cinder_volume_type`),
@@ -134,9 +134,7 @@ class MagnumGpuCluster(pulumi.ComponentResource):
         # Magnum refuses to change a template a cluster uses: a template is immutable here. Its name carries a
         # hash of what defines it, any change replaces it (replace_on_changes), the replacement is created
         # first and the old one deleted only after the cluster has moved off it (create-before-replace: never
-        # delete_before_replace). The provider upgrades the cluster in place when cluster_template_id changes
-        # (terraform-provider-openstack resource_openstack_containerinfra_cluster_v1.go: cluster_template_id is
-        # not ForceNew; Update calls Magnum's cluster upgrade API), so the cluster is not replaced.
+        # delete_before_replace).
         self.template = openstack.containerinfra.ClusterTemplate(
             "template",
             name=template_name(args.name, template_spec),
@@ -157,7 +155,14 @@ class MagnumGpuCluster(pulumi.ComponentResource):
             create_timeout=90,
             region=args.region,
             **cluster_args,
-            opts=child,
+            # A new template means a new cluster. The provider would call Magnum's cluster upgrade on a changed
+            # cluster_template_id (terraform-provider-openstack resource_openstack_containerinfra_cluster_v1.go:
+            # not ForceNew, Update calls clusters.Upgrade), but the Heat driver refuses every upgrade since Magnum
+            # 2024.1 ("Upgrading a cluster that uses the Magnum Heat driver" is NotSupported; openstack/magnum
+            # 2fd3059f, which names blue-green replacement as the way). Replaced delete-first: its node groups and
+            # Kubernetes objects go with it, and a second cluster would need twice the GPU quota; the AWS site
+            # serves meanwhile. The old template is deleted only after this replacement.
+            opts=pulumi.ResourceOptions(parent=self, replace_on_changes=["clusterTemplateId"], delete_before_replace=True),
         )
         self.name: pulumi.Output[str] = self.cluster.name
         # The provider marks the kubeconfig secret (additional_secret_outputs); kept secret here too.
