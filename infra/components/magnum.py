@@ -131,7 +131,8 @@ class MagnumGpuCluster(pulumi.ComponentResource):
             region=args.region,
             **template_args,
         )
-        # Magnum refuses to change a template a cluster uses: a template is immutable here. Its name carries a
+        # Magnum refuses to change a template a cluster uses, or to delete it (openstack/magnum db/sqlalchemy/api.py:
+        # a referenced template may only be renamed or published): a template is immutable here. Its name carries a
         # hash of what defines it, any change replaces it (replace_on_changes), the replacement is created
         # first and the old one deleted only after the cluster has moved off it (create-before-replace: never
         # delete_before_replace).
