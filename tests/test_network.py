@@ -317,7 +317,9 @@ def test_the_peer_site_reaches_only_the_serving_ports_and_no_decoy_group_is_plan
     assert sorted(p for r in tcp for p in range(r["fromPort"], r["toPort"] + 1)) == serving
 
 
-def test_an_opening_of_the_openstack_nodes_is_refused_as_nothing_could_carry_it(tmp_path):
+def test_an_opening_of_the_openstack_nodes_is_refused_as_nothing_could_carry_it(tmp_path, capsys):
+    from cliutil import run_cli
+
     bastion = {"cidr": "203.0.113.7/32", "protocol": "tcp", "port": 22, "description": "bastion"}
     with pytest.raises(StackConfigError) as info:
         build_stack_config(reachable({**REQUIRED, "hybridserve:openstack": {"network": {"ingress": [bastion]}}}))
@@ -325,6 +327,8 @@ def test_an_opening_of_the_openstack_nodes_is_refused_as_nothing_could_carry_it(
     path = variant(tmp_path, "vision-dev", lambda c: section(c, "openstack", "network").update(ingress=[bastion]))
     with pytest.raises(StackConfigError):
         plan_stack_file(path)
+    code, _, err = run_cli(["validate", "--stack", "vision-dev", "--stacks-dir", str(path.parent)], capsys)
+    assert code == 2 and "Pulumi.vision-dev.yaml" in err and "hybridserve:openstack.network.ingress: Magnum creates and attaches" in err
 
     # the rule's own checks still name their keys
     for port, port_max in ((22, None), (6000, 7000), (3389, None)):
