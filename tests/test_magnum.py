@@ -47,11 +47,12 @@ def _plan(tmp_path, sub: str, **template):
     return PlanView(plan_stack_file(variant(d, "vision-dev", lambda c: section(c, "openstack", "magnum", "template").update(template))))
 
 
-def test_a_label_or_kube_tag_change_makes_a_new_template_that_replaces_the_old_one_before_it_goes(tmp_path, options):
+def test_a_label_or_field_change_makes_a_new_template_that_replaces_the_old_one_before_it_goes(tmp_path, options):
     first = _plan(tmp_path, "a", labels={"boot_volume_size": "50"})
     first_options = dict(options)
     relabelled = _plan(tmp_path, "b", labels={"boot_volume_size": "60"})
-    retagged = _plan(tmp_path, "c", labels={"boot_volume_size": "50"}, kube_tag="v1.30.8")
+    # kube_tag reaches Magnum as a label too (template_labels); a field outside the labels changes the name as well
+    retagged = _plan(tmp_path, "c", labels={"boot_volume_size": "50"}, docker_volume_size_gb=60)
     again = _plan(tmp_path, "d", labels={"boot_volume_size": "50"})
 
     names = [v.one(TEMPLATE).inputs["name"] for v in (first, relabelled, retagged, again)]
