@@ -424,8 +424,6 @@ BAD = {
     "magnum-driver-container-on-fcos": (("hybridserve:openstack", "magnum", "nvidia"), {"driver": "operator"},
                                         "hybridserve:openstack.magnum.nvidia.driver: 'operator' would run the GPU operator's driver container, "
                                         "and NVIDIA publishes none for Fedora CoreOS"),
-    "magnum-plugin-without-toolkit": (("hybridserve:openstack", "magnum", "nvidia"), {"mode": "device-plugin"},
-                                      "hybridserve:openstack.magnum.nvidia.toolkit: 'operator' needs the GPU operator"),
     "audit-logs-off": (("hybridserve:aws", "eks", "log_types"), ["api"],
                        "hybridserve:aws.eks.log_types: ['api'] lacks audit, authenticator"),
 }

@@ -138,7 +138,14 @@ def test_admin_ports_judged_by_coverage(prod, cidrs, open_):
 
 def test_openstack_rules_add_up_per_group(prod):
     """Each rule alone is within the limit (a /16 of public addresses); together they exceed it."""
-    template = next(i for i in prod if i["type"] == "openstack:networking/secGroupRule:SecGroupRule" and i["inputs"].get("portRangeMin"))
+    # The kit plans no OpenStack security group of its own (Magnum owns the nodes' groups, issue 11): a rule as a
+    # program (or a later component) would register it.
+    stack = next(i for i in prod if i["type"] == "pulumi:pulumi:Stack")
+    template = {
+        "urn": stack["urn"].replace("pulumi:pulumi:Stack", "openstack:networking/secGroupRule:SecGroupRule").rsplit("::", 1)[0] + "::rule",
+        "type": "openstack:networking/secGroupRule:SecGroupRule", "name": "rule", "parent": stack["urn"], "provider": None,
+        "inputs": {"direction": "ingress", "ethertype": "IPv4", "protocol": "tcp", "securityGroupId": "nodes-group"},
+    }
     rules_ = []
     for n, cidr in enumerate(("8.0.0.0/16", "9.0.0.0/24")):
         rule = copy.deepcopy(template)

@@ -452,6 +452,7 @@ class MagnumNvidia(NvidiaDevicePlugin):
     # operator: the GPU operator's driver container; refused, as NVIDIA publishes none for Fedora CoreOS.
     driver: MagnumDriverSource = "preinstalled"
     # The NVIDIA container toolkit: the operator's toolkit DaemonSet (configures the nodes' containerd), or the image.
+    # Mode 'device-plugin' installs no toolkit: there the GPU image must carry it (and its containerd runtime).
     toolkit: MagnumDriverSource = "operator"
     # The image of GPU pools that name none (driver 'preinstalled'): a Glance image of the cloud operator, Fedora
     # CoreOS like template.image (os_distro fedora-coreos) with the NVIDIA kernel driver layered in. The kit does
@@ -470,12 +471,6 @@ class MagnumNvidia(NvidiaDevicePlugin):
                 "'operator' would run the GPU operator's driver container, and NVIDIA publishes none for Fedora CoreOS "
                 "(Magnum's Kubernetes image): no node would advertise nvidia.com/gpu. Use 'preinstalled' with a GPU "
                 "image that carries the NVIDIA driver (nvidia.gpu_image or gpu_pools[].image)",
-            )
-        if self.mode == "device-plugin" and self.toolkit == "operator":
-            yield Issue(
-                ("toolkit",),
-                "'operator' needs the GPU operator, but mode is 'device-plugin' (the plugin alone installs no toolkit); "
-                "use mode 'gpu-operator', or toolkit 'preinstalled' with an image whose containerd has the NVIDIA runtime",
             )
 
 
