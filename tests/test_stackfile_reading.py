@@ -262,9 +262,18 @@ def test_the_loader_and_the_program_read_the_same_values(tmp_path: Path):
 
         from infra.mocks import PlanMocks
 
-        pulumi.runtime.set_mocks(PlanMocks("us-east-1", "acme-dev"), project="hybridserve", stack="acme-dev")
-        runtime_config.set_all_config(as_passed, secret_keys)
-        return read_config()  # pulumi.Config.get / get_object, as under `pulumi up`
+        import asyncio
+
+        # set_mocks needs an event loop in this thread; a plan run earlier in the process leaves none.
+        loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+        try:
+            pulumi.runtime.set_mocks(PlanMocks("us-east-1", "acme-dev"), project="hybridserve", stack="acme-dev")
+            runtime_config.set_all_config(as_passed, secret_keys)
+            return read_config()  # pulumi.Config.get / get_object, as under `pulumi up`
+        finally:
+            asyncio.set_event_loop(None)
+            loop.close()
 
     assert contextvars.copy_context().run(program_reads) == offline
     assert (offline.cost_center, offline.tags, offline.serving.replicas.max) == ("1000", {"on": "yes"}, 2)
