@@ -10,6 +10,7 @@ import sys
 
 import typer
 
+from hybridserve.ci.cli import app as ci_app
 from hybridserve.clirun import run_app
 from hybridserve.console import make_console
 from hybridserve.doctor import doctor_command
@@ -32,6 +33,7 @@ app = typer.Typer(
 )
 app.add_typer(models_app, name="models")
 app.add_typer(local_app, name="local")
+app.add_typer(ci_app, name="ci")
 app.command("sync")(sync_command)
 
 
