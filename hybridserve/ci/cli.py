@@ -1,6 +1,7 @@
 """`hybridserve ci ...`: the stages a pipeline runs, the same on GitHub Actions, GitLab CI and Jenkins.
 
-    ci changed  --base REF [--head REF] [--json]   which stacks a change touches, dev before prod
+    ci changed  --base REF [--head REF] [--json]   which stacks a change touches, dev before prod (--all: every stack)
+    ci gitlab-pipeline --base REF | --all          GitLab child pipeline: a job per stack, in order, locked per stack
     ci deploy   --stack S [--reports DIR]          preview, up (with the policy pack), the gate's verdict;
                                                    a failed gate rolls back and fails the stage
     ci rollback --stack S [--version V | --record FILE]   pin the last model version that passed its gate
@@ -46,20 +47,36 @@ def _resolve(stack: str) -> None:
     resolve_stack(stack, stacks_dir())
 
 
-@app.command("changed")
-def changed_command(
-    base: Annotated[str, typer.Option("--base", help="The revision the change is against (PR: the base branch's commit; push: the commit before).", show_default=False)],
-    head: Annotated[str, typer.Option("--head", help="The changed revision.")] = "HEAD",
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON line: stacks, nonprod, prod, waves, removed, reasons, matrix.")] = False,
-) -> None:
-    """Which stacks a change touches, dev before prod: a stack file -> that stack; the program (infra/, hybridserve/, model_repo/, smoke_tests/, Pulumi.yaml, pyproject.toml, constraints.txt, infra/requirements.txt) -> every stack; anything else -> none."""
-    from hybridserve.ci.decide import PROD_RANK, environment_rank, touched_stacks, waves
+def _touched(base: str | None, head: str, all_stacks: bool):
+    from hybridserve.ci.decide import Touched, order_stacks, touched_stacks
     from hybridserve.ci.run import changed_files, existing_stacks
     from hybridserve.paths import stacks_dir
 
-    root = _root()
     existing = existing_stacks(stacks_dir())
-    touched = touched_stacks(changed_files(root, base, head), existing)
+    if all_stacks == bool(base):
+        raise UserError("give either --base REF (the stacks a change touches) or --all (every stack)")
+    if all_stacks:
+        ordered = order_stacks(existing)
+        return Touched(ordered, [], {n: "--all" for n in ordered}), existing
+    return touched_stacks(changed_files(_root(), base, head), existing), existing
+
+
+BaseOpt = Annotated[Optional[str], typer.Option("--base", help="The revision the change is against (PR: the base branch's commit; push: the commit before).", show_default=False)]
+HeadOpt = Annotated[str, typer.Option("--head", help="The changed revision.")]
+AllOpt = Annotated[bool, typer.Option("--all", help="Every stack, dev before prod (scheduled drift checks).")]
+
+
+@app.command("changed")
+def changed_command(
+    base: BaseOpt = None,
+    head: HeadOpt = "HEAD",
+    all_stacks: AllOpt = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON line: stacks, nonprod, prod, waves, removed, reasons, matrix.")] = False,
+) -> None:
+    """Which stacks a change touches, dev before prod: a stack file -> that stack; the program (infra/, hybridserve/, model_repo/, smoke_tests/, Pulumi.yaml, pyproject.toml, constraints.txt, infra/requirements.txt) -> every stack; anything else -> none."""
+    from hybridserve.ci.decide import PROD_RANK, environment_rank, waves
+
+    touched, existing = _touched(base, head, all_stacks)
     chosen = {n: existing[n] for n in touched.stacks}
     doc = {
         **touched.as_json(),
@@ -185,3 +202,24 @@ def drift_command(
     run.github_summary("### drift " + "\n".join(lines))
     if verdict.exit_code:
         raise typer.Exit(verdict.exit_code)
+
+
+@app.command("gitlab-pipeline")
+def gitlab_pipeline_command(
+    base: BaseOpt = None,
+    head: HeadOpt = "HEAD",
+    all_stacks: AllOpt = False,
+    stage: Annotated[str, typer.Option("--stage", help="deploy (ci deploy per stack) or drift (ci drift per stack).")] = "deploy",
+    output: Annotated[Path, typer.Option("--output", help="Where to write the child pipeline (GitLab: an artifact the trigger job includes).")] = Path("stacks-pipeline.yml"),
+) -> None:
+    """Write a GitLab child pipeline: one job per touched stack, waves in order (dev before prod), prod jobs manual in a protected environment, one deployment per stack (resource_group)."""
+    import yaml
+
+    from hybridserve.ci.decide import gitlab_child_pipeline
+
+    if stage not in ("deploy", "drift"):
+        raise UserError(f"--stage {stage!r}: expected deploy or drift")
+    touched, existing = _touched(base, head, all_stacks)
+    doc = gitlab_child_pipeline({n: existing[n] for n in touched.stacks}, stage=stage)
+    output.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
+    typer.echo(f"wrote {output}: {len(touched.stacks)} stack{'s' if len(touched.stacks) != 1 else ''} ({', '.join(touched.stacks) or 'none'})")

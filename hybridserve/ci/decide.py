@@ -118,6 +118,39 @@ def concurrency_group(stack: str) -> str:
     return f"hybridserve-deploy-{stack}"
 
 
+# The job template (image, tools, OIDC token, `make install`) lives in the repository, next to .gitlab-ci.yml.
+GITLAB_TEMPLATE_FILE = ".gitlab/hybridserve.yml"
+GITLAB_TEMPLATE = ".hybridserve"
+
+
+def gitlab_child_pipeline(stacks: Mapping[str, str], *, stage: str = "deploy") -> dict[str, Any]:
+    """A GitLab child pipeline running `hybridserve ci <stage>` per stack: a stage per wave (dev first), prod
+    waves manual (`when: manual`, an environment to protect with approvals), `resource_group` per stack so a
+    stack never runs two deployments at once. No stacks: one job that says so (GitLab refuses an empty pipeline)."""
+    groups = waves(stacks)
+    if not groups:
+        return {"stages": ["none"], "nothing": {"stage": "none", "image": "busybox:stable", "script": ["echo 'no stack touched'"]}}
+    doc: dict[str, Any] = {"include": [{"local": GITLAB_TEMPLATE_FILE}], "stages": [f"{stage}-{i + 1}" for i in range(len(groups))]}
+    for i, wave in enumerate(groups):
+        for name in wave:
+            job: dict[str, Any] = {
+                "extends": GITLAB_TEMPLATE,
+                "stage": f"{stage}-{i + 1}",
+                "resource_group": concurrency_group(name),
+                "script": [f".venv/bin/hybridserve ci {stage} --stack {name}" + (" --reports reports" if stage == "deploy" else f" --json reports/{name}.drift.json")],
+                "artifacts": {"when": "always", "paths": ["reports/"], "expire_in": "30 days"},
+            }
+            # The environment scopes the stack's variables (its AWS role); a drift check only verifies it.
+            job["environment"] = {"name": name} if stage == "deploy" else {"name": name, "action": "verify"}
+            if stage == "deploy":
+                job["artifacts"]["reports"] = {"junit": "reports/*.junit.xml"}
+                if environment_rank(stacks[name]) >= PROD_RANK:
+                    job["when"] = "manual"  # the approval: a person starts it (protect the environment too)
+                    job["allow_failure"] = False
+            doc[f"{stage} {name}"] = job
+    return doc
+
+
 # --------------------------------------------------------------------------------------------- known-good versions
 
 SITES = ("aws", "openstack")
