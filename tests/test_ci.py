@@ -573,3 +573,22 @@ def test_provider_pins_a_kept_version_and_unpins(built_model_repo, tmp_path, sea
     state = provider.update("id", state, back).outs
     assert state["version"] == v2 == repository_digest(repo, GPU).version and "pinned" not in state
     assert v2 in list_versions(store) and state["history"] == [v2, v1]
+
+
+def test_ci_changed_all_and_the_gitlab_child_pipeline(checkout, capsys, tmp_path):
+    code, out, err = run_cli(["ci", "changed", "--all", "--json"], capsys)
+    assert code == 0, err
+    assert json.loads(out)["waves"] == [["search-dev", "vision-dev"], ["search-prod", "vision-prod"]]
+    code, _, err = run_cli(["ci", "changed"], capsys)
+    assert code == 2 and "--base REF" in err and "--all" in err
+    code, _, err = run_cli(["ci", "changed", "--all", "--base", "HEAD"], capsys)
+    assert code == 2
+
+    out_file = tmp_path / "child.yml"
+    code, out, err = run_cli(["ci", "gitlab-pipeline", "--all", "--stage", "drift", "--output", str(out_file)], capsys)
+    assert code == 0, err
+    child = yaml.safe_load(out_file.read_text())
+    assert child["drift vision-prod"]["script"] == [".venv/bin/hybridserve ci drift --stack vision-prod --json reports/vision-prod.drift.json"]
+    assert "when" not in child["drift vision-prod"]  # only deployments wait for a person
+    code, _, err = run_cli(["ci", "gitlab-pipeline", "--all", "--stage", "destroy"], capsys)
+    assert code == 2 and "--stage 'destroy'" in err
