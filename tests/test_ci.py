@@ -299,6 +299,8 @@ if a[0] == "up":
     if "--config" in a:
         sys.exit(int(answer("rollback.code", "0")))
     if "--event-log" in a:
+        if os.environ.get("PULUMI_DEBUG_COMMANDS") != "true":  # as the real CLI: a debug command's flag
+            sys.stderr.write("error: unknown flag: --event-log\\n"); sys.exit(255)
         open(a[a.index("--event-log") + 1], "w").write(answer("events.jsonl"))
     sys.exit(int(answer("up.code", "0")))
 sys.stderr.write("unexpected: " + " ".join(a) + "\\n"); sys.exit(3)

@@ -38,11 +38,11 @@ def policy_args(root: Path) -> list[str]:
     return ["--policy-pack", str(root / POLICY_DIR)] if (root / POLICY_DIR).is_dir() else []
 
 
-def run_streamed(argv: list[str], *, cwd: Path) -> int:
+def run_streamed(argv: list[str], *, cwd: Path, env: dict[str, str] | None = None) -> int:
     """Run a CLI with its output going to the CI log as it comes; its exit code."""
     _require(argv[0])
     print("+ " + " ".join(argv), file=sys.stderr, flush=True)
-    return subprocess.run(argv, cwd=cwd, stdin=subprocess.DEVNULL).returncode
+    return subprocess.run(argv, cwd=cwd, stdin=subprocess.DEVNULL, env={**os.environ, **(env or {})}).returncode
 
 
 def run_captured(argv: list[str], *, cwd: Path) -> subprocess.CompletedProcess:
@@ -95,13 +95,16 @@ def stack_history(stack: str, root: Path) -> Any:
 
 def pulumi_up(stack: str, root: Path, *, event_log: Path | None = None, config: dict[str, str] | None = None, message: str | None = None) -> int:
     argv = ["pulumi", "up", "--stack", stack, "--yes", "--skip-preview", *policy_args(root)]
+    extra_env = {}
     if event_log is not None:
         argv += ["--event-log", str(event_log)]
+        # The CLI registers --event-log only with debug commands on (the Automation API sets the same).
+        extra_env["PULUMI_DEBUG_COMMANDS"] = "true"
     if config:
         argv += ["--config-path"] + [a for k, v in config.items() for a in ("--config", f"{k}={v}")]
     if message:
         argv += ["--message", message]
-    return run_streamed(argv, cwd=root)
+    return run_streamed(argv, cwd=root, env=extra_env)
 
 
 def pulumi_preview(stack: str, root: Path) -> int:
