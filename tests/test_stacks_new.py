@@ -129,3 +129,11 @@ def test_bad_requests_write_nothing(stacks, capsys, args, message):
     assert message in err
     assert sorted(p.name for p in stacks.iterdir()) == before
     assert (stacks / "Pulumi.vision-dev.yaml").read_text() == original
+
+
+def test_an_invalid_existing_stack_is_named_and_nothing_is_written(stacks, capsys):
+    (stacks / "Pulumi.broken-dev.yaml").write_text("config:\n  hybridserve:team: broken\n  hybridserve:environment: dev\n  hybridserve:aws: {vpc: {cidr: nope}}\n")
+    code, _, err = run_cli(["stacks", "new", "--team", "recs", "--env", "dev", "--cost-center", "CC-7"], capsys)
+    assert code == 2
+    assert "stacks/Pulumi.broken-dev.yaml does not validate" in err and "hybridserve:aws.vpc.cidr" in err
+    assert not (stacks / "Pulumi.recs-dev.yaml").exists()
