@@ -173,6 +173,12 @@ def test_a_failed_gate_without_a_known_good_version_fails_without_rollback():
     assert "nothing to roll back to" in decision.reason and "failed (no report read)" in decision.reason
 
 
+def test_sites_that_passed_with_different_versions_are_not_rolled_back_blindly():
+    split = KnownGood({"aws": GOOD, "openstack": BAD}, {})
+    decision = decide.after_up(255, [], split, {"aws": _report(False)})
+    assert decision.action == "fail" and f"aws: {GOOD}, openstack: {BAD}" in decision.reason
+
+
 def test_a_failure_that_is_not_the_gate_never_rolls_back():
     good = decide.known_good(_outputs(), "succeeded")
     steps, _ = decide.failed_steps(_events((VPC_URN, "aws:ec2/vpc:Vpc", "InvalidVpcRange: the CIDR is invalid")))

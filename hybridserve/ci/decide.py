@@ -314,8 +314,12 @@ def after_up(up_code: int, steps: list[FailedStep], good: KnownGood | None, gate
         violations = [v.get("message") for v in ((report or {}).get("violations") or []) if isinstance(v, dict)]
         verdicts.append(f"{site}: {violations[0] if violations else 'failed (no report read)'}")
     why = "the smoke gate failed (" + "; ".join(verdicts) + ")"
-    if good is None or good.version is None:
+    if good is None:
         return AfterUp("fail", f"{why}; no earlier model version is known to have passed its gate, nothing to roll back to", gate_sites=gate_failed)
+    if good.version is None:
+        served = ", ".join(f"{site}: {v}" for site, v in sorted(good.versions.items()))
+        return AfterUp("fail", f"{why}; the sites last passed with different versions ({served}) and one pin serves both, "
+                       "so nothing was rolled back: `hybridserve ci rollback --version` after a look", gate_sites=gate_failed)
     return AfterUp("rollback", f"{why}; rolled back to {good.version}", version=good.version, gate_sites=gate_failed)
 
 
