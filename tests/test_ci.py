@@ -378,7 +378,7 @@ def test_deploy_previews_updates_and_writes_the_gate_reports(fake, capsys, tmp_p
 
 
 def test_deploy_passes_the_policy_pack_when_the_checkout_has_one(fake, capsys, tmp_path):
-    (fake.root / "policy").mkdir()
+    (fake.root / "policy" / "config").mkdir(parents=True)
     for site in ("aws", "openstack"):
         fake.gate_log(f"triton-smoke-{site}", _report(True))
     code, _, err = run_cli(["ci", "deploy", "--stack", STACK, "--reports", str(tmp_path / "out")], capsys)
@@ -386,6 +386,17 @@ def test_deploy_passes_the_policy_pack_when_the_checkout_has_one(fake, capsys, t
     for sub in ("preview", "up"):
         (call,) = fake.pulumi_calls(sub)
         assert call[call.index("--policy-pack") + 1] == str(fake.root / "policy")
+        assert "--policy-pack-config" not in call  # no per-stack file: the pack's defaults
+
+    # The stack's own policy configuration, when it has one (policy/config/<stack>.json).
+    config = fake.root / "policy" / "config" / f"{STACK}.json"
+    config.write_text('{"kms-key-rotation": {"enforcementLevel": "advisory"}}')
+    (fake.dir / "calls.jsonl").unlink()
+    code, _, err = run_cli(["ci", "deploy", "--stack", STACK, "--reports", str(tmp_path / "out")], capsys)
+    assert code == 0, err
+    for sub in ("preview", "up"):
+        (call,) = fake.pulumi_calls(sub)
+        assert call[call.index("--policy-pack-config") + 1] == str(config)
 
 
 def test_deploy_rolls_back_when_the_gate_fails_and_fails_the_stage(fake, capsys, tmp_path):

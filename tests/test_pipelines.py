@@ -137,6 +137,7 @@ def test_pull_requests_preview_each_touched_stack_with_a_comment():
     [pulumi] = [s for s in preview["steps"] if s.get("uses", "").startswith("pulumi/actions@")]
     assert pulumi["with"]["command"] == "preview" and pulumi["with"]["comment-on-pr"] is True
     assert "policy" in pulumi["with"]["policyPacks"]  # the pack once policy/ exists
+    assert "policy/config/{0}.json" in pulumi["with"]["policyPackConfigs"]  # with the stack's own config
     assert preview["permissions"]["pull-requests"] == "write"
     tests = " ".join(s.get("run", "") for s in wf["jobs"]["test"]["steps"])
     assert "make test" in tests and "hybridserve validate --all" in tests and "actionlint" in tests

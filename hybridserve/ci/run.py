@@ -33,9 +33,14 @@ def _require(tool: str) -> str:
     return path
 
 
-def policy_args(root: Path) -> list[str]:
-    """`--policy-pack policy` when the checkout has the policy pack (issue 12, part 1), else nothing."""
-    return ["--policy-pack", str(root / POLICY_DIR)] if (root / POLICY_DIR).is_dir() else []
+def policy_args(root: Path, stack: str) -> list[str]:
+    """`--policy-pack policy` when the checkout has the policy pack (issue 12, part 1), with the stack's
+    `--policy-pack-config policy/config/<stack>.json` when there is one; else nothing."""
+    pack = root / POLICY_DIR
+    if not pack.is_dir():
+        return []
+    config = pack / "config" / f"{stack}.json"
+    return ["--policy-pack", str(pack), *(["--policy-pack-config", str(config)] if config.is_file() else [])]
 
 
 def run_streamed(argv: list[str], *, cwd: Path, env: dict[str, str] | None = None) -> int:
@@ -94,7 +99,7 @@ def stack_history(stack: str, root: Path) -> Any:
 
 
 def pulumi_up(stack: str, root: Path, *, event_log: Path | None = None, config: dict[str, str] | None = None, message: str | None = None) -> int:
-    argv = ["pulumi", "up", "--stack", stack, "--yes", "--skip-preview", *policy_args(root)]
+    argv = ["pulumi", "up", "--stack", stack, "--yes", "--skip-preview", *policy_args(root, stack)]
     extra_env = {}
     if event_log is not None:
         argv += ["--event-log", str(event_log)]
@@ -108,7 +113,7 @@ def pulumi_up(stack: str, root: Path, *, event_log: Path | None = None, config: 
 
 
 def pulumi_preview(stack: str, root: Path) -> int:
-    return run_streamed(["pulumi", "preview", "--stack", stack, "--diff", *policy_args(root)], cwd=root)
+    return run_streamed(["pulumi", "preview", "--stack", stack, "--diff", *policy_args(root, stack)], cwd=root)
 
 
 def drift_preview(stack: str, root: Path) -> subprocess.CompletedProcess:
