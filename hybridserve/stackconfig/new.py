@@ -115,7 +115,8 @@ def stack_values(team: str, env: str, cost_center: str, existing: dict[str, Any]
         storage_extra: dict[str, Any] = {"kms": {"deletion_window_days": 30}, "retention": {"noncurrent_version_days": 90, "object_lock_days": 30}}
         serving = {
             "replicas": {"min": 2, "max": 6},
-            "resources": {"cpu_request": "4", "cpu_limit": "8", "memory_request": "16Gi", "memory_limit": "24Gi", "gpus": 1},
+            # One pod per g5.xlarge node: 4 vCPUs / 16 GiB less the kubelet's reservations and DaemonSets.
+            "resources": {"cpu_request": "3", "cpu_limit": "4", "memory_request": "12Gi", "memory_limit": "14Gi", "gpus": 1},
             "slo": {"min_throughput": 50, "throughput_concurrency": 4, "max_p99_ms": 300, "p99_concurrency": 4, "max_error_rate": 0.001},
         }
     else:
