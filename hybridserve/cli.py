@@ -10,6 +10,7 @@ import sys
 
 import typer
 
+from hybridserve.ci.cli import app as ci_app
 from hybridserve.clirun import run_app
 from hybridserve.console import make_console
 from hybridserve.doctor import doctor_command
@@ -17,6 +18,7 @@ from hybridserve.local.cli import app as local_app
 from hybridserve.models.cli import app as models_app
 from hybridserve.smokereport import smoke_report_command
 from hybridserve.stackconfig.cli import plan_command, validate_command
+from hybridserve.stackconfig.new import app as stacks_app
 from hybridserve.sync.cli import sync_command
 
 app = typer.Typer(
@@ -32,6 +34,8 @@ app = typer.Typer(
 )
 app.add_typer(models_app, name="models")
 app.add_typer(local_app, name="local")
+app.add_typer(ci_app, name="ci")
+app.add_typer(stacks_app, name="stacks")
 app.command("sync")(sync_command)
 
 

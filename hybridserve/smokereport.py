@@ -56,10 +56,15 @@ def stack_outputs(stack: str) -> dict[str, Any]:
     return outputs if isinstance(outputs, dict) else {}
 
 
-def gate_log(stack: str, site: str) -> tuple[str, str, str]:
-    """(job, namespace, log text) of the gate Job of `site` in `stack`."""
+def gate_log(stack: str, site: str, *, job: str | None = None, namespace: str | None = None) -> tuple[str, str, str]:
+    """(job, namespace, log text) of the gate Job of `site` in `stack`.
+
+    `job`/`namespace`: read that Job instead of the one in the outputs (`hybridserve ci deploy` after a failed
+    update, whose new Job the outputs do not name)."""
     outputs = stack_outputs(stack)
-    gate = (outputs.get("smokeGate") or {}).get(site)
+    gate = dict((outputs.get("smokeGate") or {}).get(site) or {})
+    if job:
+        gate.update(job=job, namespace=namespace or gate.get("namespace"))
     if not gate or not gate.get("job"):
         have = ", ".join(sorted((outputs.get("smokeGate") or {}))) or "none"
         raise UserError(

@@ -18,6 +18,12 @@ the sync engine (encrypted, verified, atomically published per model):
   never the current one, never another prefix.
 - delete: delete every version in history. read (refresh): drop the versions no longer in the store;
   when the current one is gone its digest is cleared, so the next `pulumi up` publishes it again.
+- pinned (`serving.publication.pin_version`, what `hybridserve ci rollback` sets): `version` is a version
+  this resource published and still keeps (its history) and the store still holds (list_versions), not
+  the repository's content; update publishes nothing and makes it current (history = [pinned, *others]);
+  create refuses (a new publication has published nothing to pin). `digest` is
+  "" then (the repository's digest does not describe what is served); removing the pin is an update
+  that publishes the repository again (objects already there are not uploaded again).
 
 Wire format (camelCase, the same in inputs and outputs):
     source       absolute path of the model repository
@@ -25,6 +31,8 @@ Wire format (camelCase, the same in inputs and outputs):
     store        {bucket, prefix, region, endpointUrl, sse, kmsKeyId, roleArn}
     credentials  {accessKey, secretKey} or None (a Pulumi secret)
     digest, version, uri, keep
+    pinned       true when `version` is pinned (absent otherwise: states written before pinning existed
+                 compare equal)
     history      (output) the versions kept, newest first; publishedAt (output) when the last upload ran
 
 The provider object is pickled by dill into the state: it holds no attributes (no clients, no
@@ -64,7 +72,7 @@ DEFAULT_KEEP = 3
 SSE_VALUES = ("aws:kms", "AES256", "none")
 # A bucket, prefix or endpoint change means another place: publish there, then delete here.
 REPLACE_ON = ("bucket", "prefix", "endpointUrl")
-COMPARED = ("digest", "version", "uri", "target", "store", "keep", "credentials")
+COMPARED = ("digest", "version", "uri", "target", "store", "keep", "credentials", "pinned")
 OUTPUT_ONLY = ("history", "publishedAt")
 
 
@@ -143,6 +151,21 @@ def _failed(what: str, exc: UserError) -> ModelPublicationError:
     return ModelPublicationError(f"model publication: {what}: {exc}")
 
 
+def _require_pinned(store, version: str) -> None:
+    """A pinned version must already be in the store: nothing is published for it."""
+    from hybridserve.publish.store import list_versions
+
+    try:
+        present = list_versions(store)
+    except UserError as exc:
+        raise _failed(f"listing the versions under s3://{store.bucket}/{store.base} for the pinned {version}", exc) from None
+    if version not in present:
+        raise ModelPublicationError(
+            f"model publication: hybridserve:serving.publication.pin_version {version} is not in s3://{store.bucket}/{store.base} "
+            f"(versions there: {', '.join(present) or 'none'}); pin one of those, or remove the pin to publish model_repo/"
+        )
+
+
 # --------------------------------------------------------------------------------------------- the provider
 
 
@@ -167,6 +190,13 @@ class ModelPublicationProvider(dynamic.ResourceProvider):
         from hybridserve.publish.store import publish
 
         store = _store(props)
+        if props.get("pinned"):
+            # Only versions this resource published may become current (and later be deleted as old): a new
+            # publication has none yet.
+            raise ModelPublicationError(
+                f"model publication: hybridserve:serving.publication.pin_version {props.get('version')}: s3://{store.bucket}/{store.base} "
+                "has no version published by this stack yet; remove the pin so that model_repo/ is published"
+            )
         try:
             publish(Path(props["source"]), store, _target(props), expected_digest=props["digest"])
         except UserError as exc:
@@ -181,7 +211,14 @@ class ModelPublicationProvider(dynamic.ResourceProvider):
         store, current, keep = _store(news), news["version"], int(news["keep"])
         old_history = _history(olds)
         published_at = olds.get("publishedAt")
-        if news["digest"] != olds.get("digest") or _encryption(news) != _encryption(olds) or current not in old_history:
+        if news.get("pinned"):
+            if current not in old_history:
+                raise ModelPublicationError(
+                    f"model publication: hybridserve:serving.publication.pin_version {current} is not a version this stack published "
+                    f"and keeps (kept: {', '.join(old_history) or 'none'}); pin one of those"
+                )
+            _require_pinned(store, current)
+        elif news["digest"] != olds.get("digest") or _encryption(news) != _encryption(olds) or current not in old_history:
             try:
                 publish(Path(news["source"]), store, _target(news), expected_digest=news["digest"])
             except UserError as exc:
@@ -302,11 +339,15 @@ def check_inputs(props: dict[str, Any]) -> list[tuple[str, str]]:
         fail("keep", f"{keep!r}: versions kept for rollback; an integer >= {MIN_KEEP} (the current one and at least one before it)")
 
     digest = props.get("digest")
-    if not isinstance(digest, str) or not DIGEST_PATTERN.fullmatch(digest):
+    version = props.get("version")
+    if props.get("pinned"):
+        if not isinstance(version, str) or not VERSION_PATTERN.fullmatch(version):
+            fail("version", f"{version!r}: a pinned version is a published version name (v + 16 hex digits)")
+            return failures
+    elif not isinstance(digest, str) or not DIGEST_PATTERN.fullmatch(digest):
         fail("digest", f"{digest!r}: the sha256 hex digest of the repository (hybridserve.publish.repository_digest)")
         return failures
-    version = props.get("version")
-    if version != version_name(digest):
+    elif version != version_name(digest):
         fail("version", f"{version!r} does not name digest {digest[:16]}...; expected {version_name(digest)!r}")
         return failures
     uri = props.get("uri")
@@ -348,6 +389,8 @@ class ModelPublicationArgs:
     access_key: pulumi.Input[str] | None = None
     secret_key: pulumi.Input[str] | None = None
     keep: int = DEFAULT_KEEP
+    # Serve this already published version instead of the repository's content (rollback).
+    pin_version: str | None = None
 
 
 class ModelPublication(dynamic.Resource, module=TYPE_MODULE, name=TYPE_NAME):
@@ -361,6 +404,7 @@ class ModelPublication(dynamic.Resource, module=TYPE_MODULE, name=TYPE_NAME):
     version: pulumi.Output[str]
     uri: pulumi.Output[str]
     keep: pulumi.Output[int]
+    pinned: pulumi.Output[bool]
     history: pulumi.Output[list]
     publishedAt: pulumi.Output[str]
 
@@ -371,10 +415,12 @@ class ModelPublication(dynamic.Resource, module=TYPE_MODULE, name=TYPE_NAME):
         try:
             if isinstance(args.keep, bool) or not isinstance(args.keep, int) or args.keep < MIN_KEEP:
                 raise UserError(f"keep {args.keep!r}: versions kept for rollback; an integer >= {MIN_KEEP}")
+            if args.pin_version is not None and not VERSION_PATTERN.fullmatch(args.pin_version):
+                raise UserError(f"pin_version {args.pin_version!r}: a published version name (v + 16 hex digits)")
             digest = repository_digest(source, args.target)
         except UserError as exc:
             raise pulumi.RunError(f"ModelPublication {name!r}: {exc}") from None
-        version = digest.version
+        version = args.pin_version or digest.version
 
         def uri_of(values: list[Any]) -> str:
             bucket, endpoint = values
@@ -396,13 +442,15 @@ class ModelPublication(dynamic.Resource, module=TYPE_MODULE, name=TYPE_NAME):
                 "roleArn": args.role_arn,
             },
             "credentials": credentials,
-            "digest": digest.digest,
+            "digest": "" if args.pin_version else digest.digest,
             "version": version,
             "uri": pulumi.Output.all(args.bucket, args.endpoint_url).apply(uri_of),
             "keep": args.keep,
             "history": None,
             "publishedAt": None,
         }
+        if args.pin_version:
+            props["pinned"] = True
         secret = pulumi.ResourceOptions(additional_secret_outputs=["credentials"])
         super().__init__(ModelPublicationProvider(), name, props, pulumi.ResourceOptions.merge(secret, opts))
 

@@ -17,7 +17,8 @@ program builds its kit models when they are missing or stale (`hybridserve model
 seconds when up to date): the gate's Job carries their reference sets.
 
 Stack outputs per site: `tritonEndpoints` (in-cluster gRPC/HTTP/metrics, and the internal load
-balancer's address), `modelPublications` (URI, version, digest, kept versions), `smokeGate` (the Job,
+balancer's address), `modelPublications` (URI, version, digest, kept versions, the pinned version if
+any: `serving.publication.pin_version`), `smokeGate` (the Job,
 its namespace, the verdict, and how to read its report).
 """
 
@@ -129,6 +130,7 @@ def build(ctx: StackContext, network: NetworkParts, storage: StorageParts, clust
                 ModelPublicationArgs(
                     source=repo, target=target, bucket=storage.bucket.bucket.bucket, prefix=storage.prefix, region=cfg.aws.region,
                     sse="aws:kms", kms_key_id=storage.key.arn, role_arn=storage.bucket.writer_role.arn, keep=s.publication.keep_versions,
+                    pin_version=s.publication.pin_version,
                 ),
                 # The bucket's policy and encryption, the writer role's policy and the key policy first.
                 opts=pulumi.ResourceOptions(depends_on=[storage.bucket, storage.key]),
@@ -143,7 +145,7 @@ def build(ctx: StackContext, network: NetworkParts, storage: StorageParts, clust
                 ModelPublicationArgs(
                     source=repo, target=target, bucket=swift.container.name, prefix=storage.prefix, region=cfg.storage.swift_s3_region,
                     sse=cfg.storage.swift_sse, endpoint_url=swift.endpoint, access_key=swift.access_key, secret_key=swift.secret_key,
-                    keep=s.publication.keep_versions,
+                    keep=s.publication.keep_versions, pin_version=s.publication.pin_version,
                 ),
                 opts=pulumi.ResourceOptions(depends_on=[swift]),
             )
@@ -193,7 +195,8 @@ def build(ctx: StackContext, network: NetworkParts, storage: StorageParts, clust
         if triton.load_balancer is not None:
             external = triton.load_balancer.status.apply(_lb_address)
         endpoints[site] = {**triton.endpoint, "internalLoadBalancer": external}
-        publications[site] = {"uri": publication.uri, "version": publication.version, "digest": publication.digest, "kept": publication.history}
+        publications[site] = {"uri": publication.uri, "version": publication.version, "digest": publication.digest, "kept": publication.history,
+                               "pinned": s.publication.pin_version}
         gates[site] = {
             "job": triton.gate_job.metadata.name,
             "namespace": s.namespace,

@@ -131,6 +131,13 @@ class Publication(ConfigModel):
     # Published versions kept in each bucket for rollback (the current one included; at least 2, so
     # pods of the previous rollout still read theirs while they drain).
     keep_versions: int = Field(default=3, ge=2, le=100)
+    # Rollback: serve this already published version (v + 16 hex digits, one of the stack output
+    # modelPublications.<site>.kept) instead of model_repo/'s content. `hybridserve ci rollback` sets it.
+    pin_version: str | None = Field(default=None, pattern=r"^v[0-9a-f]{16}$")
+
+    def warnings(self) -> Iterator[Issue]:
+        if self.pin_version:
+            yield Issue(("pin_version",), f"{self.pin_version}: the clusters serve this pinned version, not model_repo/; remove the pin once a fixed model is merged")
 
 
 class Autoscaling(ConfigModel):
