@@ -113,7 +113,7 @@ def test_the_jobs_command_passes_and_fails_on_an_impossible_slo(triton, tmp_path
 
     impossible = tmp_path / "impossible"
     impossible.mkdir()
-    job2, config_map2 = _job_and_files(_stack_variant(impossible, min_throughput=1e9))
+    job2, config_map2 = _job_and_files(_stack_variant(impossible, min_throughput=1e6))
     assert job2["metadata"]["name"] != job["metadata"]["name"]  # another SLO: another Job, run again by `pulumi up`
     command2, job_env2, workdir2 = _lay_out(job2, config_map2, tmp_path / "fail")
     failed = _run_job(command2, job_env2, workdir2, triton, tmp_path)
