@@ -15,6 +15,8 @@ Fixtures (all session-scoped: a server start costs seconds; tests must not depen
 
 Function-scoped:
 - `unique_bucket`     -> a fresh bucket name ("t-" + 12 hex), since the stores above are shared by a session.
+- `example_checkout`  -> a checkout root (Pulumi.yaml, a copy of stacks/), cwd and HYBRIDSERVE_ROOT set to it.
+- `repo`              -> a private copy of the built model repository, cwd its parent.
 
 Tests that use a server fixture start real processes: mark them `@pytest.mark.servers`.
 """
@@ -110,3 +112,25 @@ def _program_model_repo(built_model_repo):
         os.environ.pop(MODEL_REPO_ENV, None)
     else:
         os.environ[MODEL_REPO_ENV] = previous
+
+
+@pytest.fixture
+def example_checkout(tmp_path, monkeypatch) -> Path:
+    """A checkout root holding Pulumi.yaml and a copy of the example stacks, used from its root as a user
+    would (cwd and HYBRIDSERVE_ROOT); break the copies, not the originals."""
+    from hybridserve.paths import repo_root
+
+    shutil.copy(repo_root() / "Pulumi.yaml", tmp_path / "Pulumi.yaml")
+    shutil.copytree(repo_root() / "stacks", tmp_path / "stacks")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HYBRIDSERVE_ROOT", str(tmp_path))
+    return tmp_path
+
+
+@pytest.fixture
+def repo(built_model_repo, tmp_path, monkeypatch) -> Path:
+    """A private copy of the built repository; cwd is its parent, so problems read `model_repo/...`."""
+    copy = tmp_path / "model_repo"
+    shutil.copytree(built_model_repo, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.chdir(tmp_path)
+    return copy

@@ -18,13 +18,6 @@ from cliutil import run_cli
 from hybridserve.models.repository import Problem, validate_repository
 
 
-@pytest.fixture
-def repo(built_model_repo, tmp_path, monkeypatch) -> Path:
-    """A private copy of the built repository; cwd is its parent, so problems read `model_repo/...`."""
-    copy = tmp_path / "model_repo"
-    shutil.copytree(built_model_repo, copy, ignore=shutil.ignore_patterns("__pycache__"))
-    monkeypatch.chdir(tmp_path)
-    return copy
 
 
 def edit(path: Path, old: str, new: str) -> None:

@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
@@ -305,13 +304,8 @@ def test_the_program_creates_exactly_the_s3_buckets_the_checks_judge(tmp_path: P
 
 
 @pytest.fixture
-def checkout(tmp_path: Path, monkeypatch) -> Path:
-    """A copy of the example stacks, validated from the checkout root as a user would."""
-    shutil.copy(repo_root() / "Pulumi.yaml", tmp_path / "Pulumi.yaml")
-    shutil.copytree(EXAMPLES, tmp_path / "stacks")
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("HYBRIDSERVE_ROOT", str(tmp_path))
-    return tmp_path / "stacks"
+def checkout(example_checkout: Path) -> Path:
+    return example_checkout / "stacks"
 
 
 def _edit(stacks: Path, name: str, change) -> None:

@@ -13,9 +13,7 @@ from __future__ import annotations
 import copy
 import json
 import os
-import shutil
 import subprocess
-import warnings
 from pathlib import Path
 
 import pytest
@@ -186,22 +184,10 @@ CANARY_MUST_FAIL = {"CKV_K8S_16", "CKV_K8S_21"}  # privileged container; the def
 
 
 def _checkov_binary() -> str:
-    explicit = os.environ.get("HYBRIDSERVE_CHECKOV")
-    if explicit:
-        if not os.access(explicit, os.X_OK):
-            pytest.fail(f"HYBRIDSERVE_CHECKOV={explicit} is not an executable (make tools builds .venv-tools/)")
-        return explicit
-    found = repo_root() / ".venv-tools" / "bin" / "checkov"
-    if os.access(found, os.X_OK):
-        return str(found)
-    on_path = shutil.which("checkov")
-    if on_path:
-        return on_path
-    message = "CHECKOV NOT RUN: no checkov (run `make tools`, or `make test`, which builds .venv-tools/ with the pinned checkov)"
-    if os.environ.get("CI"):
-        pytest.fail(message)
-    warnings.warn(message)
-    pytest.skip(message)
+    from toolutil import tool
+
+    return tool("HYBRIDSERVE_CHECKOV", ".venv-tools/bin/checkov", on_path="checkov",
+                build_hint="run `make tools`, or `make test`, which builds .venv-tools/ with the pinned checkov")
 
 
 def _offline_env(home: Path) -> dict[str, str]:

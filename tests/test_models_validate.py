@@ -24,13 +24,6 @@ ROOT = Path(__file__).resolve().parents[1]
 SOURCE_REPO = ROOT / "model_repo"
 
 
-@pytest.fixture
-def repo(built_model_repo, tmp_path, monkeypatch) -> Path:
-    """A private copy of the built repository (conftest); cwd is its parent, so problems read `model_repo/...`."""
-    copy = tmp_path / "model_repo"
-    shutil.copytree(built_model_repo, copy, ignore=shutil.ignore_patterns("__pycache__"))
-    monkeypatch.chdir(tmp_path)
-    return copy
 
 
 def edit(path: Path, old: str, new: str) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import copy
 import json
-from pathlib import Path
 
 import pytest
 
@@ -331,24 +330,9 @@ print(json.dumps({"names": [p.name for p in policies], "found": found}))
 
 
 def _pack_python() -> str:
-    import os
-    import warnings
+    from toolutil import tool
 
-    from hybridserve.paths import repo_root
-
-    explicit = os.environ.get("HYBRIDSERVE_POLICY_PYTHON")
-    if explicit:
-        if not os.access(explicit, os.X_OK):
-            pytest.fail(f"HYBRIDSERVE_POLICY_PYTHON={explicit} is not an executable (`make policy` builds policy/venv)")
-        return explicit
-    found = repo_root() / "policy" / "venv" / "bin" / "python"
-    if os.access(found, os.X_OK):
-        return str(found)
-    message = "POLICY PACK NOT RUN: no policy/venv (run `make policy`, or `make test`, which builds it)"
-    if os.environ.get("CI"):
-        pytest.fail(message)
-    warnings.warn(message)
-    pytest.skip(message)
+    return tool("HYBRIDSERVE_POLICY_PYTHON", "policy/venv/bin/python", build_hint="run `make policy`, or `make test`, which builds policy/venv")
 
 
 def test_crossguard_pack_reports_what_the_rules_report(prod, tmp_path):

@@ -12,13 +12,11 @@ The suite judges dates on 2026-12-01 (tests/conftest.py); some tests move it.
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
 import yaml
 
-from hybridserve.paths import repo_root
 from hybridserve.stackconfig import StackConfigError, build_stack_config
 from hybridserve.stackconfig.catalog import AWS_REGIONS, DEFAULT_MAGNUM_KUBE_TAG, KUBERNETES_RELEASES, kubernetes_support
 from hybridserve.stackconfig.loader import stack_warnings
@@ -300,13 +298,8 @@ def test_default_zones_that_a_region_lacks_are_refused():
 
 
 @pytest.fixture
-def checkout(tmp_path: Path, monkeypatch) -> Path:
-    """A copy of the example stacks, validated from its root as a user would."""
-    shutil.copy(repo_root() / "Pulumi.yaml", tmp_path / "Pulumi.yaml")
-    shutil.copytree(repo_root() / "stacks", tmp_path / "stacks")
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("HYBRIDSERVE_ROOT", str(tmp_path))
-    return tmp_path / "stacks"
+def checkout(example_checkout: Path) -> Path:
+    return example_checkout / "stacks"
 
 
 def test_the_examples_validate(checkout: Path, capsys):

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pytest
 
-from hybridserve.paths import repo_root
 from hybridserve.stackconfig import StackConfigError, build_stack_config, load_stack_file, read_stack_config, stack_files
 from hybridserve.stackconfig.pulumiyaml import Timestamp, go_json_float, parse, resolve_plain
 from stackutil import reachable
@@ -27,13 +26,8 @@ VISION_DEV = "Pulumi.vision-dev.yaml"
 
 
 @pytest.fixture
-def checkout(tmp_path: Path, monkeypatch) -> Path:
-    """A copy of the example stacks and Pulumi.yaml to break, used from its root as a user would."""
-    shutil.copy(repo_root() / "Pulumi.yaml", tmp_path / "Pulumi.yaml")
-    shutil.copytree(repo_root() / "stacks", tmp_path / "stacks")
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("HYBRIDSERVE_ROOT", str(tmp_path))
-    return tmp_path
+def checkout(example_checkout: Path) -> Path:
+    return example_checkout
 
 
 def edit(path: Path, old: str, new: str) -> None:
