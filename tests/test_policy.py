@@ -354,3 +354,23 @@ def test_crossguard_pack_reports_what_the_rules_report(prod, tmp_path):
     expected = sorted([v.policy, v.enforcement, v.urn, v.message] for v in rules.evaluate(rules.resources_from_plan(prod), masked_secrets=False))
     assert {e[0] for e in expected} == {"kms-key-rotation", "eks-api-not-public", "triton-pdb"}
     assert sorted(out["found"]) == expected
+
+
+def test_validate_with_policies_plans_and_applies_the_pack(monkeypatch, capsys):
+    import pulumi_aws as aws
+
+    import infra.program
+
+    code, out, _ = run_cli(["validate", "--stack", "vision-dev", "--policies"], capsys)
+    assert code == 0 and "no violations" in out
+    real_build = infra.program.build
+
+    def build(ctx):
+        real_build(ctx)
+        aws.kms.Key("stray-key", enable_key_rotation=False, opts=ctx.component_opts())
+
+    monkeypatch.setattr(infra.program, "build", build)
+    code, out, err = run_cli(["validate", "--stack", "vision-dev"], capsys)
+    assert code == 0  # without --policies, validate reads the stack file only
+    code, out, err = run_cli(["validate", "--stack", "vision-dev", "--policies"], capsys)
+    assert code == 1 and "1 mandatory policy violation" in err and "kms-key-rotation" in out

@@ -35,8 +35,12 @@ def validate_command(
     stack: StackOpt = None,
     all_stacks: Annotated[bool, typer.Option("--all", help="Validate every stack (the default).")] = False,
     stacks_dir: StacksDirOpt = None,
+    policies: Annotated[
+        bool,
+        typer.Option("--policies", help="Also run the program under the mock engine (seconds per stack) and apply the policy pack, as `plan` does."),
+    ] = False,
 ) -> None:
-    """Validate one stack or all of them: schema, networks, node counts, catalogues, SLOs, and cross-stack checks."""
+    """Validate one stack or all of them: schema, networks, node counts, catalogues, SLOs, and cross-stack checks; with --policies, the policy pack too."""
     from hybridserve.stackconfig.validation import validate_stacks
 
     if stack and all_stacks:
@@ -50,6 +54,30 @@ def validate_command(
     for warning in report.warnings:
         _out.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
     _out.print(f"{len(report.selected)} stack{'s' if len(report.selected) != 1 else ''} valid")
+    if policies:
+        _apply_policies(report.selected)
+
+
+def _apply_policies(selected: dict[str, Path]) -> None:
+    """Plan each stack offline and apply the policy pack; exit 1 on a mandatory violation."""
+    from hybridserve.policy.offline import check_plan, load_config
+    from infra.plan import plan_stack_file
+
+    configs = {name: load_config(name) for name in selected}  # a bad policy config stops before any plan
+    blocking = 0
+    for name, path in selected.items():
+        plan = plan_stack_file(path)
+        blocking += _print_violations(plan, check_plan(plan.as_json(), configs[name]))
+    _raise_for_violations(blocking)
+
+
+def _raise_for_violations(blocking: int) -> None:
+    if blocking:
+        raise UserError(
+            f"{blocking} mandatory policy violation{'s' if blocking != 1 else ''} (above): `pulumi up --policy-pack policy` would stop on "
+            f"{'them' if blocking != 1 else 'it'}; fix the stack or the program, or make a policy advisory for a stack in policy/config/<stack>.json",
+            exit_code=1,
+        )
 
 
 def plan_command(
@@ -112,12 +140,7 @@ def plan_command(
         _out.print(f"plan written to {json_file}", highlight=False)
     if manifests_dir is not None:
         _write_manifests(plans, manifests_dir, per_stack=not stack)
-    if blocking:
-        raise UserError(
-            f"{blocking} mandatory policy violation{'s' if blocking != 1 else ''} (above): `pulumi up --policy-pack policy` would stop on "
-            f"{'them' if blocking != 1 else 'it'}; fix the stack or the program, or make a policy advisory for a stack in policy/config/<stack>.json",
-            exit_code=1,
-        )
+    _raise_for_violations(blocking)
 
 
 def _print_violations(plan: Plan, violations: list) -> int:
