@@ -35,6 +35,9 @@ from hybridserve.stackconfig.schema.vpn import VpnConfig
 PROJECT = "hybridserve"
 SECRET_KEYS: tuple[str, ...] = ("openstack_password", "vpn_psk")
 MANAGED_TAG_KEYS = ("project", "team", "environment", "cost-center", "managed-by", "stack")
+# AWS takes 50 user tags per resource; the managed tags and up to 4 the kit adds itself (a subnet's Name, tier and
+# two Kubernetes discovery tags) share them (tests/test_names.py plans a stack with this many).
+MAX_USER_TAGS = 50 - len(MANAGED_TAG_KEYS) - 4
 
 
 class FlavorSpec(ConfigModel):
@@ -174,6 +177,9 @@ class StackConfig(ConfigModel):
             for other_loc, other in nets[:i]:
                 if net(cidr).overlaps(net(other)):
                     yield Issue(loc, f"{cidr} overlaps {format_loc(other_loc)} ({other}); every network of a stack must be distinct")
+        if len(self.tags) > MAX_USER_TAGS:
+            yield Issue(("tags",), f"{len(self.tags)} tags; at most {MAX_USER_TAGS}: AWS allows 50 per resource, and the kit's own "
+                                   f"tags ({', '.join(MANAGED_TAG_KEYS)}, and up to 4 on subnets) take the rest")
         for key in self.tags:
             if key in MANAGED_TAG_KEYS:
                 yield Issue(("tags", key), f"{key!r} is set by the kit; remove it (managed tags: {', '.join(MANAGED_TAG_KEYS)})")
