@@ -315,3 +315,29 @@ def test_tags_an_api_would_refuse_are_refused_naming_the_key(tags, message):
     with pytest.raises(StackConfigError) as info:
         build_stack_config(values)
     assert "hybridserve:tags" in str(info.value) and message in str(info.value), str(info.value)
+
+
+def test_client_namespaces_and_networks_reach_inference_only_and_cluster_exposure_has_no_load_balancer(tmp_path):
+    """README, serving: default-deny NetworkPolicies admit inference from the peer site, `client_namespaces` and
+    `client_cidrs`; `serving.expose: cluster` leaves Triton without the internal load balancer."""
+
+    def edit(c):
+        section(c, "serving").update(client_namespaces=["search-api", "batch"], client_cidrs=["10.50.0.0/24"], expose="cluster")
+
+    v = PlanView(plan_stack_file(variant(tmp_path, "vision-dev", edit)))
+    policies = v.all("kubernetes:networking.k8s.io/v1:NetworkPolicy")
+    services = v.all("kubernetes:core/v1:Service")
+    assert services and not [s for s in services if s.inputs["spec"].get("type") == "LoadBalancer"]
+    for site in ("aws", "openstack"):
+        [triton] = [p for p in policies if p.provider.endswith(f"::k8s-{site}") and any("ipBlock" in f for rule in p.inputs["spec"].get("ingress", []) for f in rule["from"])]
+        ingress = triton.inputs["spec"]["ingress"]
+        namespaces = [rule for rule in ingress if any("namespaceSelector" in f for f in rule["from"]) and {p["port"] for p in rule["ports"]} != {"metrics"}]
+        assert len(namespaces) == 1
+        assert [f["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"] for f in namespaces[0]["from"]] == ["search-api", "batch"]
+        assert {p["port"] for p in namespaces[0]["ports"]} == {"http", "grpc"}  # inference, not metrics
+        [networks] = [rule for rule in ingress if any("ipBlock" in f for f in rule["from"])]
+        cidrs = [f["ipBlock"]["cidr"] for f in networks["from"]]
+        peer = v.cfg.openstack.network.cidr if site == "aws" else v.cfg.aws.vpc.cidr
+        assert peer in cidrs and "10.50.0.0/24" in cidrs and not any(c.endswith("/0") for c in cidrs), cidrs
+        assert {p["port"] for p in networks["ports"]} == {"http", "grpc"}
+    assert api_limit_problems(v.plan) == []
