@@ -41,9 +41,9 @@ def up_command(
     no_smoke: bool = typer.Option(False, "--no-smoke", help="Skip the smoke test (readiness is still checked)."),
     smoke_profile: str = typer.Option("quick", "--smoke-profile", help="Smoke measurement profile: quick (about a minute) or default (perf_analyzer's windows)."),
     startup_timeout: float = typer.Option(180.0, "--startup-timeout", min=10, help="Seconds tritonserver may take to load the models."),
-    min_throughput: Optional[list[str]] = typer.Option(None, "--min-throughput", help="Smoke SLO, as for `hybridserve smoke`: [MODEL=]N[@CONCURRENCY] inferences/s; repeatable."),
-    max_p99_ms: Optional[list[str]] = typer.Option(None, "--max-p99-ms", help="Smoke SLO: [MODEL=]MS[@CONCURRENCY] p99 latency; repeatable."),
-    max_error_rate: Optional[list[str]] = typer.Option(None, "--max-error-rate", help="Smoke SLO: [MODEL=]R, a fraction from 0 to 1; repeatable."),
+    min_throughput: Optional[list[str]] = typer.Option(None, "--min-throughput", metavar="SLO", help="Smoke SLO, as for `hybridserve smoke`: N inferences/s for every model or MODEL=N, optionally @CONCURRENCY (e.g. text_encoder=200@4); repeatable."),
+    max_p99_ms: Optional[list[str]] = typer.Option(None, "--max-p99-ms", metavar="SLO", help="Smoke SLO: p99 latency in ms, MS or MODEL=MS, optionally @CONCURRENCY; repeatable."),
+    max_error_rate: Optional[list[str]] = typer.Option(None, "--max-error-rate", metavar="SLO", help="Smoke SLO: error rate R or MODEL=R, a fraction from 0 to 1; repeatable."),
 ) -> None:
     """Start the store, sync the models, serve them with tritonserver, smoke-test, then stop everything.
 
