@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -27,7 +28,11 @@ def _cli(*args: str, timeout: float = UP_TIMEOUT) -> subprocess.CompletedProcess
 
 
 def _processes_mentioning(text: str) -> list[str]:
-    """Live processes whose command line names `text` (the state dir is in weed's and tritonserver's argv)."""
+    """Live processes that name `text` in their command line, working directory or environment.
+
+    The state dir is in weed's argv, tritonserver's working directory and its credential-file variable;
+    Triton's Python backend stubs inherit the last two.
+    """
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
@@ -35,9 +40,11 @@ def _processes_mentioning(text: str) -> list[str]:
         try:
             cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
             state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+            cwd = os.readlink(entry / "cwd")
+            environ = (entry / "environ").read_bytes().decode(errors="replace")
         except OSError:
             continue
-        if text in cmd and state != "Z":
+        if state != "Z" and (text in cmd or cwd.startswith(text) or text in environ):
             found.append(f"{entry.name}: {cmd[:200]}")
     return found
 
@@ -232,3 +239,97 @@ def test_sigterm_during_up_stops_everything(state_dir, built_model_repo):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+# --------------------------------------------------------------------------------------------- a failing phase
+
+
+def _assert_failed_in(done: subprocess.CompletedProcess, phase: str, log: str, state_dir: Path, code: int) -> None:
+    """The run names the phase, shows the log that explains it, exits non-zero and leaves nothing running."""
+    out = done.stdout + done.stderr
+    assert done.returncode == code, out
+    assert f"local up failed in phase '{phase}'" in done.stderr, out
+    assert f"Last log lines ({state_dir / 'logs' / log})" in done.stderr, out
+    assert f"failed {phase}" in done.stdout, out  # the phase's own line
+    assert "Traceback" not in out
+    assert "all servers stopped" in done.stdout, out
+    assert _processes_mentioning(str(state_dir)) == [], out
+    assert not record_path(state_dir).exists()
+
+
+def _repo_copy(built_model_repo: Path, tmp_path: Path) -> Path:
+    repo = tmp_path / "repo"
+    shutil.copytree(built_model_repo, repo)
+    return repo
+
+
+def test_positive_control_processes_mentioning_finds_a_process_in_the_state_dir(tmp_path):
+    """The leftover check above would pass vacuously if it could not see a process by its cwd or environment."""
+    (tmp_path / "state").mkdir()
+    for kwargs in ({"cwd": tmp_path / "state"}, {"env": dict(os.environ, SOME_FILE=str(tmp_path / "state" / "x"))}):
+        proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"], **kwargs)
+        try:
+            deadline = time.monotonic() + 10
+            while not _processes_mentioning(str(tmp_path / "state")):
+                assert time.monotonic() < deadline, kwargs
+                time.sleep(0.01)
+        finally:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.mark.servers
+def test_a_failing_object_store_is_named_with_its_log(state_dir, built_model_repo):
+    # A corrupt store directory: weed's filer store (a leveldb directory) is a file.
+    filer_store = state_dir / "objectstore" / "master" / "filerldb2"
+    filer_store.parent.mkdir(parents=True)
+    filer_store.write_text("not a leveldb directory")
+    done = _cli("up", "--no-smoke", "--state-dir", str(state_dir), "--repo", str(built_model_repo), timeout=240)
+    _assert_failed_in(done, "object store", "weed.log", state_dir, 3)
+    # weed's fatal line, not only the goroutine dump that follows it
+    assert "failed to initialize store for leveldb2" in done.stderr, done.stderr
+
+
+@pytest.mark.servers
+def test_a_failing_sync_is_named_with_its_log(state_dir, built_model_repo, tmp_path):
+    repo = _repo_copy(built_model_repo, tmp_path)
+    first = _cli("up", "--no-smoke", "--state-dir", str(state_dir), "--repo", str(repo))
+    assert first.returncode == 0, first.stdout + first.stderr
+    # A published version changed in place: the sync refuses it (readers could load a mix of old and new files).
+    with open(repo / "text_encoder" / "1" / "model.py", "a") as f:
+        f.write("\n# edited after it was published\n")
+    done = _cli("up", "--no-smoke", "--state-dir", str(state_dir), "--repo", str(repo))
+    from hybridserve.sync.errors import EXIT_PUBLISHED_CHANGED
+
+    _assert_failed_in(done, "sync", "weed.log", state_dir, EXIT_PUBLISHED_CHANGED)
+    assert "changed in place" in done.stderr and "text_encoder/1/model.py" in done.stderr, done.stderr
+    assert "tritonserver" not in done.stdout.split("failed sync", 1)[1]  # no later phase ran
+
+
+@pytest.mark.servers
+def test_a_failing_tritonserver_is_named_with_its_log(state_dir, built_model_repo, tmp_path):
+    repo = _repo_copy(built_model_repo, tmp_path)
+    model_py = repo / "image_classifier" / "1" / "model.py"
+    text = model_py.read_text()
+    model_py.write_text(text.replace("    def initialize(self, args):\n", "    def initialize(self, args):\n        raise RuntimeError('deliberately broken for the test')\n", 1))
+    assert model_py.read_text() != text
+    done = _cli("up", "--no-smoke", "--state-dir", str(state_dir), "--repo", str(repo))
+    _assert_failed_in(done, "tritonserver", "tritonserver.log", state_dir, 3)
+    assert "image_classifier" in done.stderr and "deliberately broken for the test" in done.stderr, done.stderr
+
+
+@pytest.mark.servers
+def test_a_failing_smoke_test_is_named_with_its_log(state_dir, built_model_repo):
+    # An SLO no server meets: a p99 latency of a microsecond.
+    done = _cli("up", "--max-p99-ms", "0.001", "--state-dir", str(state_dir), "--repo", str(built_model_repo))
+    _assert_failed_in(done, "smoke test", "tritonserver.log", state_dir, 1)
+    assert "smoke test FAILED" in done.stdout
+    for name in MODELS:
+        assert f"  - {name}: " in done.stderr and "exceeds the maximum 0.001 ms" in done.stderr, done.stderr
+
+
+def test_a_malformed_slo_flag_is_refused_before_anything_starts(state_dir, built_model_repo):
+    done = _cli("up", "--max-p99-ms", "fast", "--state-dir", str(state_dir), "--repo", str(built_model_repo), timeout=60)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "--max-p99-ms 'fast'" in done.stderr and "Traceback" not in done.stdout + done.stderr
+    assert not state_dir.exists()

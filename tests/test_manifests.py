@@ -236,15 +236,40 @@ def test_checkov_flags_the_canary(checkov_scan):
     assert CANARY_MUST_FAIL <= canary
 
 
+def _is_canary(finding: dict) -> bool:
+    return finding["file_path"].startswith("/canary/")
+
+
+def allow_list_problems(failed: list[dict], allowed: dict[str, str]) -> tuple[list[str], list[str]]:
+    """(findings outside the allow-list, allow-listed checks that no longer fail anywhere), canary excluded."""
+    stacks = [f for f in failed if not _is_canary(f)]
+    new = [f"{f['check_id']} {f['check_name']}: {f['file_path']} {f['resource']}" for f in stacks if f["check_id"] not in allowed]
+    failing = {f["check_id"] for f in stacks}
+    stale = sorted(set(allowed) - failing)
+    return new, stale
+
+
 def test_checkov_finds_nothing_outside_the_allow_list(checkov_scan):
-    unexpected = [
-        f"{f['check_id']} {f['check_name']}: {f['file_path']} {f['resource']}"
-        for f in checkov_scan["failed"]
-        if not f["file_path"].startswith("/canary/") and f["check_id"] not in CHECKOV_ALLOWED
-    ]
-    assert unexpected == []
+    new, _ = allow_list_problems(checkov_scan["failed"], CHECKOV_ALLOWED)
+    assert new == []
 
 
 def test_checkov_allow_list_is_not_stale(checkov_scan):
-    failing = {f["check_id"] for f in checkov_scan["failed"] if not f["file_path"].startswith("/canary/")}
-    assert set(CHECKOV_ALLOWED) <= failing, "an allow-listed check passes now: remove it from CHECKOV_ALLOWED"
+    _, stale = allow_list_problems(checkov_scan["failed"], CHECKOV_ALLOWED)
+    assert stale == [], "an allow-listed check passes now: remove it from CHECKOV_ALLOWED"
+
+
+def test_positive_control_the_allow_list_comparison_fails_on_a_new_and_on_a_vanished_finding(checkov_scan):
+    """The two tests above compare the real scan with CHECKOV_ALLOWED: fed the canary's findings as if a stack had
+    rendered them, the comparison must report them as new, and an allowed check that never fires as stale."""
+    canary = [f for f in checkov_scan["failed"] if _is_canary(f)]
+    assert CANARY_MUST_FAIL <= {f["check_id"] for f in canary}
+    as_stack = [dict(f, file_path="/vision-dev/aws.yaml") for f in canary]
+    new, stale = allow_list_problems([*checkov_scan["failed"], *as_stack], CHECKOV_ALLOWED)
+    assert {line.split()[0] for line in new} >= CANARY_MUST_FAIL and all("/vision-dev/aws.yaml" in line for line in new)
+    assert stale == []
+    new, stale = allow_list_problems(checkov_scan["failed"], {**CHECKOV_ALLOWED, "CKV_K8S_9999": "never fails"})
+    assert new == [] and stale == ["CKV_K8S_9999"]
+    # and an allowed finding that disappears from the scan is reported
+    without = [f for f in checkov_scan["failed"] if f["check_id"] not in CHECKOV_ALLOWED]
+    assert allow_list_problems(without, CHECKOV_ALLOWED)[1] == sorted(CHECKOV_ALLOWED)

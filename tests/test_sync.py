@@ -240,25 +240,52 @@ def test_a_published_version_changed_in_place_is_refused_unless_replace(store, r
 # --------------------------------------------------------------------------------------------- interruption
 
 _DRIVER = r"""
-import json, os, pathlib, signal, sys
+import json, os, pathlib, signal, sys, threading, time
+import botocore.client
 from hybridserve.sync import SyncTarget, sync_repository
 
 args = json.loads(sys.argv[1])
 marker = pathlib.Path(args.pop("marker"))
 repo = args.pop("repo")
 
-def die(key):
-    # SIGKILL right after the first verified upload, other transfers in flight: no cleanup code can run.
-    marker.write_text(key)
-    os.kill(os.getpid(), signal.SIGKILL)
+# SIGKILL once one file is uploaded and verified AND a multipart upload has a part stored but is not
+# completed: no cleanup code can run, and the store is left with both kinds of leftovers.
+state = {"verified": None, "multipart": None}
+lock = threading.Lock()
+make_api_call = botocore.client.BaseClient._make_api_call
 
-sync_repository(repo, SyncTarget(**args), show_progress=False, on_uploaded=die)
+def die_when_both():
+    if state["verified"] and state["multipart"]:
+        marker.write_text(json.dumps(state))
+        os.kill(os.getpid(), signal.SIGKILL)
+
+def api_call(self, operation, params):
+    if operation == "CompleteMultipartUpload":
+        while True:  # never completes: waits (in its transfer thread) for a verified upload, then dies
+            with lock:
+                die_when_both()
+            time.sleep(0.01)
+    result = make_api_call(self, operation, params)
+    if operation == "UploadPart":
+        with lock:
+            state["multipart"] = {"key": params["Key"], "upload_id": params["UploadId"]}
+            die_when_both()
+    return result
+
+botocore.client.BaseClient._make_api_call = api_call
+
+def uploaded(key):
+    with lock:
+        state["verified"] = state["verified"] or key
+        die_when_both()
+
+sync_repository(repo, SyncTarget(**args), show_progress=False, on_uploaded=uploaded)
 """
 
 
 def test_a_killed_sync_publishes_no_partial_version_and_a_rerun_completes(store, repo, tmp_path):
     sync_repository(repo, store.target(), show_progress=False)
-    # A multipart-sized file next to small ones: the kill lands while its parts are in flight.
+    # A multipart-sized file next to small ones: the driver kills the sync while its upload is unfinished.
     vdir = _new_version(repo, "text_encoder", 2, extra=os.urandom(3 * MULTIPART_CHUNKSIZE + 12345))
     local = {f"{PREFIX}/text_encoder/2/{p.name}": p for p in vdir.iterdir()}
 
@@ -277,10 +304,15 @@ def test_a_killed_sync_publishes_no_partial_version_and_a_rerun_completes(store,
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=30)
     assert code == -signal.SIGKILL and marker.exists(), f"the sync was not killed mid-way:\n{log.read_text()}"
+    killed = json.loads(marker.read_text())
 
     # The interrupted state: only complete, verified objects; the config still names only version 1.
     present = store.keys(f"{PREFIX}/text_encoder/2/")
-    assert marker.read_text() in present
+    assert killed["verified"] in present
+    # ... and the big file's multipart upload, unfinished: the store lists it (so the cleanup below is tested)
+    in_flight = store.s3.list_multipart_uploads(Bucket=store.bucket, Prefix=PREFIX + "/").get("Uploads", [])
+    assert killed["multipart"]["key"] == f"{PREFIX}/text_encoder/2/extra.bin" and killed["multipart"]["key"] not in present
+    assert {(u["Key"], u["UploadId"]) for u in in_flight} == {(killed["multipart"]["key"], killed["multipart"]["upload_id"])}
     for key in present:
         head = store.head(key)
         assert head["ContentLength"] == local[key].stat().st_size
@@ -298,8 +330,9 @@ def test_a_killed_sync_publishes_no_partial_version_and_a_rerun_completes(store,
     assert store.published("text_encoder") == [2]
     for key, path in local.items():
         assert store.head(key)["Metadata"]["sha256"] == _sha(path)
-    # The killed run's unfinished multipart upload (if the kill caught one) was aborted, not left to linger.
+    # The killed run's unfinished multipart upload was aborted, not left to linger.
     assert store.s3.list_multipart_uploads(Bucket=store.bucket, Prefix=PREFIX + "/").get("Uploads", []) == []
+    assert "aborted 1 unfinished multipart uploads of an interrupted sync" in report.notes
 
 
 # --------------------------------------------------------------------------------------------- dry run, prune

@@ -41,6 +41,9 @@ def up_command(
     no_smoke: bool = typer.Option(False, "--no-smoke", help="Skip the smoke test (readiness is still checked)."),
     smoke_profile: str = typer.Option("quick", "--smoke-profile", help="Smoke measurement profile: quick (about a minute) or default (perf_analyzer's windows)."),
     startup_timeout: float = typer.Option(180.0, "--startup-timeout", min=10, help="Seconds tritonserver may take to load the models."),
+    min_throughput: Optional[list[str]] = typer.Option(None, "--min-throughput", metavar="SLO", help="Smoke SLO, as for `hybridserve smoke`: N inferences/s for every model or MODEL=N, optionally @CONCURRENCY (e.g. text_encoder=200@4); repeatable."),
+    max_p99_ms: Optional[list[str]] = typer.Option(None, "--max-p99-ms", metavar="SLO", help="Smoke SLO: p99 latency in ms, MS or MODEL=MS, optionally @CONCURRENCY; repeatable."),
+    max_error_rate: Optional[list[str]] = typer.Option(None, "--max-error-rate", metavar="SLO", help="Smoke SLO: error rate R or MODEL=R, a fraction from 0 to 1; repeatable."),
 ) -> None:
     """Start the store, sync the models, serve them with tritonserver, smoke-test, then stop everything.
 
@@ -62,6 +65,9 @@ def up_command(
         smoke=not no_smoke,
         smoke_profile=smoke_profile,
         startup_timeout=startup_timeout,
+        min_throughput=tuple(min_throughput or ()),
+        max_p99_ms=tuple(max_p99_ms or ()),
+        max_error_rate=tuple(max_error_rate or ()),
     )
     console.print(f"[bold]hybridserve local up[/]  state: {sd}  repository: {options.repo_dir}", highlight=False)
     try:
@@ -87,6 +93,8 @@ def up_command(
     verdict = "passed" if result.passed else "[red]FAILED[/]"
     smoke = f"smoke test {verdict}" if result.smoke_ran else "smoke test skipped (--no-smoke)"
     console.print(f"{smoke}; total {total:.1f} s" if total else smoke, highlight=False)
+    if result.failure:
+        make_console(stderr=True).print(result.failure, highlight=False, markup=False, soft_wrap=True)
     if not result.passed:
         _exit(1)
 

@@ -27,7 +27,8 @@ from rich.table import Table
 
 from hybridserve.console import make_console
 from hybridserve.errors import UserError
-from hybridserve.local.process import signals_deferred
+from hybridserve.local.process import read_since, signals_deferred
+from smoke_tests.errors import GateError
 
 RECORD_NAME = "plane.json"
 DEFAULT_BUCKET = "hybridserve-models"
@@ -47,6 +48,10 @@ class PlaneOptions:
     smoke: bool = True
     smoke_profile: str = "quick"  # smoke_tests.PROFILES: "quick" keeps the demo well under 3 minutes
     startup_timeout: float = 180.0
+    # The smoke gate's SLO flags, as `hybridserve smoke` takes them ([MODEL=]N[@CONCURRENCY]).
+    min_throughput: tuple[str, ...] = ()
+    max_p99_ms: tuple[str, ...] = ()
+    max_error_rate: tuple[str, ...] = ()
 
 
 @dataclass
@@ -73,6 +78,7 @@ class PlaneResult:
     smoke_report_path: Path | None = None
     kept: bool = False
     timings: dict[str, float] = field(default_factory=dict)
+    failure: str | None = None  # a phase that ran but did not pass (the smoke gate): what to tell the user
 
 
 # --------------------------------------------------------------------------------------------- the record
@@ -219,14 +225,49 @@ def _signal_group(pgid: int, sig: int) -> None:
 # --------------------------------------------------------------------------------------------- phases
 
 
+LOG_TAIL_LINES = 20
+
+
+@dataclass
+class _Logs:
+    """The plane's server logs and where this run's lines start in them (the files are kept across runs)."""
+
+    paths: dict[str, Path]
+    offsets: dict[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name, path in self.paths.items():
+            self.offsets[name] = path.stat().st_size if path.exists() else 0
+
+    def tail(self, name: str, lines: int = LOG_TAIL_LINES) -> str:
+        path = self.paths[name]
+        text = read_since(path, self.offsets[name]).splitlines()[-lines:]
+        return f"Last log lines ({path}):\n" + ("\n".join(text) if text else "(nothing logged by this run)")
+
+
+def _phase_error(title: str, exc: BaseException, log_tail: str | None) -> UserError:
+    """What `local up` says when a phase fails: the phase, the reason, the log that explains it."""
+    if isinstance(exc, GateError):
+        message, code, details = exc.message, exc.exit_code, exc.details
+    else:  # not a mistake we foresaw: still no traceback, but the exception's type says what broke
+        message, code, details = f"{type(exc).__name__}: {exc}", 3, []
+    message = f"local up failed in phase '{title}': {message}"
+    if log_tail and "Last log lines" not in message:  # the servers' own errors already carry their log
+        message += "\n" + log_tail
+    return UserError(message, exit_code=code, details=details)
+
+
 @contextmanager
-def _phase(console: Console, title: str, timings: dict[str, float], *, spinner: bool = True) -> Iterator[dict]:
+def _phase(console: Console, title: str, timings: dict[str, float], *, spinner: bool = True,
+           log_tail=None) -> Iterator[dict]:
     """Time one phase; a spinner while it runs, then one line: ok/failed, detail, elapsed seconds.
 
     Phases that draw their own progress bars (build, sync) run without the spinner: rich allows one live
-    display at a time.
+    display at a time. An error leaves as a UserError naming the phase, with `log_tail()` (the log of the
+    server the phase talks to) when the error does not carry one. A phase that ran but did not pass sets
+    `note["failed"]`.
     """
-    note: dict[str, str] = {"detail": ""}
+    note: dict[str, Any] = {"detail": "", "failed": False}
     start = time.monotonic()
     mark = "[red]failed[/]"
     try:
@@ -236,10 +277,12 @@ def _phase(console: Console, title: str, timings: dict[str, float], *, spinner: 
         else:
             console.print(f"  ... {title}", highlight=False)
             yield note
-        mark = "[green]ok[/]"
+        mark = "[red]failed[/]" if note["failed"] else "[green]ok[/]"
     except KeyboardInterrupt:
         mark = "[yellow]interrupted[/]"
         raise
+    except Exception as exc:
+        raise _phase_error(title, exc, log_tail() if log_tail else None) from (None if isinstance(exc, GateError) else exc)
     finally:
         elapsed = time.monotonic() - start
         timings[title] = elapsed
@@ -291,6 +334,8 @@ def run_plane(options: PlaneOptions, console: Console | None = None) -> PlaneRes
     state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     logs = state_dir / "logs"
     _refuse_if_running(state_dir)
+    server_logs = _Logs({"weed": logs / "weed.log", "tritonserver": logs / "tritonserver.log"})
+    weed_tail, triton_tail = (lambda: server_logs.tail("weed")), (lambda: server_logs.tail("tritonserver"))
 
     timings: dict[str, float] = {}
     t0 = time.monotonic()
@@ -312,7 +357,7 @@ def run_plane(options: PlaneOptions, console: Console | None = None) -> PlaneRes
     }
     keep_running = False
     try:
-        with _phase(console, "object store", timings) as note:
+        with _phase(console, "object store", timings, log_tail=weed_tail) as note:
             store.start()
             ep = store.endpoint
             record["processes"].append({"name": "weed server", "pid": store.pid, "pgid": store.pid, "match": "weed", "term_wait": 3})
@@ -321,7 +366,7 @@ def run_plane(options: PlaneOptions, console: Console | None = None) -> PlaneRes
             _write_record(state_dir, record)
             note["detail"] = f"SeaweedFS at {ep.url}, data in {store.data_dir}"
 
-        with _phase(console, "bucket", timings) as note:
+        with _phase(console, "bucket", timings, log_tail=weed_tail) as note:
             summary = ensure_bucket(ep, options.bucket, sse="AES256")
             record["s3"].update(bucket=options.bucket, prefix=options.prefix)
             _write_record(state_dir, record)
@@ -335,7 +380,7 @@ def run_plane(options: PlaneOptions, console: Console | None = None) -> PlaneRes
             models = info.names
             note["detail"] = f"{', '.join(models)} ({f'{rebuilt} built' if rebuilt else 'already built'}, valid)"
 
-        with _phase(console, "sync", timings, spinner=False) as note:
+        with _phase(console, "sync", timings, spinner=False, log_tail=weed_tail) as note:
             report = _sync(
                 repo_dir, ep, options.bucket, options.prefix,
                 show_progress=console.is_terminal, hash_cache=state_dir / "sync-hashes.json",
@@ -347,7 +392,7 @@ def run_plane(options: PlaneOptions, console: Console | None = None) -> PlaneRes
                 note["detail"] = f"models already in the store: nothing to upload ({skipped} objects unchanged)"
 
         uri = ep.triton_uri(options.bucket, options.prefix)
-        with _phase(console, "tritonserver", timings) as note:
+        with _phase(console, "tritonserver", timings, log_tail=triton_tail) as note:
             triton = TritonServer(
                 uri,
                 models,
@@ -376,7 +421,7 @@ def run_plane(options: PlaneOptions, console: Console | None = None) -> PlaneRes
         )
         result.timings = timings
         if options.smoke:
-            _run_smoke(console, triton, options, models, result, timings)
+            _run_smoke(console, triton, options, models, result, timings, triton_tail)
         keep_running = options.keep
         timings["total"] = time.monotonic() - t0
         if keep_running:
@@ -391,13 +436,16 @@ def run_plane(options: PlaneOptions, console: Console | None = None) -> PlaneRes
         if not keep_running:
             # Triton first (it reads from the store), then the store; both bounded, SIGKILL at the end.
             # A second Ctrl-C waits until this is done: cut short, it left weed running and plane.json behind.
-            with signals_deferred():
+            with signals_deferred() as held:
                 t_stop = time.monotonic()
+                console.print("  ... stopping the servers", highlight=False)
                 if triton is not None:
                     triton.stop()
                 store.stop()
                 record_path(state_dir).unlink(missing_ok=True)
                 console.print(f"  [green]ok[/] all servers stopped [dim]({time.monotonic() - t_stop:.1f} s)[/]", highlight=False)
+                if held:
+                    console.print("  (an interrupt during the stop was held until the servers were stopped)", highlight=False)
 
 
 _BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
@@ -421,6 +469,10 @@ def check_options(options: PlaneOptions) -> None:
         bad.extend(d.replace("prefix (--prefix)", "--prefix") for d in exc.details)
     if options.smoke and options.smoke_profile not in PROFILES:
         bad.append(f"--smoke-profile {options.smoke_profile!r}: expected one of {', '.join(PROFILES)}")
+    try:
+        _slos(options)
+    except GateError as exc:
+        bad.append(exc.message)
     if bad:
         raise UserError("cannot start the local plane:", exit_code=2, details=bad)
     repo_dir = Path(options.repo_dir)
@@ -437,10 +489,16 @@ def check_options(options: PlaneOptions) -> None:
         )
 
 
-def _run_smoke(console, triton, options: PlaneOptions, models, result: PlaneResult, timings) -> None:
+def _slos(options: PlaneOptions):
+    from smoke_tests.options import parse_slo_flags
+
+    return parse_slo_flags(options.min_throughput, options.max_p99_ms, options.max_error_rate)
+
+
+def _run_smoke(console, triton, options: PlaneOptions, models, result: PlaneResult, timings, log_tail) -> None:
     from smoke_tests import run_smoke
 
-    with _phase(console, "smoke test", timings, spinner=False) as note:
+    with _phase(console, "smoke test", timings, spinner=False, log_tail=log_tail) as note:
         report_path = Path(options.state_dir) / "smoke-report.json"
         report = run_smoke(
             console=console,
@@ -452,6 +510,7 @@ def _run_smoke(console, triton, options: PlaneOptions, models, result: PlaneResu
             profile=options.smoke_profile,
             wait_ready_s=30,
             json_path=report_path,
+            slos=_slos(options),
         )
         result.passed = bool(report.passed)
         result.smoke_rendering = report
@@ -468,6 +527,15 @@ def _run_smoke(console, triton, options: PlaneOptions, models, result: PlaneResu
         ]
         result.smoke_ran = True
         note["detail"] = "passed" if result.passed else "FAILED"
+        if not result.passed:
+            note["failed"] = True
+            problems = [f"{m.name}: {m.detail}" for m in result.models if m.detail != "PASS"]
+            if report.error is not None:
+                problems.insert(0, report.error.message)
+            result.failure = (
+                "local up failed in phase 'smoke test': the smoke gate did not pass "
+                f"(report: {report_path}):\n" + "\n".join(f"  - {p}" for p in problems) + "\n" + log_tail()
+            )
 
 
 def _refuse_if_running(state_dir: Path) -> None:

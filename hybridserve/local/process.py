@@ -9,6 +9,7 @@ from __future__ import annotations
 import _thread
 import atexit
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -29,7 +30,7 @@ _CANCEL_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 @contextmanager
-def signals_deferred() -> Iterator[None]:
+def signals_deferred() -> Iterator[list[int]]:
     """Hold Ctrl-C, SIGTERM and SIGHUP back while a bounded cleanup runs, then deliver them.
 
     A second Ctrl-C (the impatient one) used to land inside a stop's wait: the stop was abandoned half way,
@@ -37,16 +38,18 @@ def signals_deferred() -> Iterator[None]:
     signal is only noted; when the block ends the previous handlers come back and each noted signal is
     raised again, so it has its usual effect (KeyboardInterrupt, or none if it was ignored). Nested blocks
     defer to the outermost; outside the main thread (where handlers cannot be set) it does nothing.
+    Yields the list of signals held so far (the outermost block's), so a caller can say one was held.
     """
     depth = getattr(_deferring, "depth", 0)
     if depth or threading.current_thread() is not threading.main_thread():
         _deferring.depth = depth + 1
         try:
-            yield
+            yield getattr(_deferring, "pending", [])
         finally:
             _deferring.depth = depth
         return
     pending: list[int] = []
+    _deferring.pending = pending
     previous = {}
     for sig in _CANCEL_SIGNALS:
         try:
@@ -55,9 +58,10 @@ def signals_deferred() -> Iterator[None]:
             pass
     _deferring.depth = 1
     try:
-        yield
+        yield pending
     finally:
         _deferring.depth = 0
+        _deferring.pending = []
         for sig, handler in previous.items():
             signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
         for sig in dict.fromkeys(pending):  # once each, in arrival order
@@ -103,11 +107,17 @@ def read_since(path: Path, offset: int) -> str:
         return ""
 
 
+# A Go server's fatal error (weed's `F...` line) is followed by a dump of every goroutine's stack, which
+# would fill the tail and push the reason out of it: those lines are left out.
+_GO_STACK_LINE = re.compile(r"^(\t|goroutine \d+ \[|created by |[\w./-]+\.\(?\*?[\w.]+\)?\.?[\w.]*\(.*\)$)")
+
+
 def tail(path: Path, lines: int = 30) -> str:
     try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+        text = path.read_text(errors="replace").splitlines()
     except OSError:
         return "(no log)"
+    return "\n".join([line for line in text if not _GO_STACK_LINE.match(line)][-lines:])
 
 
 class ManagedProcess:

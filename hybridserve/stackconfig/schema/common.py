@@ -154,14 +154,28 @@ def _check_k8s_labels(value: dict[str, str]) -> dict[str, str]:
 K8sLabels = Annotated[dict[str, str], AfterValidator(_check_k8s_labels)]
 
 
+# The characters every AWS service takes in tags (https://docs.aws.amazon.com/tag-editor/latest/userguide/tagging.html,
+# checked 2026-12-01): the provider's default tags reach IAM, KMS, EKS, ..., not only EC2, which takes more.
+_AWS_TAG_TEXT = re.compile(r"^[\w .:/=+\-@]*$")
+# OpenStack gets each tag as one "key=value" string; Neutron takes tags of up to 255 characters
+# (neutron/extensions/tagging.py MAX_TAG_LEN).
+NEUTRON_TAG_LENGTH = 255
+
+
 def _check_tags(value: dict[str, str]) -> dict[str, str]:
     for key, val in value.items():
         if not key or len(key) > 128 or key.lower().startswith("aws:"):
             raise ValueError(f"tag key {key!r} must be 1-128 characters and must not start with 'aws:'")
         if len(str(val)) > 256:
             raise ValueError(f"tag {key!r}: value is longer than 256 characters")
+        for what, text in (("key", key), ("value", str(val))):
+            if not _AWS_TAG_TEXT.match(text):
+                raise ValueError(f"tag {what} {text!r}: use letters, digits, spaces and _ . : / = + - @ only (what every AWS service accepts)")
+        if len(f"{key}={val}") > NEUTRON_TAG_LENGTH:
+            raise ValueError(f"tag {key!r}: key and value together are {len(key) + 1 + len(str(val))} characters as the OpenStack tag "
+                             f"'key=value'; Neutron allows {NEUTRON_TAG_LENGTH}")
     return value
 
 
 Tags = Annotated[dict[str, str], AfterValidator(_check_tags)]
-"""Cloud tags: AWS limits (key ≤ 128, value ≤ 256, no 'aws:' prefix) also fit OpenStack tags."""
+"""Cloud tags: AWS limits (key ≤ 128, value ≤ 256, no 'aws:' prefix, its common characters) and "key=value" within Neutron's 255."""

@@ -40,6 +40,9 @@ SECRET_KEYS: tuple[str, ...] = ("openstack_password", "vpn_psk")
 # An Availability Zone ID (use1-az1), which the VPC's subnets do not take: they take zone names (us-east-1a).
 _AZ_ID = re.compile(r"^[a-z]{3,5}\d-az\d+$")
 MANAGED_TAG_KEYS = ("project", "team", "environment", "cost-center", "managed-by", "stack")
+# AWS takes 50 user tags per resource; the managed tags and up to 4 the kit adds itself (a subnet's Name, tier and
+# two Kubernetes discovery tags) share them (tests/test_names.py plans a stack with this many).
+MAX_USER_TAGS = 50 - len(MANAGED_TAG_KEYS) - 4
 
 
 class FlavorSpec(ConfigModel):
@@ -219,6 +222,9 @@ class StackConfig(ConfigModel):
             for other_loc, other in nets[:i]:
                 if net(cidr).overlaps(net(other)):
                     yield Issue(loc, f"{cidr} overlaps {format_loc(other_loc)} ({other}); every network of a stack must be distinct")
+        if len(self.tags) > MAX_USER_TAGS:
+            yield Issue(("tags",), f"{len(self.tags)} tags; at most {MAX_USER_TAGS}: AWS allows 50 per resource, and the kit's own "
+                                   f"tags ({', '.join(MANAGED_TAG_KEYS)}, and up to 4 on subnets) take the rest")
         for key in self.tags:
             if key in MANAGED_TAG_KEYS:
                 yield Issue(("tags", key), f"{key!r} is set by the kit; remove it (managed tags: {', '.join(MANAGED_TAG_KEYS)})")
