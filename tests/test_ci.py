@@ -24,7 +24,7 @@ import pytest
 import yaml
 
 from hybridserve.ci import decide
-from hybridserve.ci.decide import FailedStep, KnownGood
+from hybridserve.ci.decide import KnownGood
 from hybridserve.paths import repo_root
 from smoke_tests.report import REPORT_MARKER
 from smoke_tests.results import SCHEMA_ID

@@ -104,7 +104,6 @@ class MagnumGpuCluster(pulumi.ComponentResource):
         super().__init__(type_token("cluster", "MagnumGpuCluster"), name, None, opts)
         self._args = args
         cfg, t = args.cfg, args.cfg.template
-        child = pulumi.ResourceOptions(parent=self)
         template_args: dict[str, Any] = {}
         if args.dns_nameserver:
             template_args["dns_nameserver"] = args.dns_nameserver
