@@ -193,8 +193,9 @@ def test_networks_of_the_stack_must_be_private(extra, key, cidr):
 
 
 def test_shared_address_space_is_allowed_for_pods_and_networks():
-    # RFC 6598 100.64.0.0/10: EKS documents it for custom pod networking (a secondary VPC range)
-    cfg = build({"hybridserve:aws": {"eks": {"pod_cidr": "100.64.0.0/16"}}, "hybridserve:openstack": {"network": {"cidr": "100.65.0.0/22"}}})
+    # RFC 6598 100.64.0.0/10: EKS documents it for custom pod networking (a secondary VPC range); any
+    # network of the stack may use it (the EKS pod CIDR itself is refused until custom networking is wired).
+    cfg = build({"hybridserve:openstack": {"network": {"cidr": "100.65.0.0/22"}, "magnum": {"pod_cidr": "100.64.0.0/16"}}})
     assert collect_issues(cfg) == []
 
 

@@ -187,9 +187,6 @@ def test_eks_private_subnets_hold_the_nodes_and_without_a_pod_cidr_the_pods():
     problem = only_problem(extra, "hybridserve:aws.vpc.private_subnet_prefix")
     assert "/28 private subnets hold 11 addresses each (22 in 2 zones, AWS keeps 5 per subnet), but the cluster needs at least 23" in problem
     assert "21 nodes at max_size and 2 Triton pods (VPC CNI" in problem
-    # With a pod CIDR the pods take no subnet address: 21 nodes fit.
-    extra["hybridserve:aws"]["eks"]["pod_cidr"] = "100.64.0.0/16"
-    assert build(extra).aws.eks.pod_cidr == "100.64.0.0/16"
 
 
 # --- 4. SLOs and other figures are finite ------------------------------------------------------------

@@ -174,21 +174,12 @@ def test_the_example_stacks_stay_within_the_api_limits(name):
 POD_CIDR = "10.210.0.0/16"
 
 
-def test_an_eks_pod_cidr_is_routed_across_the_vpn_and_admitted_by_the_peer_site(tmp_path):
-    """README, "Add a peer CIDR": the EKS pod CIDR (custom networking) is added to the AWS side automatically."""
-    v = PlanView(plan_stack_file(variant(tmp_path, "vision-dev", lambda c: section(c, "aws", "eks").update(pod_cidr=POD_CIDR))))
-    assert v.cfg.aws.eks.pod_cidr == POD_CIDR
-    groups = {g.inputs["type"]: g for g in v.all("openstack:vpnaas/endpointGroup:EndpointGroup")}
-    assert groups["cidr"].inputs["endpoints"] == [v.cfg.aws.vpc.cidr, POD_CIDR]
-    # the OpenStack nodes admit the pods on Triton's ports, as they admit the VPC
-    rules = [r.inputs for r in v.all("openstack:networking/secGroupRule:SecGroupRule") if r.inputs.get("remoteIpPrefix") == POD_CIDR]
-    ports = sorted({(r["portRangeMin"], r["portRangeMax"]) for r in rules if r.get("protocol") == "tcp"})
-    serving = sorted({v.cfg.serving.http_port, v.cfg.serving.grpc_port, v.cfg.serving.metrics_port})
-    assert [p for low, high in ports for p in range(low, high + 1)] == serving
-    assert any(r.get("protocol") == "icmp" for r in rules)
-    # the Magnum API admits what is routed to it only: the pod CIDR is the AWS side's, not a runner
-    assert api_limit_problems(v.plan) == []
-    assert [w for w in v.plan.warnings if not w.startswith("serving.triton_version")] == []
+def test_an_eks_pod_cidr_is_refused_until_custom_networking_is_wired(tmp_path):
+    """A pod CIDR was routed across the VPN while pods kept VPC addresses (no secondary VPC range, pod
+    subnets or ENIConfigs): refused, naming the key, rather than half done."""
+    with pytest.raises(StackConfigError) as info:
+        plan_stack_file(variant(tmp_path, "vision-dev", lambda c: section(c, "aws", "eks").update(pod_cidr=POD_CIDR)))
+    assert f"hybridserve:aws.eks.pod_cidr: {POD_CIDR}: VPC CNI custom networking is not wired yet" in str(info.value)
 
 
 def test_an_extra_openstack_cidr_on_the_virtual_private_gateway_path(tmp_path):

@@ -321,6 +321,15 @@ class EksCluster(ConfigModel):
         return bool(self.public_cidrs) if self.endpoint_public_access is None else self.endpoint_public_access
 
     def issues(self) -> Iterator[Issue]:
+        if self.pod_cidr is not None:
+            # The VPN would route the range and the peer would admit it, but the VPC gets no secondary
+            # range, pod subnets or ENIConfigs: pods would keep VPC addresses. Refused until that is wired.
+            yield Issue(
+                ("pod_cidr",),
+                f"{self.pod_cidr}: VPC CNI custom networking is not wired yet (no secondary VPC range, pod subnets or "
+                "ENIConfigs), so pods would keep VPC subnet addresses while the VPN routes this range; remove pod_cidr "
+                "(pods take VPC addresses; size the private subnets for them)",
+            )
         svc = net(self.service_cidr)
         if not (12 <= svc.prefixlen <= 24 and any(svc.subnet_of(net(r)) for r in _EKS_SERVICE_RANGES)):
             yield Issue(
