@@ -363,3 +363,12 @@ def test_the_examples_still_validate(capsys):
     code, out, err = run_cli(["validate", "--stacks-dir", str(EXAMPLES)], capsys)
     assert code == 0, err
     assert "4 stacks valid" in out
+
+
+def test_runner_cidrs_stay_within_a_security_groups_rule_quota():
+    """Each private runner CIDR is an inbound rule of the EKS API security group: AWS allows 60."""
+    runners = [f"10.11.{i}.0/24" for i in range(61)]
+    problems = problems_of({"hybridserve:aws": {"eks": {"deploy_access": {"via": "private_network", "runner_cidrs": runners}}}})
+    assert any("hybridserve:aws.eks.deploy_access.runner_cidrs" in p and "60" in p for p in problems), problems
+    cfg = build({"hybridserve:aws": {"vpc": {"cidr": "10.11.0.0/16"}, "eks": {"deploy_access": {"via": "private_network", "runner_cidrs": runners[:60]}}}})
+    assert len(cfg.aws.eks.deploy_access.runner_cidrs) == 60

@@ -52,7 +52,10 @@ class DeployAccess(ConfigModel):
 
     via: Literal["public_endpoint", "private_network"]
     # public_endpoint: the runners' public egress CIDRs; private_network: the runners' network(s).
-    runner_cidrs: list[Cidr] = Field(min_length=1)
+    # At most 60: on the private path each CIDR is an inbound rule of the EKS API security group, and AWS
+    # allows 60 inbound rules per security group by default (Amazon VPC quotas, "Inbound or outbound rules
+    # per security group", docs.aws.amazon.com/vpc/latest/userguide/amazon-vpc-limits.html, read 2026-12-01).
+    runner_cidrs: list[Cidr] = Field(min_length=1, max_length=60)
 
     def issues(self) -> Iterator[Issue]:
         if len(set(self.runner_cidrs)) != len(self.runner_cidrs):
