@@ -90,8 +90,9 @@ def project(tmp_path, monkeypatch):
     return root
 
 
-def doctor(capsys, *extra: str) -> tuple[int, dict[str, dict], str]:
-    code, out, err = run_cli(["doctor", "--stack", STACK, "--offline", "--json", "-", *extra], capsys)
+def doctor(capsys, *, online: bool = False) -> tuple[int, dict[str, dict], str]:
+    """Run doctor (offline unless `online`: then STS, Keystone and the stack list are asked) -> (exit code, checks by name, stderr)."""
+    code, out, err = run_cli(["doctor", "--stack", STACK, "--json", "-", *([] if online else ["--offline"])], capsys)
     report = json.loads(out[out.index("{"):])
     return code, {c["name"]: c for c in report["checks"]}, err
 
@@ -135,8 +136,7 @@ def test_not_logged_in_fails_naming_pulumi_login(project, capsys, monkeypatch):
 
 def test_stack_missing_in_backend_fails_with_stack_init(project, capsys, monkeypatch):
     monkeypatch.setenv("FAKE_PULUMI_STACKS", json.dumps([{"name": "acme/hybridserve/vision-prod"}]))
-    code, out, _ = run_cli(["doctor", "--stack", STACK, "--json", "-"], capsys)  # online: the stack list is read
-    checks = {c["name"]: c for c in json.loads(out[out.index("{"):])["checks"]}
+    code, checks, _ = doctor(capsys, online=True)  # online: the stack list is read
     assert code == 1
     assert checks["pulumi stack"]["status"] == "fail"
     assert checks["pulumi stack"]["fix"] == f"pulumi stack init {STACK}"
@@ -180,8 +180,7 @@ def test_no_aws_cli_or_credentials_fail(project, capsys, monkeypatch):
 def test_sts_confirms_identity_and_account_allow_list(project, capsys, monkeypatch, moto_endpoint):
     monkeypatch.setenv("AWS_ENDPOINT_URL_STS", moto_endpoint.url)
     monkeypatch.setenv("FAKE_PULUMI_STACKS", json.dumps([{"name": STACK}]))
-    code, out, _ = run_cli(["doctor", "--stack", STACK, "--json", "-"], capsys)
-    checks = {c["name"]: c for c in json.loads(out[out.index("{"):])["checks"]}
+    code, checks, _ = doctor(capsys, online=True)
     assert checks["AWS credentials"]["status"] == "ok", checks["AWS credentials"]
     account = checks["AWS credentials"]["detail"].rsplit("account ", 1)[1].rstrip(")")
     assert account.isdigit()
@@ -192,8 +191,7 @@ def test_sts_confirms_identity_and_account_allow_list(project, capsys, monkeypat
     doc = yaml.safe_load(stack_file.read_text())
     doc["config"]["aws:allowedAccountIds"] = ["999999999999"]
     stack_file.write_text(yaml.safe_dump(doc))
-    code, out, _ = run_cli(["doctor", "--stack", STACK, "--json", "-"], capsys)
-    checks = {c["name"]: c for c in json.loads(out[out.index("{"):])["checks"]}
+    code, checks, _ = doctor(capsys, online=True)
     assert code == 1
     assert checks["AWS credentials"]["status"] == "fail"
     assert f"account {account} is not in the stack's aws:allowedAccountIds" in checks["AWS credentials"]["detail"]

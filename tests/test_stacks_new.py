@@ -17,15 +17,9 @@ from tests.cliutil import run_cli
 
 
 @pytest.fixture
-def stacks(tmp_path, monkeypatch) -> Path:
+def stacks(example_checkout: Path) -> Path:
     """A checkout with the example stacks; `stacks new` writes next to them."""
-    root = tmp_path / "proj"
-    (root / "model_repo").mkdir(parents=True)
-    shutil.copytree(repo_root() / "stacks", root / "stacks")
-    shutil.copy(repo_root() / "Pulumi.yaml", root)
-    monkeypatch.setenv("HYBRIDSERVE_ROOT", str(root))
-    monkeypatch.chdir(root)
-    return root / "stacks"
+    return example_checkout / "stacks"
 
 
 def _all(stacks: Path) -> dict:
