@@ -68,6 +68,9 @@ def test_the_union_is_judged_not_the_spelling():
     assert internet_exposure(["16.0.0.0/16", "18.0.0.0/16"]).startswith("131,072 public addresses (0.0035% of the public IPv4 internet")
     assert internet_exposure(["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "203.0.113.0/24"]) is None
     assert MAX_PUBLIC_ADDRESSES == 2**16
+    # IPv6 is judged on its own bound (a /48), never added to the IPv4 count
+    assert internet_exposure(["2001:db8:1234::/48", "203.0.113.0/24"]) is None
+    assert internet_exposure(["2001:db8::/47"]).startswith("2,417,851,639,229,258,349,412,352 public addresses")
 
 
 # --- admin ports on the OpenStack nodes ------------------------------------------------------------

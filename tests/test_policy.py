@@ -122,6 +122,8 @@ def test_kms_rotation_and_ebs_encryption(prod):
     (["203.0.113.10/32", "198.51.100.0/24"], False),
     (["::/0"], True),
     (["::/1", "8000::/1"], True),
+    (["2001:db8:1234::/48", "2001:db8:1234:5::/64"], False),  # an office's IPv6 site (a /48) and a subnet of it
+    (["2001:db8::/32"], True),                            # a whole provider allocation
 ])
 def test_admin_ports_judged_by_coverage(prod, cidrs, open_):
     sg = one(prod, "aws:ec2/securityGroup:SecurityGroup")

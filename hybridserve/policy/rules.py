@@ -21,7 +21,8 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from hybridserve.netspace import MAX_PUBLIC_ADDRESSES, public_addresses
+from hybridserve import netspace
+from hybridserve.netspace import internet_exposure
 
 MANDATORY = "mandatory"
 ADVISORY = "advisory"
@@ -30,8 +31,8 @@ DISABLED = "disabled"
 REQUIRED_TAGS = ("team", "environment", "cost-center")
 # Ports whose openness to the Internet is an incident: SSH, RDP, Kubernetes API servers (443 on EKS's
 # security groups, 6443 on Magnum's masters), the kubelet.
-ADMIN_PORTS = {22: "SSH", 3389: "RDP", 443: "the Kubernetes API (EKS)", 6443: "the Kubernetes API", 10250: "the kubelet API"}
-# More public addresses than MAX_PUBLIC_ADDRESSES (a /16) behind an admin port is "the Internet", however
+ADMIN_PORTS = {**netspace.ADMIN_PORTS, 443: "the Kubernetes API (EKS)"}
+# More public addresses than a /16 (IPv4) or a /48 (IPv6) behind an admin port is "the Internet", however
 # the CIDRs are spelt; `validate` judges the stack's settings with the same definition (hybridserve/netspace.py).
 
 
@@ -99,11 +100,11 @@ def _open_admin_ports(rules: list[tuple[str, int, int, list[str]]]) -> Iterator[
     """rules: (protocol, low, high, cidrs). A message per admin port the union of the rules opens widely."""
     for port, what in ADMIN_PORTS.items():
         cidrs = [c for proto, low, high, cs in rules if proto in ("tcp", "6", "-1", "all", "") and low <= port <= high for c in cs]
-        exposed = public_addresses(cidrs)
-        if exposed > MAX_PUBLIC_ADDRESSES:
+        exposure = internet_exposure(cidrs)
+        if exposure is not None:
             yield (
-                f"port {port} ({what}) is open to {exposed:,} public addresses ({', '.join(sorted(set(cidrs)))}); "
-                f"allow it only from private ranges or public ranges of at most {MAX_PUBLIC_ADDRESSES:,} addresses (e.g. a bastion's /32)"
+                f"port {port} ({what}) is open to {exposure} ({', '.join(sorted(set(cidrs)))}); "
+                "allow it only from private ranges or a few public addresses (e.g. a bastion's /32)"
             )
 
 
@@ -254,10 +255,10 @@ def eks_api_access(r: Resource) -> Iterator[str]:
         return
     # EKS's default for a public endpoint is 0.0.0.0/0 when no CIDRs are given.
     cidrs = _listify(vpc.get("publicAccessCidrs")) or ["0.0.0.0/0"]
-    exposed = public_addresses(cidrs)
-    if exposed > MAX_PUBLIC_ADDRESSES:
+    exposure = internet_exposure(cidrs)
+    if exposure is not None:
         yield (
-            f"the public API endpoint admits {exposed:,} addresses ({', '.join(cidrs)}); list the runners' egress CIDRs in "
+            f"the public API endpoint admits {exposure} ({', '.join(cidrs)}); list the runners' egress CIDRs in "
             "hybridserve:aws.eks.public_access_cidrs, or use a private endpoint (deploy_access.via: private_network)"
         )
 

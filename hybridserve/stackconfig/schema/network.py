@@ -37,8 +37,7 @@ class SubnetPlan(NamedTuple):
     private_cidr: str
 
 
-# Ports that must never be open to the whole Internet.
-ADMIN_PORTS: dict[int, str] = {22: "SSH", 3389: "RDP", 6443: "the Kubernetes API", 10250: "the kubelet API"}
+from hybridserve.netspace import ADMIN_PORTS  # noqa: E402 (one list for validate and the policy pack)
 
 
 class FlowLogs(ConfigModel):
