@@ -76,11 +76,14 @@ def test_bucket_encryption(prod):
     assert any(f"bucket {bucket} has no default encryption" in m for m in of("s3-bucket-encrypted", violations(prod)))
 
 
-def test_log_bucket_may_use_sse_s3_but_not_nothing(prod):
+def test_log_bucket_takes_sse_s3_only(prod):
     logs = next(i["inputs"]["targetBucket"] for i in prod if i["type"] == "aws:s3/bucketLogging:BucketLogging")
     assert of("s3-bucket-encrypted", violations(prod)) == []  # SSE-S3 on the log destination passes
+    sse = next(i for i in prod if i["type"].endswith("BucketServerSideEncryptionConfiguration") and i["inputs"]["bucket"] == logs)
+    sse["inputs"]["rules"][0]["applyServerSideEncryptionByDefault"] = {"sseAlgorithm": "aws:kms"}
+    assert of("s3-bucket-encrypted", violations(prod)) == [f"log bucket {logs} has aws:kms; access-log destinations take SSE-S3 (sseAlgorithm AES256) only"]
     prod[:] = [i for i in prod if not (i["type"].endswith("BucketServerSideEncryptionConfiguration") and i["inputs"]["bucket"] == logs)]
-    assert of("s3-bucket-encrypted", violations(prod)) == [f"bucket {logs} has no default encryption; add an aws.s3.BucketServerSideEncryptionConfiguration (SSE-KMS with the stack's key)"]
+    assert of("s3-bucket-encrypted", violations(prod)) == [f"log bucket {logs} has no default encryption; access-log destinations take SSE-S3 (sseAlgorithm AES256) only"]
 
 
 def test_bucket_versioning_public_access_and_tls(prod):

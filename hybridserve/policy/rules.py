@@ -131,12 +131,14 @@ def bucket_encryption(resources: list[Resource]) -> Iterator[tuple[Resource, str
     for name, bucket in _bucket_names(resources).items():
         rules = [rule for c in configs.get(name, []) for rule in _listify(c.props.get("rules"))]
         algorithms = {str((rule.get("applyServerSideEncryptionByDefault") or {}).get("sseAlgorithm")) for rule in rules if isinstance(rule, Mapping)}
-        if not algorithms - {"None"}:
+        if name in log_targets:
+            # Server access log destinations: AWS documents SSE-S3 only; with SSE-KMS default encryption
+            # the logging service (granted nothing on a key) delivers no logs.
+            if algorithms != {"AES256"}:
+                found = ", ".join(sorted(algorithms - {"None"})) or "no default encryption"
+                yield bucket, f"log bucket {name} has {found}; access-log destinations take SSE-S3 (sseAlgorithm AES256) only"
+        elif not algorithms - {"None"}:
             yield bucket, f"bucket {name} has no default encryption; add an aws.s3.BucketServerSideEncryptionConfiguration (SSE-KMS with the stack's key)"
-        elif name in log_targets:
-            # Server access log destinations: AWS documents SSE-S3 (the logging service is granted nothing on a key).
-            if not algorithms & {"AES256", "aws:kms", "aws:kms:dsse"}:
-                yield bucket, f"log bucket {name} is not encrypted at rest; use SSE-S3 (AES256)"
         elif not algorithms & {"aws:kms", "aws:kms:dsse"}:
             yield bucket, f"bucket {name} holds model data but encrypts with {', '.join(sorted(algorithms))}; use SSE-KMS (sseAlgorithm aws:kms with the stack's key)"
 
