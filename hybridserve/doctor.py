@@ -68,7 +68,8 @@ class Context:
     stack_file: Path
     root: Path
     config: Any  # StackConfig
-    raw: dict[str, Any]  # the stack file as Pulumi stores it (encryptionsalt, secretsprovider, config)
+    raw: dict[str, Any]  # the stack file's top level (encryptionsalt, secretsprovider)
+    settings: dict[str, Any]  # its config as Pulumi hands it to the program (loader.read_stack_config)
     offline: bool
 
 
@@ -288,15 +289,21 @@ def check_aws(ctx: Context) -> list[Check]:
     from botocore.config import Config
 
     region = ctx.config.aws.region
-    session = boto3.Session(region_name=region)
-    creds = session.get_credentials()
+    try:
+        session = boto3.Session(region_name=region)
+        creds = session.get_credentials()
+    except botocore.exceptions.BotoCoreError as exc:  # an unknown AWS_PROFILE, an unreadable config file
+        checks.append(Check("AWS credentials", "fail", str(exc), "fix AWS_PROFILE or the AWS config file (aws configure list-profiles)"))
+        return checks
     if creds is None:
         checks.append(Check(
             "AWS credentials", "fail", "none found (environment, profile, SSO, web identity or instance role)",
             "aws sso login --profile <p> && export AWS_PROFILE=<p>   (in CI: an OIDC role, AWS_ROLE_ARN + AWS_WEB_IDENTITY_TOKEN_FILE)",
         ))
         return checks
-    allowed = ctx.raw.get("config", {}).get("aws:allowedAccountIds")
+    # The accounts the stack may deploy to: hybridserve:aws.account_id (what the program's provider
+    # enforces), else aws:allowedAccountIds as Pulumi hands it over.
+    allowed = [ctx.config.aws.account_id] if ctx.config.aws.account_id else _json_list(ctx.settings.get("aws:allowedAccountIds"))
     if ctx.offline:
         checks.append(Check("AWS credentials", "ok", f"found ({creds.method}); identity not checked (--offline)"))
         return checks
@@ -311,8 +318,9 @@ def check_aws(ctx: Context) -> list[Check]:
         checks.append(Check("AWS credentials", "fail", f"STS refused them: {error.get('Code')}: {error.get('Message')}", "refresh the credentials (aws sso login, or the CI role)"))
         return checks
     account = ident.get("Account")
-    if isinstance(allowed, list) and allowed and str(account) not in {str(a) for a in allowed}:
-        checks.append(Check("AWS credentials", "fail", f"account {account} is not in the stack's aws:allowedAccountIds ({', '.join(map(str, allowed))})", "use the credentials of the stack's account"))
+    if allowed and str(account) not in {str(a) for a in allowed}:
+        key = "hybridserve:aws.account_id" if ctx.config.aws.account_id else "aws:allowedAccountIds"
+        checks.append(Check("AWS credentials", "fail", f"account {account} is not in the stack's {key} ({', '.join(map(str, allowed))})", "use the credentials of the stack's account"))
     else:
         checks.append(Check("AWS credentials", "ok", f"{ident.get('Arn')} (account {account})"))
     return checks
@@ -325,6 +333,16 @@ def _clouds_files() -> list[Path]:
     env = os.environ.get("OS_CLIENT_CONFIG_FILE")
     files = [Path(env)] if env else []
     return files + [where() / "clouds.yaml" for where in CLOUDS_YAML_DIRS]
+
+
+def _json_list(value: Any) -> list:
+    """A list setting as Pulumi passes it: a list, or its JSON text."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return [value]
+    return list(value) if isinstance(value, list) else []
 
 
 def _load_yaml(path: Path) -> dict[str, Any]:
@@ -354,7 +372,7 @@ def check_openstack(ctx: Context) -> list[Check]:
     secure = (_load_yaml(source.with_name("secure.yaml")).get("clouds") or {}).get(name) or {}
     auth = {**(entry.get("auth") or {}), **(secure.get("auth") or {})}
     auth_type = str(entry.get("auth_type") or "password")
-    has_stack_password = "hybridserve:openstack_password" in (ctx.raw.get("config") or {})
+    has_stack_password = "hybridserve:openstack_password" in ctx.settings
     problems = []
     if not auth.get("auth_url") and not os.environ.get("OS_AUTH_URL"):
         problems.append("no auth.auth_url")
@@ -420,16 +438,17 @@ def doctor_command(
     Each failed check says how to fix it. Exit 0 when ready (warnings allowed), 1 when a check failed, 2 for an unknown or invalid stack.
     """
     from hybridserve.paths import output_path_problem, repo_root, stacks_dir
-    from hybridserve.stackconfig.loader import load_stack_file, resolve_stack
+    from hybridserve.stackconfig.loader import build_stack_config, display_path, read_stack_config, resolve_stack, stack_name_of
 
     if json_out not in (None, "-"):
         problem = output_path_problem(Path(json_out))
         if problem:
             raise UserError(f"--json {json_out}: {problem}", exit_code=2)
     path = resolve_stack(stack, stacks_dir())
-    config = load_stack_file(path)  # a bad stack is exit 2, before any check
+    settings = read_stack_config(path)
+    config = build_stack_config(settings, source=display_path(path), stack_name=stack_name_of(path))  # a bad stack is exit 2, before any check
     raw = _load_yaml(path)
-    ctx = Context(stack=stack, stack_file=path, root=repo_root(), config=config, raw=raw, offline=offline)
+    ctx = Context(stack=stack, stack_file=path, root=repo_root(), config=config, raw=raw, settings=settings, offline=offline)
     checks = run_checks(ctx)
 
     console = make_console(stderr=json_out == "-")

@@ -197,6 +197,25 @@ def test_sts_confirms_identity_and_account_allow_list(project, capsys, monkeypat
     assert f"account {account} is not in the stack's aws:allowedAccountIds" in checks["AWS credentials"]["detail"]
 
 
+def test_an_unknown_aws_profile_is_a_failed_check_not_a_traceback(project, capsys, monkeypatch):
+    monkeypatch.setenv("AWS_PROFILE", "no-such-profile")
+    code, checks, _ = doctor(capsys)
+    assert code == 1
+    assert checks["AWS credentials"]["status"] == "fail" and "no-such-profile" in checks["AWS credentials"]["detail"]
+
+
+@pytest.mark.servers
+def test_the_account_is_judged_by_hybridserve_account_id(project, capsys, monkeypatch, moto_endpoint):
+    monkeypatch.setenv("AWS_ENDPOINT_URL_STS", moto_endpoint.url)
+    stack_file = project / "stacks" / f"Pulumi.{STACK}.yaml"
+    doc = yaml.safe_load(stack_file.read_text())
+    doc["config"]["hybridserve:aws"]["account_id"] = "999999999999"
+    stack_file.write_text(yaml.safe_dump(doc))
+    code, checks, _ = doctor(capsys, online=True)
+    assert code == 1
+    assert "is not in the stack's hybridserve:aws.account_id (999999999999)" in checks["AWS credentials"]["detail"]
+
+
 def test_openstack_entry_missing_or_incomplete(project, capsys, monkeypatch, tmp_path):
     clouds = Path(os.environ["OS_CLIENT_CONFIG_FILE"])
     doc = yaml.safe_load(clouds.read_text())
