@@ -256,10 +256,11 @@ def test_the_fixed_findings_stay_fixed(planned):
     sts = json.loads(flow.inputs["policy"])["Statement"]
     describe = [s for s in sts if "logs:DescribeLogGroups" in (s["Action"] if isinstance(s["Action"], list) else [s["Action"]])]
     assert [s["Resource"] for s in describe] == ["*"]
-    for r in plan.resources:
-        if r.type == "aws:s3/bucketPolicy:BucketPolicy":
-            [tls] = [s for s in json.loads(r.inputs["policy"])["Statement"] if s["Sid"] == "DenyOldTls"]
-            assert tls["Condition"] == {"NumericLessThan": {"s3:TlsVersion": 1.2}}
+    bucket_policies = [r for r in plan.resources if r.type == "aws:s3/bucketPolicy:BucketPolicy"]
+    assert bucket_policies
+    for r in bucket_policies:
+        [tls] = [s for s in json.loads(r.inputs["policy"])["Statement"] if s["Sid"] == "DenyOldTls"]
+        assert tls["Condition"] == {"NumericLessThan": {"s3:TlsVersion": 1.2}}
 
 
 # --- positive controls: the linter reports, the allow-list does not excuse --------------------------------

@@ -194,6 +194,7 @@ def test_an_extra_openstack_cidr_on_the_virtual_private_gateway_path(tmp_path):
     conn = v.one("aws:ec2/vpnConnection:VpnConnection")
     assert sorted(r.inputs["destinationCidrBlock"] for r in v.all("aws:ec2/vpnConnectionRoute:VpnConnectionRoute")) == sorted(site)
     assert {r.inputs["vpnConnectionId"] for r in v.all("aws:ec2/vpnConnectionRoute:VpnConnectionRoute")} == {v.id(conn)}
+    assert v.subnets("private")
     for s in v.subnets("private"):
         to_vgw = sorted(r.inputs["destinationCidrBlock"] for r in v.routes(v.route_table_of(s)) if r.inputs.get("gatewayId") == vgw)
         assert to_vgw == sorted(site), s.name

@@ -441,7 +441,9 @@ def test_other_files_in_the_stacks_directory_are_left_alone(checkout: Path):
 
 def test_the_example_stacks_read_unchanged(checkout: Path):
     """The examples hold nothing yaml.v3 reads otherwise: every one still loads."""
-    for name, path in stack_files(checkout / "stacks").items():
+    examples = stack_files(checkout / "stacks")
+    assert len(examples) == 4
+    for name, path in examples.items():
         assert load_stack_file(path).stack_name == name
     assert parse("a: [1, 'x']\n").value == {"a": [1, "x"]}
 

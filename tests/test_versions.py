@@ -43,7 +43,9 @@ def test_support_windows_follow_the_calendar():
 def test_the_default_and_the_examples_are_in_standard_support_today():
     assert eks_support(DEFAULT_EKS_VERSION) == "standard"
     assert config().aws.eks.version == DEFAULT_EKS_VERSION and stack_warnings(config()) == []
-    for name, path in stack_files(repo_root() / "stacks").items():
+    examples = stack_files(repo_root() / "stacks")
+    assert len(examples) == 4
+    for name, path in examples.items():
         from hybridserve.stackconfig import load_stack_file
 
         cfg = load_stack_file(path)
