@@ -144,6 +144,8 @@ def gitlab_child_pipeline(stacks: Mapping[str, str], *, stage: str = "deploy") -
             job["environment"] = {"name": name} if stage == "deploy" else {"name": name, "action": "verify"}
             if stage == "deploy":
                 job["artifacts"]["reports"] = {"junit": "reports/*.junit.xml"}
+                # A rollback pins the version in the stack file; keep it, to commit (as GitHub and Jenkins do).
+                job["artifacts"]["paths"].append(f"stacks/Pulumi.{name}.yaml")
                 if environment_rank(stacks[name]) >= PROD_RANK:
                     job["when"] = "manual"  # the approval: a person starts it (protect the environment too)
                     job["allow_failure"] = False

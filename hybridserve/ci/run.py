@@ -39,7 +39,9 @@ def policy_args(root: Path, stack: str) -> list[str]:
     pack = root / POLICY_DIR
     if not pack.is_dir():
         return []
-    config = pack / "config" / f"{stack}.json"
+    from hybridserve.policy.offline import config_file
+
+    config = config_file(stack, root)
     return ["--policy-pack", str(pack), *(["--policy-pack-config", str(config)] if config.is_file() else [])]
 
 
