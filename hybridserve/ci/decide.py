@@ -155,8 +155,6 @@ def gitlab_child_pipeline(stacks: Mapping[str, str], *, stage: str = "deploy") -
 
 # --------------------------------------------------------------------------------------------- known-good versions
 
-SITES = ("aws", "openstack")
-
 
 @dataclass(frozen=True)
 class KnownGood:

@@ -335,8 +335,6 @@ TRITON_RELEASES: dict[str, TritonRelease] = {
         ),
     )
 }
-# The local plane's server (the nvidia-pytriton wheel) is Triton 2.51.0, the 24.10 release.
-LOCAL_TRITON_RELEASE = "24.10"
 
 
 def aws_gpu_instance_types() -> list[str]:

@@ -19,7 +19,6 @@ file is written; nothing is written if they find a problem.
 
 from __future__ import annotations
 
-import ipaddress
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -27,6 +26,7 @@ import typer
 import yaml
 
 from hybridserve.errors import UserError
+from hybridserve.stackconfig.schema.common import overlaps
 
 app = typer.Typer(name="stacks", help="Team stacks: create one (`stacks new`).", no_args_is_help=True)
 
@@ -43,8 +43,7 @@ class _Dumper(yaml.SafeDumper):
 
 
 def _overlaps(cidr: str, taken: list[str]) -> bool:
-    n = ipaddress.ip_network(cidr)
-    return any(n.overlaps(ipaddress.ip_network(t)) for t in taken)
+    return any(overlaps(cidr, t) for t in taken)
 
 
 def _free(candidates, taken: list[str], what: str) -> str:

@@ -66,8 +66,6 @@ def is_ignored(name: str) -> bool:
     return name.startswith(".") or name == "__pycache__" or name.endswith(".pyc")
 
 
-_ignored = is_ignored
-
 
 def sha256_file(path: Path) -> tuple[str, int]:
     """(hex sha256, size) of what was actually read, so the two always describe the same bytes."""
@@ -221,8 +219,6 @@ def walk_model(model_dir: Path, *, problems: list[tuple[Path, str]] | None = Non
     for error in unreadable:
         refuse(Path(error.filename), f"cannot read the directory: {error.strerror or error}")
 
-
-_walk_model = walk_model
 
 
 def _rel(path: Path, repo_dir: Path) -> str:
