@@ -160,8 +160,10 @@ class StorageConfig(ConfigModel):
     # False: `pulumi destroy` refuses to delete a bucket that still holds models.
     force_destroy: bool = False
     # Triton's identity for the Swift container (issue 11). reader-user: a Keystone user with only the reader role,
-    # admitted by the container's read ACL, with its own EC2 credential (creating a user takes identity admin or
-    # domain manager rights). deployer: the deploying user's own EC2 credential, which reads and writes every
+    # admitted by the container's read ACL, with its own EC2 credential. Creating the user takes identity admin
+    # or domain manager rights, and Keystone's default policy lets only a system-scoped admin create (and delete)
+    # an EC2 credential for another user (keystone/common/policies/ec2_credential.py: admin with system scope, or
+    # the credential's owner), so a project-scoped deployer needs that role or a cloud policy granting it. deployer: the deploying user's own EC2 credential, which reads and writes every
     # container of the project; only for deployers who may not create users (validate warns).
     triton_swift_identity: Literal["reader-user", "deployer"] = "reader-user"
 
