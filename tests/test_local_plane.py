@@ -40,10 +40,17 @@ def _processes_mentioning(text: str) -> list[str]:
         try:
             cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
             state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue  # gone
+        # Each read on its own: a process whose cwd or environment cannot be read still counts by its argv.
+        try:
             cwd = os.readlink(entry / "cwd")
+        except OSError:
+            cwd = ""
+        try:
             environ = (entry / "environ").read_bytes().decode(errors="replace")
         except OSError:
-            continue
+            environ = ""
         if state != "Z" and (text in cmd or cwd.startswith(text) or text in environ):
             found.append(f"{entry.name}: {cmd[:200]}")
     return found
