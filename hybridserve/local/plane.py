@@ -318,7 +318,8 @@ def _sync(repo_dir: Path, endpoint, bucket: str, prefix: str, *, show_progress: 
         sse="AES256",  # SSE-S3 under the store's KEK; SSE-KMS would need an external KMS
     )
     # The hash cache lets a second run skip re-hashing unchanged files.
-    return sync_repository(repo_dir, target, show_progress=show_progress, hash_cache=hash_cache)
+    # Validated by _ensure_built moments ago: not again (it loads and runs every artifact).
+    return sync_repository(repo_dir, target, show_progress=show_progress, hash_cache=hash_cache, validated=True)
 
 
 def run_plane(options: PlaneOptions, console: Console | None = None) -> PlaneResult:

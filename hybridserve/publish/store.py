@@ -261,7 +261,8 @@ def _sync_when_allowed(rendered: Path, store: Store, version: str, progress: boo
     delay = 1.0
     while True:
         try:
-            return sync_repository(rendered, store.sync_target(version), show_progress=progress)
+            # render_repository validated the rendered copy, artifacts included: not again per attempt.
+            return sync_repository(rendered, store.sync_target(version), show_progress=progress, validated=True)
         except UserError as exc:
             retry = (
                 exc.exit_code == EXIT_ACCESS_DENIED

@@ -688,6 +688,7 @@ def sync_repository(
     console=None,
     on_uploaded: Callable[[str], None] | None = None,
     hash_cache: Path | None = None,
+    validated: bool = False,
 ) -> SyncReport:
     """Sync `repo_dir` to `target`; see the module docstring for the guarantees.
 
@@ -695,13 +696,16 @@ def sync_repository(
     prefix that the repository no longer has. replace: allow re-uploading published versions that changed
     in place (unpublished meanwhile). on_uploaded(key): called after each file is uploaded and verified.
     hash_cache: a JSON file that keeps local sha256s between runs (the CLI uses the state dir); None: hash all.
+    validated: the caller ran the models module's validation on `repo_dir` just before (the local plane
+    after its build, the publication after rendering): skip repeating it, which loads and runs every artifact.
     """
     from botocore.exceptions import BotoCoreError, ClientError
 
     started = time.monotonic()
     check_target(target)
     repo_dir = Path(repo_dir)
-    _validate_repository(repo_dir)
+    if not validated:
+        _validate_repository(repo_dir)
     models = scan_repository(repo_dir, hash_cache=hash_cache)
     empty = [
         f"{m.name}/{CONFIG_NAME}: its version_policy ({describe_policy(m.config)}) selects none of the versions "
