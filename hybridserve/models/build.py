@@ -13,6 +13,10 @@ fresh interpreter: TorchScript renames a class it has already compiled in the sa
 (`___torch_mangle_N`), which would change the bytes of a second build. `model.pt` carries a build
 stamp (fingerprint of the definitions source, seed, torch and numpy versions, plus the sha256 of
 reference.npz), so an up-to-date model is skipped and a changed definition is rebuilt.
+
+Compressed variants (hybridserve.models.variants: a config.pbtxt with parameters variant_of, variant_method...)
+are rebuilt after the kit's models, from their base's code and their recorded parameters
+(hybridserve.models.compress, its own fingerprint); the accuracy bound applies to each rebuild.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from hybridserve.models import definitions
 from hybridserve.models.definitions import MODEL_SPECS, ModelSpec
 from hybridserve.models.reference import reference_key
 from hybridserve.models.repository import REFERENCE_FILE, display_path, validate_repository
+from hybridserve.models.variants import repository_variants
 
 BUILD_FORMAT = 1  # bump when this module changes what it writes
 N_REFERENCE_SAMPLES = 8
@@ -119,23 +124,27 @@ def build_models(
             f"cannot build: the model repository {display_path(repo_dir)} has {len(problems)} problem(s):",
             details=[str(p) for p in problems],
         )
+    found_variants = {v.name: v for v in repository_variants(repo_dir)}  # compressed variants (variants.py)
     if models is not None:
-        unknown = [m for m in models if m not in MODEL_SPECS]
+        unknown = [m for m in models if m not in MODEL_SPECS and m not in found_variants]
         if unknown:
-            raise UserError(f"unknown model(s) {', '.join(unknown)}; the kit defines: {', '.join(MODEL_SPECS)}")
+            raise UserError(f"unknown model(s) {', '.join(unknown)}; the kit defines: {', '.join(MODEL_SPECS)}"
+                            + (f"; variants here: {', '.join(found_variants)}" if found_variants else ""))
         missing = [m for m in models if not (repo_dir / m).is_dir()]
         if missing:
             raise UserError(f"model(s) {', '.join(missing)} have no directory in {display_path(repo_dir)}")
-        specs = [MODEL_SPECS[m] for m in models]
+        specs = [MODEL_SPECS[m] for m in models if m in MODEL_SPECS]
+        chosen = [found_variants[m] for m in models if m in found_variants]
     else:
         specs = [s for s in MODEL_SPECS.values() if (repo_dir / s.name).is_dir()]
-        if not specs:
+        chosen = list(found_variants.values())
+        if not specs and not chosen:
             raise UserError(
                 f"{display_path(repo_dir)} holds none of the kit's models ({', '.join(MODEL_SPECS)}); pass --repo PATH"
             )
 
     results = []
-    with _Progress(enabled=progress, total=len(specs)) as bar:
+    with _Progress(enabled=progress, total=len(specs) + len(chosen)) as bar:
         for spec in specs:
             version_dir = repo_dir / spec.name / str(spec.version)
             fp = fingerprint(spec)
@@ -157,7 +166,44 @@ def build_models(
                 )
             )
             bar.advance(f"{spec.name}: {'built' if built else 'up to date'}")
+        # Variants after their bases; each is rebuilt from its base's code and its recorded parameters.
+        for variant in chosen:
+            from hybridserve.models import compress
+
+            spec = MODEL_SPECS[variant.base]
+            version_dir = repo_dir / variant.name / str(spec.version)
+            fp = compress.variant_fingerprint(variant)
+            built = force or not _up_to_date(version_dir, spec, fp)
+            if built:
+                bar.update(f"building [bold]{variant.name}[/] ({variant.method} of {variant.base})")
+                compress.run_worker(repo_dir / variant.name / "config.pbtxt", version_dir, fp, timeout=WORKER_TIMEOUT_S)
+            model_path, reference_path = version_dir / spec.artifact, version_dir / REFERENCE_FILE
+            results.append(
+                BuildResult(
+                    name=variant.name,
+                    version=spec.version,
+                    model_path=model_path,
+                    reference_path=reference_path,
+                    fingerprint=fp,
+                    model_sha256=sha256_file(model_path),
+                    reference_sha256=sha256_file(reference_path),
+                    built=built,
+                )
+            )
+            bar.advance(f"{variant.name}: {'built' if built else 'up to date'}")
     return results
+
+
+def built_fingerprints(repo_dir: Path) -> dict[str, tuple[ModelSpec, str]]:
+    """model name -> (the spec whose code builds it, its build fingerprint), for every kit model and every
+    compressed variant present in `repo_dir`: the files `models build` makes (spec.artifact, reference.npz)."""
+    from hybridserve.models import compress
+
+    repo_dir = Path(repo_dir)
+    out = {s.name: (s, fingerprint(s)) for s in MODEL_SPECS.values() if (repo_dir / s.name).is_dir()}
+    for v in repository_variants(repo_dir):
+        out[v.name] = (MODEL_SPECS[v.base], compress.variant_fingerprint(v))
+    return out
 
 
 class _Progress:

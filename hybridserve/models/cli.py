@@ -78,3 +78,9 @@ def validate_command(repo: RepoOption = None) -> None:
             f"{m.atol:.0e} / {m.rtol:.0e}",
         )
     make_console().print(table)
+
+
+from hybridserve.models.compress import compare_command, compress_command  # noqa: E402
+
+app.command("compress")(compress_command)
+app.command("compare")(compare_command)

@@ -223,7 +223,6 @@ def _check_model(model_dir: Path, require_artifacts: bool, unreadable: frozenset
     from tritonclient.grpc import model_config_pb2
 
     from hybridserve.models.artifacts import default_artifact, did_you_mean, filename_problem, kind_problems
-    from hybridserve.models.definitions import MODEL_SPECS
     from hybridserve.publish.render import CLUSTER_BACKEND, CLUSTER_BACKENDS
 
     config_path = model_dir / CONFIG_FILE
@@ -283,8 +282,12 @@ def _check_model(model_dir: Path, require_artifacts: bool, unreadable: frozenset
         if group.count <= 0:
             add(f"instance_group[{i}].count", f"is {group.count}; set a count > 0 (e.g. count: 1)")
 
-    # Tensors: well-formed, then equal to what the model code produces.
-    spec = MODEL_SPECS.get(model_dir.name)
+    # Tensors: well-formed, then equal to what the model code produces (a variant's: its base's code).
+    from hybridserve.models.variants import parse_variant, spec_for
+
+    for field, message in parse_variant(model_dir.name, config)[1]:
+        add(field, message)
+    spec = spec_for(model_dir.name, config)
     before_tensors = len(problems)
     for io, tensors, expected in (
         ("input", config.input, spec.inputs if spec else None),
