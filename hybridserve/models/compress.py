@@ -102,7 +102,8 @@ def accuracy(base: "np.ndarray", variant: "np.ndarray", *, metric: str, atol: fl
     v = variant.reshape(len(variant), -1).astype(np.float64)
     agreement = float(np.mean(np.all(np.isclose(v, b, atol=atol, rtol=rtol), axis=1)))
     norms = np.linalg.norm(b, axis=1) * np.linalg.norm(v, axis=1)
-    cosine = np.where(norms > 0, np.sum(b * v, axis=1) / np.maximum(norms, 1e-300), np.where(np.all(b == v, axis=1), 1.0, 0.0))
+    same = np.all(b == v, axis=1)  # exactly 1 for equal rows (no rounding), also for zero rows
+    cosine = np.where(same, 1.0, np.clip(np.sum(b * v, axis=1) / np.maximum(norms, 1e-300), -1.0, 1.0))
     top1 = float(np.mean(np.argmax(b, axis=1) == np.argmax(v, axis=1))) if metric == "top1" else None
     drop = 1.0 - float(cosine.min()) if metric == "cosine" else 1.0 - (top1 if top1 is not None else agreement)
     return Accuracy(
@@ -566,7 +567,7 @@ class Comparison:
     gate_messages: list[str]
 
 
-def measure(repo_dir: Path, base: str, variant: str, *, profile: str = "quick", work_dir: Path | None = None) -> Comparison:
+def measure(repo_dir: Path, base: str, variant: str, *, profile: "str | Any" = "quick", work_dir: Path | None = None) -> Comparison:
     """Serve `base` and `variant` from the built repository on one tritonserver and run the smoke gate on both.
 
     The gate checks each against its own reference, then sweeps them one after the other on the same
@@ -585,14 +586,16 @@ def measure(repo_dir: Path, base: str, variant: str, *, profile: str = "quick", 
     if variant not in found or found[variant].variant.base != base:
         have = ", ".join(f"{n} (of {v.variant.base})" for n, v in found.items()) or "none"
         raise UserError(f"VARIANT {variant!r}: not a variant of {base} in {display_path(repo_dir)} (variants: {have})", exit_code=2)
-    if profile not in PROFILES:
-        raise UserError(f"--profile {profile!r}: valid: {', '.join(PROFILES)}", exit_code=2)
+    if isinstance(profile, str):  # else a smoke_tests MeasurementProfile (the benchmark's short one)
+        if profile not in PROFILES:
+            raise UserError(f"--profile {profile!r}: valid: {', '.join(PROFILES)}", exit_code=2)
+        profile = PROFILES[profile]
     spec = MODEL_SPECS[base]
     with tempfile.TemporaryDirectory(prefix="hybridserve-compare-") as tmp:
         work = Path(work_dir or tmp)
         with TritonServer(repo_dir, [base, variant], log_path=work / "triton.log", work_dir=work / "triton") as server:
             options = SmokeOptions(url=server.grpc_url, models=[ModelTarget(base), ModelTarget(variant)],
-                                   model_repo=repo_dir, profile=PROFILES[profile])
+                                   model_repo=repo_dir, profile=profile)
             report = run_smoke(options)
     by_name = {m.name: m for m in report.models}
     common = sorted({lv.concurrency for lv in by_name[base].sweep} & {lv.concurrency for lv in by_name[variant].sweep})

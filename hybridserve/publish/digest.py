@@ -55,15 +55,13 @@ def version_name(digest: str) -> str:
 def built_artifacts(repo_dir: Path) -> dict[str, str]:
     """rel path -> "build:<fingerprint>" of the kit's built files, for every kit model the repository holds."""
     from hybridserve.models import build
-    from hybridserve.models.definitions import MODEL_SPECS
     from hybridserve.models.repository import REFERENCE_FILE
 
     out = {}
-    for name, spec in MODEL_SPECS.items():
-        if (Path(repo_dir) / name).is_dir():
-            fp = BUILD_PREFIX + build.fingerprint(spec)
-            out[f"{name}/{spec.version}/{spec.artifact}"] = fp
-            out[f"{name}/{spec.version}/{REFERENCE_FILE}"] = fp
+    for name, (spec, fingerprint) in build.built_fingerprints(Path(repo_dir)).items():  # compressed variants too
+        fp = BUILD_PREFIX + fingerprint
+        out[f"{name}/{spec.version}/{spec.artifact}"] = fp
+        out[f"{name}/{spec.version}/{REFERENCE_FILE}"] = fp
     return out
 
 

@@ -5,7 +5,8 @@ The local plane runs Triton on CPU with the Python backend, so `model_repo/` hol
 and that is what the local plane proved correct. The clusters run NVIDIA's stock Triton image on GPU
 nodes, whose Python has no torch (server issue #5461: the Python backend serves model.py, not its
 packages), but whose PyTorch backend runs TorchScript natively. So their copy of each config.pbtxt gets
-`instance_group [ { kind: KIND_GPU, count: N } ]` (N instances on each GPU), and a model whose config
+`instance_group [ { kind: KIND_GPU, count: N } ]` (N instances on each GPU; except a compressed variant
+whose kernels are CPU-only, int8-dynamic, which keeps its KIND_CPU instances and CPU tolerances), and a model whose config
 says `parameters { key: "cluster_backend" value: { string_value: "pytorch" } }` is served there by the
 PyTorch (libtorch) backend from the same model.pt (`backend: "pytorch"`, `default_model_filename`).
 Nothing else changes: tensor names, batching, warmup and tolerances stay; every other file (model.py,
@@ -105,13 +106,25 @@ def render_config(source: bytes, rel: str, target: Target) -> bytes:
         text_format.Parse(source.decode("utf-8"), config)
     except (text_format.ParseError, UnicodeDecodeError) as exc:
         raise UserError(f"{rel}: not a valid Triton model configuration ({exc}); run `hybridserve models validate`") from None
-    config.ClearField("instance_group")
-    group = config.instance_group.add()
-    group.kind = model_config_pb2.ModelInstanceGroup.KIND_GPU
-    group.count = target.instances_per_gpu
-    for gpu_key in ("gpu_reference_atol", "gpu_reference_rtol"):
-        if gpu_key in config.parameters:  # the smoke gate reads reference_* from the served config
-            config.parameters[gpu_key.removeprefix("gpu_")].string_value = config.parameters[gpu_key].string_value
+    cpu_only = cpu_only_method(config)
+    if cpu_only is None:
+        config.ClearField("instance_group")
+        group = config.instance_group.add()
+        group.kind = model_config_pb2.ModelInstanceGroup.KIND_GPU
+        group.count = target.instances_per_gpu
+        for gpu_key in ("gpu_reference_atol", "gpu_reference_rtol"):
+            if gpu_key in config.parameters:  # the smoke gate reads reference_* from the served config
+                config.parameters[gpu_key.removeprefix("gpu_")].string_value = config.parameters[gpu_key].string_value
+    else:
+        # A compressed variant whose TorchScript has no CUDA kernels (hybridserve.models.variants): served by
+        # CPU instances of the GPU node, as the local plane proved it (instance_group and tolerances as written).
+        groups = model_config_pb2.ModelInstanceGroup.Kind
+        for i, g in enumerate(config.instance_group):
+            if g.kind != model_config_pb2.ModelInstanceGroup.KIND_CPU:
+                raise UserError(
+                    f"{rel}: instance_group[{i}].kind: {groups.Name(g.kind)}, but this model is a {cpu_only} variant, "
+                    "whose quantized kernels run on CPU only; write KIND_CPU (the GPU copy keeps it)"
+                )
     backend = cluster_backend(config, rel)
     switched = ""
     if backend is not None:
@@ -119,11 +132,23 @@ def render_config(source: bytes, rel: str, target: Target) -> bytes:
         config.ClearField("platform")
         config.default_model_filename = CLUSTER_BACKENDS[backend]
         switched = f"backend {backend} (parameter {CLUSTER_BACKEND}) on {CLUSTER_BACKENDS[backend]}; "
+    groups = (f"instance_group is KIND_GPU, count {target.instances_per_gpu} per GPU" if cpu_only is None else
+              f"instance_group stays KIND_CPU ({cpu_only} runs on CPU only)")
     header = (
-        f"# {rel} rendered by hybridserve.publish for GPU nodes: {switched}instance_group is KIND_GPU, count "
-        f"{target.instances_per_gpu} per GPU;\n# everything else as in the source (its comments dropped).\n"
+        f"# {rel} rendered by hybridserve.publish for GPU nodes: {switched}{groups};\n"
+        "# everything else as in the source (its comments dropped).\n"
     )
     return (header + text_format.MessageToString(config)).encode("utf-8")
+
+
+def cpu_only_method(config) -> str | None:
+    """The compression method when the config is a variant that runs on CPU only (variants.CPU_ONLY_METHODS), else None."""
+    from hybridserve.models.variants import CPU_ONLY_METHODS, METHOD, is_variant
+
+    if is_variant(config) and METHOD in config.parameters:
+        method = config.parameters[METHOD].string_value
+        return method if method in CPU_ONLY_METHODS else None
+    return None
 
 
 def cluster_backend(config, rel: str) -> str | None:
@@ -175,8 +200,15 @@ def target_problems(repo_dir: Path, target: Target, *, shown_as: str | None = No
         # model.pt against the config (PyTorch backend naming, inputs and outputs): validate_repository.
         if target.gpu and not config.instance_group:
             problems.append(f"{shown}: instance_group: missing on GPU target {target.name!r}; it must be KIND_GPU")
+        cpu_only = cpu_only_method(config)
         for i, g in enumerate(config.instance_group):
-            if target.gpu and g.kind != gpu:
+            if target.gpu and cpu_only is not None:
+                if g.kind != model_config_pb2.ModelInstanceGroup.KIND_CPU:
+                    problems.append(
+                        f"{shown}: instance_group[{i}].kind: {kinds.Name(g.kind)} on GPU target {target.name!r}; this "
+                        f"{cpu_only} variant has CPU kernels only, so it must stay KIND_CPU"
+                    )
+            elif target.gpu and g.kind != gpu:
                 problems.append(
                     f"{shown}: instance_group[{i}].kind: {kinds.Name(g.kind)} on GPU target {target.name!r}; "
                     "every instance group must be KIND_GPU there"

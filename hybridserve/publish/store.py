@@ -213,10 +213,9 @@ _BUILD_LOCK = threading.Lock()  # two sites published from one process build the
 
 def _build(repo_dir: Path, progress: bool) -> None:
     """`hybridserve models build` for the kit's models in repo_dir (skips what is up to date), one at a time."""
-    from hybridserve.models.build import build_models
-    from hybridserve.models.definitions import MODEL_SPECS
+    from hybridserve.models.build import build_models, built_fingerprints
 
-    if not any((repo_dir / name).is_dir() for name in MODEL_SPECS):
+    if not built_fingerprints(repo_dir):  # neither a kit model nor a compressed variant of one
         return
     lock_path = Path(tempfile.gettempdir()) / f"hybridserve-build-{hashlib.sha256(str(repo_dir.resolve()).encode()).hexdigest()[:16]}.lock"
     with _BUILD_LOCK, open(lock_path, "w") as lock:
@@ -227,17 +226,14 @@ def _build(repo_dir: Path, progress: bool) -> None:
 def check_built(repo_dir: Path) -> None:
     """The kit's model.pt / reference.npz in repo_dir are the build of the current definitions (their stamps)."""
     from hybridserve.models import build
-    from hybridserve.models.definitions import MODEL_SPECS
     from hybridserve.models.repository import REFERENCE_FILE
 
     stale = []
-    for name, spec in MODEL_SPECS.items():
+    for name, (spec, fingerprint) in build.built_fingerprints(Path(repo_dir)).items():  # compressed variants too
         vdir = Path(repo_dir) / name / str(spec.version)
-        if not (Path(repo_dir) / name).is_dir():
-            continue
         stamp = build.read_stamp(vdir / spec.artifact)
         reference = vdir / REFERENCE_FILE
-        if stamp is None or stamp.get("fingerprint") != build.fingerprint(spec):
+        if stamp is None or stamp.get("fingerprint") != fingerprint:
             stale.append(f"{name}/{spec.version}/{spec.artifact}: not built from the current definitions")
         elif not reference.is_file() or stamp.get("reference_sha256") != build.sha256_file(reference):
             stale.append(f"{name}/{spec.version}/{REFERENCE_FILE}: not the reference set of that build")

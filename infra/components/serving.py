@@ -57,11 +57,11 @@ def _prepare(repo: Path, listed: list[str]) -> list[str]:
     from hybridserve.models.build import build_models
     from hybridserve.models.repository import describe_repository, display_path
 
-    from hybridserve.models.definitions import MODEL_SPECS
+    from hybridserve.models.build import built_fingerprints
 
     if not repo.is_dir():
         raise UserError(f"the model repository {repo} does not exist (set {MODEL_REPO_ENV} or run from the checkout)")
-    if any((repo / name).is_dir() for name in MODEL_SPECS):
+    if built_fingerprints(repo):  # the kit's models and their compressed variants
         build_models(repo, progress=False)  # the kit's own models: artifacts are built from code, never committed
     info = describe_repository(repo)
     missing = [name for name in listed if name not in info.names]
