@@ -414,6 +414,10 @@ def compress(repo_dir: Path, model: str, method: str, *, amount: float | None = 
     if not base_config.is_file():
         raise UserError(f"{display_path(base_config)}: missing; the variant copies the base model's config "
                         f"(pass --repo the repository that holds {model}/)", exit_code=2)
+    base_version = repo_dir / model / str(MODEL_SPECS[model].version)
+    if not base_version.is_dir():
+        raise UserError(f"{display_path(base_version)}/: missing; the variant copies the base model's files (model.py) "
+                        "from it", exit_code=2)
     target = repo_dir / name
     if target.exists() and not force:
         raise UserError(f"{display_path(target)} exists; pass --force to replace it, or --name another name", exit_code=2)
@@ -431,7 +435,7 @@ def compress(repo_dir: Path, model: str, method: str, *, amount: float | None = 
     try:
         vdir = staging / str(spec.version)
         vdir.mkdir(parents=True)
-        for src in sorted((repo_dir / model / str(spec.version)).iterdir()):
+        for src in sorted(base_version.iterdir()):
             # The base's own files (model.py), not its built artifacts: those are the variant's own.
             if src.is_file() and not src.is_symlink() and not is_ignored(src.name) and src.name not in (spec.artifact, "reference.npz"):
                 shutil.copyfile(src, vdir / src.name)
