@@ -185,6 +185,20 @@ def test_compress_bad_input_exits_2_naming_the_flag(variant_repo, capsys, args, 
     assert sorted(p.name for p in variant_repo.iterdir()) == before
 
 
+def test_compress_without_the_bases_version_directory_exits_2(variant_repo, capsys):
+    shutil.rmtree(variant_repo / "text_encoder" / "1")
+    code, out, err = run_cli(["models", "compress", "text_encoder", "--method", "int8-dynamic", "--name", "te8",
+                              "--repo", str(variant_repo)], capsys)
+    assert code == 2 and "model_repo/text_encoder/1/: missing; the variant copies the base model's files" in err
+    assert not (variant_repo / "te8").exists()
+
+
+def test_compare_refuses_a_model_that_is_not_a_variant_of_the_base(variant_repo, capsys):
+    code, out, err = run_cli(["models", "compare", "text_encoder", "image_classifier_pruned", "--repo", str(variant_repo)], capsys)
+    assert code == 2
+    assert "VARIANT 'image_classifier_pruned': not a variant of 'text_encoder'" in err and "text_encoder_int8" in err
+
+
 # --- build and validate --------------------------------------------------------------------------
 
 
