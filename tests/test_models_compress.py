@@ -290,6 +290,16 @@ def test_the_digest_names_variant_artifacts_by_their_build_fingerprint(variant_r
     assert "image_classifier_pruned/1/model.pt" in artifacts and "text_encoder/1/model.pt" in artifacts
 
 
+def test_publish_finds_a_stale_variant(variant_repo):
+    from hybridserve.publish.store import check_built
+
+    check_built(variant_repo)  # as compress built them
+    edit(variant_repo / "image_classifier_pruned/config.pbtxt", 'string_value: "0.2"', 'string_value: "0.25"')
+    with pytest.raises(UserError) as info:
+        check_built(variant_repo)
+    assert info.value.details == ["image_classifier_pruned/1/model.pt: not built from the current definitions"]
+
+
 # --- served by the real tritonserver ---------------------------------------------------------------
 
 
