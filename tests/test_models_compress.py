@@ -338,3 +338,10 @@ def test_bench_compress_quick_prints_the_table():
     assert result["base"]["correctness"] == result["variant"]["correctness"] == "passed"
     assert 0 < result["size_ratio"] < 1 and result["throughput_ratio"] > 0 and result["p99_ratio"] > 0
     assert result["accuracy"]["metric"] == "cosine" and result["accuracy"]["drop"] <= 0.01
+
+
+def test_validate_says_how_to_rebuild_a_broken_variant_artifact(variant_repo):
+    (variant_repo / "text_encoder_int8/1/model.pt").write_bytes(b"not a zip")
+    problems = [str(p) for p in validate_repository(variant_repo)]
+    assert len(problems) == 1 and problems[0].startswith("model_repo/text_encoder_int8/1/model.pt: artifact: does not load as TorchScript")
+    assert problems[0].endswith("; run `hybridserve models build`")

@@ -533,6 +533,8 @@ def _table(title: str):
     from rich.table import Table
 
     table = Table(title=title)
+    table.caption = (f"accuracy against the full-precision model on its reference inputs and {N_EVAL_EXTRA} more; agreement: "
+                     "rows equal within the gate's tolerance of the base models (a quantized model rarely is: see cosine)")
     for column in ("", "base", "variant", "change"):
         table.add_column(column, no_wrap=True)
     return table

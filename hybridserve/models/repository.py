@@ -450,12 +450,13 @@ def _check_torchscript(path: Path, config, *, as_served: bool, check_io: bool) -
     """`path` loads as TorchScript; as_served (the PyTorch backend serves it): its forward() maps the config's
     inputs, and run once on inputs as the config declares, it returns the config's outputs."""
     from hybridserve.models import artifacts
-    from hybridserve.models.definitions import MODEL_SPECS
+    from hybridserve.models.variants import spec_for
 
     shown = display_path(path)
     module, why = artifacts.load_torchscript(path)
     if module is None:
-        built = path.parent.parent.name in MODEL_SPECS and path.name == MODEL_SPECS[path.parent.parent.name].artifact
+        spec = spec_for(path.parent.parent.name, config)  # a compressed variant is built too
+        built = spec is not None and path.name == spec.artifact
         return [Problem(shown, "artifact", why + (f"; {BUILD_HINT}" if built else ""))]
     if not as_served:
         return []
