@@ -78,3 +78,8 @@ def validate_command(repo: RepoOption = None) -> None:
             f"{m.atol:.0e} / {m.rtol:.0e}",
         )
     make_console().print(table)
+
+
+from hybridserve.tune.command import tune_command  # noqa: E402
+
+app.command("tune")(tune_command)
