@@ -224,6 +224,12 @@ class Measurer:
             profile = MeasurementProfile(name="tune", window_s=self.settings.window_s, stability_windows=3,
                                          stability_threshold=0.10, max_windows=6)
             remaining = sweep_levels(self.settings.max_concurrency, self.objective)
+            # A freshly loaded instance pays for its thread pools and allocator on the first batches: one
+            # discarded window of load first, so the first level measures serving, not start-up.
+            self.on_progress("warming up")
+            warm = MeasurementProfile(name="warm-up", window_s=self.settings.window_s, stability_windows=1, max_windows=1)
+            measure_level(self._gen, ep, self.model, "", min(4, self.settings.max_concurrency), batch=1, profile=warm,
+                          request_timeout=self.settings.request_timeout_s, instances=c.instances)
             while remaining:
                 conc = remaining.pop(0)
 

@@ -82,7 +82,7 @@ def _fields(masked: str, name: str, lo: int = 0, hi: int | None = None, depth: i
         if after < len(masked) and masked[after] in "{[<":
             spans.append((start, _close(masked, after) + 1))
         else:
-            value = re.match(r"[^\s,;\]}]+", masked[after:])
+            value = re.match(r"\"[^\"\n]*\"|'[^'\n]*'|[^\s,;\]}]+", masked[after:])  # strings: blanked inside
             spans.append((start, after + (value.end() if value else 0)))
     return spans
 
