@@ -6,7 +6,7 @@ throughput stops growing.
 
 The served configuration of the model (as Triton reports it) is the base every candidate edits, so a
 cluster's PyTorch-backend config stays a PyTorch-backend config; at the end the model is loaded again
-from its repository configuration.
+with the configuration it was served with.
 """
 
 from __future__ import annotations
@@ -172,8 +172,10 @@ class Measurer:
 
     def close(self) -> None:
         if self._client is not None and self.base_config:
-            try:  # back to the repository's configuration
-                self._client.load_model(self.model, client_timeout=LOAD_TIMEOUT_S)
+            # Back to the configuration it was served with. A plain `load` would not do: Triton keeps serving
+            # the last override until the model's repository files change.
+            try:
+                self._client.load_model(self.model, config=json.dumps(self.base_config), client_timeout=LOAD_TIMEOUT_S)
             except Exception:
                 pass
         for thing in (self._gen, self._endpoint, self._client):
