@@ -392,3 +392,24 @@ def test_stack_gives_the_p99_objective_and_the_flag_overrides_it(small_repo, tmp
     assert objective == Objective(want.max_p99_ms, want.p99_concurrency) and objective.max_p99_ms is not None
     o.max_p99_ms = 7.5
     assert check_options(o)[0].max_p99_ms == 7.5
+
+
+def test_an_interrupted_search_keeps_every_finished_candidate(tmp_path):
+    path = tmp_path / "r.jsonl"
+    rf = ResultsFile(path, "text_encoder").check()
+    rf.open_for_append()
+    measure, calls = fake_measure(score)
+
+    def interrupted(c):
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # Ctrl-C during the third candidate
+        return measure(c)
+
+    space = build_space(BASE, cpus=2, max_batch_size=64)
+    with pytest.raises(KeyboardInterrupt):
+        coordinate_descent(BASE, space, interrupted, Objective(), budget_s=1e9, max_candidates=100, on_result=rf.append)
+    rerun = ResultsFile(path, "text_encoder").check()
+    assert set(rerun.known) == {c.key for c in calls} and len(calls) == 2
+    measure2, calls2 = fake_measure(score)
+    coordinate_descent(BASE, space, measure2, Objective(), budget_s=1e9, max_candidates=100, known=rerun.known)
+    assert not {c.key for c in calls2} & set(rerun.known)

@@ -138,7 +138,7 @@ def run_tune(o: TuneOptions, console) -> int:
     outcome = None
     with target() as (grpc_url, metrics_url):
         with Measurer(grpc_url, o.model, o.repo_dir, objective, settings, metrics_url=metrics_url,
-                      url_flag="--url" if address else "the local plane") as measurer:
+                      url_flag="--url" if address else "the local plane", restore=address is not None) as measurer:
             baseline = baseline_of(measurer.base_config, cpus)
             space = build_space(baseline, cpus=cpus, max_batch_size=model.max_batch_size)
             results.open_for_append()
@@ -219,6 +219,8 @@ def results_table(outcome, baseline, objective):
             notes.append("[bold green]best[/]")
         if r.resumed:
             notes.append("from results file")
+        if lv is not None and not lv.stable:
+            notes.append("unstable")  # its last windows differed by more than 10 %: figures less certain
         if r.error:
             notes.append(f"[red]{r.error}[/]")
         c = r.candidate

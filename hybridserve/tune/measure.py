@@ -116,7 +116,7 @@ class Measurer:
     """Measures candidates of `model` on the Triton at `grpc_url`. Use as a context manager."""
 
     def __init__(self, grpc_url: str, model: str, repo_dir: Path, objective: Objective, settings: MeasureSettings,
-                 *, metrics_url: str | None = None, url_flag: str = "--url"):
+                 *, metrics_url: str | None = None, url_flag: str = "--url", restore: bool = True):
         self.grpc_url = grpc_url
         self.metrics_url = metrics_url
         self.model = model
@@ -124,6 +124,7 @@ class Measurer:
         self.objective = objective
         self.settings = settings
         self.url_flag = url_flag
+        self.restore = restore  # leave the model as it was served (not needed on a plane about to stop)
         self.on_progress: Callable[[str], None] = lambda text: None
         self._endpoint = None
         self._gen = None
@@ -171,7 +172,7 @@ class Measurer:
         self.close()
 
     def close(self) -> None:
-        if self._client is not None and self.base_config:
+        if self._client is not None and self.base_config and self.restore:
             # Back to the configuration it was served with. A plain `load` would not do: Triton keeps serving
             # the last override until the model's repository files change.
             try:
