@@ -413,3 +413,17 @@ def test_an_interrupted_search_keeps_every_finished_candidate(tmp_path):
     measure2, calls2 = fake_measure(score)
     coordinate_descent(BASE, space, measure2, Objective(), budget_s=1e9, max_candidates=100, known=rerun.known)
     assert not {c.key for c in calls2} & set(rerun.known)
+
+
+@pytest.mark.parametrize(("args", "needle"), [(["--window", "0"], "--window 0"), (["--max-concurrency", "0"], "--max-concurrency 0")])
+def test_measurement_flags_are_named(args, needle, small_repo, tmp_path, capsys):
+    code, out, err = run_cli(["models", "tune", "text_encoder", *args, "--repo", str(small_repo),
+                              "--results", str(tmp_path / "r.jsonl")], capsys)
+    assert code == 2 and needle in err
+
+
+def test_repo_that_is_a_file_is_named(tmp_path, capsys):
+    f = tmp_path / "model_repo"
+    f.write_text("")
+    code, out, err = run_cli(["models", "tune", "text_encoder", "--repo", str(f)], capsys)
+    assert code == 2 and "--repo" in err and "is a file, not a directory" in err
