@@ -427,3 +427,9 @@ def test_repo_that_is_a_file_is_named(tmp_path, capsys):
     f.write_text("")
     code, out, err = run_cli(["models", "tune", "text_encoder", "--repo", str(f)], capsys)
     assert code == 2 and "--repo" in err and "is a file, not a directory" in err
+
+
+def test_results_path_that_is_a_directory_is_refused(tmp_path):
+    with pytest.raises(UserError, match="--results") as info:
+        ResultsFile(tmp_path, "text_encoder").check()
+    assert "is a directory" in info.value.message

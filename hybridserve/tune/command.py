@@ -180,12 +180,12 @@ def run_tune(o: TuneOptions, console) -> int:
 def write_best(o: TuneOptions, model, c, cpus: int, console) -> None:
     """Put the candidate into the model's config.pbtxt (tuned fields only), validate, else put the original back."""
     from hybridserve.models.repository import CONFIG_FILE, display_path, validate_repository
-    from hybridserve.tune.pbtxt import _parse, tuned_text, write_atomically
+    from hybridserve.tune.pbtxt import parse_config, tuned_text, write_atomically
 
     path = Path(model.path) / CONFIG_FILE
     shown = display_path(path)
     text = path.read_text(encoding="utf-8")
-    config = _parse(text, shown)
+    config = parse_config(text, shown)
     # Threads are pinned only where the file already pins them or model.py's rule (CPUs // instances) would differ.
     set_threads = "torch_num_threads" in config.parameters or c.threads != max(1, cpus // c.instances)
     new = tuned_text(text, c, where=shown, set_threads=set_threads)

@@ -119,7 +119,7 @@ class _Edit:
         self.text = self.text.rstrip("\n") + "\n\n" + block.rstrip("\n") + "\n"
 
 
-def _parse(text: str, where: str):
+def parse_config(text: str, where: str):
     from google.protobuf import text_format
     from tritonclient.grpc import model_config_pb2
 
@@ -153,7 +153,7 @@ def tuned_text(text: str, c: Candidate, *, where: str, threads_parameter: str = 
     """config.pbtxt `text` with the candidate's fields written in; UserError (nothing written) when the
     file's layout is not one this edit can keep intact. `set_threads` False leaves the threads parameter
     alone (model.py's own rule, CPUs // instances, gives the candidate's count wherever it runs)."""
-    original = _parse(text, where)
+    original = parse_config(text, where)
     if len(original.instance_group) > 1:
         raise UserError(f"{where}: instance_group has {len(original.instance_group)} groups; models tune sets the "
                         "count of a single group. Merge them or set the count by hand.", exit_code=2)
@@ -221,7 +221,7 @@ def tuned_text(text: str, c: Candidate, *, where: str, threads_parameter: str = 
             f'parameters: {{\n  key: "{threads_parameter}"\n  value: {{ string_value: "{c.threads}" }}\n}}'
         )
 
-    got = _parse(e.text, f"{where} (as models tune would write it)")
+    got = parse_config(e.text, f"{where} (as models tune would write it)")
     if got != expected_config(original, c, threads_parameter, set_threads=set_threads):
         raise UserError(f"{where}: could not edit the tuned fields without changing others (its layout is unusual); "
                         f"set them by hand: {c.describe()}", exit_code=2)

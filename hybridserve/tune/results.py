@@ -39,12 +39,13 @@ class ResultsFile:
 
     def check(self) -> "ResultsFile":
         """Read what is there (UserError exit 2 when it is not this model's results file). Writes nothing."""
+        from hybridserve.paths import output_path_problem
+
         p = self.path
-        if p.exists() and not p.is_file():
-            raise _bad(p, "is a directory, not a file")
+        problem = output_path_problem(p)
+        if problem:  # found now, not after the servers started
+            raise _bad(p, problem)
         if not p.exists():
-            if p.parent.exists() and not p.parent.is_dir():
-                raise _bad(p, f"{p.parent} is a file, not a directory")
             return self
         try:
             raw = p.read_bytes()
