@@ -83,4 +83,3 @@ def validate_command(repo: RepoOption = None) -> None:
             f"{m.atol:.0e} / {m.rtol:.0e}",
         )
     make_console().print(table)
-
