@@ -51,6 +51,11 @@ def build_command(
     make_console().print(table)
 
 
+from hybridserve.tune.command import tune_command  # noqa: E402
+
+app.command("tune")(tune_command)
+
+
 @app.command("validate")
 def validate_command(repo: RepoOption = None) -> None:
     """Check every config.pbtxt with Triton's schema, the layout, the backend and the built artifacts (exit code 2 on problems).
