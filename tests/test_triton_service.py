@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from hybridserve.gateagreement import CANDIDATE_ENV, SERVED_ENV
 from hybridserve.gatejob import GATE_DIR, METRICS_URL_ENV, URL_ENV
 from hybridserve.paths import repo_root
 from hybridserve.stackconfig import StackConfigError, build_stack_config, stack_files
@@ -407,7 +408,7 @@ def test_candidate_gate_runs_the_deployments_triton_as_a_sidecar_and_the_gate_on
         job = candidate_of(plan, site).inputs
         pod = job["spec"]["template"]["spec"]
         serving_pod = deployment(plan, site)["spec"]["template"]["spec"]
-        [sidecar] = pod["initContainers"]
+        [sidecar, agreement] = pod["initContainers"]
         # Triton as the Deployment runs it (image, arguments on the new URI, resources with the GPU, identity,
         # mounts), as a native sidecar; started once live, so a model that fails to load is the gate's report
         expected = {k: v for k, v in container(plan, site).items() if k != "lifecycle"}
@@ -424,8 +425,15 @@ def test_candidate_gate_runs_the_deployments_triton_as_a_sidecar_and_the_gate_on
         assert gate["image"] == s.gate_image and gate["command"] == post["command"]
         env = {e["name"]: e["value"] for e in gate["env"]}
         assert env[URL_ENV] == f"127.0.0.1:{s.grpc_port}" and env[METRICS_URL_ENV] == f"127.0.0.1:{s.metrics_port}"
-        sc = gate["securityContext"]
-        assert sc["readOnlyRootFilesystem"] is True and sc["runAsNonRoot"] is True and sc["capabilities"] == {"drop": ["ALL"]}
+        # between them, once Triton has started: old against new on the reference inputs (reports, never fails)
+        assert agreement["image"] == s.gate_image and "restartPolicy" not in agreement
+        assert agreement["command"] == ["python3", "agreement.py", "--model-repo", "model_repo", "--wait-s", f"{s.slo.wait_ready_seconds:g}"]
+        agree_env = {e["name"]: e["value"] for e in agreement["env"]}
+        assert agree_env[CANDIDATE_ENV] == f"127.0.0.1:{s.grpc_port}" and agree_env[SERVED_ENV] == f"triton.{s.namespace}.svc.cluster.local:{s.grpc_port}"
+        for c in (gate, agreement):
+            sc = c["securityContext"]
+            assert sc["readOnlyRootFilesystem"] is True and sc["runAsNonRoot"] is True and sc["capabilities"] == {"drop": ["ALL"]}
+            assert c["resources"]["limits"]["cpu"] and c["resources"]["limits"]["memory"]
         # no Service selects the candidate: it takes no traffic
         labels = job["spec"]["template"]["metadata"]["labels"]
         for svc in ("service", "load-balancer"):
@@ -450,7 +458,12 @@ def test_candidate_network_policy_lets_triton_read_the_store_and_nothing_in(name
         assert spec["podSelector"]["matchLabels"].items() <= labels.items()
         assert spec["policyTypes"] == ["Ingress", "Egress"] and spec["ingress"] == []
         serving = child(plan, f"triton-{site}", "kubernetes:networking.k8s.io/v1:NetworkPolicy", "network-policy").inputs["spec"]
-        assert spec["egress"] == serving["egress"]  # DNS and the object store's port, never the metadata service
+        # DNS and the object store's port (never the metadata service), as Triton's pods; and the serving pods'
+        # gRPC port, which admit the candidate there (the agreement step)
+        grpc = plan.config.serving.grpc_port
+        assert spec["egress"] == [*serving["egress"], {"to": [{"podSelector": {"matchLabels": serving["podSelector"]["matchLabels"]}}], "ports": [{"port": grpc, "protocol": "TCP"}]}]
+        admitted = [r for r in serving["ingress"] if any(p.get("podSelector", {}).get("matchLabels", {}).items() <= labels.items() and p.get("podSelector") for p in r["from"])]
+        assert [r["ports"] for r in admitted] == [[{"port": "grpc", "protocol": "TCP"}]]
         # the post-rollout gate's policy does not select the candidate (it may reach the serving pods)
         gate_policy = child(plan, f"triton-{site}", "kubernetes:networking.k8s.io/v1:NetworkPolicy", "gate-network-policy").inputs["spec"]
         assert not gate_policy["podSelector"]["matchLabels"].items() <= labels.items()
@@ -515,7 +528,7 @@ def test_policy_pack_checks_tritons_sidecar_in_the_candidate_job():
     assert not [v for v in rules.evaluate(rules.resources_from_plan(items), None) if v.policy == "triton-pod-hardening"]
     broken = copy.deepcopy(items)
     job = next(i for i in broken if i["name"] == "triton-aws-candidate-gate")
-    [sidecar] = job["inputs"]["spec"]["template"]["spec"]["initContainers"]
+    sidecar = job["inputs"]["spec"]["template"]["spec"]["initContainers"][0]
     sidecar["securityContext"]["runAsUser"] = 0
     del sidecar["livenessProbe"]
     sidecar["args"] = [a for a in sidecar["args"] if not a.startswith("--model-control-mode")]

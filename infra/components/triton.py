@@ -24,8 +24,10 @@ Built per site in `serving.targets` by infra/components/serving.py, after the cl
 - the pre-traffic (candidate) gate, before the Deployment changes: a Job per candidate (published
   version and Triton's container) that runs Triton exactly as the Deployment would (same image,
   arguments, identity, GPU request, placement) as a native sidecar (an init container with
-  `restartPolicy: Always`, Kubernetes >= 1.29; every catalogued EKS and Magnum version has it) and
-  the smoke gate against it on localhost as the main container: when the gate exits, the kubelet
+  `restartPolicy: Always`, Kubernetes >= 1.29; every catalogued EKS and Magnum version has it); then
+  an init container that sends the reference inputs to the candidate and to the version serving now
+  and reports their agreement (it judges nothing: hybridserve/gateagreement.py); then the smoke gate
+  against the candidate on localhost as the main container: when the gate exits, the kubelet
   stops Triton and the Job completes. Its pods carry no label a Service selects, so the candidate
   takes no traffic. The Deployment `depends_on` this Job: a failed candidate fails `pulumi up`
   before any serving pod changes (the old version keeps serving); a passing one lets the rolling
@@ -54,7 +56,8 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
-from hybridserve.gatejob import GATE_DIR, METRICS_URL_ENV, URL_ENV, configmap_payload, files_digest, gate_command
+from hybridserve.gateagreement import CANDIDATE_ENV, SERVED_ENV
+from hybridserve.gatejob import GATE_DIR, METRICS_URL_ENV, URL_ENV, agreement_command, configmap_payload, files_digest, gate_command
 from hybridserve.stackconfig.schema.clusters import GPU_PRESENT_LABEL, POOL_LABEL
 from hybridserve.stackconfig.schema.serving import ServingConfig
 from hybridserve.tritonargs import CREDENTIALS_FILE_ENV, Listen, s3_credentials_file, server_arguments
@@ -76,6 +79,7 @@ CREDENTIALS_MOUNT = "/var/run/secrets/hybridserve/s3"
 CREDENTIALS_KEY = "credentials.json"
 PREPULL_RESOURCES = {"requests": {"cpu": "5m", "memory": "16Mi"}, "limits": {"cpu": "50m", "memory": "32Mi"}}
 GATE_RESOURCES = {"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"cpu": "2", "memory": "2Gi"}}
+AGREEMENT_RESOURCES = {"requests": {"cpu": "250m", "memory": "512Mi"}, "limits": {"cpu": "1", "memory": "1Gi"}}
 VERSION_ANNOTATION = "hybridserve.io/model-version"
 REPOSITORY_ANNOTATION = "hybridserve.io/model-repository"
 # Where kube-dns runs on both clusters (EKS CoreDNS and Magnum's CoreDNS keep this label).
@@ -295,9 +299,11 @@ def gate_volumes(config_map: pulumi.Input[str], items: list[dict[str, str]], tmp
 
 
 def candidate_pod_spec(args: TritonServiceArgs, uri: str, version: str, *, command: list[str], config_map: str,
-                       items: list[dict[str, str]]) -> dict[str, Any]:
+                       items: list[dict[str, str]], served: str) -> dict[str, Any]:
     """The candidate gate's pod (plain data: its hash names the Job): the Deployment's Triton container as a
-    native sidecar, the smoke gate as the main container against it on the loopback interface."""
+    native sidecar; then the agreement step (old against new on the reference inputs: the candidate on
+    the loopback interface, the version serving now at `served`, host:port); then the smoke gate as the
+    main container against the candidate."""
     s = args.serving
     template = deployment_spec(args, uri, version)["template"]
     pod = copy.deepcopy(template["spec"])
@@ -310,13 +316,22 @@ def candidate_pod_spec(args: TritonServiceArgs, uri: str, version: str, *, comma
     # the gate reports why (the repository index); a startup probe on ready would restart Triton instead.
     server["startupProbe"] = {**server["startupProbe"], "httpGet": {"path": "/v2/health/live", "port": "http"}}
     del pod["topologySpreadConstraints"]  # one pod
+    loopback = f"{LOOPBACK}:{s.grpc_port}"
+    agreement = {
+        # A plain init container after the sidecar: runs once Triton is started, ends before the gate's load.
+        **gate_container(s, agreement_command(s.slo.wait_ready_seconds), loopback, f"{LOOPBACK}:{s.metrics_port}", "gate-tmp"),
+        "name": "agreement",
+        "resources": AGREEMENT_RESOURCES,
+    }
+    agreement["env"] = [{"name": CANDIDATE_ENV, "value": loopback}, {"name": SERVED_ENV, "value": served},
+                        *[e for e in agreement["env"] if e["name"] not in (URL_ENV, METRICS_URL_ENV)]]
     pod.update(
         restartPolicy="Never",
         # The smoke gate leaves when it is done; Triton drains nothing (no client but the gate).
         terminationGracePeriodSeconds=s.drain_seconds + 10,
-        initContainers=[server],
+        initContainers=[server, agreement],
         # Its own /tmp: Triton's (the model copy) is not the gate's business.
-        containers=[gate_container(s, command, f"{LOOPBACK}:{s.grpc_port}", f"{LOOPBACK}:{s.metrics_port}", "gate-tmp")],
+        containers=[gate_container(s, command, loopback, f"{LOOPBACK}:{s.metrics_port}", "gate-tmp")],
         volumes=[*pod["volumes"], *gate_volumes(config_map, items, "gate-tmp")],
     )
     return {
@@ -385,6 +400,13 @@ class TritonService(pulumi.ComponentResource):
             opts=k8s_opts(self.namespace),
         )
 
+        self.network_policy = k8s.networking.v1.NetworkPolicy(
+            f"{name}-network-policy",
+            metadata={"name": NAME, "namespace": ns_name, "labels": labels_of(site, "inference-server")},
+            spec=self._network_policy(args, selector_of("inference-server")),
+            opts=k8s_opts(self.namespace),
+        )
+
         # --- the gate's files (both gates mount them) -------------------------------------------------------
         gate = args.gate
         data, binary, items = configmap_payload(gate.files)
@@ -406,18 +428,24 @@ class TritonService(pulumi.ComponentResource):
         # --- the candidate gate: the new version alone, before the Deployment changes ------------------------
         self.candidate_network_policy = k8s.networking.v1.NetworkPolicy(
             f"{name}-candidate-network-policy",
-            # Gate and Triton talk over the pod's loopback; out: DNS and the object store, as Triton's pods.
+            # Gate and Triton talk over the pod's loopback; out: DNS and the object store, as Triton's pods, and
+            # the serving pods' gRPC port (the agreement step asks the version serving now).
             metadata={"name": CANDIDATE_NAME, "namespace": ns_name, "labels": labels_of(site, "candidate-gate")},
             spec={
                 "podSelector": {"matchLabels": selector_of("candidate-gate")},
                 "policyTypes": ["Ingress", "Egress"],
                 "ingress": [],
-                "egress": self._egress(args),
+                "egress": [
+                    *self._egress(args),
+                    {"to": [{"podSelector": {"matchLabels": selector_of("inference-server")}}], "ports": [{"port": s.grpc_port, "protocol": "TCP"}]},
+                ],
             },
             opts=k8s_opts(self.namespace),
         )
+        internal = f"{NAME}.{ns_name}.svc.cluster.local"
         candidate = pulumi.Output.all(args.model_repository, args.model_version).apply(
-            lambda a: candidate_pod_spec(args, a[0], a[1], command=command, config_map=gate_files_name, items=items)
+            lambda a: candidate_pod_spec(args, a[0], a[1], command=command, config_map=gate_files_name, items=items,
+                                         served=f"{internal}:{s.grpc_port}")
         )
         # Named after what it validates: the candidate's pod (Triton's image, arguments with the published
         # URI, resources; the gate's image and command with the SLOs) and the gate's files.
@@ -439,7 +467,7 @@ class TritonService(pulumi.ComponentResource):
                 "activeDeadlineSeconds": candidate_deadline,
                 "template": candidate,
             },
-            opts=k8s_opts(*identity_deps, *args.depends_on, self.gate_files, self.default_deny, self.candidate_network_policy),
+            opts=k8s_opts(*identity_deps, *args.depends_on, self.gate_files, self.default_deny, self.candidate_network_policy, self.network_policy),
         )
 
         # --- the Deployment -------------------------------------------------------------------------
@@ -490,12 +518,6 @@ class TritonService(pulumi.ComponentResource):
             metadata={"name": NAME, "namespace": ns_name, "labels": labels_of(site, "inference-server")},
             # One pod at a time may be evicted (node drains, scale-down): never the whole service.
             spec={"maxUnavailable": 1, "selector": {"matchLabels": selector}},
-            opts=k8s_opts(self.namespace),
-        )
-        self.network_policy = k8s.networking.v1.NetworkPolicy(
-            f"{name}-network-policy",
-            metadata={"name": NAME, "namespace": ns_name, "labels": labels_of(site, "inference-server")},
-            spec=self._network_policy(args, selector),
             opts=k8s_opts(self.namespace),
         )
         self.gate_network_policy = k8s.networking.v1.NetworkPolicy(
@@ -586,7 +608,6 @@ class TritonService(pulumi.ComponentResource):
         )
 
         # --- the smoke gate after the rollout ------------------------------------------------------------
-        internal = f"{NAME}.{ns_name}.svc.cluster.local"
         job_name = spec.apply(lambda d: f"{GATE_NAME}-{spec_hash(d, gate.spec, gate_digest, s.gate_image, command)[:10]}")
         gate_deps = [self.deployment, self.service, self.network_policy, self.gate_network_policy, self.gate_files]
         self.gate_job = k8s.batch.v1.Job(
@@ -632,6 +653,8 @@ class TritonService(pulumi.ComponentResource):
         ingress: list[dict[str, Any]] = [
             # The smoke gate's pods, in this namespace.
             {"from": [{"podSelector": {"matchLabels": selector_of("smoke-gate")}}], "ports": [*inference, {"port": "metrics", "protocol": "TCP"}]},
+            # The candidate gate's agreement step, in this namespace: the same inputs to the version serving now.
+            {"from": [{"podSelector": {"matchLabels": selector_of("candidate-gate")}}], "ports": [{"port": "grpc", "protocol": "TCP"}]},
         ]
         if s.client_namespaces:
             ingress.append({
