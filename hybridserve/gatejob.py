@@ -4,6 +4,7 @@ The Job runs a stock image (the Triton SDK image of the serving release: python3
 with the gate's own code and the reference sets mounted from one ConfigMap at `GATE_DIR`:
 
     /gate/smoke_tests/*.py                      the gate (it imports nothing of the kit)
+    /gate/agreement.py                          old against new on the same inputs (hybridserve/gateagreement.py)
     /gate/model_repo/<model>/config.pbtxt       the served config (tensor names, tolerances)
     /gate/model_repo/<model>/<v>/reference.npz  inputs and expected outputs from `hybridserve models build`
 
@@ -30,6 +31,7 @@ METRICS_URL_ENV = "HYBRIDSERVE_TRITON_METRICS_URL"  # its --metrics-url default
 # Kubernetes keeps a ConfigMap in etcd: 1 MiB in all; leave room for the object's metadata.
 CONFIGMAP_BUDGET = 900 * 1024
 _GATE_FILES = ("*.py", "report.schema.json")
+AGREEMENT_FILE = "agreement.py"  # the candidate gate's agreement step, run as a script from GATE_DIR
 
 
 def _smoke_tests_dir() -> Path:
@@ -59,6 +61,7 @@ def gate_files(repo_dir: Path, models: Iterable[str], config_of: Callable[[str],
     any reference.npz is a UserError: the gate could not check its outputs (`hybridserve models build`).
     """
     files = gate_code()
+    files[AGREEMENT_FILE] = Path(__file__).with_name("gateagreement.py").read_bytes()
     missing = []
     for model in models:
         model_dir = Path(repo_dir) / model
@@ -121,3 +124,9 @@ def gate_command(spec: Mapping, *, profile: str, max_concurrency: int, client_pr
         "--json", "-",  # the report as one marked line after the human one: `kubectl logs` keeps both
     ]
     return command
+
+
+def agreement_command(wait_s: float) -> list[str]:
+    """The candidate gate's agreement step, relative to GATE_DIR; the two servers come from
+    hybridserve.gateagreement.CANDIDATE_ENV and SERVED_ENV (the Job sets them)."""
+    return ["python3", AGREEMENT_FILE, "--model-repo", GATE_REPO, "--wait-s", f"{wait_s:g}"]

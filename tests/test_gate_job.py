@@ -1,4 +1,4 @@
-"""The smoke gate Job as the program renders it, run for real: its own command line, against a real tritonserver.
+"""The smoke gate Jobs as the program renders them, run for real: their own command lines, against a real tritonserver.
 
 The test takes the Job and ConfigMap from the offline plan of a stack (as `hybridserve plan --manifests`
 writes them), lays the ConfigMap's files out in a directory the way the volume's `items` mount them,
@@ -8,6 +8,13 @@ the Job's environment pointing at a local tritonserver serving the built models.
 stack's SLOs and fails (exit 1) when the stack asks for an impossible throughput. The passing run's log
 is then what `hybridserve smoke-report` reads through stand-ins of the two CLIs it drives (pulumi and
 kubectl cannot run here).
+
+The candidate gate Job (before the rollout) runs the same gate as its main container against Triton in the
+same pod (a native sidecar) over the loopback interface: its command runs here against a local tritonserver
+serving the built models (it passes) and one serving a copy whose text encoder gives other outputs (it
+fails, exit 5, correctness): that Job would fail `pulumi up` before the Deployment changed. Its agreement
+step (an init container between Triton and the gate) runs the same way: identical outputs against the same
+server, a difference against the broken copy, a note (and exit 0) when nothing serves yet.
 """
 
 from __future__ import annotations
@@ -25,7 +32,10 @@ import pytest
 import yaml
 
 from gateenv import SITE_FAILED, blocked_env
+from hybridserve.gateagreement import CANDIDATE_ENV, SERVED_ENV
+from hybridserve.gateagreement import MARKER as AGREEMENT_MARKER
 from hybridserve.gatejob import METRICS_URL_ENV, URL_ENV
+from hybridserve.local.process import free_ports
 from hybridserve.local.triton import TritonServer
 from hybridserve.paths import repo_root
 from infra.manifests import render
@@ -49,17 +59,20 @@ def _stack_variant(stacks: Path, min_throughput: float) -> Path:
     return path
 
 
-def _job_and_files(path: Path, site: str = "aws") -> tuple[dict, dict]:
+def _job_and_files(path: Path, site: str = "aws", prefix: str = "triton-smoke-") -> tuple[dict, dict]:
+    """The gate Job whose name starts with `prefix` (the post-rollout gate, or triton-candidate-) and its ConfigMap."""
     manifests = render(plan_stack_file(path)).clusters[site].manifests
-    [job] = [m for m in manifests if m["kind"] == "Job"]
+    [job] = [m for m in manifests if m["kind"] == "Job" and m["metadata"]["name"].startswith(prefix)]
     [config_map] = [m for m in manifests if m["kind"] == "ConfigMap"]
     return job, config_map
 
 
-def _lay_out(job: dict, config_map: dict, root: Path) -> tuple[list[str], dict[str, str], Path]:
-    """The container's command, environment and working directory, with the ConfigMap mounted as its items say."""
+def _lay_out(job: dict, config_map: dict, root: Path, container: dict | None = None) -> tuple[list[str], dict[str, str], Path]:
+    """The container's (default: the main one) command, environment and working directory, with the ConfigMap
+    mounted as its items say."""
     pod = job["spec"]["template"]["spec"]
-    [container] = pod["containers"]
+    if container is None:
+        [container] = pod["containers"]
     mount = next(m["mountPath"] for m in container["volumeMounts"] if m["name"] == "gate")
     [volume] = [v for v in pod["volumes"] if v["name"] == "gate"]
     assert volume["configMap"]["name"] == config_map["metadata"]["name"]
@@ -85,9 +98,13 @@ def triton(built_model_repo, tmp_path_factory):
     server.stop()
 
 
-def _run_job(command: list[str], job_env: dict[str, str], workdir: Path, triton: TritonServer, tmp_path: Path) -> subprocess.CompletedProcess:
-    # The Job's own environment, its two endpoints pointed at the local server instead of the Service.
-    env = blocked_env(tmp_path / "site", **{**job_env, URL_ENV: triton.grpc_url, METRICS_URL_ENV: triton.metrics_url, "HOME": str(tmp_path)})
+def _run_job(command: list[str], job_env: dict[str, str], workdir: Path, triton: TritonServer | None, tmp_path: Path,
+             **endpoints: str) -> subprocess.CompletedProcess:
+    # The Job's own environment, its two endpoints pointed at the local server instead of the Service (or
+    # `endpoints`: other variables to point elsewhere).
+    if triton is not None:
+        endpoints = {URL_ENV: triton.grpc_url, METRICS_URL_ENV: triton.metrics_url, **endpoints}
+    env = blocked_env(tmp_path / "site", **{**job_env, **endpoints, "HOME": str(tmp_path)})
     assert command[0] == "python3"
     argv = [sys.executable, *command[1:]]  # the image's python3 is this interpreter here
     proc = subprocess.run(argv, cwd=workdir, env=env, capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL)
@@ -122,6 +139,72 @@ def test_the_jobs_command_passes_and_fails_on_an_impossible_slo(triton, tmp_path
     assert report2["passed"] is False and any("throughput" in v["message"] for v in report2["violations"])
 
     _smoke_report_reads_the_log(passed.stdout, job, tmp_path, monkeypatch, capsys)
+
+
+def _other_outputs(repo: Path, model: str) -> None:
+    """A new version of `model` that loads and answers, with other weights: the outputs its reference set
+    does not hold (a bad training run, a wrong checkpoint)."""
+    import torch
+
+    path = repo / model / "1" / "model.pt"
+    module = torch.jit.load(str(path))
+    generator = torch.Generator().manual_seed(13)
+    with torch.no_grad():
+        for parameter in module.parameters():
+            parameter.add_(0.2 * torch.randn(parameter.shape, generator=generator, dtype=parameter.dtype))
+    torch.jit.save(module, str(path))
+
+
+def test_the_candidate_gate_passes_a_good_version_and_fails_one_with_wrong_outputs(triton, built_model_repo, tmp_path: Path):
+    stacks = tmp_path / "stacks"
+    stacks.mkdir()
+    path = _stack_variant(stacks, min_throughput=1.0)
+    job, config_map = _job_and_files(path, prefix="triton-candidate-")
+    post, _ = _job_and_files(path)
+    pod = job["spec"]["template"]["spec"]
+    [sidecar, agreement] = pod["initContainers"]
+    assert sidecar["restartPolicy"] == "Always" and sidecar["command"] == ["tritonserver"]
+    grpc = next(p["containerPort"] for p in sidecar["ports"] if p["name"] == "grpc")
+    assert f"--grpc-port={grpc}" in sidecar["args"] and "--grpc-address=0.0.0.0" in sidecar["args"]
+    command, job_env, workdir = _lay_out(job, config_map, tmp_path / "candidate")
+    # the same gate as after the rollout, aimed at the sidecar in its own pod instead of the Service
+    assert command == post["spec"]["template"]["spec"]["containers"][0]["command"]
+    assert job_env[URL_ENV] == f"127.0.0.1:{grpc}"
+
+    passed = _run_job(command, job_env, workdir, triton, tmp_path)
+    assert passed.returncode == 0, passed.stdout[-3000:] + passed.stderr[-3000:]
+    assert extract_report(passed.stdout)["passed"] is True
+
+    broken_repo = tmp_path / "broken_repo"
+    shutil.copytree(built_model_repo, broken_repo, ignore=shutil.ignore_patterns("__pycache__"))
+    _other_outputs(broken_repo, "text_encoder")
+    root = tmp_path / "broken-triton"
+    agree_command, agree_env, agree_dir = _lay_out(job, config_map, tmp_path / "agreement", agreement)
+    assert agree_env[CANDIDATE_ENV] == f"127.0.0.1:{grpc}" and agree_env[SERVED_ENV].startswith("triton.triton.svc.cluster.local:")
+
+    def agree(candidate: str, served: str) -> dict:
+        proc = _run_job(agree_command, agree_env, agree_dir, None, tmp_path, **{CANDIDATE_ENV: candidate, SERVED_ENV: served})
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]  # it reports; it never stops a rollout
+        [line] = [x for x in proc.stdout.splitlines() if x.startswith(AGREEMENT_MARKER)]
+        return json.loads(line[len(AGREEMENT_MARKER):])
+
+    same = agree(triton.grpc_url, triton.grpc_url)
+    [model] = same["models"]
+    [output] = model["outputs"]
+    assert same["note"] is None and model["name"] == "text_encoder" and output["output"] == "embedding"
+    assert output["rows"] > 0 and output["max_abs_diff"] == 0.0 and output["min_cosine"] > 0.999999
+    first = agree(triton.grpc_url, f"127.0.0.1:{free_ports(1)[0]}")  # nothing serves yet: a first rollout
+    assert first["models"] == [] and "no version to compare with" in first["note"]
+
+    with TritonServer(broken_repo, ["text_encoder"], log_path=root / "triton.log", work_dir=root / "work", startup_timeout=240) as broken:
+        differs = agree(broken.grpc_url, triton.grpc_url)
+        failed = _run_job(command, job_env, workdir, broken, tmp_path)
+    [output] = differs["models"][0]["outputs"]
+    assert output["max_abs_diff"] > 2e-3 and output["mean_cosine"] < 0.999  # beyond the served config's tolerance
+    assert failed.returncode == 5, failed.stdout[-3000:] + failed.stderr[-3000:]  # smoke_tests ExitCode.CORRECTNESS
+    report = extract_report(failed.stdout)
+    [model] = report["models"]
+    assert report["passed"] is False and model["name"] == "text_encoder" and model["correctness"]["status"] == "failed"
 
 
 def _fake_cli(bin_dir: Path, name: str, script: str) -> None:

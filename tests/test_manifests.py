@@ -76,6 +76,10 @@ def test_every_manifest_validates_strictly(planned, name):
         assert sorted(cm.urns) == sorted(planned_urns)
         assert cm.kubernetes_version in supported_versions()
         assert validate(cm.manifests, cm.kubernetes_version) == [], f"{name}/{cluster}"
+        # among them the candidate gate: Triton as a native sidecar (the schema knows restartPolicy on containers),
+        # then the agreement step as a plain init container
+        [candidate] = [m for m in cm.manifests if m["kind"] == "Job" and m["metadata"]["name"].startswith("triton-candidate-")]
+        assert [c.get("restartPolicy") for c in candidate["spec"]["template"]["spec"]["initContainers"]] == ["Always", None]
         assert not any(marker in json.dumps(cm.manifests) for marker in MARKERS)
 
     # the Swift credentials Secret: its values are secret in the plan, stood in and recorded

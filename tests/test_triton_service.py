@@ -2,8 +2,9 @@
 
 Every example stack is planned once (the real program, infra/plan.py). The assertions read what the engine
 received: per site the publication, the Deployment (its arguments are the local plane's, from
-hybridserve.tritonargs), Services, PDB, NetworkPolicies, HPA, ServiceMonitor, image pre-pull and the smoke
-gate Job, and the order a `pulumi up` creates them in (the recorded dependencies).
+hybridserve.tritonargs), Services, PDB, NetworkPolicies, HPA, ServiceMonitor, image pre-pull, the candidate
+gate Job (the new version alone, before the Deployment changes) and the smoke gate Job after the rollout, and
+the order a `pulumi up` creates them in (the recorded dependencies).
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from hybridserve.gatejob import GATE_DIR, URL_ENV
+from hybridserve.gateagreement import CANDIDATE_ENV, SERVED_ENV
+from hybridserve.gatejob import GATE_DIR, METRICS_URL_ENV, URL_ENV
 from hybridserve.paths import repo_root
 from hybridserve.stackconfig import StackConfigError, build_stack_config, stack_files
 from hybridserve.stackconfig.catalog import HELM_CHARTS, TRITON_RELEASES
@@ -83,9 +85,18 @@ def test_each_site_gets_publication_triton_and_gate_in_dependency_order(name):
         pdb = child(plan, parent, "kubernetes:policy/v1:PodDisruptionBudget")
         policy = child(plan, parent, "kubernetes:networking.k8s.io/v1:NetworkPolicy", "network-policy")
         hpa = child(plan, parent, "kubernetes:autoscaling/v2:HorizontalPodAutoscaler")
-        job = child(plan, parent, "kubernetes:batch/v1:Job")
+        job = child(plan, parent, "kubernetes:batch/v1:Job", "smoke-gate")
+        candidate = child(plan, parent, "kubernetes:batch/v1:Job", "candidate-gate")
         assert pub.urn in deploy.dependencies  # published before the rollout reads it
         assert {deploy.urn, service.urn, policy.urn} <= set(job.dependencies)  # the gate runs after the rollout
+        # the candidate is gated before the Deployment changes: a failed candidate stops `pulumi up` there
+        assert candidate.urn in deploy.dependencies and deploy.urn not in candidate.dependencies
+        account = child(plan, parent, "kubernetes:core/v1:ServiceAccount").urn
+        files = child(plan, parent, "kubernetes:core/v1:ConfigMap").urn
+        candidate_policy = child(plan, parent, "kubernetes:networking.k8s.io/v1:NetworkPolicy", "candidate-network-policy").urn
+        assert {pub.urn, account, files, candidate_policy} <= set(candidate.dependencies)
+        if site == "openstack":  # its credential file, mounted from the Secret
+            assert child(plan, parent, "kubernetes:core/v1:Secret").urn in candidate.dependencies
         assert deploy.urn in hpa.dependencies
         namespace = child(plan, parent, "kubernetes:core/v1:Namespace").urn
         assert namespace in pdb.dependencies and namespace in service.dependencies
@@ -104,11 +115,13 @@ def test_plan_shows_each_sites_serving_in_creation_order(name):
     for site, order in rollout.items():
         kinds = [r.type.rsplit(":", 1)[-1] for r in order]
         position = {kind: kinds.index(kind) for kind in kinds}
-        assert position["ModelPublication"] < position["Deployment"] < position["Job"]
+        names = [r.name for r in order]
+        candidate, gate = names.index(f"triton-{site}-candidate-gate"), names.index(f"triton-{site}-smoke-gate")
+        assert position["ModelPublication"] < candidate < position["Deployment"] < gate
         assert position["Deployment"] < position["HorizontalPodAutoscaler"]
         for kind in ("Service", "PodDisruptionBudget", "NetworkPolicy"):
-            assert position[kind] < position["Job"], kind
-        assert kinds[-1] == "Job"  # the gate comes last: it judges what was rolled out
+            assert position[kind] < gate, kind
+        assert names[-1] == f"triton-{site}-smoke-gate"  # the gate comes last: it judges what was rolled out
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -124,6 +137,14 @@ def test_stack_outputs_per_site(name):
         assert gate["job"].startswith("triton-smoke-") and gate["namespace"] == ns
         assert gate["verdict"] == "not run"  # offline: no Job ran; after `pulumi up` it reads passed
         assert f"hybridserve smoke-report --stack {name} --site {site}" in gate["report"]
+        candidate = child(plan, f"triton-{site}", "kubernetes:batch/v1:Job", "candidate-gate").inputs["metadata"]["name"]
+        assert gate["candidate"]["job"] == candidate and gate["candidate"]["version"] == published["version"]
+        assert gate["candidate"]["verdict"] == "not run" and f"kubectl logs -n {ns} job/{candidate} -c smoke-gate" in gate["candidate"]["report"]
+        # the promotion record: the version, and per gate its Job, verdict and when it ran (the Job's status)
+        record = plan.outputs["promotions"][site]
+        assert (record["version"], record["uri"]) == (published["version"], published["uri"])
+        assert record["candidateGate"] == {"job": candidate, "verdict": "not run", "started": None, "completed": None}
+        assert record["rolloutGate"] == {"job": gate["job"], "verdict": "not run", "started": None, "completed": None}
 
 
 # --- the publication ------------------------------------------------------------------------------------
@@ -325,7 +346,7 @@ def test_image_is_prepulled_on_gpu_nodes_and_digests_can_be_pinned():
 
 
 def gate_of(plan: Plan, site: str) -> tuple[dict, dict]:
-    job = child(plan, f"triton-{site}", "kubernetes:batch/v1:Job").inputs
+    job = child(plan, f"triton-{site}", "kubernetes:batch/v1:Job", "smoke-gate").inputs
     config_map = child(plan, f"triton-{site}", "kubernetes:core/v1:ConfigMap").inputs
     return job, config_map
 
@@ -370,6 +391,149 @@ def test_gate_job_name_follows_what_it_validates(tmp_path: Path):
     # the same inputs give the same name: an unchanged stack does not rerun the gate
     again = plan_stack_file(EXAMPLES / "Pulumi.vision-dev.yaml")
     assert {site: gate_of(again, site)[0]["metadata"]["name"] for site in SITES} == base
+
+
+# --- the candidate gate (before traffic) ---------------------------------------------------------------------
+
+
+def candidate_of(plan: Plan, site: str) -> PlannedResource:
+    return child(plan, f"triton-{site}", "kubernetes:batch/v1:Job", "candidate-gate")
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_candidate_gate_runs_the_deployments_triton_as_a_sidecar_and_the_gate_on_loopback(name):
+    plan = plan_of(name)
+    s = plan.config.serving
+    for site in SITES:
+        job = candidate_of(plan, site).inputs
+        pod = job["spec"]["template"]["spec"]
+        serving_pod = deployment(plan, site)["spec"]["template"]["spec"]
+        [sidecar, agreement] = pod["initContainers"]
+        # Triton as the Deployment runs it (image, arguments on the new URI, resources with the GPU, identity,
+        # mounts), as a native sidecar; started once live, so a model that fails to load is the gate's report
+        expected = {k: v for k, v in container(plan, site).items() if k != "lifecycle"}
+        expected["startupProbe"] = {**expected["startupProbe"], "httpGet": {"path": "/v2/health/live", "port": "http"}}
+        assert sidecar == {**expected, "restartPolicy": "Always"}
+        assert f"--model-repository={publication(plan, site).inputs['uri']}" in sidecar["args"]
+        for key in ("serviceAccountName", "automountServiceAccountToken", "enableServiceLinks", "securityContext", "affinity", "tolerations"):
+            assert pod[key] == serving_pod[key], key
+        assert {v["name"]: v for v in serving_pod["volumes"]}.items() <= {v["name"]: v for v in pod["volumes"]}.items()
+        assert pod["restartPolicy"] == "Never"
+        # the gate: the stock SDK image and the post-rollout gate's command, against the sidecar over loopback
+        [gate] = pod["containers"]
+        [post] = gate_of(plan, site)[0]["spec"]["template"]["spec"]["containers"]
+        assert gate["image"] == s.gate_image and gate["command"] == post["command"]
+        env = {e["name"]: e["value"] for e in gate["env"]}
+        assert env[URL_ENV] == f"127.0.0.1:{s.grpc_port}" and env[METRICS_URL_ENV] == f"127.0.0.1:{s.metrics_port}"
+        # between them, once Triton has started: old against new on the reference inputs (reports, never fails)
+        assert agreement["image"] == s.gate_image and "restartPolicy" not in agreement
+        assert agreement["command"] == ["python3", "agreement.py", "--model-repo", "model_repo", "--wait-s", f"{s.slo.wait_ready_seconds:g}"]
+        agree_env = {e["name"]: e["value"] for e in agreement["env"]}
+        assert agree_env[CANDIDATE_ENV] == f"127.0.0.1:{s.grpc_port}" and agree_env[SERVED_ENV] == f"triton.{s.namespace}.svc.cluster.local:{s.grpc_port}"
+        for c in (gate, agreement):
+            sc = c["securityContext"]
+            assert sc["readOnlyRootFilesystem"] is True and sc["runAsNonRoot"] is True and sc["capabilities"] == {"drop": ["ALL"]}
+            assert c["resources"]["limits"]["cpu"] and c["resources"]["limits"]["memory"]
+        # no Service selects the candidate: it takes no traffic
+        labels = job["spec"]["template"]["metadata"]["labels"]
+        for svc in ("service", "load-balancer"):
+            selector = child(plan, f"triton-{site}", "kubernetes:core/v1:Service", svc).inputs["spec"]["selector"]
+            assert not selector.items() <= labels.items(), svc
+        assert job["spec"]["template"]["metadata"]["annotations"]["hybridserve.io/model-version"] == publication(plan, site).inputs["version"]
+        # bounded: one try; scale-up, pull and loading as the rollout allows, then the gate; Pulumi waits longer
+        spec = job["spec"]
+        assert spec["backoffLimit"] == 0 and spec["activeDeadlineSeconds"] == s.startup_seconds + 900 + s.gate.timeout_seconds
+        assert int(job["metadata"]["annotations"]["pulumi.com/timeoutSeconds"]) > spec["activeDeadlineSeconds"]
+        # no TTL: a finished pod holds no GPU, its log is the report, and a Job deleted behind Pulumi would be drift
+        assert "ttlSecondsAfterFinished" not in spec
+        assert job["metadata"]["name"].startswith("triton-candidate-") and len(job["metadata"]["name"]) <= 63
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_candidate_network_policy_lets_triton_read_the_store_and_nothing_in(name):
+    plan = plan_of(name)
+    for site in SITES:
+        labels = candidate_of(plan, site).inputs["spec"]["template"]["metadata"]["labels"]
+        spec = child(plan, f"triton-{site}", "kubernetes:networking.k8s.io/v1:NetworkPolicy", "candidate-network-policy").inputs["spec"]
+        assert spec["podSelector"]["matchLabels"].items() <= labels.items()
+        assert spec["policyTypes"] == ["Ingress", "Egress"] and spec["ingress"] == []
+        serving = child(plan, f"triton-{site}", "kubernetes:networking.k8s.io/v1:NetworkPolicy", "network-policy").inputs["spec"]
+        # DNS and the object store's port (never the metadata service), as Triton's pods; and the serving pods'
+        # gRPC port, which admit the candidate there (the agreement step)
+        grpc = plan.config.serving.grpc_port
+        assert spec["egress"] == [*serving["egress"], {"to": [{"podSelector": {"matchLabels": serving["podSelector"]["matchLabels"]}}], "ports": [{"port": grpc, "protocol": "TCP"}]}]
+        admitted = [r for r in serving["ingress"] if any(p.get("podSelector", {}).get("matchLabels", {}).items() <= labels.items() and p.get("podSelector") for p in r["from"])]
+        assert [r["ports"] for r in admitted] == [[{"port": "grpc", "protocol": "TCP"}]]
+        # the post-rollout gate's policy does not select the candidate (it may reach the serving pods)
+        gate_policy = child(plan, f"triton-{site}", "kubernetes:networking.k8s.io/v1:NetworkPolicy", "gate-network-policy").inputs["spec"]
+        assert not gate_policy["podSelector"]["matchLabels"].items() <= labels.items()
+
+
+def _names(plan: Plan) -> dict[str, tuple[str, str]]:
+    return {site: (candidate_of(plan, site).inputs["metadata"]["name"], gate_of(plan, site)[0]["metadata"]["name"]) for site in SITES}
+
+
+def test_candidate_job_name_follows_what_it_validates(tmp_path: Path):
+    """A new model version, Triton container or SLO renames the candidate Job (the gate runs again before the
+    rollout); a change outside the candidate's pod (the autoscaler's scale-down window) does not."""
+    stacks = tmp_path / "stacks"
+    shutil.copytree(EXAMPLES, stacks)
+    path = stacks / "Pulumi.vision-dev.yaml"
+    original = path.read_text()
+    base = _names(plan_of("vision-dev"))
+
+    def variant(change) -> Plan:
+        doc = yaml.safe_load(original)
+        change(doc["config"]["hybridserve:serving"])
+        path.write_text(yaml.safe_dump(doc))
+        return plan_stack_file(path)
+
+    scaled = variant(lambda s: s.setdefault("autoscaling", {}).update(scale_down_stabilization_seconds=420))
+    assert _names(scaled) == base
+    stricter = variant(lambda s: s["slo"].update(min_throughput=11))
+    for site in SITES:
+        assert _names(stricter)[site][0] != base[site][0] and _names(stricter)[site][1] != base[site][1]
+    image = variant(lambda s: s.update(triton_digest="sha256:" + "b" * 64))
+    for site in SITES:
+        assert _names(image)[site][0] != base[site][0]
+        assert publication(image, site).inputs["version"] == publication(plan_of("vision-dev"), site).inputs["version"]
+    # another model version (here the pin `hybridserve ci rollback` sets): gated alone before the Deployment goes back to it
+    pinned = variant(lambda s: s.setdefault("publication", {}).update(pin_version="v" + "0" * 16))
+    for site in SITES:
+        assert publication(pinned, site).inputs["version"] == "v" + "0" * 16
+        assert _names(pinned)[site][0] != base[site][0]
+        assert candidate_of(pinned, site).inputs["spec"]["template"]["metadata"]["annotations"]["hybridserve.io/model-version"] == "v" + "0" * 16
+
+
+def test_every_catalogued_cluster_version_runs_native_sidecars():
+    """The candidate gate needs sidecar containers (on by default from 1.29): no EKS or Magnum version the
+    kit accepts is older, so validation has nothing to refuse; a catalogue entry below it fails here."""
+    from hybridserve.stackconfig.catalog import EKS_VERSIONS, KUBERNETES_RELEASES
+    from infra.components.triton import NATIVE_SIDECAR_MINOR
+
+    for minor in [*EKS_VERSIONS, *KUBERNETES_RELEASES]:
+        assert tuple(int(x) for x in minor.split(".")) >= NATIVE_SIDECAR_MINOR, minor
+
+
+def test_policy_pack_checks_tritons_sidecar_in_the_candidate_job():
+    """triton-pod-hardening reads init containers of Jobs too: the candidate passes; a root sidecar without
+    probes or explicit model control is refused."""
+    import copy
+
+    from hybridserve.policy import rules
+
+    items = plan_of("vision-prod").as_json()["resources"]
+    candidates = [i for i in items if i["type"] == "kubernetes:batch/v1:Job" and i["name"].endswith("-candidate-gate")]
+    assert len(candidates) == 2
+    assert not [v for v in rules.evaluate(rules.resources_from_plan(items), None) if v.policy == "triton-pod-hardening"]
+    broken = copy.deepcopy(items)
+    job = next(i for i in broken if i["name"] == "triton-aws-candidate-gate")
+    sidecar = job["inputs"]["spec"]["template"]["spec"]["initContainers"][0]
+    sidecar["securityContext"]["runAsUser"] = 0
+    del sidecar["livenessProbe"]
+    sidecar["args"] = [a for a in sidecar["args"] if not a.startswith("--model-control-mode")]
+    found = [v.message for v in rules.evaluate(rules.resources_from_plan(broken), None) if v.policy == "triton-pod-hardening"]
+    assert len(found) == 3 and all("container triton" in m for m in found), found
 
 
 # --- deploy access ------------------------------------------------------------------------------------------

@@ -341,7 +341,9 @@ def imdsv2(r: Resource) -> Iterator[str]:
 
 def _triton_containers(r: Resource) -> list[Mapping[str, Any]]:
     spec = ((r.props.get("spec") or {}).get("template") or {}).get("spec") or {}
-    return [c for c in _listify(spec.get("containers")) if isinstance(c, Mapping) and "tritonserver" in str(c.get("image", "")) and "sdk" not in str(c.get("image", ""))]
+    # Init containers too: the candidate gate Job runs Triton as a native sidecar (restartPolicy: Always).
+    containers = [*_listify(spec.get("containers")), *_listify(spec.get("initContainers"))]
+    return [c for c in containers if isinstance(c, Mapping) and "tritonserver" in str(c.get("image", "")) and "sdk" not in str(c.get("image", ""))]
 
 
 def triton_pods(r: Resource) -> Iterator[str]:
@@ -462,7 +464,7 @@ POLICIES: tuple[Policy, ...] = (
            types=("openstack:vpnaas/ikePolicy:IkePolicy", "openstack:vpnaas/ipSecPolicy:IpSecPolicy"), check=openstack_vpn_profile),
     Policy("gpu-pool-tainted-nvidia-ami", "compute", "GPU node groups are tainted and run an NVIDIA AMI", types=("aws:eks/nodeGroup:NodeGroup",), check=gpu_pool),
     Policy("imdsv2-required", "compute", "instances require IMDSv2", types=("aws:ec2/launchTemplate:LaunchTemplate", "aws:ec2/instance:Instance"), check=imdsv2),
-    Policy("triton-pod-hardening", "serving", "Triton pods run as non-root, with probes, explicit model control and GPU limits", types=("kubernetes:apps/v1:Deployment",), check=triton_pods),
+    Policy("triton-pod-hardening", "serving", "Triton pods run as non-root, with probes, explicit model control and GPU limits", types=("kubernetes:apps/v1:Deployment", "kubernetes:batch/v1:Job"), check=triton_pods),
     Policy("triton-pdb", "serving", "a PodDisruptionBudget selects the Triton pods", stack_check=triton_pdb),
     Policy("required-tags", "hygiene", f"AWS resources carry {', '.join(REQUIRED_TAGS)} (provider default tags, launch template tag specifications)", stack_check=required_tags),
 )

@@ -9,8 +9,9 @@ on, and the Triton service with its smoke gate (issue "Triton on both clusters")
 2. `ClusterMonitoring` (infra/components/monitoring.py): Prometheus, the adapter behind the queue-time
    autoscaler, the DCGM exporter, as `serving.monitoring` says;
 3. `TritonService` (infra/components/triton.py): namespace, identity, Deployment loading the published
-   URI, Services, PDB, NetworkPolicy, HPA, ServiceMonitor, image pre-pull, and the smoke gate Job that
-   fails `pulumi up` when an SLO is missed.
+   URI, Services, PDB, NetworkPolicy, HPA, ServiceMonitor, image pre-pull, the candidate gate Job that
+   checks a new version alone before the Deployment changes, and the smoke gate Job after the rollout;
+   either fails `pulumi up` when a reference output or an SLO is missed.
 
 The model repository is `model_repo/` of the checkout (`HYBRIDSERVE_MODEL_REPO` names another one). The
 program builds its kit models when they are missing or stale (`hybridserve models build`: deterministic,
@@ -19,7 +20,13 @@ seconds when up to date): the gate's Job carries their reference sets.
 Stack outputs per site: `tritonEndpoints` (in-cluster gRPC/HTTP/metrics, and the internal load
 balancer's address), `modelPublications` (URI, version, digest, kept versions, the pinned version if
 any: `serving.publication.pin_version`), `smokeGate` (the Job,
-its namespace, the verdict, and how to read its report).
+its namespace, the verdict, and how to read its report; `candidate`: the same for the pre-traffic gate),
+`promotions` (the promotion record: the version, and per gate its Job, verdict, start and completion).
+
+The promotion record is a stack output, not an object written next to the published versions: the gates
+run with Triton's read-only identity and cannot write to the bucket, and a failed gate stops `pulumi up`
+before anything after it could. Pulumi keeps each update's outputs (`pulumi stack history`, `pulumi
+stack export --version`); a failed candidate stays in the cluster as its Job (status and log).
 """
 
 from __future__ import annotations
@@ -119,6 +126,7 @@ def build(ctx: StackContext, network: NetworkParts, storage: StorageParts, clust
     endpoints: dict[str, object] = {}
     publications: dict[str, object] = {}
     gates: dict[str, object] = {}
+    promotions: dict[str, object] = {}
 
     for site in s.targets:
         cluster = clusters.site(site)
@@ -202,12 +210,37 @@ def build(ctx: StackContext, network: NetworkParts, storage: StorageParts, clust
             "namespace": s.namespace,
             "verdict": triton.verdict,
             "report": triton.gate_job.metadata.name.apply(lambda job, site=site: f"hybridserve smoke-report --stack {cfg.stack_name} --site {site}  (or: kubectl logs -n {s.namespace} job/{job})"),
+            "candidate": {
+                "job": triton.candidate_job.metadata.name,
+                "version": publication.version,
+                "verdict": triton.candidate_verdict,
+                "report": triton.candidate_job.metadata.name.apply(
+                    lambda job: f"kubectl logs -n {s.namespace} job/{job} -c smoke-gate  (Triton's log: -c triton)"
+                ),
+            },
+        }
+        promotions[site] = {
+            "version": publication.version,
+            "uri": publication.uri,
+            "candidateGate": _record(triton.candidate_job, triton.candidate_verdict),
+            "rolloutGate": _record(triton.gate_job, triton.verdict),
         }
 
     ctx.outputs.triton_endpoints.update(endpoints)
     ctx.outputs.extra["modelPublications"] = publications
     ctx.outputs.extra["smokeGate"] = gates
+    ctx.outputs.extra["promotions"] = promotions
     return services
+
+
+def _record(job, verdict: pulumi.Output[str]) -> dict[str, object]:
+    """One gate's line of the promotion record: its Job, verdict and when it ran (the Job's status, RFC 3339)."""
+    def when(attribute: str, key: str):
+        return job.status.apply(lambda st: (st.get(key) if isinstance(st, dict) else getattr(st, attribute, None)) if st else None)
+
+    # completionTime: set when the Job succeeded (a failed one stopped the update; its Job keeps the status)
+    return {"job": job.metadata.name, "verdict": verdict, "started": when("start_time", "startTime"),
+            "completed": when("completion_time", "completionTime")}
 
 
 def _lb_address(status) -> str | None:

@@ -21,13 +21,32 @@ Built per site in `serving.targets` by infra/components/serving.py, after the cl
   DNS and the object store), HorizontalPodAutoscaler (Triton's queue time through the Prometheus
   adapter, or CPU), ServiceMonitor, a DaemonSet that pre-pulls the image on GPU nodes and keeps it
   from image garbage collection;
-- the smoke gate: a ConfigMap with the gate's code and reference sets (hybridserve/gatejob.py) and a
-  Job named after the hash of what it validates (published version, Deployment spec, SLOs, gate
-  files): every change runs it again, and Pulumi awaits Jobs, so a failed gate fails `pulumi up`.
+- the pre-traffic (candidate) gate, before the Deployment changes: a Job per candidate (published
+  version and Triton's container) that runs Triton exactly as the Deployment would (same image,
+  arguments, identity, GPU request, placement) as a native sidecar (an init container with
+  `restartPolicy: Always`, Kubernetes >= 1.29; every catalogued EKS and Magnum version has it); then
+  an init container that sends the reference inputs to the candidate and to the version serving now
+  and reports their agreement (it judges nothing: hybridserve/gateagreement.py); then the smoke gate
+  against the candidate on localhost as the main container: when the gate exits, the kubelet
+  stops Triton and the Job completes. Its pods carry no label a Service selects, so the candidate
+  takes no traffic. The Deployment `depends_on` this Job: a failed candidate fails `pulumi up`
+  before any serving pod changes (the old version keeps serving); a passing one lets the rolling
+  update switch traffic;
+- the smoke gate after the rollout: a ConfigMap with the gate's code and reference sets
+  (hybridserve/gatejob.py) and a Job named after the hash of what it validates (published version,
+  Deployment spec, SLOs, gate files): every change runs it again, and Pulumi awaits Jobs, so a
+  failed gate fails `pulumi up` (`hybridserve ci rollback` then pins the previous version).
+
+Neither gate Job has `ttlSecondsAfterFinished`: a finished pod holds no GPU (the scheduler and the
+kubelet's device manager count only pods that have not terminated), its log is the gate's report,
+and a Job deleted behind Pulumi's back would read as drift in `ci drift` (a refresh-preview) and be
+created again, running the gate once more. Each Job is replaced (the old one deleted) when its name
+changes, so one of each stays per site.
 """
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import math
@@ -37,7 +56,8 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
-from hybridserve.gatejob import GATE_DIR, METRICS_URL_ENV, URL_ENV, configmap_payload, files_digest, gate_command
+from hybridserve.gateagreement import CANDIDATE_ENV, SERVED_ENV
+from hybridserve.gatejob import GATE_DIR, METRICS_URL_ENV, URL_ENV, agreement_command, configmap_payload, files_digest, gate_command
 from hybridserve.stackconfig.schema.clusters import GPU_PRESENT_LABEL, POOL_LABEL
 from hybridserve.stackconfig.schema.serving import ServingConfig
 from hybridserve.tritonargs import CREDENTIALS_FILE_ENV, Listen, s3_credentials_file, server_arguments
@@ -49,10 +69,17 @@ RUN_AS = 10001  # a high UID: no clash with host users (the image's files are wo
 PRESTOP_SECONDS = 10  # endpoints are removed from Services while the pod still serves
 NAME = "triton"
 GATE_NAME = "triton-smoke"
+CANDIDATE_NAME = "triton-candidate"
+# Native sidecars (init containers with restartPolicy: Always) are on by default from Kubernetes 1.29
+# (beta; GA in 1.33): kubernetes.io/docs/concepts/workloads/pods/sidecar-containers (read 2026-12-01).
+# Every EKS and Magnum version of hybridserve/stackconfig/catalog.py is newer (tests/test_triton_service.py).
+NATIVE_SIDECAR_MINOR = (1, 29)
+LOOPBACK = "127.0.0.1"
 CREDENTIALS_MOUNT = "/var/run/secrets/hybridserve/s3"
 CREDENTIALS_KEY = "credentials.json"
 PREPULL_RESOURCES = {"requests": {"cpu": "5m", "memory": "16Mi"}, "limits": {"cpu": "50m", "memory": "32Mi"}}
 GATE_RESOURCES = {"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"cpu": "2", "memory": "2Gi"}}
+AGREEMENT_RESOURCES = {"requests": {"cpu": "250m", "memory": "512Mi"}, "limits": {"cpu": "1", "memory": "1Gi"}}
 VERSION_ANNOTATION = "hybridserve.io/model-version"
 REPOSITORY_ANNOTATION = "hybridserve.io/model-repository"
 # Where kube-dns runs on both clusters (EKS CoreDNS and Magnum's CoreDNS keep this label).
@@ -239,6 +266,83 @@ def deployment_spec(args: TritonServiceArgs, uri: str, version: str) -> dict[str
     }
 
 
+def gate_container(serving: ServingConfig, command: list[str], grpc: str, metrics: str, tmp: str) -> dict[str, Any]:
+    """The smoke gate's container (stock SDK image, the gate mounted at GATE_DIR) aimed at `grpc` / `metrics`
+    (host:port); `tmp`: the name of its emptyDir volume for /tmp."""
+    return {
+        "name": "smoke-gate",
+        "image": serving.gate_image,
+        "imagePullPolicy": "Always",
+        "workingDir": GATE_DIR,
+        "command": command,
+        "env": [
+            {"name": URL_ENV, "value": grpc},
+            {"name": METRICS_URL_ENV, "value": metrics},
+            {"name": "HOME", "value": "/tmp"},
+            {"name": "PYTHONDONTWRITEBYTECODE", "value": "1"},
+            {"name": "PYTHONUNBUFFERED", "value": "1"},
+        ],
+        "resources": GATE_RESOURCES,
+        "securityContext": restricted_container(),
+        "volumeMounts": [
+            {"name": "gate", "mountPath": GATE_DIR, "readOnly": True},
+            {"name": tmp, "mountPath": "/tmp"},
+        ],
+    }
+
+
+def gate_volumes(config_map: pulumi.Input[str], items: list[dict[str, str]], tmp: str) -> list[dict[str, Any]]:
+    return [
+        {"name": "gate", "configMap": {"name": config_map, "items": items}},
+        {"name": tmp, "emptyDir": {"sizeLimit": "1Gi"}},
+    ]
+
+
+def candidate_pod_spec(args: TritonServiceArgs, uri: str, version: str, *, command: list[str], config_map: str,
+                       items: list[dict[str, str]], served: str) -> dict[str, Any]:
+    """The candidate gate's pod (plain data: its hash names the Job): the Deployment's Triton container as a
+    native sidecar; then the agreement step (old against new on the reference inputs: the candidate on
+    the loopback interface, the version serving now at `served`, host:port); then the smoke gate as the
+    main container against the candidate."""
+    s = args.serving
+    template = deployment_spec(args, uri, version)["template"]
+    pod = copy.deepcopy(template["spec"])
+    [server] = pod.pop("containers")
+    del server["lifecycle"]  # no Service routes to this pod: nothing to leave before SIGTERM
+    # An init container that keeps running (native sidecar): the main container starts once its startup
+    # probe passes, and the kubelet stops it when the main container has exited, so the Job completes.
+    server["restartPolicy"] = "Always"
+    # Started = live: a model that fails to load leaves Triton live but not ready (strict readiness), and
+    # the gate reports why (the repository index); a startup probe on ready would restart Triton instead.
+    server["startupProbe"] = {**server["startupProbe"], "httpGet": {"path": "/v2/health/live", "port": "http"}}
+    del pod["topologySpreadConstraints"]  # one pod
+    loopback = f"{LOOPBACK}:{s.grpc_port}"
+    agreement = {
+        # A plain init container after the sidecar: runs once Triton is started, ends before the gate's load.
+        **gate_container(s, agreement_command(s.slo.wait_ready_seconds), loopback, f"{LOOPBACK}:{s.metrics_port}", "gate-tmp"),
+        "name": "agreement",
+        "resources": AGREEMENT_RESOURCES,
+    }
+    agreement["env"] = [{"name": CANDIDATE_ENV, "value": loopback}, {"name": SERVED_ENV, "value": served},
+                        *[e for e in agreement["env"] if e["name"] not in (URL_ENV, METRICS_URL_ENV)]]
+    pod.update(
+        restartPolicy="Never",
+        # The smoke gate leaves when it is done; Triton drains nothing (no client but the gate).
+        terminationGracePeriodSeconds=s.drain_seconds + 10,
+        initContainers=[server, agreement],
+        # Its own /tmp: Triton's (the model copy) is not the gate's business.
+        containers=[gate_container(s, command, loopback, f"{LOOPBACK}:{s.metrics_port}", "gate-tmp")],
+        volumes=[*pod["volumes"], *gate_volumes(config_map, items, "gate-tmp")],
+    )
+    return {
+        "metadata": {
+            "labels": labels_of(args.cluster.site, "candidate-gate"),
+            "annotations": {**template["metadata"]["annotations"], "kubectl.kubernetes.io/default-container": "smoke-gate"},
+        },
+        "spec": pod,
+    }
+
+
 def spec_hash(*parts: Any) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
 
@@ -288,9 +392,86 @@ class TritonService(pulumi.ComponentResource):
         )
         identity_deps.append(self.service_account)
 
+        # Deny by default in the namespace; then what Triton and the smoke gate need, nothing more.
+        self.default_deny = k8s.networking.v1.NetworkPolicy(
+            f"{name}-default-deny",
+            metadata={"name": "default-deny", "namespace": ns_name, "labels": labels_of(site, "namespace")},
+            spec={"podSelector": {}, "policyTypes": ["Ingress", "Egress"]},
+            opts=k8s_opts(self.namespace),
+        )
+
+        self.network_policy = k8s.networking.v1.NetworkPolicy(
+            f"{name}-network-policy",
+            metadata={"name": NAME, "namespace": ns_name, "labels": labels_of(site, "inference-server")},
+            spec=self._network_policy(args, selector_of("inference-server")),
+            opts=k8s_opts(self.namespace),
+        )
+
+        # --- the gate's files (both gates mount them) -------------------------------------------------------
+        gate = args.gate
+        data, binary, items = configmap_payload(gate.files)
+        gate_digest = files_digest(gate.files)
+        gate_files_name = f"{GATE_NAME}-{gate_digest[:10]}"
+        self.gate_files = k8s.core.v1.ConfigMap(
+            f"{name}-gate-files",
+            metadata={"name": gate_files_name, "namespace": ns_name, "labels": labels_of(site, "smoke-gate")},
+            data=data,
+            binary_data=binary,
+            immutable=True,
+            opts=k8s_opts(self.namespace),
+        )
+        command = gate_command(
+            gate.spec, profile=s.gate.profile, max_concurrency=s.gate.max_concurrency, client_processes=2,
+        )
+        rollout_timeout = s.startup_seconds + 900  # node scale-up and the image pull come before model loading
+
+        # --- the candidate gate: the new version alone, before the Deployment changes ------------------------
+        self.candidate_network_policy = k8s.networking.v1.NetworkPolicy(
+            f"{name}-candidate-network-policy",
+            # Gate and Triton talk over the pod's loopback; out: DNS and the object store, as Triton's pods, and
+            # the serving pods' gRPC port (the agreement step asks the version serving now).
+            metadata={"name": CANDIDATE_NAME, "namespace": ns_name, "labels": labels_of(site, "candidate-gate")},
+            spec={
+                "podSelector": {"matchLabels": selector_of("candidate-gate")},
+                "policyTypes": ["Ingress", "Egress"],
+                "ingress": [],
+                "egress": [
+                    *self._egress(args),
+                    {"to": [{"podSelector": {"matchLabels": selector_of("inference-server")}}], "ports": [{"port": s.grpc_port, "protocol": "TCP"}]},
+                ],
+            },
+            opts=k8s_opts(self.namespace),
+        )
+        internal = f"{NAME}.{ns_name}.svc.cluster.local"
+        candidate = pulumi.Output.all(args.model_repository, args.model_version).apply(
+            lambda a: candidate_pod_spec(args, a[0], a[1], command=command, config_map=gate_files_name, items=items,
+                                         served=f"{internal}:{s.grpc_port}")
+        )
+        # Named after what it validates: the candidate's pod (Triton's image, arguments with the published
+        # URI, resources; the gate's image and command with the SLOs) and the gate's files.
+        candidate_name = candidate.apply(lambda p: f"{CANDIDATE_NAME}-{spec_hash(p, gate_digest)[:10]}")
+        candidate_deadline = rollout_timeout + s.gate.timeout_seconds
+        self.candidate_job = k8s.batch.v1.Job(
+            f"{name}-candidate-gate",
+            metadata={
+                "name": candidate_name,
+                "namespace": ns_name,
+                "labels": labels_of(site, "candidate-gate"),
+                # Pulumi waits for the Job, and the Deployment waits for Pulumi: a failed candidate fails `pulumi up`
+                # before a serving pod changes.
+                "annotations": {"pulumi.com/timeoutSeconds": str(candidate_deadline + 120)},
+            },
+            spec={
+                "backoffLimit": 0,  # a failed gate is a verdict, not a flake to retry
+                # Scale-up, pull and loading (as the rollout), then the gate; the kubelet stops the pod after that.
+                "activeDeadlineSeconds": candidate_deadline,
+                "template": candidate,
+            },
+            opts=k8s_opts(*identity_deps, *args.depends_on, self.gate_files, self.default_deny, self.candidate_network_policy, self.network_policy),
+        )
+
         # --- the Deployment -------------------------------------------------------------------------
         spec = pulumi.Output.all(args.model_repository, args.model_version).apply(lambda a: deployment_spec(args, a[0], a[1]))
-        rollout_timeout = s.startup_seconds + 900  # node scale-up and the image pull come before model loading
         self.deployment = k8s.apps.v1.Deployment(
             f"{name}-deployment",
             metadata={
@@ -300,7 +481,7 @@ class TritonService(pulumi.ComponentResource):
                 "annotations": {"pulumi.com/timeoutSeconds": str(rollout_timeout)},
             },
             spec=spec,
-            opts=k8s_opts(*identity_deps, *args.depends_on),
+            opts=k8s_opts(*identity_deps, *args.depends_on, self.candidate_job),
         )
 
         # --- Services ---------------------------------------------------------------------------------
@@ -337,19 +518,6 @@ class TritonService(pulumi.ComponentResource):
             metadata={"name": NAME, "namespace": ns_name, "labels": labels_of(site, "inference-server")},
             # One pod at a time may be evicted (node drains, scale-down): never the whole service.
             spec={"maxUnavailable": 1, "selector": {"matchLabels": selector}},
-            opts=k8s_opts(self.namespace),
-        )
-        # Deny by default in the namespace; then what Triton and the smoke gate need, nothing more.
-        self.default_deny = k8s.networking.v1.NetworkPolicy(
-            f"{name}-default-deny",
-            metadata={"name": "default-deny", "namespace": ns_name, "labels": labels_of(site, "namespace")},
-            spec={"podSelector": {}, "policyTypes": ["Ingress", "Egress"]},
-            opts=k8s_opts(self.namespace),
-        )
-        self.network_policy = k8s.networking.v1.NetworkPolicy(
-            f"{name}-network-policy",
-            metadata={"name": NAME, "namespace": ns_name, "labels": labels_of(site, "inference-server")},
-            spec=self._network_policy(args, selector),
             opts=k8s_opts(self.namespace),
         )
         self.gate_network_policy = k8s.networking.v1.NetworkPolicy(
@@ -439,22 +607,7 @@ class TritonService(pulumi.ComponentResource):
             opts=k8s_opts(self.namespace),
         )
 
-        # --- the smoke gate -----------------------------------------------------------------------------
-        gate = args.gate
-        data, binary, items = configmap_payload(gate.files)
-        gate_digest = files_digest(gate.files)
-        self.gate_files = k8s.core.v1.ConfigMap(
-            f"{name}-gate-files",
-            metadata={"name": f"{GATE_NAME}-{gate_digest[:10]}", "namespace": ns_name, "labels": labels_of(site, "smoke-gate")},
-            data=data,
-            binary_data=binary,
-            immutable=True,
-            opts=k8s_opts(self.namespace),
-        )
-        internal = f"{NAME}.{ns_name}.svc.cluster.local"
-        command = gate_command(
-            gate.spec, profile=s.gate.profile, max_concurrency=s.gate.max_concurrency, client_processes=2,
-        )
+        # --- the smoke gate after the rollout ------------------------------------------------------------
         job_name = spec.apply(lambda d: f"{GATE_NAME}-{spec_hash(d, gate.spec, gate_digest, s.gate_image, command)[:10]}")
         gate_deps = [self.deployment, self.service, self.network_policy, self.gate_network_policy, self.gate_files]
         self.gate_job = k8s.batch.v1.Job(
@@ -477,30 +630,8 @@ class TritonService(pulumi.ComponentResource):
                         "enableServiceLinks": False,
                         "securityContext": restricted_pod(),
                         "nodeSelector": dict(cluster.system_node_selector),
-                        "containers": [{
-                            "name": "smoke-gate",
-                            "image": s.gate_image,
-                            "imagePullPolicy": "Always",
-                            "workingDir": GATE_DIR,
-                            "command": command,
-                            "env": [
-                                {"name": URL_ENV, "value": f"{internal}:{s.grpc_port}"},
-                                {"name": METRICS_URL_ENV, "value": f"{internal}:{s.metrics_port}"},
-                                {"name": "HOME", "value": "/tmp"},
-                                {"name": "PYTHONDONTWRITEBYTECODE", "value": "1"},
-                                {"name": "PYTHONUNBUFFERED", "value": "1"},
-                            ],
-                            "resources": GATE_RESOURCES,
-                            "securityContext": restricted_container(),
-                            "volumeMounts": [
-                                {"name": "gate", "mountPath": GATE_DIR, "readOnly": True},
-                                {"name": "tmp", "mountPath": "/tmp"},
-                            ],
-                        }],
-                        "volumes": [
-                            {"name": "gate", "configMap": {"name": self.gate_files.metadata.name, "items": items}},
-                            {"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}},
-                        ],
+                        "containers": [gate_container(s, command, f"{internal}:{s.grpc_port}", f"{internal}:{s.metrics_port}", "tmp")],
+                        "volumes": gate_volumes(self.gate_files.metadata.name, items, "tmp"),
                     },
                 },
             },
@@ -509,7 +640,11 @@ class TritonService(pulumi.ComponentResource):
 
         self.endpoint = {"grpc": f"{internal}:{s.grpc_port}", "http": f"http://{internal}:{s.http_port}", "metrics": f"http://{internal}:{s.metrics_port}/metrics"}
         self.verdict: pulumi.Output[str] = self.gate_job.status.apply(_verdict)
-        self.register_outputs({"endpoint": self.endpoint, "gate_job": self.gate_job.metadata.name, "verdict": self.verdict})
+        self.candidate_verdict: pulumi.Output[str] = self.candidate_job.status.apply(_verdict)
+        self.register_outputs({
+            "endpoint": self.endpoint, "gate_job": self.gate_job.metadata.name, "verdict": self.verdict,
+            "candidate_job": self.candidate_job.metadata.name, "candidate_verdict": self.candidate_verdict,
+        })
 
     @staticmethod
     def _network_policy(args: TritonServiceArgs, selector: dict[str, str]) -> dict[str, Any]:
@@ -518,6 +653,8 @@ class TritonService(pulumi.ComponentResource):
         ingress: list[dict[str, Any]] = [
             # The smoke gate's pods, in this namespace.
             {"from": [{"podSelector": {"matchLabels": selector_of("smoke-gate")}}], "ports": [*inference, {"port": "metrics", "protocol": "TCP"}]},
+            # The candidate gate's agreement step, in this namespace: the same inputs to the version serving now.
+            {"from": [{"podSelector": {"matchLabels": selector_of("candidate-gate")}}], "ports": [{"port": "grpc", "protocol": "TCP"}]},
         ]
         if s.client_namespaces:
             ingress.append({
@@ -532,6 +669,12 @@ class TritonService(pulumi.ComponentResource):
                 "from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": s.monitoring.namespace}}}],
                 "ports": [{"port": "metrics", "protocol": "TCP"}],
             })
+        return {"podSelector": {"matchLabels": selector}, "policyTypes": ["Ingress", "Egress"], "ingress": ingress, "egress": TritonService._egress(args)}
+
+    @staticmethod
+    def _egress(args: TritonServiceArgs) -> list[dict[str, Any]]:
+        """Where a Triton server connects: DNS and the object store's port."""
+        s = args.serving
         store = (
             [{"ipBlock": {"cidr": c}} for c in s.object_store_cidrs]
             if s.object_store_cidrs is not None
@@ -539,11 +682,10 @@ class TritonService(pulumi.ComponentResource):
             # instance metadata service (pods use IRSA, never the node's role).
             else [{"ipBlock": {"cidr": "0.0.0.0/0", "except": [METADATA_SERVICE]}}]
         )
-        egress = [
+        return [
             {"to": [DNS_PEERS], "ports": [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}]},
             {"to": store, "ports": [{"port": args.object_store_port, "protocol": "TCP"}]},
         ]
-        return {"podSelector": {"matchLabels": selector}, "policyTypes": ["Ingress", "Egress"], "ingress": ingress, "egress": egress}
 
 
 def _verdict(status: Any) -> str:
