@@ -611,3 +611,19 @@ def test_ci_changed_all_and_the_gitlab_child_pipeline(checkout, capsys, tmp_path
     assert "when" not in child["drift vision-prod"]  # only deployments wait for a person
     code, _, err = run_cli(["ci", "gitlab-pipeline", "--all", "--stage", "destroy"], capsys)
     assert code == 2 and "--stage 'destroy'" in err
+
+
+CANDIDATE_URN = GATE_URN.replace("triton-aws-smoke-gate", "triton-aws-candidate-gate")
+
+
+def test_a_failed_candidate_gate_is_a_verdict_and_its_job_is_the_report_to_read():
+    # Both gate Jobs are planned; the candidate fails, so the post-rollout gate never runs.
+    lines = _events((CANDIDATE_URN, decide.GATE_JOB_TYPE, "Job failed: BackoffLimitExceeded"), job="triton-smoke-0123456789")
+    lines.insert(2, json.dumps({"sequence": 2, "resourcePreEvent": {"metadata": {
+        "op": "create", "urn": CANDIDATE_URN, "type": decide.GATE_JOB_TYPE,
+        "new": {"inputs": {"metadata": {"name": "triton-candidate-abcdef0123", "namespace": "triton"}}}}}}))
+    steps, jobs = decide.failed_steps(lines)
+    assert [(s.name, s.gate_site) for s in steps] == [("triton-aws-candidate-gate", "aws")]
+    assert jobs == {"aws": "triton-candidate-abcdef0123"}
+    decision = decide.after_up(255, steps, decide.known_good(_outputs(), "succeeded"), {"aws": _report(False), "openstack": None})
+    assert decision.action == "rollback" and decision.gate_sites == ["aws"]

@@ -212,7 +212,9 @@ def known_good(outputs: Mapping[str, Any], last_result: str | None) -> KnownGood
 # --------------------------------------------------------------------------------------------- a failed up
 
 GATE_JOB_TYPE = "kubernetes:batch/v1:Job"
-_GATE_RESOURCE = re.compile(r"^triton-(?P<site>[a-z]+)-smoke-gate$")
+# The pre-traffic candidate gate and the post-rollout smoke gate (infra/components/triton.py): either one failing
+# is a verdict on the model version.
+_GATE_RESOURCE = re.compile(r"^triton-(?P<site>[a-z]+)-(?:candidate-gate|smoke-gate)$")
 
 
 @dataclass(frozen=True)
@@ -227,7 +229,7 @@ class FailedStep:
 
     @property
     def gate_site(self) -> str | None:
-        """The site whose smoke gate this is (infra/components/triton.py names it triton-<site>-smoke-gate)."""
+        """The site whose gate this is (infra/components/triton.py: triton-<site>-candidate-gate, triton-<site>-smoke-gate)."""
         if self.type != GATE_JOB_TYPE:
             return None
         match = _GATE_RESOURCE.match(self.name)
@@ -240,6 +242,7 @@ def failed_steps(event_lines: Iterable[str]) -> tuple[list[FailedStep], dict[str
     failed: dict[str, str] = {}
     diags: dict[str, list[str]] = {}
     jobs: dict[str, str] = {}
+    job_by_urn: dict[str, str] = {}
     for line in event_lines:
         line = line.strip()
         if not line:
@@ -267,10 +270,16 @@ def failed_steps(event_lines: Iterable[str]) -> tuple[list[FailedStep], dict[str
                     or ((new.get("inputs") or {}).get("metadata") or {}).get("name"))
             if site and isinstance(name, str):
                 jobs[site] = name
+                job_by_urn[step.urn] = name
     # A failure without a resOpFailedEvent (e.g. a provider error) still names its resource in a diagnostic.
     for urn in diags:
         failed.setdefault(urn, urn.split("::")[-2].rsplit("$", 1)[-1] if urn.count("::") >= 3 else "")
     steps = [FailedStep(urn, type_, [m for m in diags.get(urn, []) if m]) for urn, type_ in failed.items()]
+    # A site has two gate Jobs; the report to read is the failed one's (a failed candidate stops the rollout, so
+    # the post-rollout gate may be planned but never run).
+    for s in steps:
+        if s.gate_site and s.urn in job_by_urn:
+            jobs[s.gate_site] = job_by_urn[s.urn]
     return steps, jobs
 
 
