@@ -65,7 +65,7 @@ def cross_stack_problems(stacks: Mapping[str, StackConfig], *, only: set[str] | 
     gateways: dict[tuple, tuple[str, tuple]] = {}
     for source, cfg in items:
         aws_hub = cfg.hub("aws")
-        for i, site in cfg.edge_sites():
+        for i, site in cfg.spokes():
             if aws_hub is None or not any(link.to == aws_hub.name for link in site.links):
                 continue
             key = (cfg.aws.account_id, cfg.aws.region, site.vpn_gateway_ip, cfg.vpn.customer_asn)

@@ -33,9 +33,9 @@ def openstack_site_cidrs(cfg: StackConfig) -> list[str]:
 
 
 def edge_cidrs_via(cfg: StackConfig, kind: str) -> list[str]:
-    """Networks of the edge sites linked to the hub of `kind`: their clients fail over to that hub's Triton."""
+    """Networks of the edge sites (spokes) linked to the hub of `kind`: their clients fail over to that hub's Triton."""
     hub = cfg.hub(kind)
-    return [c for _, site in cfg.edge_sites() if hub is not None and any(link.to == hub.name for link in site.links) for c in site.cidrs]
+    return [c for _, site in cfg.spokes() if hub is not None and any(link.to == hub.name for link in site.links) for c in site.cidrs]
 
 
 def serving_ports(cfg: StackConfig) -> list[int]:

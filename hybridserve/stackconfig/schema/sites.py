@@ -15,7 +15,10 @@ sites were a list), so existing stack files read as before. The VPN is hub and s
 link (`hybridserve:vpn`, AWS VPN connection <-> Neutron VPNaaS) and one link per edge site and hub
 it names in `links`, all with the one profile of `hybridserve:vpn` (schema/vpn.py, vpncheck.py).
 
-A kind is one entry class here plus the component that builds it; `SITE_KINDS` maps kind to class.
+A kind is one entry class here (in `Site` and `SITE_KINDS`) plus the component that builds it. Every kind that
+is not a hub is a spoke and keeps the spoke shape, which the stack-wide checks, the cross-stack checks, the plan's
+site table and the AWS peer group read without knowing the kind: `cidrs` (its networks), `vpn_gateway_ip`,
+`links` (EdgeLink entries). The hub kinds (`HUB_SECTIONS`) are the two clouds the clusters run on.
 """
 
 from __future__ import annotations

@@ -212,13 +212,17 @@ class StackConfig(ConfigModel):
         """(index in `sites`, entry) of every edge site."""
         return [(i, s) for i, s in enumerate(self.sites) if isinstance(s, EdgeSite)]
 
+    def spokes(self) -> list[tuple[int, Any]]:
+        """(index, entry) of every site that is not a hub: a spoke has `cidrs`, `vpn_gateway_ip` and `links` (schema/sites.py)."""
+        return [(i, s) for i, s in enumerate(self.sites) if s.kind not in HUB_SECTIONS]
+
     def links(self) -> list[VpnLink]:
         """Every link of the VPN, hub and spokes: the hubs' own (hybridserve:vpn), then each edge site's."""
         aws, os_ = self.hub("aws"), self.hub("openstack")
         found = []
         if aws is not None and os_ is not None:
             found.append(VpnLink(os_.name, aws.name, ("vpn",), tuple(self.vpn.tunnel_inside_cidrs), tuple(self.vpn.psk_rotation)))
-        for i, site in self.edge_sites():
+        for i, site in self.spokes():
             for j, link in enumerate(site.links):
                 found.append(VpnLink(site.name, link.to, ("sites", i, "links", j), tuple(link.tunnel_inside_cidrs), tuple(link.psk_rotation)))
         return found
@@ -226,7 +230,7 @@ class StackConfig(ConfigModel):
     def site_networks(self, name: str) -> list[str]:
         """The networks of site `name` routed across the VPN."""
         site = self.site(name)
-        if isinstance(site, EdgeSite):
+        if site is not None and site.kind not in HUB_SECTIONS:
             return list(site.cidrs)
         return [c for loc, c in self.vpn_reachable_networks() if _site_of(loc, self) == name]
 
@@ -240,7 +244,7 @@ class StackConfig(ConfigModel):
         found.append((("openstack", "network", "cidr"), self.openstack.network.cidr))
         found += [(("vpn", "extra_openstack_cidrs", i), c) for i, c in enumerate(self.vpn.extra_openstack_cidrs)]
         found += [(("vpn", "extra_aws_cidrs", i), c) for i, c in enumerate(self.vpn.extra_aws_cidrs)]
-        for i, site in self.edge_sites():
+        for i, site in self.spokes():
             found += [(("sites", i, "cidrs", j), c) for j, c in enumerate(site.cidrs)]
         return found
 
@@ -314,7 +318,7 @@ class StackConfig(ConfigModel):
                 yield Issue(("sites", i, "kind"), f"a second {kind!r} site (the first is sites[{of_kind[0]}]); a stack has one hub of each cloud kind")
         hubs = {s.name: s.kind for s in self.sites if s.kind in HUB_SECTIONS}
         gateways: dict[str, int] = {}
-        for i, site in self.edge_sites():
+        for i, site in self.spokes():
             if site.vpn_gateway_ip in gateways:
                 yield Issue(("sites", i, "vpn_gateway_ip"), f"{site.vpn_gateway_ip} is already sites[{gateways[site.vpn_gateway_ip]}]'s gateway; each edge site has its own")
             gateways.setdefault(site.vpn_gateway_ip, i)
