@@ -136,11 +136,12 @@ def test_hub_settings_both_inline_and_in_the_section_are_refused():
         (lambda s: s["hybridserve:sites"][2].update(surprise=1), "hybridserve:sites[2].surprise", "valid keys here: kind, name, cidrs"),
         (lambda s: s["hybridserve:sites"][2].update(name="openstack"), "hybridserve:sites[2].name", "already the name of sites[1]"),
         (lambda s: s["hybridserve:sites"][2].update(name="storage"), "hybridserve:sites[2].name", "config section's name"),
+        (lambda s: s["hybridserve:sites"][0].update(name="openstack"), "hybridserve:sites[0].name", "the name of the openstack hub's section"),
         (lambda s: s["hybridserve:sites"].pop(1), "hybridserve:sites", "no site of kind 'openstack'"),
         (lambda s: s["hybridserve:sites"].append({"name": "aws-2", "kind": "aws"}), "hybridserve:sites[3].kind", "a second 'aws' site"),
     ],
     ids=["host-outside", "overlap-hub", "public-cidr", "unknown-link", "no-link", "aws-link-tunnels", "tunnel-overlap", "openstack-link-tunnels",
-         "private-gateway", "gpu-model-on-cpu", "accuracy-bound", "unknown-kind", "unknown-key", "duplicate-name", "reserved-name", "missing-hub", "second-hub"],
+         "private-gateway", "gpu-model-on-cpu", "accuracy-bound", "unknown-kind", "unknown-key", "duplicate-name", "reserved-name", "hub-named-as-other-hub", "missing-hub", "second-hub"],
 )
 def test_an_edge_site_problem_names_its_key(edit, key, words):
     values = stack(edge())

@@ -308,8 +308,8 @@ class StackConfig(ConfigModel):
             names.setdefault(site.name, i)
             if site.name in RESERVED_SITE_NAMES:
                 yield Issue(("sites", i, "name"), f"{site.name!r} is a config section's name; name the site otherwise")
-            elif site.kind not in HUB_SECTIONS and site.name in HUB_SECTIONS:
-                yield Issue(("sites", i, "name"), f"{site.name!r} is the name of a hub section; name the {site.kind} site otherwise")
+            elif site.name in HUB_SECTIONS and site.name != site.kind:
+                yield Issue(("sites", i, "name"), f"{site.name!r} is the name of the {site.name} hub's section; name the {site.kind} site otherwise")
         for kind in HUB_SECTIONS:
             of_kind = [i for i, s in enumerate(self.sites) if s.kind == kind]
             if not of_kind:
