@@ -63,6 +63,7 @@ def migrate_text(text: str, source: str = "stack file") -> str | None:
             raise UserError(f"{source}: the {kind} hub has settings both in {key} and inline in {SITES_KEY} ({', '.join(sorted(extra))}); keep one", exit_code=2)
         # The section's own map becomes the entry, so the comments inside it stay where they were.
         section = config[key] if isinstance(config[key], CommentedMap) else CommentedMap()
+        _indent_comments(section, 2)  # its keys move from under the section key to under a list item
         section.insert(0, "name", entry.get("name", kind))
         section.insert(1, "kind", kind)
         if at is None:
@@ -79,6 +80,28 @@ def migrate_text(text: str, source: str = "stack file") -> str | None:
     out = io.StringIO()
     y.dump(doc, out)
     return out.getvalue()
+
+
+def _indent_comments(node: Any, by: int, seen: set | None = None) -> None:
+    """Shift the comments on their own lines inside `node` right by `by` columns, like the keys they sit with."""
+    seen = set() if seen is None else seen
+    if id(node) in seen or not isinstance(node, (CommentedMap, CommentedSeq)):
+        return
+    seen.add(id(node))
+
+    def shift(tokens: Any) -> None:
+        for token in tokens if isinstance(tokens, list) else [tokens]:
+            if isinstance(token, list):
+                shift(token)
+            elif token is not None and hasattr(token, "start_mark") and id(token) not in seen:
+                seen.add(id(token))
+                token.start_mark.column += by
+
+    shift(list(node.ca.items.values()))
+    if node.ca.comment:
+        shift(node.ca.comment)
+    for child in node.values() if isinstance(node, CommentedMap) else node:
+        _indent_comments(child, by, seen)
 
 
 def migrate_command(
