@@ -114,6 +114,12 @@ def test_the_program_returns_a_typed_handle_per_edge_site(monkeypatch):
     outputs = json.loads(json.dumps(plan.outputs))
     assert outputs["edgePresharedKeys"] == SECRET_MARKER
     assert outputs["edgeSites"]["store-lyon"]["aws"] is None and outputs["edgeSites"]["store-berlin"]["vpnGatewayIp"] == "203.0.113.10"
+    # what to set on the site's own gateway: the AWS tunnel ends and the Neutron peer, keys by their output path only
+    setup = outputs["edgeSites"]["store-berlin"]["gatewaySetup"]
+    tunnels = outputs["edgeSites"]["store-berlin"]["aws"]["tunnelAddresses"]
+    assert f"tunnel 1: peer {tunnels[0]}, inside 169.254.40.0/30" in setup and f"tunnel 2: peer {tunnels[1]}, inside 169.254.40.4/30" in setup
+    assert f"OpenStack link: peer {outputs['edgeSites']['store-berlin']['openstack']['peerAddress']}, remote networks 10.120.0.0/22" in setup
+    assert "key edgePresharedKeys.store-berlin.aws.tunnel1" in setup and "AWS link" not in outputs["edgeSites"]["store-lyon"]["gatewaySetup"]
 
 
 def test_edge_sites_add_to_the_plan_and_leave_the_hubs_resources_as_they_were(edge_plan, tmp_path):

@@ -11,7 +11,8 @@ Per edge site and link:
 
 Pre-shared keys are generated per link (pulumi-random, secret end to end; `links[i].psk_rotation` are their
 keepers); `hybridserve:vpn_psk` replaces only the hubs' keys. The edge hosts are not provisioned here: each edge
-site is returned as an `EdgeSiteHandle` (its config and its links' outputs) for the EdgeHosts component.
+site is returned as an `EdgeSiteHandle` (its config and its links' outputs) for the EdgeHosts component. The
+output `edgeSites.<site>.gatewaySetup` says what to configure on the site's own IPsec gateway.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from hybridserve.stackconfig.schema.vpn import VpnConfig, aws_tunnel_options, op
 from infra.components import type_token
 from infra.components.aws_network import zone_suffix
 from infra.components.network import NetworkParts
-from infra.components.vpn import PSK_ALPHABET_SPECIAL, SiteToSiteVpn
+from infra.components.vpn import PSK_ALPHABET_SPECIAL, SiteToSiteVpn, profile_summary
 from infra.context import StackContext
 
 
@@ -184,6 +185,7 @@ class EdgeSiteLinks(pulumi.ComponentResource):
             )
             self.handle.links.append(self.site_connection)
 
+        self.setup = gateway_setup_text(args, self.handle)
         self.register_outputs({})
 
     def _aws_routes(self, name: str, args: EdgeLinksArgs) -> None:
@@ -216,11 +218,31 @@ class EdgeSiteLinks(pulumi.ComponentResource):
                 aws.ec2.Route(f"{name}-private-{z}-{i}", route_table_id=rtb, destination_cidr_block=cidr, gateway_id=hub.vpn_gateway.id, opts=child)
 
 
+def gateway_setup_text(args: EdgeLinksArgs, handle: EdgeSiteHandle) -> pulumi.Output[str]:
+    """What the operator configures on the site's own IPsec gateway, per link (keys: the secret output edgePresharedKeys)."""
+    site, v = args.site, args.profile
+    head = [f"Edge site {site.name}: gateway {site.vpn_gateway_ip}, local networks {', '.join(site.cidrs)}", f"Profile (both links): {profile_summary(v)}"]
+    parts: list[Any] = []
+    if handle.aws is not None:
+        aws_link = handle.aws
+        parts.append(aws_link.tunnel_addresses.apply(lambda addrs: "\n".join(
+            [f"AWS link: two tunnels, remote networks {', '.join(aws_link.peer_cidrs)}, static routing"]
+            + [f"  tunnel {n}: peer {addr}, inside {cidr} (AWS .1, this gateway .2), key edgePresharedKeys.{site.name}.aws.tunnel{n}"
+               for n, (addr, cidr) in enumerate(zip(addrs, aws_link.inside_cidrs), start=1)])))
+    if handle.openstack is not None:
+        os_link = handle.openstack
+        parts.append(os_link.peer_address.apply(lambda addr: (
+            f"OpenStack link: peer {addr}, remote networks {', '.join(os_link.peer_cidrs)}, policy-based (one SA per network pair), "
+            f"key edgePresharedKeys.{site.name}.openstack")))
+    return pulumi.Output.all(*parts).apply(lambda texts: "\n".join([*head, *texts]))
+
+
 def build(ctx: StackContext, net: NetworkParts, hub: SiteToSiteVpn) -> list[EdgeSiteHandle]:
     """One EdgeSiteLinks per edge site of the stack (none: the two-hub stacks plan as before)."""
     cfg = ctx.config
     hub_kinds = {s.name: s.kind for s in cfg.sites if s.kind in ("aws", "openstack")}
     handles = []
+    setups: dict[str, pulumi.Output[str]] = {}
     for index, site in cfg.edge_sites():
         by_kind = {hub_kinds[link.to]: link for link in site.links if link.to in hub_kinds}
         to_aws, to_os = by_kind.get("aws"), by_kind.get("openstack")
@@ -245,6 +267,7 @@ def build(ctx: StackContext, net: NetworkParts, hub: SiteToSiteVpn) -> list[Edge
             opts=ctx.component_opts(),
         )
         handles.append(links.handle)
+        setups[site.name] = links.setup
     if handles:
         ctx.outputs.extra["edgeSites"] = {
             h.name: {
@@ -253,6 +276,7 @@ def build(ctx: StackContext, net: NetworkParts, hub: SiteToSiteVpn) -> list[Edge
                 "hosts": [{"name": host.name, "address": host.address, "accelerator": host.accelerator} for host in h.config.hosts],
                 "aws": None if h.aws is None else {"vpnConnectionId": h.aws.connection_id, "tunnelAddresses": h.aws.tunnel_addresses, "insideCidrs": h.aws.inside_cidrs},
                 "openstack": None if h.openstack is None else {"siteConnectionId": h.openstack.site_connection_id, "peerAddress": h.openstack.peer_address},
+                "gatewaySetup": setups[h.name],
             }
             for h in handles
         }
