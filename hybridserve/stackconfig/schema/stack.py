@@ -201,13 +201,6 @@ class StackConfig(ConfigModel):
         """The hub site of `kind` (aws or openstack)."""
         return next((s for s in self.sites if s.kind == kind), None)
 
-    def site_loc(self, name: str) -> Loc:
-        """Where the site's settings are: a hub's section (("aws",)), or its entry (("sites", i))."""
-        for i, s in enumerate(self.sites):
-            if s.name == name:
-                return (HUB_SECTIONS[s.kind],) if s.kind in HUB_SECTIONS else ("sites", i)
-        raise KeyError(name)
-
     def edge_sites(self) -> list[tuple[int, EdgeSite]]:
         """(index in `sites`, entry) of every edge site."""
         return [(i, s) for i, s in enumerate(self.sites) if isinstance(s, EdgeSite)]
@@ -257,7 +250,7 @@ class StackConfig(ConfigModel):
         return [
             *self.vpn_reachable_networks(),
             *((("vpn", "tunnel_inside_cidrs", i), c) for i, c in enumerate(self.vpn.tunnel_inside_cidrs)),
-            *(((*link.loc, "tunnel_inside_cidrs", k), c) for link in self.links()[1:] for k, c in enumerate(link.tunnel_inside_cidrs)),
+            *(((*link.loc, "tunnel_inside_cidrs", k), c) for link in self.links() if link.loc != ("vpn",) for k, c in enumerate(link.tunnel_inside_cidrs)),
             (("aws", "eks", "service_cidr"), self.aws.eks.service_cidr),
             (("openstack", "magnum", "pod_cidr"), self.openstack.magnum.pod_cidr),
             (("openstack", "magnum", "service_cidr"), self.openstack.magnum.service_cidr),
