@@ -18,6 +18,7 @@ from hybridserve.local.cli import app as local_app
 from hybridserve.models.cli import app as models_app
 from hybridserve.smokereport import smoke_report_command
 from hybridserve.stackconfig.cli import plan_command, validate_command
+from hybridserve.stackconfig.migrate import migrate_command
 from hybridserve.stackconfig.new import app as stacks_app
 from hybridserve.sync.cli import sync_command
 
@@ -36,6 +37,7 @@ app.add_typer(models_app, name="models")
 app.add_typer(local_app, name="local")
 app.add_typer(ci_app, name="ci")
 app.add_typer(stacks_app, name="stacks")
+stacks_app.command("migrate")(migrate_command)
 app.command("sync")(sync_command)
 
 

@@ -2,7 +2,7 @@
 
 Each component takes the typed parts of the ones it depends on (no string-keyed lookups):
 
-    network  ->  vpn (network)
+    network  ->  vpn (network)  ->  edge_links (network, vpn): one EdgeSiteHandle per edge site
     storage  ->  clusters (network, storage)  ->  serving (network, storage, clusters)
 
 storage comes before the clusters: EKS encrypts its secrets with the stack key, and the key policy
@@ -11,18 +11,33 @@ names the clusters' roles by ARN (infra/components/policies.py), so it needs not
 
 from __future__ import annotations
 
-from infra.components import cluster, network, serving, storage, vpn
+from dataclasses import dataclass
+
+from infra.components import cluster, edge_links, network, serving, storage, vpn
+from infra.components.edge_links import EdgeSiteHandle
 from infra.config import read_config
 from infra.context import StackContext
 
 
-def build(ctx: StackContext) -> None:
+@dataclass
+class Built:
+    """What `build` made that later wiring takes (the edge hosts: one EdgeHosts per `edge_sites` entry)."""
+
+    network: network.NetworkParts
+    vpn: vpn.SiteToSiteVpn
+    edge_sites: list[EdgeSiteHandle]
+
+
+def build(ctx: StackContext) -> Built:
     """Every component of the stack, wired by their typed parts."""
     net = network.build(ctx)
-    vpn.build(ctx, net)
+    hub_vpn = vpn.build(ctx, net)
+    # Edge sites: their VPN links; their hosts are provisioned from these handles (not yet wired).
+    edge_sites = edge_links.build(ctx, net, hub_vpn)
     store = storage.build(ctx)
     clusters = cluster.build(ctx, net, store)
     serving.build(ctx, net, store, clusters)
+    return Built(net, hub_vpn, edge_sites)
 
 
 def run() -> StackContext:

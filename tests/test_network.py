@@ -28,6 +28,7 @@ from stackutil import reachable
 EXAMPLES = repo_root() / "stacks"
 NAMES = sorted(stack_files(EXAMPLES))
 ADMIN_PORTS = (22, 3389, 6443)
+EDGE_LINKS = "hybridserve:vpn:EdgeSiteLinks"  # the edge sites' VPN links (infra/components/edge_links.py)
 REQUIRED = {"hybridserve:team": "acme", "hybridserve:environment": "dev", "hybridserve:cost_center": "CC-1"}
 
 
@@ -48,8 +49,9 @@ class PlanView:
                 self.by_id[rid] = r
                 self.state[r.urn] = state
 
-    def all(self, type_: str) -> list[PlannedResource]:
-        return [r for r in self.plan.resources if r.type == type_]
+    def all(self, type_: str, *, edge: bool = False) -> list[PlannedResource]:
+        """Resources of `type_`: the hubs' (default), or those of the edge sites' VPN links (edge=True)."""
+        return [r for r in self.plan.resources if r.type == type_ and (EDGE_LINKS in r.urn) == edge]
 
     def one(self, type_: str) -> PlannedResource:
         found = self.all(type_)
@@ -310,11 +312,14 @@ def test_the_peer_site_reaches_only_the_serving_ports_and_no_decoy_group_is_plan
     # nothing (issue 11). The OpenStack side's restriction is Triton's NetworkPolicy (test_triton_service).
     assert v.all("openstack:networking/secGroup:SecGroup") == [] and v.all("openstack:networking/secGroupRule:SecGroupRule") == []
     assert "securityGroupId" not in v.plan.outputs["network"]["openstack"]
-    # the AWS side's peer group admits the OpenStack network on the serving ports only
+    # the AWS side's peer group admits the OpenStack network, and the networks of edge sites linked to AWS (their
+    # clients fail over to its Triton), on the serving ports only
     peer = next(sg for sg in v.all("aws:ec2/securityGroup:SecurityGroup") if sg.name == "aws-network-peer")
     tcp = [r for r in peer.inputs["ingress"] if r["protocol"] == "tcp"]
-    assert {c for r in peer.inputs["ingress"] for c in r["cidrBlocks"]} == {cfg.openstack.network.cidr}
-    assert sorted(p for r in tcp for p in range(r["fromPort"], r["toPort"] + 1)) == serving
+    edge_to_aws = {c for _, site in cfg.edge_sites() if any(link.to == "aws" for link in site.links) for c in site.cidrs}
+    assert {c for r in peer.inputs["ingress"] for c in r["cidrBlocks"]} == {cfg.openstack.network.cidr, *edge_to_aws}
+    for cidr in {cfg.openstack.network.cidr, *edge_to_aws}:
+        assert sorted(p for r in tcp if cidr in r["cidrBlocks"] for p in range(r["fromPort"], r["toPort"] + 1)) == serving
 
 
 def test_an_opening_of_the_openstack_nodes_is_refused_as_nothing_could_carry_it(tmp_path, capsys):

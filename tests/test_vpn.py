@@ -220,11 +220,11 @@ def test_transit_gateway_with_extra_peer_cidrs(tmp_path):
 # --- secrets ------------------------------------------------------------------------------------------
 
 
-def _generated_psks(stack: str, region: str) -> list[str]:
-    """The keys the mock random provider generates for the two tunnels (infra/mocks.py)."""
+def _generated_psks(stack: str, region: str, names: list[str] | None = None) -> list[str]:
+    """The keys the mock random provider generates for the two tunnels, or the named passwords (infra/mocks.py)."""
     keys = []
-    for n in (1, 2):
-        m = MockContext(region, stack, "random:index/randomPassword:RandomPassword", f"vpn-psk-tunnel{n}")
+    for name in names or [f"vpn-psk-tunnel{n}" for n in (1, 2)]:
+        m = MockContext(region, stack, "random:index/randomPassword:RandomPassword", name)
         keys.append("k" + (m.digest("password", length=64) * 2)[:63])
     return keys
 
@@ -237,11 +237,15 @@ def test_no_psk_in_plain_text_anywhere_in_the_plan(name, tmp_path, capsys):
     text = out_file.read_text()
     doc = json.loads(text)
     region = example(name).cfg.aws.region
-    for key in _generated_psks(name, region):
+    passwords = [r for r in doc["resources"] if r["type"] == "random:index/randomPassword:RandomPassword"]
+    for key in _generated_psks(name, region, [r["name"] for r in passwords]):
         assert key not in text and key[1:] not in text and key[1:20] not in text and key[1:20] not in out
     assert doc["outputs"]["vpnPresharedKeys"] == SECRET_MARKER
-    passwords = [r for r in doc["resources"] if r["type"] == "random:index/randomPassword:RandomPassword"]
-    assert sorted(r["name"] for r in passwords) == ["vpn-psk-tunnel1", "vpn-psk-tunnel2"]
+    assert doc["outputs"].get("edgePresharedKeys", SECRET_MARKER) == SECRET_MARKER
+    # the hubs' link: one key per tunnel; each edge link: one per AWS tunnel, one for its Neutron site connection
+    edge = {f"edge-{site.name}-{key}" for _, site in example(name).cfg.edge_sites() for link in site.links
+            for key in (["aws-psk-tunnel1", "aws-psk-tunnel2"] if link.to == "aws" else ["openstack-psk"])}
+    assert sorted(r["name"] for r in passwords) == sorted({"vpn-psk-tunnel1", "vpn-psk-tunnel2", *edge})
     for r in passwords:
         # AWS rules: letters, digits, '.', '_' (a letter is put first, so never '0')
         assert r["inputs"]["overrideSpecial"] == "._" and r["inputs"]["length"] == 63 and r["inputs"]["special"] is True
@@ -265,10 +269,14 @@ def test_a_configured_psk_replaces_the_generated_ones_and_stays_secret(tmp_path,
     code, _, err = run_cli(["plan", "--stack", "search-dev", "--stacks-dir", str(stacks), "--json", str(out_file)], capsys)
     assert code == 0, err  # the plan fails if the placeholder for the secret reaches any input in clear
     doc = json.loads(out_file.read_text())
-    assert not [r for r in doc["resources"] if r["type"].startswith("random:")]
-    conn = next(r for r in doc["resources"] if r["type"] == CONNECTION)["inputs"]
+    # The configured key replaces the hubs' keys only: the edge sites' links keep their generated ones.
+    hub = [r for r in doc["resources"] if "hybridserve:vpn:EdgeSiteLinks" not in r["urn"]]
+    assert not [r for r in hub if r["type"].startswith("random:")]
+    assert {r["name"] for r in doc["resources"] if r["type"] == "random:index/randomPassword:RandomPassword"} == {
+        "edge-store-berlin-aws-psk-tunnel1", "edge-store-berlin-aws-psk-tunnel2", "edge-store-berlin-openstack-psk", "edge-store-lyon-openstack-psk"}
+    conn = next(r for r in hub if r["type"] == CONNECTION)["inputs"]
     assert conn["tunnel1PresharedKey"] == conn["tunnel2PresharedKey"] == SECRET_MARKER
-    site_connections = [r for r in doc["resources"] if r["type"] == SITE]
+    site_connections = [r for r in hub if r["type"] == SITE]
     assert len(site_connections) == 2 and all(r["inputs"]["psk"] == SECRET_MARKER for r in site_connections)  # not vacuous
     assert "offline-secret-" not in out_file.read_text() and "cHNrLWNpcGhlcnRleHQ" not in out_file.read_text()
 

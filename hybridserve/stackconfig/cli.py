@@ -202,6 +202,7 @@ def _print_plan(plan: Plan) -> None:
     counts.add_row("[bold]total[/]", f"[bold]{sum(plan.counts_by_package().values())}[/]")
     _out.print(counts)
 
+    _print_sites(plan)
     cost = Table(
         title="Estimated monthly compute cost, USD",
         caption="730 h/month; AWS on-demand list prices, OpenStack chargeback rates (hybridserve/stackconfig/catalog.py)",
@@ -217,6 +218,28 @@ def _print_plan(plan: Plan) -> None:
     _print_rollout(plan)
     for warning in plan.warnings:
         _out.print(f"[yellow]warning:[/] {warning}", highlight=False)
+
+
+def site_rows(cfg) -> list[tuple[str, str, str, str, str]]:
+    """(site, kind, networks, VPN links, hosts) per site of the stack, hubs first as declared."""
+    links: dict[str, list[str]] = {}
+    for link in cfg.links():
+        links.setdefault(link.a, []).append(link.b)
+        links.setdefault(link.b, []).append(link.a)
+    rows = []
+    for site in cfg.sites:
+        hosts = ", ".join(f"{h.name} {h.address} ({h.gpu_model or h.accelerator})" for h in getattr(site, "hosts", []))
+        rows.append((site.name, site.kind, ", ".join(cfg.site_networks(site.name)), ", ".join(links.get(site.name, [])), hosts or "-"))
+    return rows
+
+
+def _print_sites(plan: Plan) -> None:
+    table = Table(title="Sites and VPN links", show_edge=False)
+    for col in ("site", "kind", "networks", "linked to", "hosts"):
+        table.add_column(col)
+    for row in site_rows(plan.config):
+        table.add_row(*row)
+    _out.print(table)
 
 
 def serving_rollout(plan: Plan) -> dict[str, list]:

@@ -2,8 +2,10 @@
 
 Counted: the EKS control plane, EKS node groups (system and GPU), the Magnum masters and default
 workers, and the Magnum GPU node groups, priced from `catalog.py` (AWS on-demand list prices,
-OpenStack chargeback rates). Not counted: NAT gateways, load balancers, VPN connections, storage,
-data transfer. A pool with several instance types is priced at its first one.
+OpenStack chargeback rates). Edge sites are listed per host at zero compute cost (hardware the operator
+owns), with the AWS VPN connection of each edge link to AWS and a line naming the data transfer price (not
+estimated: it depends on traffic). Not counted: NAT gateways, load balancers, the hubs' own VPN connection,
+storage, data transfer. A pool with several instance types is priced at its first one.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from dataclasses import dataclass
 
 from hybridserve.stackconfig.catalog import (
     AWS_INSTANCE_TYPES,
+    AWS_TRANSFER_OUT_USD_PER_GB,
+    AWS_VPN_CONNECTION_USD_PER_HOUR,
     EKS_CONTROL_PLANE_USD_PER_HOUR,
     EKS_EXTENDED_SUPPORT_USD_PER_HOUR,
     HOURS_PER_MONTH,
@@ -23,7 +27,7 @@ from hybridserve.stackconfig.schema.stack import StackConfig
 
 @dataclass(frozen=True)
 class CostLine:
-    cloud: str  # "aws" | "openstack"
+    cloud: str  # the site: "aws" | "openstack" | "edge:<site name>"
     item: str
     machine: str
     gpu: str  # e.g. "1× T4", "" for CPU
@@ -91,4 +95,20 @@ def estimate(cfg: StackConfig) -> CostEstimate:
     for pool in magnum.gpu_pools:
         m = flavors[pool.flavor]
         lines.append(CostLine("openstack", f"Magnum GPU pool {pool.name}", m.name, _gpu(m), m.usd_per_hour, pool.min_size, pool.max_size))
+    lines += edge_lines(cfg)
     return CostEstimate(cfg.stack_name, tuple(lines))
+
+
+def edge_lines(cfg: StackConfig) -> list[CostLine]:
+    """Per edge site: its hosts (operator-owned: no compute cost), its AWS VPN connection, the transfer price."""
+    lines: list[CostLine] = []
+    aws_hub = cfg.hub("aws")
+    for _, site in cfg.edge_sites():
+        where = f"edge:{site.name}"
+        for host in site.hosts:
+            gpu = f"1× {host.gpu_model}" if host.accelerator == "nvidia-gpu" else ""
+            lines.append(CostLine(where, f"host {host.name} (operator-owned)", host.accelerator, gpu, 0.0, 1, 1))
+        if aws_hub is not None and any(link.to == aws_hub.name for link in site.links):
+            lines.append(CostLine(where, "AWS VPN connection (edge link)", "-", "", AWS_VPN_CONNECTION_USD_PER_HOUR, 1, 1))
+            lines.append(CostLine(where, f"data transfer out of AWS to the site: ${AWS_TRANSFER_OUT_USD_PER_GB}/GB, not estimated", "-", "", 0.0, 0, 0))
+    return lines

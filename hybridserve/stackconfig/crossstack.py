@@ -6,6 +6,8 @@
 - Swift containers are per cloud: no two stacks on the same OpenStack cloud and region may share one.
 - Stacks in the same `vpn.peering_group` meet over the VPN: their routed networks (VPC, EKS pod
   CIDR, OpenStack network) must not overlap, or routes become ambiguous.
+- Edge sites' gateways linked to AWS: one customer gateway per address and ASN in an account and region, so
+  two stacks there may not link the same gateway address with the same `vpn.customer_asn`.
 - EBS encryption by default is one setting per AWS account and region: at most one stack there may
   own it (`storage.ebs_default_encryption: owner`), or destroying one would turn it off for the
   others. Stacks name their account in `aws.account_id`; two owners in one region conflict unless
@@ -57,6 +59,24 @@ def cross_stack_problems(stacks: Mapping[str, StackConfig], *, only: set[str] | 
                             f"stacks in peering group {cfg.vpn.peering_group!r} meet over the VPN, so their networks must be distinct "
                             "(or put them in different hybridserve:vpn.peering_group)",
                         ))
+
+    # An AWS customer gateway is one per address and ASN in an account and region: a second stack "creating" it gets
+    # the first one's, and destroying either would pull it from under the other's VPN connection.
+    gateways: dict[tuple, tuple[str, tuple]] = {}
+    for source, cfg in items:
+        aws_hub = cfg.hub("aws")
+        for i, site in cfg.spokes():
+            if aws_hub is None or not any(link.to == aws_hub.name for link in site.links):
+                continue
+            key = (cfg.aws.account_id, cfg.aws.region, site.vpn_gateway_ip, cfg.vpn.customer_asn)
+            first = gateways.setdefault(key, (source, ("sites", i, "vpn_gateway_ip")))
+            if first[0] != source:
+                problems.append((
+                    {source, first[0]},
+                    f"{source}: {format_loc(('sites', i, 'vpn_gateway_ip'))}: {site.vpn_gateway_ip} is also the gateway of an edge site of {first[0]} "
+                    f"({format_loc(first[1])}) linked to AWS in region {cfg.aws.region}; AWS keeps one customer gateway per address and ASN, "
+                    "so the stacks would share (and destroy) one: give the edge site one stack, or set a different vpn.customer_asn",
+                ))
 
     ebs_owners: list[tuple[str, StackConfig]] = []
     loc = ("storage", "ebs_default_encryption")

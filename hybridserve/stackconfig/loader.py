@@ -22,6 +22,7 @@ from pydantic import BaseModel, ValidationError
 from hybridserve.errors import UserError
 from hybridserve.stackconfig import pulumiyaml
 from hybridserve.stackconfig.schema.common import ConfigModel, Issue, Loc, collect_issues
+from hybridserve.stackconfig.schema.sites import HUB_SECTIONS, SITE_KINDS
 from hybridserve.stackconfig.schema.stack import PROJECT, SECRET_KEYS, StackConfig, format_loc
 
 # Pulumi's own key listing packages whose default providers are refused (the kit passes explicit ones).
@@ -42,7 +43,7 @@ def _is_object_field(name: str) -> bool:
     if origin is typing.Annotated:
         ann = typing.get_args(ann)[0]
         origin = typing.get_origin(ann)
-    return origin is dict or (isinstance(ann, type) and issubclass(ann, BaseModel))
+    return origin in (dict, list) or (isinstance(ann, type) and issubclass(ann, BaseModel))
 
 
 OBJECT_KEYS: tuple[str, ...] = tuple(f for f in CONFIG_FIELDS if _is_object_field(f))
@@ -114,6 +115,7 @@ def build_stack_config(
             continue
         data[name] = _decode(name, value)
 
+    moved = _inline_hub_settings(data, problems)
     if region is not None:
         aws = data.get("aws")
         if isinstance(aws, dict):
@@ -139,10 +141,43 @@ def build_stack_config(
             )
     if problems or raw_problems:
         raise StackConfigError(
-            [f"{source}: {format_loc(loc)}: {message}" for loc, message in _dedupe(problems)] + [f"{source}: {m}" for m in raw_problems]
+            [f"{source}: {format_loc(_moved_loc(loc, moved))}: {message}" for loc, message in _dedupe(problems)] + [f"{source}: {m}" for m in raw_problems]
         )
     assert config is not None
     return config
+
+
+def _inline_hub_settings(data: dict[str, Any], problems: list[tuple[Loc, str]]) -> dict[str, Loc]:
+    """A hub site written with its settings inline in `hybridserve:sites` (the migrated shape): the settings go to
+    the hub's section, where the model keeps them. Returns section -> the entry it came from, so problems are
+    reported at the key the file has."""
+    moved: dict[str, Loc] = {}
+    sites = data.get("sites")
+    if not isinstance(sites, list):
+        return moved
+    sites = data["sites"] = list(sites)
+    for i, entry in enumerate(sites):
+        kind = entry.get("kind") if isinstance(entry, dict) else None
+        if kind not in HUB_SECTIONS:
+            continue
+        section = HUB_SECTIONS[kind]
+        settings = {k: v for k, v in entry.items() if k not in ("kind", "name")}
+        if not settings:
+            continue
+        if section in data or section in moved:
+            problems.append(((section,), f"the {kind} hub's settings are given twice, in {PROJECT}:{section} and inline in {PROJECT}:sites[{i}]; keep one"))
+            continue
+        data[section] = settings
+        sites[i] = {k: v for k, v in entry.items() if k in ("kind", "name")}
+        moved[section] = ("sites", i)
+    return moved
+
+
+def _moved_loc(loc: Loc, moved: Mapping[str, Loc]) -> Loc:
+    """A location in a hub section, as the file spells it when the settings were inline in `sites`."""
+    if loc and loc[0] in moved:
+        return (*moved[loc[0]], *loc[1:])
+    return loc
 
 
 def stack_warnings(config: StackConfig, source: str = "config") -> list[str]:
@@ -212,8 +247,18 @@ def translate_validation_error(exc: ValidationError, prefix: Loc = ()) -> list[t
     out: list[tuple[Loc, str]] = []
     for err in exc.errors(include_url=False):
         loc = (*prefix, *(p for p in err["loc"] if not _is_internal_loc(p)))
-        out.append((loc, _explain(err, loc)))
+        out.append((_without_tags(loc), _explain(err, loc)))
     return out
+
+
+def _without_tags(loc: Loc) -> Loc:
+    """Drop the `kind` tag pydantic puts after a site's index (('sites', 2, 'edge', 'cidrs') -> ('sites', 2, 'cidrs'))."""
+    out = list(loc)
+    for i in range(len(out) - 2):
+        if out[i] == "sites" and isinstance(out[i + 1], int) and out[i + 2] in SITE_KINDS:
+            del out[i + 2]
+            break
+    return tuple(out)
 
 
 def _is_internal_loc(part: Any) -> bool:
@@ -235,6 +280,8 @@ def _explain(err: dict, loc: Loc) -> str:
         model = _model_at(loc[:-1])
         valid = ", ".join(f for f in model.model_fields) if model else "see the schema"
         return f"is not a known key; valid keys here: {valid}"
+    if kind in ("union_tag_invalid", "union_tag_not_found"):
+        return f"kind {_show(ctx.get('tag'))} is not valid; expected one of {ctx.get('expected_tags')} (each site says its kind)"
     if kind == "value_error":
         return str(ctx.get("error", err["msg"]))
     if kind == "literal_error":
@@ -271,6 +318,10 @@ def _model_at(loc: Loc) -> type[BaseModel] | None:
     model: Any = StackConfig
     for part in loc:
         if isinstance(part, int):
+            continue
+        if typing.get_origin(model) in (typing.Union, types.UnionType):
+            # a discriminated union (a site): the tag after the index names the member
+            model = SITE_KINDS.get(part)
             continue
         if not (isinstance(model, type) and issubclass(model, BaseModel)):
             return None

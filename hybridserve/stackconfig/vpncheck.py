@@ -304,6 +304,14 @@ def _in_vpn_component(urn: str) -> bool:
     return any(t.startswith(VPN_COMPONENT) for t in types.split("$"))
 
 
+def _in_edge_links(urn: str) -> bool:
+    types = urn.split("::")[2] if urn.count("::") >= 3 else ""
+    return EDGE_LINKS in types.split("$")
+
+
+EDGE_LINKS = "hybridserve:vpn:EdgeSiteLinks"  # infra/components/edge_links.py
+
+
 def plan_problems(resources: Iterable[Any]) -> list[str]:
     """Problems of the VPN the kit's component registered in a plan; [] when the plan has none."""
     by_type: dict[str, list[Any]] = {}
@@ -319,10 +327,14 @@ def plan_problems(resources: Iterable[Any]) -> list[str]:
     problems: list[str] = []
     urn = lambda r: _field(r, "urn")  # noqa: E731
     inputs = lambda r: _field(r, "inputs") or {}  # noqa: E731
-    if len(connections) != 1 or len(ike) != 1 or len(ipsec) != 1 or len(sites) != 2:
+    # The hubs' link: one connection and two site connections; the edge sites' links (EdgeSiteLinks) come on top.
+    hub_connections = [r for r in connections if not _in_edge_links(urn(r))]
+    hub_sites = [r for r in sites if not _in_edge_links(urn(r))]
+    if len(hub_connections) != 1 or len(ike) != 1 or len(ipsec) != 1 or len(hub_sites) != 2:
+        connections_n, sites_n = len(hub_connections), len(hub_sites)
         problems.append(
             f"the VPN needs 1 AWS VPN connection, 1 IKE policy, 1 IPsec policy and 2 site connections (one per tunnel); "
-            f"the plan has {len(connections)}, {len(ike)}, {len(ipsec)} and {len(sites)}"
+            f"the plan has {connections_n}, {len(ike)}, {len(ipsec)} and {sites_n}"
         )
     ids = {urn(r): r for r in [*ike, *ipsec]}
     for conn in connections:
@@ -355,8 +367,8 @@ def plan_problems(resources: Iterable[Any]) -> list[str]:
             problems.append(f"{urn(site)}: no dead-peer detection (dpds); a dead tunnel would not be restarted")
         if not s.get("mtu"):
             problems.append(f"{urn(site)}: no mtu; set the tunnel MTU the profile allows (hybridserve:vpn.tunnel_mtu)")
-    peers = [inputs(s).get("peerAddress") for s in sites]
-    if len(sites) == 2 and len(set(peers)) != 2:
+    peers = [inputs(s).get("peerAddress") for s in hub_sites]
+    if len(hub_sites) == 2 and len(set(peers)) != 2:
         problems.append(f"the two site connections must point at the two different AWS tunnel addresses; they have {peers}")
     for r in ike:
         for loc, value in openstack_view(inputs(r), {}, None).items():

@@ -32,6 +32,12 @@ def openstack_site_cidrs(cfg: StackConfig) -> list[str]:
     return [cfg.openstack.network.cidr, *cfg.vpn.extra_openstack_cidrs]
 
 
+def edge_cidrs_via(cfg: StackConfig, kind: str) -> list[str]:
+    """Networks of the edge sites (spokes) linked to the hub of `kind`: their clients fail over to that hub's Triton."""
+    hub = cfg.hub(kind)
+    return [c for _, site in cfg.spokes() if hub is not None and any(link.to == hub.name for link in site.links) for c in site.cidrs]
+
+
 def serving_ports(cfg: StackConfig) -> list[int]:
     """TCP ports the peer site may reach on the cluster nodes: Triton's HTTP, gRPC and metrics."""
     s = cfg.serving
@@ -90,7 +96,7 @@ def build(ctx: StackContext) -> NetworkParts:
             flow_logs=vpc.flow_logs,
             s3_endpoint=vpc.s3_endpoint,
             eks_cluster_name=cluster_name,
-            peer_cidrs=openstack_cidrs,
+            peer_cidrs=[*openstack_cidrs, *edge_cidrs_via(cfg, "aws")],
             peer_tcp_ports=ports,
         ),
         opts=ctx.component_opts(),

@@ -207,7 +207,7 @@ def address_space_issues(cfg: "StackConfig") -> Iterator[Issue]:
     """The stack's own networks (VPC, pod and service ranges, the OpenStack network, the networks behind
     the VPN) must be private address space; locations from the root."""
     for loc, cidr in cfg.all_networks():
-        if loc[:2] == ("vpn", "tunnel_inside_cidrs"):
+        if "tunnel_inside_cidrs" in loc:
             continue  # link-local /30s inside 169.254.0.0/16, checked by VpnConfig
         if not is_private(cidr):
             yield Issue(

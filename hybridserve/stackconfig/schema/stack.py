@@ -7,6 +7,7 @@ Config keys (stack file `stacks/Pulumi.<team>-<env>.yaml`, `pulumi config set`):
     hybridserve:cost_center   str, required      hybridserve:vpn        object (VpnConfig)
     hybridserve:tags          object, optional   hybridserve:storage    object (StorageConfig)
     aws:region                str (AWS provider) hybridserve:serving    object (ServingConfig)
+    hybridserve:sites         list of sites (schema/sites.py): the hubs aws and openstack, edge sites
     hybridserve:openstack_password, hybridserve:vpn_psk   optional secrets (SECRET_KEYS)
 
 Nested values are set with `--path`, e.g.
@@ -32,6 +33,7 @@ from hybridserve.stackconfig.schema.clusters import EksCluster, MagnumCluster, N
 from hybridserve.stackconfig.schema.common import ConfigModel, Issue, Label, Loc, Tags, net
 from hybridserve.stackconfig.schema.network import AwsVpc, OpenStackNetwork
 from hybridserve.stackconfig.schema.serving import ServingConfig, bounded, parse_quantity
+from hybridserve.stackconfig.schema.sites import HUB_SECTIONS, RESERVED_SITE_NAMES, EdgeSite, Site, VpnLink, default_sites
 from hybridserve.stackconfig.schema.storage import StorageConfig, check_bucket_name
 from hybridserve.stackconfig.schema.vpn import VpnConfig
 
@@ -143,6 +145,8 @@ class StackConfig(ConfigModel):
     environment: Label
     cost_center: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9 ._:/=+@-]*$")
     tags: Tags = Field(default_factory=dict)
+    # The sites, hubs and edge sites (schema/sites.py); the hubs' settings are the sections aws and openstack.
+    sites: list[Site] = Field(default_factory=default_sites, min_length=2, max_length=50)
     aws: AwsConfig = AwsConfig()
     openstack: OpenStackConfig = OpenStackConfig()
     vpn: VpnConfig = VpnConfig()
@@ -188,6 +192,41 @@ class StackConfig(ConfigModel):
     def kms_alias(self) -> str:
         return self.storage.kms.alias or f"alias/{self.prefix}"
 
+    # --- sites and links -------------------------------------------------------------------
+
+    def site(self, name: str) -> Site | None:
+        return next((s for s in self.sites if s.name == name), None)
+
+    def hub(self, kind: str) -> Site | None:
+        """The hub site of `kind` (aws or openstack)."""
+        return next((s for s in self.sites if s.kind == kind), None)
+
+    def edge_sites(self) -> list[tuple[int, EdgeSite]]:
+        """(index in `sites`, entry) of every edge site."""
+        return [(i, s) for i, s in enumerate(self.sites) if isinstance(s, EdgeSite)]
+
+    def spokes(self) -> list[tuple[int, Any]]:
+        """(index, entry) of every site that is not a hub: a spoke has `cidrs`, `vpn_gateway_ip` and `links` (schema/sites.py)."""
+        return [(i, s) for i, s in enumerate(self.sites) if s.kind not in HUB_SECTIONS]
+
+    def links(self) -> list[VpnLink]:
+        """Every link of the VPN, hub and spokes: the hubs' own (hybridserve:vpn), then each edge site's."""
+        aws, os_ = self.hub("aws"), self.hub("openstack")
+        found = []
+        if aws is not None and os_ is not None:
+            found.append(VpnLink(os_.name, aws.name, ("vpn",), tuple(self.vpn.tunnel_inside_cidrs), tuple(self.vpn.psk_rotation)))
+        for i, site in self.spokes():
+            for j, link in enumerate(site.links):
+                found.append(VpnLink(site.name, link.to, ("sites", i, "links", j), tuple(link.tunnel_inside_cidrs), tuple(link.psk_rotation)))
+        return found
+
+    def site_networks(self, name: str) -> list[str]:
+        """The networks of site `name` routed across the VPN."""
+        site = self.site(name)
+        if site is not None and site.kind not in HUB_SECTIONS:
+            return list(site.cidrs)
+        return [c for loc, c in self.vpn_reachable_networks() if _site_of(loc, self) == name]
+
     # --- networks ---------------------------------------------------------------------------
 
     def vpn_reachable_networks(self) -> list[tuple[Loc, str]]:
@@ -198,6 +237,8 @@ class StackConfig(ConfigModel):
         found.append((("openstack", "network", "cidr"), self.openstack.network.cidr))
         found += [(("vpn", "extra_openstack_cidrs", i), c) for i, c in enumerate(self.vpn.extra_openstack_cidrs)]
         found += [(("vpn", "extra_aws_cidrs", i), c) for i, c in enumerate(self.vpn.extra_aws_cidrs)]
+        for i, site in self.spokes():
+            found += [(("sites", i, "cidrs", j), c) for j, c in enumerate(site.cidrs)]
         return found
 
     def all_networks(self) -> list[tuple[Loc, str]]:
@@ -209,6 +250,7 @@ class StackConfig(ConfigModel):
         return [
             *self.vpn_reachable_networks(),
             *((("vpn", "tunnel_inside_cidrs", i), c) for i, c in enumerate(self.vpn.tunnel_inside_cidrs)),
+            *(((*link.loc, "tunnel_inside_cidrs", k), c) for link in self.links() if link.loc != ("vpn",) for k, c in enumerate(link.tunnel_inside_cidrs)),
             (("aws", "eks", "service_cidr"), self.aws.eks.service_cidr),
             (("openstack", "magnum", "pod_cidr"), self.openstack.magnum.pod_cidr),
             (("openstack", "magnum", "service_cidr"), self.openstack.magnum.service_cidr),
@@ -217,6 +259,7 @@ class StackConfig(ConfigModel):
     # --- checks across sections -------------------------------------------------------------
 
     def issues(self) -> Iterator[Issue]:
+        yield from self._site_issues()
         nets = self.all_networks()
         for i, (loc, cidr) in enumerate(nets):
             for other_loc, other in nets[:i]:
@@ -246,6 +289,44 @@ class StackConfig(ConfigModel):
         from hybridserve.stackconfig.vpncheck import stack_issues  # network/VPN checks across sections
 
         yield from stack_issues(self)
+
+    def _site_issues(self) -> Iterator[Issue]:
+        """Names unique, one hub of each kind, links from edge sites to hubs that exist."""
+        from hybridserve.stackconfig.schema.vpn import inside_cidr_issues
+
+        names: dict[str, int] = {}
+        for i, site in enumerate(self.sites):
+            if site.name in names:
+                yield Issue(("sites", i, "name"), f"{site.name!r} is already the name of sites[{names[site.name]}]; site names must be unique")
+            names.setdefault(site.name, i)
+            if site.name in RESERVED_SITE_NAMES:
+                yield Issue(("sites", i, "name"), f"{site.name!r} is a config section's name; name the site otherwise")
+            elif site.name in HUB_SECTIONS and site.name != site.kind:
+                yield Issue(("sites", i, "name"), f"{site.name!r} is the name of the {site.name} hub's section; name the {site.kind} site otherwise")
+        for kind in HUB_SECTIONS:
+            of_kind = [i for i, s in enumerate(self.sites) if s.kind == kind]
+            if not of_kind:
+                yield Issue(("sites",), f"no site of kind {kind!r}; a stack has one aws and one openstack hub site (e.g. - {{name: {kind}, kind: {kind}}})")
+            for i in of_kind[1:]:
+                yield Issue(("sites", i, "kind"), f"a second {kind!r} site (the first is sites[{of_kind[0]}]); a stack has one hub of each cloud kind")
+        hubs = {s.name: s.kind for s in self.sites if s.kind in HUB_SECTIONS}
+        gateways: dict[str, int] = {}
+        for i, site in self.spokes():
+            if site.vpn_gateway_ip in gateways:
+                yield Issue(("sites", i, "vpn_gateway_ip"), f"{site.vpn_gateway_ip} is already sites[{gateways[site.vpn_gateway_ip]}]'s gateway; each edge site has its own")
+            gateways.setdefault(site.vpn_gateway_ip, i)
+            for j, link in enumerate(site.links):
+                loc = ("sites", i, "links", j)
+                if link.to not in hubs:
+                    what = "an edge site (links go from edge sites to hubs only)" if link.to in names else "not a site of this stack"
+                    yield Issue((*loc, "to"), f"{link.to!r} is {what}; link to a hub: {', '.join(sorted(hubs)) or 'none declared'}")
+                    continue
+                if hubs[link.to] == "aws":
+                    if len(link.tunnel_inside_cidrs) != 2:
+                        yield Issue((*loc, "tunnel_inside_cidrs"), f"{list(link.tunnel_inside_cidrs)} has {len(link.tunnel_inside_cidrs)} entries; an AWS VPN connection has exactly 2 tunnels, give two /30s")
+                    yield from (Issue((*loc, *x.loc), x.message) for x in inside_cidr_issues(link.tunnel_inside_cidrs))
+                elif link.tunnel_inside_cidrs:
+                    yield Issue((*loc, "tunnel_inside_cidrs"), "a Neutron VPNaaS link has no tunnel inside addresses (policy-based); remove them")
 
     def warnings(self) -> Iterator[Issue]:
         for target in self.serving.targets:
@@ -420,6 +501,19 @@ def _bigger(target: str, wanted: dict[str, float], models: set[str | None], cfg:
     machines = AWS_INSTANCE_TYPES.values() if target == "aws" else cfg.openstack.flavors().values()
     big = sorted((m for m in machines if m.is_gpu and not _pod_fit(m, wanted, target)), key=lambda m: (m.gpu_model not in models, m.usd_per_hour))
     return f", e.g. {', '.join(m.name for m in big[:3])}" if big else ""
+
+
+def _site_of(loc: Loc, cfg: "StackConfig") -> str | None:
+    """The name of the site a network (by its key) belongs to; hub sections and the VPN extras count for their hub."""
+    head = loc[0]
+    if head == "vpn" and len(loc) > 1 and str(loc[1]).startswith("extra_"):
+        head = "aws" if loc[1] == "extra_aws_cidrs" else "openstack"
+    if head in HUB_SECTIONS:
+        hub = cfg.hub(head)
+        return hub.name if hub is not None else None
+    if head == "sites":
+        return cfg.sites[int(loc[1])].name
+    return None
 
 
 # --- key paths -----------------------------------------------------------------------------------

@@ -166,25 +166,27 @@ class VpnConfig(ConfigModel):
                 ("tunnel_inside_cidrs",),
                 f"{self.tunnel_inside_cidrs} has {len(self.tunnel_inside_cidrs)} entries; an AWS VPN connection has exactly 2 tunnels, give two /30s",
             )
-        for i, cidr in enumerate(self.tunnel_inside_cidrs):
-            n = net(cidr)
-            if n.prefixlen != 30 or not n.subnet_of(LINK_LOCAL):
-                yield Issue(("tunnel_inside_cidrs", i), f"{cidr} is not valid; each tunnel needs a /30 inside 169.254.0.0/16, e.g. 169.254.10.0/30")
-            elif cidr in AWS_RESERVED_INSIDE_CIDRS:
-                yield Issue(("tunnel_inside_cidrs", i), f"{cidr} is reserved by AWS ({', '.join(AWS_RESERVED_INSIDE_CIDRS)}); pick another /30")
-        for i in range(len(self.tunnel_inside_cidrs)):
-            for j in range(i):
-                if net(self.tunnel_inside_cidrs[i]).overlaps(net(self.tunnel_inside_cidrs[j])):
-                    yield Issue(
-                        ("tunnel_inside_cidrs", i),
-                        f"{self.tunnel_inside_cidrs[i]} overlaps tunnel_inside_cidrs[{j}] ({self.tunnel_inside_cidrs[j]}); the two tunnels need distinct /30s",
-                    )
+        yield from inside_cidr_issues(self.tunnel_inside_cidrs)
         if self.amazon_side_asn == self.customer_asn:
             yield Issue(("customer_asn",), f"{self.customer_asn} equals amazon_side_asn; the two ends need different ASNs")
         # The profile: weak choices, what one end cannot express, both renderings compared.
         from hybridserve.stackconfig.vpncheck import profile_issues
 
         yield from profile_issues(self)
+
+
+def inside_cidr_issues(cidrs: list[str]) -> Iterator[Issue]:
+    """The tunnels' inside /30s of one AWS VPN connection (the hubs' link or an edge site's link to AWS)."""
+    for i, cidr in enumerate(cidrs):
+        n = net(cidr)
+        if n.prefixlen != 30 or not n.subnet_of(LINK_LOCAL):
+            yield Issue(("tunnel_inside_cidrs", i), f"{cidr} is not valid; each tunnel needs a /30 inside 169.254.0.0/16, e.g. 169.254.10.0/30")
+        elif cidr in AWS_RESERVED_INSIDE_CIDRS:
+            yield Issue(("tunnel_inside_cidrs", i), f"{cidr} is reserved by AWS ({', '.join(AWS_RESERVED_INSIDE_CIDRS)}); pick another /30")
+    for i in range(len(cidrs)):
+        for j in range(i):
+            if net(cidrs[i]).overlaps(net(cidrs[j])):
+                yield Issue(("tunnel_inside_cidrs", i), f"{cidrs[i]} overlaps tunnel_inside_cidrs[{j}] ({cidrs[j]}); the two tunnels need distinct /30s")
 
 
 # --- rendering the one profile for both ends ---------------------------------------------------------
@@ -198,13 +200,14 @@ def esp_overhead(encryption: str, integrity: str) -> int:
     return 20 + 8 + 8 + iv + pad + 2 + icv
 
 
-def aws_tunnel_options(vpn: VpnConfig, tunnel: int) -> dict[str, Any]:
+def aws_tunnel_options(vpn: VpnConfig, tunnel: int, inside_cidrs: list[str] | tuple[str, ...] | None = None) -> dict[str, Any]:
     """Options of AWS tunnel `tunnel` (1 or 2), as `aws.ec2.VpnConnection` keyword arguments.
 
     Values the AWS end cannot express are left out (the check reports them). The pre-shared key
     and the log options are added by the component.
     """
     t = f"tunnel{tunnel}_"
+    inside = vpn.tunnel_inside_cidrs if inside_cidrs is None else list(inside_cidrs)  # an edge link's own /30s
     opts: dict[str, Any] = {
         f"{t}ike_versions": [AWS_NAMES[vpn.ike.version]],
         f"{t}phase1_encryption_algorithms": [AWS_NAMES[vpn.ike.encryption]],
@@ -215,7 +218,7 @@ def aws_tunnel_options(vpn: VpnConfig, tunnel: int) -> dict[str, Any]:
         f"{t}phase2_lifetime_seconds": vpn.ipsec.lifetime_seconds,
         f"{t}dpd_timeout_seconds": vpn.dpd_timeout_seconds,
         f"{t}startup_action": vpn.startup_action,
-        f"{t}inside_cidr": vpn.tunnel_inside_cidrs[tunnel - 1] if len(vpn.tunnel_inside_cidrs) >= tunnel else None,
+        f"{t}inside_cidr": inside[tunnel - 1] if len(inside) >= tunnel else None,
     }
     if vpn.ike.dh_group in AWS_PHASE1_DH_GROUPS:
         opts[f"{t}phase1_dh_group_numbers"] = [vpn.ike.dh_group]
