@@ -45,12 +45,18 @@ def service_argv(layout: Layout, service: str) -> list[str]:
     return [str(launcher(layout)), "run", service, "--root", str(layout.root)]
 
 
+ENTRY_POINT = "from hybridserve.edge.cli import main\nimport sys\nsys.exit(main())\n"
+
+
 def launcher_script(version_dir: Path, python: str) -> str:
+    """The version's command. It runs bin/edge_main.py, not `python -m`: `-m` puts the working directory first
+    on sys.path, so a `hybridserve` directory wherever the command is run from would shadow the version's code."""
     app = version_dir / "app"
+    entry = version_dir / "bin" / "edge_main.py"
     return (
         "#!/bin/sh\n"
         f"# hybridserve edge runtime {version_dir.name}: the kit's code from {app}, dependencies from {python}\n"
-        f"PYTHONPATH={shlex.quote(str(app))} exec {shlex.quote(python)} -m hybridserve.edge \"$@\"\n"
+        f"PYTHONPATH={shlex.quote(str(app))} exec {shlex.quote(python)} {shlex.quote(str(entry))} \"$@\"\n"
     )
 
 
@@ -231,15 +237,21 @@ def apply_script(bundle_path: str, version: str, digest: str) -> str:
         'stage="$(mktemp -d)"\n'
         "trap 'rm -rf \"$stage\"' EXIT\n"
         'tar -xzf "$bundle" -C "$stage"\n'
-        f'$sudo env PYTHONPATH="$stage/app" "${{{BOOTSTRAP_PYTHON_ENV}:-python3}}" -m hybridserve.edge apply '
+        'case "$root" in /*) ;; *) root="$PWD/$root" ;; esac\n'
+        # From the unpacked app directory: `-m` puts the working directory first on sys.path.
+        f'cd "$stage/app" && $sudo env PYTHONPATH="$stage/app" "${{{BOOTSTRAP_PYTHON_ENV}:-python3}}" -m hybridserve.edge apply '
         f'--root "$root" --bundle "$bundle" --version {shlex.quote(version)} --config -\n'
     )
 
 
-def gate_script(*, concurrency: str = "1,2", profile: str = "quick") -> str:
-    """The per-host smoke gate against the host's own Triton with the site's SLOs (in config.json)."""
+def gate_script(*, stamp: str = "", concurrency: str = "1,2", profile: str = "quick") -> str:
+    """The per-host smoke gate against the host's own Triton with the site's SLOs (in config.json).
+
+    `stamp` (what it gates: runtime version, bundle and config digests) is a comment: a new stamp is a new script
+    text, which is what makes the remote command run again on a change."""
     return (
         "#!/bin/sh\n# hybridserve edge: smoke gate against this host's Triton, the site's SLOs\n"
+        + (f"# gates {stamp}\n" if stamp else "")
         + _PRELUDE
         + f'"$root/opt/hybridserve-edge/current/bin/hybridserve-edge" gate --root "$root" --concurrency {concurrency} --profile {profile}\n'
     )

@@ -97,6 +97,7 @@ def _unpack(layout: Layout, bundle: Path, version: str, deps_python: str | None,
             except TypeError:  # pragma: no cover - Python before 3.11.4
                 tar.extractall(stage)
         python = deps_python or _create_venv(stage, vdir)
+        write_if_changed(stage / "bin" / "edge_main.py", render.ENTRY_POINT)
         write_if_changed(stage / "bin" / "hybridserve-edge", render.launcher_script(vdir, python), 0o755)
         shutil.rmtree(vdir, ignore_errors=True)
         stage.rename(vdir)  # a version directory is complete or absent
