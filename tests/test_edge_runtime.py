@@ -267,6 +267,33 @@ def test_gate_script_passes_with_the_site_slos_and_fails_when_missed(host):
     assert r.stdout.strip().splitlines()[-1] == "hybridserve-edge gate: FAIL plant-a/edge-1 (exit 1)"
 
 
+# --------------------------------------------------------------------------------------------- status from the hub
+
+
+def test_status_helper_says_healthy_slo_missed_or_down_per_host(host):
+    from hybridserve.edge.health import HostTarget, check_hosts, health_table
+
+    c = host.config
+    same = dict(address="127.0.0.1", models=MODELS, http_port=c.http_port, grpc_port=c.grpc_port)
+    (closed,) = free_ports(1)
+    targets = [
+        HostTarget("plant-a", "edge-1", slos=c.slos, **same),
+        HostTarget("plant-a", "edge-2", slos={"slos": {"*": {"max_p99_ms": 0.001, "p99_concurrency": 1}}}, **same),
+        HostTarget("plant-a", "edge-3", "127.0.0.1", MODELS, http_port=closed, grpc_port=closed),
+        HostTarget("plant-a", "edge-4", "127.0.0.1", ("no_such_model",), http_port=c.http_port, grpc_port=c.grpc_port),
+    ]
+    results = check_hosts(targets, parallel=2)
+    assert [r.state for r in results] == ["healthy", "slo_missed", "down", "down"], [r.as_dict() for r in results]
+    assert "max_p99_ms" in results[1].detail or "p99" in results[1].detail
+    assert "does not answer" in results[2].detail and "not ready: no_such_model" in results[3].detail
+    from rich.console import Console
+
+    console = Console(record=True, width=200)
+    console.print(health_table(results))
+    text = console.export_text()
+    assert "slo missed" in text and "edge-3" in text
+
+
 # --------------------------------------------------------------------------------------------- upgrade
 
 
@@ -325,7 +352,13 @@ def test_nftables_rules_admit_inference_only_from_the_configured_networks(host, 
 def test_logrotate_config_parses(host, tmp_path):
     if shutil.which("logrotate") is None:
         pytest.fail("logrotate is not installed")
-    r = subprocess.run(["logrotate", "-d", "-s", str(tmp_path / "state"), str(host.layout.logrotate_file)], capture_output=True, text=True)
+    # logrotate looks the `su` user up: the service user exists only in the temporary root's passwd record, so the
+    # check runs on a copy naming root instead (the one line that differs).
+    text = host.layout.logrotate_file.read_text()
+    assert f"  su {host.config.user} {host.config.user}\n" in text
+    checked = tmp_path / "hybridserve-edge"
+    checked.write_text(text.replace(f"su {host.config.user} {host.config.user}", "su root root"))
+    r = subprocess.run(["logrotate", "-d", "-s", str(tmp_path / "state"), str(checked)], capture_output=True, text=True)
     assert r.returncode == 0 and "error" not in r.stderr.lower(), r.stderr
     assert str(host.layout.logs) in r.stderr
 

@@ -253,7 +253,8 @@ def gate_script(*, stamp: str = "", concurrency: str = "1,2", profile: str = "qu
         "#!/bin/sh\n# hybridserve edge: smoke gate against this host's Triton, the site's SLOs\n"
         + (f"# gates {stamp}\n" if stamp else "")
         + _PRELUDE
-        + f'"$root/opt/hybridserve-edge/current/bin/hybridserve-edge" gate --root "$root" --concurrency {concurrency} --profile {profile}\n'
+        # As root (sudo): the config and the cache's key are readable by root and the service user only.
+        + f'$sudo "$root/opt/hybridserve-edge/current/bin/hybridserve-edge" gate --root "$root" --concurrency {concurrency} --profile {profile}\n'
     )
 
 

@@ -180,8 +180,9 @@ def install(layout: Layout, bundle: Path, config: EdgeConfig, *, version: str | 
     result.changed.extend(str(p) for p in changed_files)
     _secrets(layout)
     if layout.is_system:
-        for d in (layout.state, layout.logs):
-            shutil.chown(d, config.user, config.user)
+        # The services run as the user: their directories and the cache's key and identity are theirs.
+        for path in (layout.state, layout.logs, layout.run_dir, layout.state / "cache.kek", layout.state / "cache.s3.json"):
+            shutil.chown(path, config.user, config.user)
         shutil.chown(layout.config_file, "root", config.user)
     if systemd and changed_files:
         subprocess.run(["systemctl", "daemon-reload"], check=True)
