@@ -120,7 +120,8 @@ def check_args(args: EdgeHostsArgs) -> list[str]:
     problems += [f"edge site {args.site!r}: host {n!r} is listed twice" for n in sorted({n for n in names if names.count(n) > 1})]
     placeholder = HubSource(bucket="placeholder")
     for host in args.hosts:
-        problems += [f"edge site {args.site!r}, host {host.name!r}: {p}" for p in host_config(args, host, placeholder).problems()]
+        # Host problems name the host themselves ("host 'x': ..."); site-wide ones then appear once, not per host.
+        problems += [f"edge site {args.site!r}: {p}" for p in host_config(args, host, placeholder).problems()]
     return list(dict.fromkeys(problems))
 
 
