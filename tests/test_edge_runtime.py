@@ -404,3 +404,24 @@ def test_the_bundle_is_reproducible(tmp_path):
     a = build_bundle(tmp_path / "a")
     b = build_bundle(tmp_path / "b")
     assert (a.version, a.digest) == (b.version, b.digest) and a.path.read_bytes() == b.path.read_bytes()
+
+
+def test_without_a_dependency_interpreter_install_builds_a_venv_in_the_version_directory(tmp_path, seaweed_endpoint):
+    """A host's path: the version gets its own venv with the bundle's pinned requirements (here one small package,
+    so the test does not download tritonserver), built in the staging directory and moved into place."""
+    bundle = build_bundle(tmp_path / "bundles", version="1.0.0-venv", replace={"requirements.txt": b"six\n"})
+    root = tmp_path / "root"
+    cfg = tmp_path / "config.json"
+    cfg.write_text(host_config(seaweed_endpoint, "b").to_json())
+    env = {k: v for k, v in os.environ.items() if k != render.DEPS_PYTHON_ENV}
+    r = subprocess.run([sys.executable, "-m", "hybridserve.edge", "install", "--root", str(root), "--no-systemd",
+                        "--bundle", str(bundle.path), "--config", str(cfg)], capture_output=True, text=True, env=env, timeout=600)
+    assert r.returncode == 0, r.stdout + r.stderr
+    vdir = Layout(root).version_dir("1.0.0-venv")
+    venv_python = vdir / "venv" / "bin" / "python"
+    launcher = (vdir / "bin" / "hybridserve-edge").read_text()
+    assert str(venv_python) in launcher
+    assert ".partial" not in (vdir / "venv" / "pyvenv.cfg").read_text() + (vdir / "venv" / "bin" / "pip").read_text()
+    assert subprocess.run([str(venv_python), "-c", "import six"], capture_output=True).returncode == 0
+    r = subprocess.run([str(vdir / "bin" / "hybridserve-edge"), "--help"], capture_output=True, text=True, cwd=tmp_path)
+    assert r.returncode == 0 and "install" in r.stdout
