@@ -320,6 +320,13 @@ def test_upgrade_switches_versions_and_rolls_back_a_failing_one(host):
     st = host.status()
     assert st["healthy"] and st["version"] == "2.0.0-edge"
 
+    # The next good upgrade keeps only itself and the version it replaced.
+    r = host.apply(build_bundle(host.bundles, version="4.0.0-edge"))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert sorted(p.name for p in host.layout.opt.iterdir() if not p.name.startswith(".")) == ["2.0.0-edge", "4.0.0-edge", "current"]
+    assert f"removed runtime {first}" in r.stdout and "removed runtime 3.0.0-broken" in r.stdout
+    assert host.status()["healthy"]
+
 
 # --------------------------------------------------------------------------------------------- rendered files
 

@@ -256,6 +256,8 @@ def apply(layout: Layout, bundle: Path, config: EdgeConfig | None, *, version: s
     started = _launcher_call(layout, "start", *flag)
     if started.returncode == 0 and _launcher_call(layout, "status", *flag, *wait).returncode == 0:
         say(f"upgraded to runtime {target}: healthy ({previous} kept in {layout.version_dir(previous)} for a rollback)")
+        for old in prune_versions(layout, keep={target, previous}):
+            say(f"removed runtime {old} (only the current and the previous version are kept)")
         return 0
     say(f"runtime {target} failed its health check: rolling back to {previous}")
     _launcher_call(layout, "stop", *flag)
@@ -264,6 +266,16 @@ def apply(layout: Layout, bundle: Path, config: EdgeConfig | None, *, version: s
     state = "healthy" if again.returncode == 0 and _launcher_call(layout, "status", *flag, *wait).returncode == 0 else "NOT healthy either"
     say(f"rolled back to runtime {previous}: {state}; the failed version stays in {layout.version_dir(target)} for inspection")
     return EXIT_UNHEALTHY
+
+
+def prune_versions(layout: Layout, *, keep: set[str]) -> list[str]:
+    """Remove installed versions other than `keep` (edge disks are small; a rollback needs only the previous one)."""
+    removed = []
+    for vdir in sorted(layout.opt.iterdir()):
+        if vdir.is_dir() and not vdir.is_symlink() and not vdir.name.startswith(".") and vdir.name not in keep:
+            shutil.rmtree(vdir)
+            removed.append(vdir.name)
+    return removed
 
 
 # --------------------------------------------------------------------------------------------- services
