@@ -1,0 +1,182 @@
+"""Fill the edge cache from the hub bucket: the objects the hub's sync manifest lists, changed ones only.
+
+The hub prefix is written by `hybridserve sync` (hybridserve/sync/engine.py), whose manifest names every
+object with its sha256 and size, written last, after every object it names was verified. The fill copies
+exactly those objects:
+
+- only what differs: an object whose sha256 (the cache's copy of the manifest, else the object's
+  x-amz-meta-sha256) matches is skipped, so an interrupted fill resumes where it stopped;
+- model files first, each model's config.pbtxt after them, the manifest last: the cache keeps the hub's
+  atomic-publish order, so Triton never reads a config naming a version whose files are not all there;
+- every download is checked against the manifest's sha256 before it is written to the cache (SSE-S3);
+- bandwidth-limited when configured (s3transfer's max_bandwidth, bytes per second on the download);
+- keys the hub no longer has are removed, configs first (the sync's own helper).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hybridserve.edge.config import HubSource
+from hybridserve.errors import UserError
+from hybridserve.local.objectstore import S3Endpoint, ensure_bucket
+from hybridserve.sync.engine import MANIFEST_NAME, SHA_META, VERSIONS_META, delete_configs_first
+from hybridserve.sync.scan import CONFIG_NAME
+
+EXIT_FILL = 3
+
+
+@dataclass
+class FillReport:
+    copied: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
+    bytes_copied: int = 0
+    changed_models: list[str] = field(default_factory=list)  # models whose config.pbtxt changed (Triton reloads them)
+    seconds: float = 0.0
+
+    def summary(self) -> str:
+        return (f"copied {len(self.copied)} objects ({self.bytes_copied / 1e6:.1f} MB), {len(self.skipped)} unchanged, "
+                f"deleted {len(self.deleted)} in {self.seconds:.1f} s")
+
+
+def _hub_client(hub: HubSource):
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client(
+        "s3", endpoint_url=hub.endpoint_url, region_name=hub.region,
+        aws_access_key_id=hub.access_key, aws_secret_access_key=hub.secret_key,
+        config=Config(s3={"addressing_style": "path"}, signature_version="s3v4",
+                      retries={"max_attempts": 5, "mode": "standard"}, connect_timeout=10, read_timeout=120),
+    )
+
+
+def _base(prefix: str) -> str:
+    p = prefix.strip("/")
+    return p + "/" if p else ""
+
+
+def _read_json(s3, bucket: str, key: str) -> dict | None:
+    from botocore.exceptions import ClientError
+
+    try:
+        body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+            return None
+        raise
+    try:
+        return json.loads(body)
+    except ValueError:
+        return None
+
+
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def fill_cache(hub: HubSource, cache: S3Endpoint, cache_bucket: str, *, bandwidth_limit_mbps: float | None = None,
+               work_dir: Path | None = None) -> FillReport:
+    """Bring `cache_bucket`/<hub prefix> up to the hub's published state. UserError when the hub cannot be read."""
+    from boto3.s3.transfer import TransferConfig
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    started = time.monotonic()
+    report = FillReport()
+    base = _base(hub.prefix)
+    where = f"s3://{hub.bucket}/{base} at {hub.endpoint_url or f'AWS S3 ({hub.region})'}"
+    step = "reading the hub's manifest"
+    try:
+        hub_s3 = _hub_client(hub)
+        manifest = _read_json(hub_s3, hub.bucket, base + MANIFEST_NAME)
+        if not manifest or not isinstance(manifest.get("objects"), dict):
+            raise UserError(f"the hub {where} has no sync manifest ({MANIFEST_NAME}): nothing is published there yet; "
+                            "publish the repository first (`hybridserve sync` / the stack's publication)", exit_code=EXIT_FILL)
+        step = "preparing the cache bucket"
+        ensure_bucket(cache, cache_bucket, sse="AES256")
+        cache_s3 = cache.client()
+        listing: dict[str, int] = {}
+        for page in cache_s3.get_paginator("list_objects_v2").paginate(Bucket=cache_bucket, Prefix=base):
+            for obj in page.get("Contents", []):
+                listing[obj["Key"]] = obj["Size"]
+        previous = _read_json(cache_s3, cache_bucket, base + MANIFEST_NAME) or {}
+        known = previous.get("objects", {}) if isinstance(previous.get("objects"), dict) else {}
+
+        objects: dict[str, dict] = manifest["objects"]
+        transfer = TransferConfig(
+            max_bandwidth=int(bandwidth_limit_mbps * 1e6 / 8) if bandwidth_limit_mbps else None,
+            max_concurrency=4 if not bandwidth_limit_mbps else 1,  # the limit is per transfer: one at a time then
+        )
+        # Files first, configs after, in a stable order.
+        order = sorted(objects, key=lambda rel: (rel.rsplit("/", 1)[-1] == CONFIG_NAME, rel))
+        tmp_root = Path(work_dir) if work_dir else Path(tempfile.gettempdir())
+        tmp_root.mkdir(parents=True, exist_ok=True)
+        step = "copying objects"
+        for rel in order:
+            entry = objects[rel]
+            key = base + rel
+            sha, size = entry.get("sha256"), entry.get("size")
+            if _present(cache_s3, cache_bucket, key, sha, size, listing, known.get(rel)):
+                report.skipped.append(key)
+                continue
+            fd, name = tempfile.mkstemp(prefix=".fill-", dir=tmp_root)
+            os.close(fd)
+            tmp = Path(name)
+            try:
+                hub_s3.download_file(hub.bucket, key, str(tmp), Config=transfer)
+                got = _sha256_file(tmp)
+                if got != sha:
+                    raise UserError(f"hub object s3://{hub.bucket}/{key} has sha256 {got}, its manifest says {sha}: the hub "
+                                    "changed during the fill; the next fill picks up the new state", exit_code=EXIT_FILL)
+                head = hub_s3.head_object(Bucket=hub.bucket, Key=key)
+                metadata = {SHA_META: sha}
+                if VERSIONS_META in head.get("Metadata", {}):
+                    metadata[VERSIONS_META] = head["Metadata"][VERSIONS_META]
+                cache_s3.upload_file(str(tmp), cache_bucket, key, ExtraArgs={"ServerSideEncryption": "AES256", "Metadata": metadata})
+            finally:
+                tmp.unlink(missing_ok=True)
+            report.copied.append(key)
+            report.bytes_copied += size or 0
+            if rel.rsplit("/", 1)[-1] == CONFIG_NAME and "/" in rel:
+                report.changed_models.append(rel.split("/", 1)[0])
+        step = "removing what the hub no longer has"
+        stale = sorted(k for k in listing if k != base + MANIFEST_NAME and k[len(base):] not in objects)
+        if stale:
+            delete_configs_first(cache_s3, cache_bucket, base, stale, what=f"the cache refused to delete {{n}} objects in {cache_bucket!r}:",
+                                 on_deleted=report.deleted.extend)
+        step = "writing the manifest"
+        if report.copied or report.deleted or previous.get("objects") != objects:
+            cache_s3.put_object(Bucket=cache_bucket, Key=base + MANIFEST_NAME, Body=(json.dumps(manifest, indent=1) + "\n").encode(),
+                                ContentType="application/json", ServerSideEncryption="AES256")
+    except UserError:
+        raise
+    except (ClientError, BotoCoreError) as exc:
+        raise UserError(f"cache fill from {where} failed while {step}: {exc}", exit_code=EXIT_FILL) from None
+    report.seconds = time.monotonic() - started
+    return report
+
+
+def _present(s3, bucket: str, key: str, sha: str | None, size: int | None, listing: dict[str, int], known: dict | None) -> bool:
+    """The cache already holds these bytes: its manifest copy says so and the listing agrees, else its metadata does."""
+    from botocore.exceptions import ClientError
+
+    if key not in listing or listing[key] != size:
+        return False
+    if known and known.get("sha256") == sha:
+        return True
+    try:
+        head = s3.head_object(Bucket=bucket, Key=key)
+    except ClientError:
+        return False
+    return head.get("Metadata", {}).get(SHA_META) == sha and head.get("ContentLength") == size

@@ -1,0 +1,528 @@
+"""The edge runtime's steps: install, apply (install + switch + start + health, rollback), start, stop,
+status, uninstall, and the services themselves (`run cache|triton|fill`) and the per-host gate.
+
+Two ways to run the services, one set of command lines (render.service_argv):
+- systemd (a host): the units in /etc/systemd/system run them as the dedicated user;
+- supervised (`--no-systemd`, a temporary root in the tests): they run as the local plane runs its servers
+  (hybridserve/local/process.py, own process group, bounded stop), recorded in <state>/run/plane.json so
+  `stop` and `status` find them from another process (the local plane's record helpers).
+
+The install path (install, apply up to the switch) uses the standard library only: it runs from the unpacked
+bundle with the host's python3. Everything that needs the dependencies runs under the installed launcher.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hybridserve.edge import render
+from hybridserve.edge.bundle import read_bundle_version
+from hybridserve.edge.config import EdgeConfig, Layout, check_version, read_config
+from hybridserve.errors import UserError
+
+EXIT_UNHEALTHY = 3
+_http = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback probes ignore HTTP(S)_PROXY
+
+
+def say(line: str) -> None:
+    print(f"hybridserve-edge: {line}", flush=True)
+
+
+# --------------------------------------------------------------------------------------------- files
+
+
+def write_if_changed(path: Path, text: str, mode: int = 0o644) -> bool:
+    """Write atomically when the content or mode differs; True when something changed."""
+    data = text.encode()
+    try:
+        if path.read_bytes() == data and (path.stat().st_mode & 0o777) == mode:
+            return False
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    os.chmod(tmp, mode)
+    os.replace(tmp, path)
+    return True
+
+
+def switch_current(layout: Layout, version: str | None) -> None:
+    """Point `current` at `version` in one rename (a reader sees the old or the new target, never none)."""
+    if version is None:
+        layout.current.unlink(missing_ok=True)
+        return
+    tmp = layout.opt / f".current.{os.getpid()}"
+    tmp.unlink(missing_ok=True)
+    tmp.symlink_to(version)  # relative: the tree stays valid when the root is moved (tests, images)
+    os.replace(tmp, layout.current)
+
+
+# --------------------------------------------------------------------------------------------- install
+
+
+@dataclass
+class InstallResult:
+    version: str
+    changed: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def unchanged(self) -> bool:
+        return not self.changed
+
+
+def _unpack(layout: Layout, bundle: Path, version: str, deps_python: str | None, result: InstallResult) -> None:
+    vdir = layout.version_dir(version)
+    if not (vdir / "bin" / "hybridserve-edge").is_file():
+        stage = layout.opt / f".{version}.partial"
+        shutil.rmtree(stage, ignore_errors=True)
+        stage.mkdir(parents=True)
+        with tarfile.open(bundle, "r:gz") as tar:
+            try:
+                tar.extractall(stage, filter="data")  # no absolute paths, links out of the tree or device files
+            except TypeError:  # pragma: no cover - Python before 3.11.4
+                tar.extractall(stage)
+        python = deps_python or _create_venv(stage, vdir)
+        write_if_changed(stage / "bin" / "edge_main.py", render.ENTRY_POINT)
+        write_if_changed(stage / "bin" / "hybridserve-edge", render.launcher_script(vdir, python), 0o755)
+        shutil.rmtree(vdir, ignore_errors=True)
+        stage.rename(vdir)  # a version directory is complete or absent
+        result.changed.append(f"installed runtime {version} in {vdir}")
+    elif deps_python:
+        if write_if_changed(vdir / "bin" / "hybridserve-edge", render.launcher_script(vdir, deps_python), 0o755):
+            result.changed.append(f"{vdir}/bin/hybridserve-edge: dependencies from {deps_python}")
+
+
+def _create_venv(stage: Path, vdir: Path) -> str:
+    """A venv with the pinned dependencies: from the bundle's wheels/ when present (offline hosts), else the index."""
+    venv = stage / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    source = ["--no-index", "--find-links", str(stage / "wheels")] if (stage / "wheels").is_dir() else []
+    subprocess.run([str(venv / "bin" / "pip"), "install", "--quiet", *source, "-c", str(stage / "constraints.txt"),
+                    "-r", str(stage / "requirements.txt")], check=True)
+    # The venv's scripts name the staging path: rewrite them to the final one before the rename.
+    for script in (venv / "bin").iterdir():
+        if script.is_file() and not script.is_symlink():
+            try:
+                text = script.read_text()
+            except UnicodeDecodeError:
+                continue
+            if str(stage) in text:
+                script.write_text(text.replace(str(stage), str(vdir)))
+    cfg = venv / "pyvenv.cfg"
+    cfg.write_text(cfg.read_text().replace(str(stage), str(vdir)))
+    return str(vdir / "venv" / "bin" / "python")
+
+
+def _ensure_user(config: EdgeConfig, layout: Layout, result: InstallResult) -> None:
+    argv = render.useradd_argv(config, layout)
+    if layout.is_system:
+        if subprocess.run(["getent", "passwd", config.user], capture_output=True).returncode != 0:
+            subprocess.run(argv, check=True)
+            result.changed.append(f"created system user {config.user}")
+        return
+    # A temporary root: the user is recorded in <root>/etc/passwd, the system is not touched.
+    record = layout.passwd_record
+    lines = record.read_text().splitlines(keepends=True) if record.exists() else []
+    if not any(line.split(":", 1)[0] == config.user for line in lines):
+        write_if_changed(record, "".join(lines) + render.passwd_line(config, layout))
+        result.changed.append(f"recorded system user {config.user} in {record} (would run: {' '.join(argv)})")
+
+
+def install(layout: Layout, bundle: Path, config: EdgeConfig, *, version: str | None = None, systemd: bool = True,
+            deps_python: str | None = None) -> InstallResult:
+    """Lay the runtime out under the root. Idempotent: a second run with the same inputs changes nothing.
+
+    Installs the bundle's version beside the others; points `current` at it only when there is none yet
+    (switching is `apply`'s job, with its health check and rollback).
+    """
+    bundle = Path(bundle)
+    if not bundle.is_file():
+        raise UserError(f"--bundle {bundle}: no such file (the runtime bundle, hybridserve-edge-<version>.tar.gz)", exit_code=2)
+    declared = read_bundle_version(bundle)
+    if version is not None and check_version(version) != declared:
+        raise UserError(f"--version {version}: the bundle {bundle} holds runtime {declared}", exit_code=2)
+    if systemd and not layout.is_system:
+        raise UserError(f"--root {layout.root}: systemd units can only be enabled on the system root; pass --no-systemd "
+                        "to run the services as supervised processes under a temporary root", exit_code=2)
+    result = InstallResult(version=declared)
+    for d in (layout.opt, layout.etc, layout.state, layout.logs, layout.run_dir):
+        d.mkdir(parents=True, exist_ok=True)
+    os.chmod(layout.state, 0o750)
+    _unpack(layout, bundle, declared, deps_python, result)
+    if layout.current_version() is None:
+        switch_current(layout, declared)
+        result.changed.append(f"{layout.current} -> {declared}")
+    _ensure_user(config, layout, result)
+
+    files: dict[Path, tuple[str, int]] = {
+        layout.config_file: (config.to_json(), 0o640),  # holds the hub's read key: root and the service group only
+        layout.nft_file: (render.nftables_rules(config), 0o644),
+        layout.logrotate_file: (render.logrotate_config(config, layout), 0o644),
+    }
+    for name, text in render.unit_files(config, layout).items():
+        files[layout.units / name] = (text, 0o644)
+    changed_files = [path for path, (text, mode) in files.items() if write_if_changed(path, text, mode)]
+    result.changed.extend(str(p) for p in changed_files)
+    _secrets(layout)
+    if layout.is_system:
+        # The services run as the user: their directories and the cache's key and identity are theirs.
+        for path in (layout.state, layout.logs, layout.run_dir, layout.state / "cache.kek", layout.state / "cache.s3.json"):
+            shutil.chown(path, config.user, config.user)
+        shutil.chown(layout.config_file, "root", config.user)
+    if systemd and changed_files:
+        subprocess.run(["systemctl", "daemon-reload"], check=True)
+        if layout.nft_file in changed_files:
+            subprocess.run(["systemctl", "enable", "--now", render.FIREWALL_UNIT], check=True)
+            subprocess.run(["systemctl", "restart", render.FIREWALL_UNIT], check=True)
+    return result
+
+
+def _secrets(layout: Layout) -> None:
+    """The cache's key-encryption key and S3 identity, created once (0600) by the local plane's helpers."""
+    from hybridserve.local.objectstore import load_or_create_identity, load_or_create_kek
+
+    load_or_create_kek(layout.state / "cache.kek")
+    load_or_create_identity(layout.state / "cache.s3.json")
+
+
+# --------------------------------------------------------------------------------------------- apply / upgrade
+
+
+def _launcher_call(layout: Layout, step: str, *args: str, version: str | None = None, timeout: float = 900) -> subprocess.CompletedProcess:
+    argv = [str(render.launcher(layout, version=version)), step, "--root", str(layout.root), *args]
+    say(f"running {' '.join(argv[1:])}")
+    try:
+        proc = subprocess.run(argv, text=True, capture_output=True, timeout=timeout)
+    except subprocess.TimeoutExpired as exc:
+        return subprocess.CompletedProcess(argv, 124, exc.stdout or "", (exc.stderr or "") + f"\n{step}: timed out after {timeout:.0f} s")
+    for line in (proc.stdout + proc.stderr).splitlines():
+        print(f"  | {line}", flush=True)
+    return proc
+
+
+def _systemd_flag(systemd: bool) -> list[str]:
+    return [] if systemd else ["--no-systemd"]
+
+
+def apply(layout: Layout, bundle: Path, config: EdgeConfig | None, *, version: str | None = None, systemd: bool = True,
+          deps_python: str | None = None) -> int:
+    """Install, then run `version` healthy: start it, restart it on a change, or upgrade to it with a rollback.
+
+    The health check is the installed launcher's `status --wait`: both services running, the cache answering
+    S3, Triton ready with every configured model. A new version that fails it is rolled back: `current` is
+    switched back to the previous version, which is started again; the exit code is then 3.
+    """
+    config = config or read_config(layout)
+    previous = layout.current_version()
+    result = install(layout, bundle, config, version=version, systemd=systemd, deps_python=deps_python)
+    target = result.version
+    for line in result.changed:
+        say(f"changed: {line}")
+    flag = _systemd_flag(systemd)
+    wait = ["--wait", str(int(config.startup_timeout))]
+    if previous in (None, target):
+        running = _launcher_call(layout, "status", *flag).returncode == 0
+        if running and result.unchanged:
+            say(f"install: unchanged; runtime {target} running and healthy")
+            return 0
+        if running:
+            _launcher_call(layout, "stop", *flag)
+        started = _launcher_call(layout, "start", *flag)
+        healthy = started.returncode == 0 and _launcher_call(layout, "status", *flag, *wait).returncode == 0
+        if healthy:
+            say(f"runtime {target} running and healthy")
+            return 0
+        say(f"runtime {target} is NOT healthy (no previous version to roll back to); see {layout.logs}")
+        return EXIT_UNHEALTHY
+
+    say(f"upgrading {previous} -> {target}")
+    _launcher_call(layout, "stop", *flag, version=previous)
+    switch_current(layout, target)
+    started = _launcher_call(layout, "start", *flag)
+    if started.returncode == 0 and _launcher_call(layout, "status", *flag, *wait).returncode == 0:
+        say(f"upgraded to runtime {target}: healthy ({previous} kept in {layout.version_dir(previous)} for a rollback)")
+        for old in prune_versions(layout, keep={target, previous}):
+            say(f"removed runtime {old} (only the current and the previous version are kept)")
+        return 0
+    say(f"runtime {target} failed its health check: rolling back to {previous}")
+    _launcher_call(layout, "stop", *flag)
+    switch_current(layout, previous)
+    again = _launcher_call(layout, "start", *flag)
+    state = "healthy" if again.returncode == 0 and _launcher_call(layout, "status", *flag, *wait).returncode == 0 else "NOT healthy either"
+    say(f"rolled back to runtime {previous}: {state}; the failed version stays in {layout.version_dir(target)} for inspection")
+    return EXIT_UNHEALTHY
+
+
+def prune_versions(layout: Layout, *, keep: set[str]) -> list[str]:
+    """Remove installed versions other than `keep` (edge disks are small; a rollback needs only the previous one)."""
+    removed = []
+    for vdir in sorted(layout.opt.iterdir()):
+        if vdir.is_dir() and not vdir.is_symlink() and not vdir.name.startswith(".") and vdir.name not in keep:
+            shutil.rmtree(vdir)
+            removed.append(vdir.name)
+    return removed
+
+
+# --------------------------------------------------------------------------------------------- services
+
+
+def probe_host(config: EdgeConfig) -> str:
+    return "127.0.0.1" if config.listen_address in ("0.0.0.0", "::") else config.listen_address
+
+
+def cache_endpoint(layout: Layout, config: EdgeConfig):
+    from hybridserve.local.objectstore import S3Endpoint, load_or_create_identity
+
+    access_key, secret_key = load_or_create_identity(layout.state / "cache.s3.json")
+    return S3Endpoint(url=f"http://127.0.0.1:{config.cache_ports['s3']}", access_key=access_key, secret_key=secret_key)
+
+
+def model_repository(config: EdgeConfig) -> str:
+    path = "/".join(p.strip("/") for p in (config.cache_bucket, config.hub.prefix) if p.strip("/"))
+    return f"s3://127.0.0.1:{config.cache_ports['s3']}/{path}"
+
+
+def _get(url: str, timeout: float = 3.0) -> bool:
+    try:
+        with _http.open(url, timeout=timeout) as r:
+            return r.status == 200
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def run_service(layout: Layout, service: str) -> None:
+    """Become the service (exec): systemd or the supervisor then holds the server process itself."""
+    config = read_config(layout)
+    if service == "cache":
+        from hybridserve.local.objectstore import SeaweedFS, load_or_create_kek, venv_binary
+
+        store = SeaweedFS(layout.state / "cache", kek_path=layout.state / "cache.kek", identity_path=layout.state / "cache.s3.json")
+        store.ports = dict(config.cache_ports)
+        (store.data_dir / "master").mkdir(parents=True, exist_ok=True, mode=0o700)
+        argv = store._argv(venv_binary("weed"))  # the local plane's weed command line, on the configured ports
+        env = dict(os.environ, WEED_S3_SSE_KEK=load_or_create_kek(store.kek_path))
+        os.execve(argv[0], argv, env)
+    elif service == "triton":
+        from hybridserve.local.triton import prepare_backend_directory, triton_installation
+        from hybridserve.tritonargs import CREDENTIALS_FILE_ENV, Listen, s3_credentials_file, server_arguments
+
+        inst = triton_installation()
+        work = layout.state / "triton"
+        backend = prepare_backend_directory(work, inst)
+        endpoint = cache_endpoint(layout, config)
+        creds = work / "s3-credentials.json"
+        write_if_changed(creds, s3_credentials_file(endpoint.access_key, endpoint.secret_key, endpoint.region), 0o600)
+        env = dict(os.environ)
+        env["PATH"] = os.pathsep.join(filter(None, [str(Path(sys.prefix) / "bin"), env.get("PATH")]))
+        env["LD_LIBRARY_PATH"] = os.pathsep.join(filter(None, [*map(str, inst.lib_dirs), env.get("LD_LIBRARY_PATH")]))
+        env[CREDENTIALS_FILE_ENV] = str(creds)
+        argv = [str(inst.binary), *server_arguments(
+            model_repository(config), config.models,
+            Listen(config.listen_address, config.http_port, config.grpc_port, config.metrics_port),
+            exit_timeout_s=10, gpu_metrics=config.gpu, backend_directory=str(backend))]
+        os.chdir(work)
+        os.execve(argv[0], argv, env)
+    elif service == "fill":
+        report = fill(layout, config)
+        say(f"fill: {report.summary()}")
+    else:
+        raise UserError(f"run {service!r}: expected cache, triton or fill", exit_code=2)
+
+
+def fill(layout: Layout, config: EdgeConfig):
+    """One cache fill (one at a time: the timer and `start` may overlap); Triton reloads the models it changed."""
+    from hybridserve.edge.fill import fill_cache
+
+    layout.state.mkdir(parents=True, exist_ok=True)
+    with open(layout.state / "fill.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        report = fill_cache(config.hub, cache_endpoint(layout, config), config.cache_bucket,
+                            bandwidth_limit_mbps=config.bandwidth_limit_mbps, work_dir=layout.state / "fill")
+    host = probe_host(config)
+    if report.changed_models and _get(f"http://{host}:{config.http_port}/v2/health/live"):
+        for model in sorted(set(report.changed_models) & set(config.models)):
+            request = urllib.request.Request(f"http://{host}:{config.http_port}/v2/repository/models/{model}/load",
+                                             data=b"{}", headers={"Content-Type": "application/json"}, method="POST")
+            try:
+                with _http.open(request, timeout=config.startup_timeout):
+                    say(f"fill: reloaded {model}")
+            except (urllib.error.URLError, OSError) as exc:
+                say(f"fill: reloading {model} failed: {exc}")
+    return report
+
+
+def start(layout: Layout, *, systemd: bool = True) -> str:
+    config = read_config(layout)
+    if systemd:
+        for argv in (["systemctl", "enable", "--now", render.FIREWALL_UNIT, render.CACHE_UNIT],
+                     ["systemctl", "start", render.FILL_UNIT],
+                     ["systemctl", "enable", "--now", render.TRITON_UNIT, render.FILL_TIMER]):
+            subprocess.run(argv, check=True)
+        return "started the systemd units"
+    return _start_supervised(layout, config)
+
+
+def _start_supervised(layout: Layout, config: EdgeConfig) -> str:
+    from hybridserve.local.plane import _write_record, read_record, recorded_alive, stop_recorded
+    from hybridserve.local.process import ManagedProcess, tail
+
+    record = read_record(layout.run_dir)
+    if record is not None:
+        alive = recorded_alive(record)
+        if len(alive) == len(record["processes"]) == len(render.SERVICES):
+            return "already running"
+        stop_recorded(layout.run_dir)  # a half-started or crashed set: start afresh
+    layout.run_dir.mkdir(parents=True, exist_ok=True)
+    record = {"format": 1, "kind": "hybridserve-edge", "root": str(layout.root), "processes": []}
+    procs: list[ManagedProcess] = []
+    try:
+        cache = ManagedProcess("edge cache", render.service_argv(layout, "cache"), log_path=layout.logs / "cache.log", term_timeout=3)
+        procs.append(cache.start())
+        # "hybridserve" is in every command line of the group: launcher path, `-m hybridserve.edge`, weed's and
+        # tritonserver's state paths; it guards the later stop against a recycled process id.
+        record["processes"].append({"name": "cache", "pid": cache.pid, "pgid": cache.pid, "match": "hybridserve", "term_wait": 3})
+        _write_record(layout.run_dir, record)
+        client = cache_endpoint(layout, config).client()
+        cache.wait_until(lambda: client.list_buckets() is not None, timeout=60, what="answering S3 (the cache)")
+        report = fill(layout, config)
+        say(f"fill: {report.summary()}")
+        triton = ManagedProcess("edge triton", render.service_argv(layout, "triton"), log_path=layout.logs / "triton.log", term_timeout=15)
+        procs.append(triton.start())
+        record["processes"].append({"name": "triton", "pid": triton.pid, "pgid": triton.pid, "match": "hybridserve", "term_wait": 15})
+        _write_record(layout.run_dir, record)
+        host = probe_host(config)
+        triton.wait_until(lambda: all(_get(f"http://{host}:{config.http_port}/v2/models/{m}/ready") for m in config.models),
+                          timeout=config.startup_timeout, what=f"ready with {', '.join(config.models)}")
+    except BaseException as exc:
+        for p in reversed(procs):
+            p.stop()
+        (layout.run_dir / "plane.json").unlink(missing_ok=True)
+        if isinstance(exc, UserError):
+            raise UserError(f"{exc.message}\ntriton log ({layout.logs / 'triton.log'}):\n{tail(layout.logs / 'triton.log', 15)}",
+                            exit_code=EXIT_UNHEALTHY) from None
+        raise
+    for p in procs:
+        p.detach()  # they outlive this command; `stop` finds them through the record
+    return f"started cache (pid {record['processes'][0]['pid']}) and triton (pid {record['processes'][1]['pid']})"
+
+
+def stop(layout: Layout, *, systemd: bool = True) -> list[str]:
+    if systemd:
+        subprocess.run(["systemctl", "stop", render.FILL_TIMER, render.TRITON_UNIT, render.FILL_UNIT, render.CACHE_UNIT], check=True)
+        return ["stopped the systemd units"]
+    from hybridserve.local.plane import stop_recorded
+
+    return stop_recorded(layout.run_dir) or ["not running"]
+
+
+def status(layout: Layout, *, systemd: bool = True) -> dict:
+    """Version, services, probes (cache S3, Triton ready, each model ready) and `healthy`."""
+    from hybridserve.local.process import port_open
+
+    config = read_config(layout)
+    services: dict[str, bool] = {}
+    if systemd:
+        for unit in (render.CACHE_UNIT, render.TRITON_UNIT):
+            services[unit] = subprocess.run(["systemctl", "is-active", "--quiet", unit]).returncode == 0
+    else:
+        from hybridserve.local.plane import read_record, recorded_alive
+
+        record = read_record(layout.run_dir) or {"processes": []}
+        alive = recorded_alive(record)
+        services = {name: name in alive for name in render.SERVICES}
+    host = probe_host(config)
+    probes = {"cache S3": port_open(config.cache_ports["s3"]), "triton ready": _get(f"http://{host}:{config.http_port}/v2/health/ready")}
+    for m in config.models:
+        probes[f"model {m} ready"] = probes["triton ready"] and _get(f"http://{host}:{config.http_port}/v2/models/{m}/ready")
+    return {"site": config.site, "host": config.host, "version": layout.current_version(), "services": services,
+            "probes": probes, "healthy": all(services.values()) and all(probes.values())}
+
+
+def wait_healthy(layout: Layout, *, systemd: bool, timeout: float) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        st = status(layout, systemd=systemd)
+        if st["healthy"] or time.monotonic() >= deadline:
+            return st
+        time.sleep(1)
+
+
+def uninstall(layout: Layout, *, systemd: bool = True, purge: bool = False) -> list[str]:
+    """Stop the services and remove the runtime, config, units, firewall and log rotation.
+
+    The state directory (the cache and its key-encryption key) and the service user stay unless `purge`:
+    a reinstall then needs no fill from the hub.
+    """
+    lines = []
+    if layout.config_file.exists():
+        lines += stop(layout, systemd=systemd)
+    if systemd:
+        subprocess.run(["systemctl", "disable", "--now", *render.UNITS], check=False)
+    for name in render.UNITS:
+        (layout.units / name).unlink(missing_ok=True)
+    if systemd:
+        subprocess.run(["systemctl", "daemon-reload"], check=False)
+    layout.logrotate_file.unlink(missing_ok=True)
+    shutil.rmtree(layout.opt, ignore_errors=True)
+    shutil.rmtree(layout.etc, ignore_errors=True)
+    lines.append(f"removed {layout.opt}, {layout.etc}, the units and {layout.logrotate_file}")
+    if purge:
+        shutil.rmtree(layout.state, ignore_errors=True)
+        shutil.rmtree(layout.logs, ignore_errors=True)
+        lines.append(f"purged {layout.state} and {layout.logs}")
+    else:
+        lines.append(f"kept {layout.state} (the cache and its key) and the user; --purge removes the state")
+    return lines
+
+
+# --------------------------------------------------------------------------------------------- gate
+
+
+def gate(layout: Layout, *, concurrency: str = "1,2", profile: str = "quick", json_path: Path | None = None) -> int:
+    """The smoke gate against this host's Triton with the site's SLOs; references come from the cache.
+
+    Prints the gate's report and a last line `hybridserve-edge gate: PASS|FAIL <site>/<host> (exit N)`.
+    """
+    from smoke_tests.cli import main as smoke_main
+
+    config = read_config(layout)
+    repo = layout.state / "gate" / "repo"
+    shutil.rmtree(repo, ignore_errors=True)
+    _fetch_references(layout, config, repo)
+    spec = {"models": list(config.models), "wait_ready_s": 30, **config.slos}
+    host = probe_host(config)
+    code = smoke_main([
+        "--url", f"{host}:{config.grpc_port}", "--metrics-url", f"{host}:{config.metrics_port}",
+        "--model-repo", str(repo), "--slos", json.dumps(spec), "--profile", profile, "--concurrency", concurrency,
+        "--json", str(json_path or layout.state / "gate" / "smoke.json"), "--client-processes", "1",
+    ])
+    print(f"hybridserve-edge gate: {'PASS' if code == 0 else 'FAIL'} {config.site}/{config.host} (exit {code})", flush=True)
+    return code
+
+
+def _fetch_references(layout: Layout, config: EdgeConfig, repo: Path) -> None:
+    """Each model's config.pbtxt and reference.npz from the cache (the gate checks outputs against them)."""
+    s3 = cache_endpoint(layout, config).client()
+    base = config.hub.prefix.strip("/") + "/" if config.hub.prefix.strip("/") else ""
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=config.cache_bucket, Prefix=base):
+        for obj in page.get("Contents", []):
+            rel = obj["Key"][len(base):]
+            if rel.split("/", 1)[0] in config.models and rel.rsplit("/", 1)[-1] in ("config.pbtxt", "reference.npz"):
+                target = repo / rel
+                target.parent.mkdir(parents=True, exist_ok=True)
+                s3.download_file(config.cache_bucket, obj["Key"], str(target))

@@ -1,0 +1,434 @@
+"""The edge runtime, for real on this machine: the very scripts the Pulumi component sends to a host
+(hybridserve.edge.render) run under a temporary root with supervised processes instead of systemd.
+
+One module-scoped host: a hub bucket (SeaweedFS, the published repository written by the real sync), the
+runtime installed and started by the apply script (SeaweedFS cache + tritonserver), then status, inference,
+re-apply (unchanged), fill, gate, upgrade with rollback; uninstall at the end leaves no process behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from hybridserve.edge import render
+from hybridserve.edge.bundle import build_bundle
+from hybridserve.edge.config import DEFAULT_CACHE_PORTS, EdgeConfig, HubSource, Layout
+from hybridserve.local.process import free_ports
+
+pytestmark = pytest.mark.servers
+
+MODELS = ("text_encoder", "image_classifier")
+PREFIX = "models"
+
+
+def processes_under(root: Path) -> list[str]:
+    """Command lines of live processes that mention the root (ours: launcher, weed, tritonserver, stubs)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if str(root) in cmd and state != "Z":
+            found.append(f"{entry.name}: {cmd[:200]}")
+    return found
+
+
+def host_config(hub_endpoint, bucket: str, **changes) -> EdgeConfig:
+    ports = free_ports(3 + len(DEFAULT_CACHE_PORTS))
+    values = dict(
+        site="plant-a", host="edge-1", models=MODELS,
+        hub=HubSource(bucket=bucket, prefix=PREFIX, endpoint_url=hub_endpoint.url, region=hub_endpoint.region,
+                      access_key=hub_endpoint.access_key, secret_key=hub_endpoint.secret_key, sse="AES256"),
+        inference_cidrs=("10.20.0.0/16", "fd00:20::/64"), hub_cidrs=("10.0.0.0/16",), listen_address="127.0.0.1",
+        http_port=ports[0], grpc_port=ports[1], metrics_port=ports[2], cache_ports=dict(zip(DEFAULT_CACHE_PORTS, ports[3:])),
+        slos={"slos": {"*": {"max_p99_ms": 60000, "p99_concurrency": 1}}},
+    )
+    values.update(changes)
+    return EdgeConfig(**values)
+
+
+def script_env(root: Path) -> dict[str, str]:
+    """What tells one script text it runs under a temporary root: the environment, never the text."""
+    return {render.ROOT_ENV: str(root), render.SYSTEMD_ENV: "0",
+            render.DEPS_PYTHON_ENV: sys.executable, render.BOOTSTRAP_PYTHON_ENV: sys.executable}
+
+
+class Host:
+    def __init__(self, root: Path, config: EdgeConfig, bundles: Path):
+        self.root, self.config, self.bundles = root, config, bundles
+        self.layout = Layout(root)
+        self.env = script_env(root)
+
+    def apply(self, bundle, config: EdgeConfig | None = None) -> subprocess.CompletedProcess:
+        return render.run_script(render.apply_script(str(bundle.path), bundle.version, bundle.digest), env=self.env,
+                                 stdin=(config or self.config).to_json())
+
+    def edge(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "hybridserve.edge", *args, "--root", str(self.root), "--no-systemd"],
+                              capture_output=True, text=True, timeout=timeout)
+
+    def status(self) -> dict:
+        return json.loads(self.edge("status", "--json").stdout)
+
+    def pids(self) -> dict[str, int]:
+        record = json.loads((self.layout.run_dir / "plane.json").read_text())
+        return {p["name"]: p["pid"] for p in record["processes"]}
+
+
+@pytest.fixture(scope="module")
+def hub(seaweed_endpoint, built_model_repo):
+    """The hub bucket holding the published repository, written by the kit's own sync."""
+    import uuid
+
+    from hybridserve.local.objectstore import ensure_bucket
+    from hybridserve.sync import SyncTarget, sync_repository
+
+    bucket = f"hub-{uuid.uuid4().hex[:10]}"
+    ensure_bucket(seaweed_endpoint, bucket, sse="AES256")
+    ep = seaweed_endpoint
+    sync_repository(built_model_repo, SyncTarget(bucket=bucket, prefix=PREFIX, endpoint_url=ep.url, access_key=ep.access_key,
+                                                 secret_key=ep.secret_key, sse="AES256"), show_progress=False, validated=True)
+    return bucket
+
+
+@pytest.fixture(scope="module")
+def host(tmp_path_factory, seaweed_endpoint, hub):
+    base = tmp_path_factory.mktemp("edge")
+    h = Host(base / "root", host_config(seaweed_endpoint, hub), base / "bundles")
+    h.bundle = build_bundle(h.bundles)
+    h.first_apply = h.apply(h.bundle)
+    try:
+        yield h
+    finally:
+        render.run_script(render.uninstall_script(), env=h.env)
+        left = processes_under(h.root)
+        for line in left:  # never leave a server behind, even when the assertion below fails
+            try:
+                os.kill(int(line.split(":", 1)[0]), 9)
+            except ProcessLookupError:
+                pass
+        assert not left, f"processes left after uninstall: {left}"
+
+
+# --------------------------------------------------------------------------------------------- install + start
+
+
+def test_apply_installs_the_layout_and_starts_a_healthy_runtime(host):
+    r = host.first_apply
+    assert r.returncode == 0, r.stdout + r.stderr
+    lay, v = host.layout, host.bundle.version
+    assert "running and healthy" in r.stdout
+    assert lay.current_version() == v and (lay.version_dir(v) / "bin" / "hybridserve-edge").is_file()
+    assert os.readlink(lay.current) == v  # relative: the tree is valid wherever the root is
+    assert stat.S_IMODE(lay.config_file.stat().st_mode) == 0o640
+    assert EdgeConfig.from_json(lay.config_file.read_text(), source="x") == host.config
+    for name in render.UNITS:
+        assert (lay.units / name).read_text() == render.unit_files(host.config, lay)[name]
+    assert lay.nft_file.read_text() == render.nftables_rules(host.config)
+    assert lay.logrotate_file.read_text() == render.logrotate_config(host.config, lay)
+    # The service user is recorded under the temporary root, the system's passwd is untouched.
+    assert lay.passwd_record.read_text() == render.passwd_line(host.config, lay)
+    assert "would run: useradd --system" in r.stdout
+    assert "hybridserve-edge" not in Path("/etc/passwd").read_text()
+    # The cache's key-encryption key and identity are private.
+    for secret in ("cache.kek", "cache.s3.json"):
+        assert stat.S_IMODE((lay.state / secret).stat().st_mode) == 0o600
+    st = host.status()
+    assert st["healthy"] and st["version"] == v, st
+    assert st["services"] == {"cache": True, "triton": True}
+
+
+def test_the_cache_holds_the_hub_objects_encrypted_under_its_kek(host, seaweed_endpoint, hub):
+    from hybridserve.edge.runtime import cache_endpoint
+
+    cache = cache_endpoint(host.layout, host.config).client()
+    hub_s3 = seaweed_endpoint.client()
+    hub_keys = {o["Key"] for o in hub_s3.list_objects_v2(Bucket=hub, Prefix=PREFIX + "/")["Contents"]}
+    cached = {o["Key"] for o in cache.list_objects_v2(Bucket=host.config.cache_bucket, Prefix=PREFIX + "/")["Contents"]}
+    assert cached == hub_keys
+    head = cache.head_object(Bucket=host.config.cache_bucket, Key=f"{PREFIX}/text_encoder/config.pbtxt")
+    assert head["ServerSideEncryption"] == "AES256" and head["Metadata"]["sha256"]
+    # The cache answers only its own generated key pair.
+    from hybridserve.local.objectstore import S3Endpoint
+
+    stranger = S3Endpoint(url=f"http://127.0.0.1:{host.config.cache_ports['s3']}", access_key="AKIDSTRANGER", secret_key="nope")
+    with pytest.raises(Exception, match="InvalidAccessKeyId|AccessDenied|SignatureDoesNotMatch"):
+        stranger.client().list_objects_v2(Bucket=host.config.cache_bucket)
+
+
+def test_the_runtime_serves_an_inference_matching_the_reference(host, built_model_repo):
+    import tritonclient.http as httpclient
+
+    from smoke_tests.references import load_model_reference
+
+    ref = load_model_reference(built_model_repo, "text_encoder")
+    client = httpclient.InferenceServerClient(f"127.0.0.1:{host.config.http_port}")
+    inputs = []
+    for decl in ref.declared_inputs:
+        data = ref.inputs[decl.name][:1]
+        tensor = httpclient.InferInput(decl.name, list(data.shape), decl.datatype)
+        tensor.set_data_from_numpy(data)
+        inputs.append(tensor)
+    result = client.infer("text_encoder", inputs)
+    for decl in ref.declared_outputs:
+        assert np.allclose(result.as_numpy(decl.name), ref.outputs[decl.name][:1], atol=ref.atol, rtol=ref.rtol)
+
+
+def test_apply_again_changes_nothing_and_restarts_nothing(host):
+    before = host.pids()
+    r = host.apply(host.bundle)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "install: unchanged" in r.stdout and "changed:" not in r.stdout
+    assert host.pids() == before
+    r = host.edge("install", "--bundle", str(host.bundle.path), "--config", str(host.layout.config_file))
+    assert r.returncode == 0 and "install: unchanged" in r.stdout, r.stdout + r.stderr
+
+
+# --------------------------------------------------------------------------------------------- fill
+
+
+def test_fill_copies_only_what_changed_and_resumes_a_partial_cache(host):
+    from hybridserve.edge.runtime import cache_endpoint
+
+    r = host.edge("run", "fill")
+    assert r.returncode == 0 and "copied 0 objects" in r.stdout, r.stdout + r.stderr
+    # An interrupted fill: objects missing from the cache (its manifest still lists them) are copied again, only they.
+    cache = cache_endpoint(host.layout, host.config).client()
+    lost = f"{PREFIX}/image_classifier/config.pbtxt"
+    cache.delete_object(Bucket=host.config.cache_bucket, Key=lost)
+    r = host.edge("run", "fill")
+    assert r.returncode == 0 and "copied 1 objects" in r.stdout, r.stdout + r.stderr
+    assert "reloaded image_classifier" in r.stdout  # its config changed in the cache: Triton reloads it
+    assert cache.head_object(Bucket=host.config.cache_bucket, Key=lost)["ContentLength"] > 0
+    assert host.status()["healthy"]
+
+
+def test_fill_with_a_bandwidth_limit_copies_verified_objects(seaweed_endpoint, hub, tmp_path, unique_bucket):
+    from hybridserve.edge.fill import fill_cache
+
+    hub_src = HubSource(bucket=hub, prefix=PREFIX, endpoint_url=seaweed_endpoint.url, access_key=seaweed_endpoint.access_key,
+                        secret_key=seaweed_endpoint.secret_key)
+    report = fill_cache(hub_src, seaweed_endpoint, unique_bucket, bandwidth_limit_mbps=80, work_dir=tmp_path)
+    assert report.copied and not report.skipped
+    s3 = seaweed_endpoint.client()
+    for key in report.copied:
+        a = s3.get_object(Bucket=hub, Key=key)["Body"].read()
+        b = s3.get_object(Bucket=unique_bucket, Key=key)["Body"].read()
+        assert a == b
+    # Configs after the files they name, so the cache never publishes an incomplete version.
+    configs = [i for i, k in enumerate(report.copied) if k.endswith("/config.pbtxt")]
+    assert configs and min(configs) > max(i for i, k in enumerate(report.copied) if not k.endswith("/config.pbtxt"))
+    again = fill_cache(hub_src, seaweed_endpoint, unique_bucket, work_dir=tmp_path)
+    assert not again.copied and len(again.skipped) == len(report.copied)
+
+
+def test_fill_from_an_unpublished_hub_says_so(seaweed_endpoint, unique_bucket, tmp_path):
+    from hybridserve.edge.fill import fill_cache
+    from hybridserve.errors import UserError
+    from hybridserve.local.objectstore import ensure_bucket
+
+    ensure_bucket(seaweed_endpoint, unique_bucket)
+    hub_src = HubSource(bucket=unique_bucket, endpoint_url=seaweed_endpoint.url, access_key=seaweed_endpoint.access_key,
+                        secret_key=seaweed_endpoint.secret_key)
+    with pytest.raises(UserError, match="no sync manifest.*publish the repository first"):
+        fill_cache(hub_src, seaweed_endpoint, unique_bucket + "-c", work_dir=tmp_path)
+
+
+# --------------------------------------------------------------------------------------------- gate
+
+
+def test_gate_script_passes_with_the_site_slos_and_fails_when_missed(host):
+    r = render.run_script(render.gate_script(), env=host.env)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
+    assert r.stdout.strip().splitlines()[-1] == "hybridserve-edge gate: PASS plant-a/edge-1 (exit 0)"
+    # An SLO no CPU host meets: the gate fails, as it must fail the update.
+    original = host.layout.config_file.read_text()
+    strict = json.loads(original)
+    strict["slos"] = {"slos": {"*": {"max_p99_ms": 0.001, "p99_concurrency": 1}}}
+    host.layout.config_file.write_text(json.dumps(strict))
+    try:
+        r = render.run_script(render.gate_script(), env=host.env)
+    finally:
+        host.layout.config_file.write_text(original)
+    assert r.returncode == 1, r.stdout[-3000:]
+    assert r.stdout.strip().splitlines()[-1] == "hybridserve-edge gate: FAIL plant-a/edge-1 (exit 1)"
+
+
+# --------------------------------------------------------------------------------------------- status from the hub
+
+
+def test_status_helper_says_healthy_slo_missed_or_down_per_host(host):
+    from hybridserve.edge.health import HostTarget, check_hosts, health_table
+
+    c = host.config
+    same = dict(address="127.0.0.1", models=MODELS, http_port=c.http_port, grpc_port=c.grpc_port)
+    (closed,) = free_ports(1)
+    targets = [
+        HostTarget("plant-a", "edge-1", slos=c.slos, **same),
+        HostTarget("plant-a", "edge-2", slos={"slos": {"*": {"max_p99_ms": 0.001, "p99_concurrency": 1}}}, **same),
+        HostTarget("plant-a", "edge-3", "127.0.0.1", MODELS, http_port=closed, grpc_port=closed),
+        HostTarget("plant-a", "edge-4", "127.0.0.1", ("no_such_model",), http_port=c.http_port, grpc_port=c.grpc_port),
+    ]
+    results = check_hosts(targets, parallel=2)
+    assert [r.state for r in results] == ["healthy", "slo_missed", "down", "down"], [r.as_dict() for r in results]
+    assert "max_p99_ms" in results[1].detail or "p99" in results[1].detail
+    assert "does not answer" in results[2].detail and "not ready: no_such_model" in results[3].detail
+    from rich.console import Console
+
+    console = Console(record=True, width=200)
+    console.print(health_table(results))
+    text = console.export_text()
+    assert "slo missed" in text and "edge-3" in text
+
+
+# --------------------------------------------------------------------------------------------- upgrade
+
+
+def test_upgrade_switches_versions_and_rolls_back_a_failing_one(host):
+    first = host.bundle.version
+    second = build_bundle(host.bundles, version="2.0.0-edge")
+    before = host.pids()
+    r = host.apply(second)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert f"upgrading {first} -> 2.0.0-edge" in r.stdout and "upgraded to runtime 2.0.0-edge: healthy" in r.stdout
+    assert host.layout.current_version() == "2.0.0-edge"
+    assert host.layout.version_dir(first).is_dir()  # kept side by side for a rollback
+    assert host.pids() != before and host.status()["healthy"]
+
+    # A runtime whose services do not come up: the health check fails and `current` goes back.
+    cli = Path(render.__file__).with_name("cli.py").read_bytes()
+    broken_cli = cli + b"\n_main = main\n\ndef main(argv=None):\n    import sys\n    if 'run' in (argv or sys.argv):\n        raise SystemExit('broken runtime')\n    return _main(argv)\n"
+    broken = build_bundle(host.bundles, version="3.0.0-broken", replace={"app/hybridserve/edge/cli.py": broken_cli})
+    r = host.apply(broken)
+    assert r.returncode == 3, r.stdout + r.stderr
+    assert "failed its health check: rolling back to 2.0.0-edge" in r.stdout
+    assert "rolled back to runtime 2.0.0-edge: healthy" in r.stdout
+    assert host.layout.current_version() == "2.0.0-edge"
+    st = host.status()
+    assert st["healthy"] and st["version"] == "2.0.0-edge"
+
+    # The next good upgrade keeps only itself and the version it replaced.
+    r = host.apply(build_bundle(host.bundles, version="4.0.0-edge"))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert sorted(p.name for p in host.layout.opt.iterdir() if not p.name.startswith(".")) == ["2.0.0-edge", "4.0.0-edge", "current"]
+    assert f"removed runtime {first}" in r.stdout and "removed runtime 3.0.0-broken" in r.stdout
+    assert host.status()["healthy"]
+
+
+# --------------------------------------------------------------------------------------------- rendered files
+
+
+def test_rendered_units_pass_systemd_analyze_verify(host):
+    if shutil.which("systemd-analyze") is None:
+        pytest.fail("systemd-analyze is not installed: install systemd to verify the units")
+    units = [str(host.layout.units / n) for n in render.UNITS]
+    r = subprocess.run(["systemd-analyze", "verify", *units], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_nftables_rules_admit_inference_only_from_the_configured_networks(host, tmp_path):
+    text = host.layout.nft_file.read_text()
+    c = host.config
+    assert "elements = { 10.20.0.0/16 }" in text and "elements = { fd00:20::/64 }" in text
+    assert f"tcp dport {{ {c.http_port}, {c.grpc_port} }} ip saddr @inference_v4 accept" in text
+    assert f"tcp dport {{ {c.http_port}, {c.grpc_port} }} drop" in text
+    assert f"tcp dport {{ {c.ssh_port}, {c.metrics_port} }} ip saddr @hub_v4 accept" in text
+    assert text.index("accept\n    iif lo") < text.index("drop")  # every accept comes before the drops
+    if shutil.which("nft") is None:
+        pytest.fail("nft is not installed (apt-get install nftables) to check the rules file")
+    r = subprocess.run(["nft", "-c", "-f", str(host.layout.nft_file)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    bad = tmp_path / "bad.nft"
+    bad.write_text(text.replace("accept", "acept", 1))
+    assert subprocess.run(["nft", "-c", "-f", str(bad)], capture_output=True).returncode != 0  # the check can fail
+
+
+def test_logrotate_config_parses(host, tmp_path):
+    if shutil.which("logrotate") is None:
+        pytest.fail("logrotate is not installed")
+    # logrotate looks the `su` user up: the service user exists only in the temporary root's passwd record, so the
+    # check runs on a copy naming root instead (the one line that differs).
+    text = host.layout.logrotate_file.read_text()
+    assert f"  su {host.config.user} {host.config.user}\n" in text
+    checked = tmp_path / "hybridserve-edge"
+    checked.write_text(text.replace(f"su {host.config.user} {host.config.user}", "su root root"))
+    r = subprocess.run(["logrotate", "-d", "-s", str(tmp_path / "state"), str(checked)], capture_output=True, text=True)
+    assert r.returncode == 0 and "error" not in r.stderr.lower(), r.stderr
+    assert str(host.layout.logs) in r.stderr
+
+
+# --------------------------------------------------------------------------------------------- bad input
+
+
+def test_a_bad_config_is_refused_naming_the_key_before_anything_is_written(tmp_path, seaweed_endpoint):
+    cfg = json.loads(host_config(seaweed_endpoint, "b").to_json())
+    cfg["inference_cidrs"] = ["10.20.0.0/33", "0.0.0.0/0"]
+    cfg["http_port"] = cfg["grpc_port"]
+    bundle = build_bundle(tmp_path / "bundles")
+    root = tmp_path / "root"
+    r = render.run_script(render.apply_script(str(bundle.path), bundle.version, bundle.digest), env=script_env(root), stdin=json.dumps(cfg))
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "inference_cidrs: '10.20.0.0/33' is not a network" in r.stderr
+    assert "inference_cidrs: 0.0.0.0/0 admits the whole Internet" in r.stderr
+    assert "http_port" in r.stderr and "also used by" in r.stderr
+    assert "Traceback" not in r.stderr and not root.exists()
+
+
+def test_systemd_under_a_temporary_root_is_refused(tmp_path, seaweed_endpoint):
+    bundle = build_bundle(tmp_path / "bundles")
+    cfg = tmp_path / "config.json"
+    cfg.write_text(host_config(seaweed_endpoint, "b").to_json())
+    r = subprocess.run([sys.executable, "-m", "hybridserve.edge", "install", "--root", str(tmp_path / "root"), "--bundle", str(bundle.path),
+                        "--config", str(cfg)], capture_output=True, text=True, env={**os.environ, render.SYSTEMD_ENV: "1"})
+    assert r.returncode == 2 and "--no-systemd" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_a_corrupted_bundle_copy_is_never_unpacked(tmp_path, seaweed_endpoint):
+    bundle = build_bundle(tmp_path / "bundles")
+    data = bundle.path.read_bytes()
+    bundle.path.write_bytes(data[: len(data) // 2])  # a truncated copy
+    root = tmp_path / "root"
+    r = render.run_script(render.apply_script(str(bundle.path), bundle.version, bundle.digest), env=script_env(root),
+                          stdin=host_config(seaweed_endpoint, "b").to_json())
+    assert r.returncode != 0 and "FAILED" in r.stdout + r.stderr
+    assert not root.exists()
+
+
+def test_the_bundle_is_reproducible(tmp_path):
+    a = build_bundle(tmp_path / "a")
+    b = build_bundle(tmp_path / "b")
+    assert (a.version, a.digest) == (b.version, b.digest) and a.path.read_bytes() == b.path.read_bytes()
+
+
+def test_without_a_dependency_interpreter_install_builds_a_venv_in_the_version_directory(tmp_path, seaweed_endpoint):
+    """A host's path: the version gets its own venv with the bundle's pinned requirements (here one small package,
+    so the test does not download tritonserver), built in the staging directory and moved into place."""
+    bundle = build_bundle(tmp_path / "bundles", version="1.0.0-venv", replace={"requirements.txt": b"six\n"})
+    root = tmp_path / "root"
+    cfg = tmp_path / "config.json"
+    cfg.write_text(host_config(seaweed_endpoint, "b").to_json())
+    env = {k: v for k, v in os.environ.items() if k != render.DEPS_PYTHON_ENV}
+    r = subprocess.run([sys.executable, "-m", "hybridserve.edge", "install", "--root", str(root), "--no-systemd",
+                        "--bundle", str(bundle.path), "--config", str(cfg)], capture_output=True, text=True, env=env, timeout=600)
+    assert r.returncode == 0, r.stdout + r.stderr
+    vdir = Layout(root).version_dir("1.0.0-venv")
+    venv_python = vdir / "venv" / "bin" / "python"
+    launcher = (vdir / "bin" / "hybridserve-edge").read_text()
+    assert str(venv_python) in launcher
+    assert ".partial" not in (vdir / "venv" / "pyvenv.cfg").read_text() + (vdir / "venv" / "bin" / "pip").read_text()
+    assert subprocess.run([str(venv_python), "-c", "import six"], capture_output=True).returncode == 0
+    r = subprocess.run([str(vdir / "bin" / "hybridserve-edge"), "--help"], capture_output=True, text=True, cwd=tmp_path)
+    assert r.returncode == 0 and "install" in r.stdout
