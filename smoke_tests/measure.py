@@ -365,6 +365,14 @@ def saturation(levels: list[LevelResult], *, max_batch_size: int | None, process
 # --------------------------------------------------------------------------------------------- capacity
 
 LINEAR_SCALING = 0.75  # a step whose throughput grew >= 75 % of the concurrency ratio scales about linearly
+BUSY_FOR_PLATEAU = 0.80  # a level that did not beat the best ends the search when the instances were this busy
+
+
+def _stalled(levels: list[LevelResult], max_error_rate: float) -> bool:
+    """Whether the last of `levels` did not beat the best level before it by PLATEAU_GAIN."""
+    earlier = [lv for lv in levels[:-1] if not _failing(lv, max_error_rate)]
+    best = max(earlier, key=lambda lv: lv.throughput, default=None)
+    return best is not None and levels[-1].throughput < best.throughput * (1.0 + PLATEAU_GAIN)
 
 
 def _over_limit(lv: LevelResult, p99_limit_ms: float | None) -> bool:
@@ -381,7 +389,8 @@ def next_concurrency(levels: list[LevelResult], profile: MeasurementProfile, *, 
 
     From 1: the first step doubles; a step whose throughput grew about linearly (>= 75 % of the concurrency
     ratio) is followed by x4, any other by x2 (the knee is near, so finer steps). It stops when the last level
-    did not beat the best before it by 10 % ("plateau"), passed the p99 limit ("p99_limit"), had errors above
+    did not beat the best before it by 10 % while the instances were >= 80 % busy, or twice in a row
+    ("plateau"), passed the p99 limit ("p99_limit"), had errors above
     `max_error_rate` ("errors"), reached `max_concurrency`, or when another level (as long as the longest so
     far) would pass `time_budget_s` ("time_budget").
     """
@@ -392,10 +401,13 @@ def next_concurrency(levels: list[LevelResult], profile: MeasurementProfile, *, 
         return None, "errors"
     if _over_limit(last, p99_limit_ms):
         return None, "p99_limit"
-    earlier = [lv for lv in levels[:-1] if not _failing(lv, max_error_rate)]
-    best = max(earlier, key=lambda lv: lv.throughput, default=None)
-    if best is not None and last.throughput < best.throughput * (1.0 + PLATEAU_GAIN):
-        return None, "plateau"
+    if _stalled(levels, max_error_rate):
+        # A dip while the instances idle is noise (another process took the CPU), not the capacity: the search
+        # goes on unless the one before stalled too.
+        s = last.server
+        busy = s.utilization is None or s.utilization >= BUSY_FOR_PLATEAU or (s.host_cpu or 0.0) >= HOST_CPU_SATURATED
+        if busy or _stalled(levels[:-1], max_error_rate):
+            return None, "plateau"
     if last.concurrency >= profile.max_concurrency:
         return None, "max_concurrency"
     factor = 2

@@ -279,14 +279,16 @@ def test_saturation_rules():
 # --------------------------------------------------------------------------------------------- capacity
 
 
-def _search(throughput_at, profile, *, p99_at=lambda c: 5.0, errors_at=lambda c: 0, level_s=3.0, p99_limit=None):
-    """Run the capacity search against a synthetic server: throughput_at(c) inf/s, p99_at(c) ms, errors_at(c)."""
+def _search(throughput_at, profile, *, p99_at=lambda c: 5.0, errors_at=lambda c: 0, util_at=lambda c: 0.95, level_s=3.0,
+            p99_limit=None):
+    """Run the capacity search against a synthetic server: throughput_at(c) inf/s, p99_at(c) ms, errors_at(c),
+    instances busy util_at(c)."""
     levels, elapsed = [], 0.0
     while True:
         c, stop = next_concurrency(levels, profile, p99_limit_ms=p99_limit, elapsed_s=elapsed)
         if c is None:
             return levels, stop
-        lv = _level(c, throughput_at(c), p99_ms=p99_at(c), errors=errors_at(c))
+        lv = _level(c, throughput_at(c), p99_ms=p99_at(c), errors=errors_at(c), util=util_at(c))
         lv.duration_s = level_s
         levels.append(lv)
         elapsed += level_s + 1.0
@@ -311,6 +313,20 @@ def test_capacity_search_steps_by_two_near_the_knee_and_keeps_the_best_level():
     assert [lv.concurrency for lv in levels] == [1, 2, 4, 8, 16]
     cap = capacity(levels, stop=stop)
     assert (cap.concurrency, cap.found, stop) == (8, True, "plateau") and cap.throughput == 260
+
+
+def test_capacity_search_goes_past_a_dip_while_the_instances_idle():
+    # 2 -> 8 dips (another process took the CPU) while the instance was 40 % busy: noise, so the search goes on;
+    # a second stall in a row ends it even at low utilization.
+    tp = {1: 100, 2: 200, 8: 150, 16: 700, 64: 720, 128: 710}
+    levels, stop = _search(lambda c: tp[c], replace(PROFILES["quick"], time_budget_s=None), util_at=lambda c: 0.4)
+    assert [lv.concurrency for lv in levels] == [1, 2, 8, 16, 64, 128] and stop == "plateau"
+    assert capacity(levels, stop=stop).concurrency == 64
+    # The same dip with the instance busy is the plateau.
+    levels, stop = _search(lambda c: tp[c], replace(PROFILES["quick"], time_budget_s=None))
+    assert [lv.concurrency for lv in levels] == [1, 2, 8] and stop == "plateau"
+    cap = capacity(levels, stop=stop)
+    assert (cap.concurrency, cap.found) == (2, True)
 
 
 def test_capacity_stops_at_the_p99_limit_and_at_errors():
