@@ -616,7 +616,7 @@ def results_table(result: PlaneResult) -> Table:
     table.add_column("correct")
     table.add_column("peak inf/s", justify="right")
     table.add_column("capacity inf/s", justify="right")
-    table.add_column("at concurrency", justify="right")
+    table.add_column("at c", justify="right")  # the concurrency where the capacity is reached
     table.add_column("detail", overflow="fold")
     for m in result.models:
         table.add_row(
