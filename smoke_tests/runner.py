@@ -351,7 +351,10 @@ def _sweep(gen, endpoint, m: ModelReport, ref, metadata: dict, options: SmokeOpt
         while True:
             c, stop = next_concurrency(m.sweep, profile, p99_limit_ms=p99_limit, max_error_rate=max_error_rate,
                                        elapsed_s=time.monotonic() - started)
-            if c is None or not measure(c):
+            if c is None:
+                break
+            if not measure(c):
+                stop = "errors"
                 break
         # The SLO's own concurrencies are always measured, also past where the search stopped.
         for c in sorted(m.slo.concurrencies() - {lv.concurrency for lv in m.sweep}):
