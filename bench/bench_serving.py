@@ -297,10 +297,13 @@ def print_results(variants: list[Variant], model: str, rounds: int) -> None:
             ("Triton compute_output", b["compute_output_us"]),
         ]
         for label, us in rows:
+            # The stub's totals are read from a file it rewrites every 0.1 s, Triton's at the same instants: with
+            # few, long executions the two windows differ by one, and a difference of the two can dip below 0.
+            us = max(0.0, us)
             print(f"    {label:<42} {us:9.0f} us per batch  {us / total if total else 0:6.1%}")
         print(f"    {'instance time per batch':<42} {total:9.0f} us")
         print(f"    per request: queue {b['queue_us']:,.0f} us, server end to end {b['request_us']:,.0f} us, "
-              f"client sees {b['client_avg_us']:,.0f} us (gRPC + client {b['client_avg_us'] - b['request_us']:,.0f} us)")
+              f"client sees {b['client_avg_us']:,.0f} us (gRPC + client {max(0.0, b['client_avg_us'] - b['request_us']):,.0f} us)")
 
 
 def main() -> None:
