@@ -184,7 +184,7 @@ class Capacity:
     throughput: float | None = None  # inferences/s
     concurrency: int | None = None
     p99_ms: float | None = None
-    stable: bool = True  # False: no level was stable; the figure is the best unstable one
+    stable: bool = True  # whether its level was stable (else its figure merges the last, disagreeing windows)
     found: bool = False
     stop: str = ""  # "plateau" | "p99_limit" | "errors" | "max_concurrency" | "time_budget" | "levels" | ""
     detail: str = ""
