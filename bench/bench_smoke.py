@@ -18,8 +18,9 @@ serving the built model from a copy of model_repo/:
    -> ratio served / in-process (what the server path costs or, through batching, gains).
 
 The server is stopped before step 3 so torch gets the machine to itself. Figures vary with other work on
-the machine (torch with 2 intra-op threads suffers most when another process takes a core:
-`--torch-threads 1` shows the difference); the client CPU columns show what each load generator needed.
+the machine (torch with 2 intra-op threads on 2 CPUs suffers most when another process takes a core:
+`--torch-threads 2` shows it); the client CPU columns show what each load generator needed.
+bench/bench_serving.py compares served and in-process at the capacity, with a breakdown of the server's time.
 """
 
 from __future__ import annotations
@@ -127,7 +128,7 @@ def torch_in_process(ref, model_dir: Path, batch: int, seconds: float, rounds: i
     import torch
 
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    torch.set_num_threads(threads or max(1, cpus))  # the backend's rule for one instance: every usable CPU
+    torch.set_num_threads(threads or max(1, cpus - 1))  # the backend's rule for one instance: the CPUs but one
     try:
         torch.set_num_interop_threads(1)
     except RuntimeError:
@@ -162,7 +163,7 @@ def main() -> None:
     parser.add_argument("--window", type=float, default=5.0, help="the gate's window, seconds")
     parser.add_argument("--client-processes", type=int, default=None)
     parser.add_argument("--torch-threads", type=int, default=None,
-                        help="intra-op threads of the in-process torch run (default: the Python backend's: all CPUs)")
+                        help="intra-op threads of the in-process torch run (default: the Python backend's: the CPUs but one)")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="bench_smoke_") as tmp:

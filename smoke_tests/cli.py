@@ -92,7 +92,8 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
 
     m = p.add_argument_group("measurement (perf_analyzer's time windows)")
     m.add_argument("--profile", default="default", metavar="NAME",
-                   help="default (5 s windows, up to 10, concurrency 1..16) or quick (2 s windows, up to 4, 1..8).")
+                   help="default (5 s windows, up to 10, concurrency 1..16) or quick (2 s windows, up to 4, a capacity "
+                        "search from 1 until throughput stops growing, up to 256, about 40 s per model).")
     m.add_argument("--window", type=float, metavar="S", default=None,
                    help="Measurement window, seconds, above 0 (perf_analyzer --measurement-interval). Default: the "
                         "profile's (5, quick 2).")
@@ -107,7 +108,8 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     m.add_argument("--stability-latency", metavar="avg|p99", default=None,
                    help="Latency the windows must agree on: avg (default) or p99.")
     m.add_argument("--max-concurrency", type=int, metavar="N", default=None,
-                   help="Highest concurrency of the sweep 1, 2, 4, ..., at least 1. Default: the profile's (16, quick 8).")
+                   help="Highest concurrency of the sweep 1, 2, 4, ... (quick: of its capacity search), at least 1. "
+                        "Default: the profile's (16, quick 256).")
     m.add_argument("--concurrency", metavar="C,C,...", default=None,
                    help="Explicit levels, comma-separated integers >= 1, e.g. 1,4,16 (replaces the doubling sweep).")
     m.add_argument("--batch-size", "-b", type=int, metavar="N", default=1,

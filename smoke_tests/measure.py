@@ -25,7 +25,7 @@ from smoke_tests.endpoint import Endpoint, EndpointError, ModelStats
 from smoke_tests.errors import ExitCode, SmokeFatal
 from smoke_tests.loadgen import LoadGenerator, Records
 from smoke_tests.options import MeasurementProfile
-from smoke_tests.results import LevelResult, Saturation, ServerSide
+from smoke_tests.results import Capacity, LevelResult, Saturation, ServerSide
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
@@ -360,3 +360,117 @@ def saturation(levels: list[LevelResult], *, max_batch_size: int | None, process
         detail = (f"not saturated (max utilization {util:.0%} up to concurrency {ordered[-1].concurrency}); "
                   "raise --max-concurrency to find the capacity")
     return Saturation(False, None, "", detail, load_generator_bound=bound)
+
+
+# --------------------------------------------------------------------------------------------- capacity
+
+LINEAR_SCALING = 0.75  # a step whose throughput grew >= 75 % of the concurrency ratio scales about linearly
+BUSY_FOR_PLATEAU = 0.80  # a level that did not beat the best ends the search when the instances were this busy
+
+
+def _stalled(levels: list[LevelResult], max_error_rate: float) -> bool:
+    """Whether the last of `levels` did not beat the best level before it by PLATEAU_GAIN."""
+    earlier = [lv for lv in levels[:-1] if not _failing(lv, max_error_rate)]
+    best = max(earlier, key=lambda lv: lv.throughput, default=None)
+    return best is not None and levels[-1].throughput < best.throughput * (1.0 + PLATEAU_GAIN)
+
+
+def _over_limit(lv: LevelResult, p99_limit_ms: float | None) -> bool:
+    return p99_limit_ms is not None and lv.p99_ms is not None and lv.p99_ms > p99_limit_ms
+
+
+def _failing(lv: LevelResult, max_error_rate: float) -> bool:
+    return lv.requests == 0 or lv.error_rate > max_error_rate
+
+
+def next_concurrency(levels: list[LevelResult], profile: MeasurementProfile, *, p99_limit_ms: float | None = None,
+                     max_error_rate: float = 0.0, elapsed_s: float = 0.0) -> tuple[int | None, str]:
+    """The capacity search's next concurrency after `levels` (measured in order), or (None, why it stops).
+
+    From 1: the first step doubles; a step whose throughput grew about linearly (>= 75 % of the concurrency
+    ratio) is followed by x4, any other by x2 (the knee is near, so finer steps). It stops when the last level
+    did not beat the best before it by 10 % while the instances were >= 80 % busy, or twice in a row
+    ("plateau"), passed the p99 limit ("p99_limit"), had errors above
+    `max_error_rate` ("errors"), reached `max_concurrency`, or when another level (as long as the longest so
+    far) would pass `time_budget_s` ("time_budget").
+    """
+    if not levels:
+        return 1, ""
+    last = levels[-1]
+    if _failing(last, max_error_rate):
+        return None, "errors"
+    if _over_limit(last, p99_limit_ms):
+        return None, "p99_limit"
+    if _stalled(levels, max_error_rate):
+        # A dip while the instances idle is noise (another process took the CPU), not the capacity: the search
+        # goes on unless the one before stalled too.
+        s = last.server
+        busy = s.utilization is None or s.utilization >= BUSY_FOR_PLATEAU or (s.host_cpu or 0.0) >= HOST_CPU_SATURATED
+        if busy or _stalled(levels[:-1], max_error_rate):
+            return None, "plateau"
+    if last.concurrency >= profile.max_concurrency:
+        return None, "max_concurrency"
+    factor = 2
+    if len(levels) >= 2:
+        prev = levels[-2]
+        ratio = last.concurrency / prev.concurrency if prev.concurrency else 0.0
+        if prev.throughput > 0 and ratio > 1 and last.throughput / prev.throughput >= LINEAR_SCALING * ratio:
+            factor = 4
+    if profile.time_budget_s is not None:
+        longest = max(lv.duration_s for lv in levels)
+        # A level's wall time: its windows plus about a window of start, stop and statistics calls.
+        per_level = max(longest * profile.max_windows / max(1, profile.stability_windows), profile.window_s) + profile.window_s
+        if elapsed_s + per_level > profile.time_budget_s:
+            return None, "time_budget"
+    return min(last.concurrency * factor, profile.max_concurrency), ""
+
+
+_STOPS = {
+    "max_concurrency": "the sweep reached its highest concurrency (raise --max-concurrency)",
+    "time_budget": "the search's time budget ran out",
+    "levels": "the sweep ended",
+}
+
+
+def capacity(levels: list[LevelResult], *, p99_limit_ms: float | None = None, max_error_rate: float = 0.0,
+             stop: str = "") -> Capacity:
+    """The highest throughput of a level with no errors (above `max_error_rate`) and p99 within the limit
+    (`stable` says whether that level was); `found` when a higher concurrency was measured and did not beat it by 10 %, passed
+    the p99 limit or failed requests, or when it barely beat a lower one (the plateau). `stop`: why the sweep ended (the search's reason), for the detail."""
+    ordered = sorted(levels, key=lambda lv: lv.concurrency)
+    ok = [lv for lv in ordered if not _failing(lv, max_error_rate) and not _over_limit(lv, p99_limit_ms)]
+    if not ok:
+        why = "every level had errors or passed the p99 limit" if ordered else "nothing was measured"
+        return Capacity(stop=stop or ("errors" if ordered else ""), detail=f"no capacity: {why}")
+    # Unstable levels count too: their figure merges the last windows, and with the quick profile's 4 windows on
+    # a busy host most levels near the capacity are unstable (stable-only picked a third of it in `make demo`).
+    best = max(ok, key=lambda lv: lv.throughput)
+    above = [lv for lv in ordered if lv.concurrency > best.concurrency]
+    found, reason = False, ""
+    below = max((lv for lv in ok if lv.concurrency < best.concurrency), key=lambda lv: lv.throughput, default=None)
+    if below is not None and best.throughput < below.throughput * (1.0 + PLATEAU_GAIN):
+        # Still the highest, but the plateau: it barely beat a lower concurrency.
+        found, reason = True, f"throughput grew < {PLATEAU_GAIN:.0%} from concurrency {below.concurrency} to {best.concurrency}"
+        stop = stop or "plateau"
+    for lv in above if not found else ():
+        if _failing(lv, max_error_rate):
+            found, reason, stop = True, f"requests failed at concurrency {lv.concurrency}", stop or "errors"
+        elif _over_limit(lv, p99_limit_ms):
+            found, reason = True, f"p99 {lv.p99_ms:.1f} ms passed the limit {p99_limit_ms:g} ms at concurrency {lv.concurrency}"
+            stop = stop or "p99_limit"
+        elif lv.throughput < best.throughput * (1.0 + PLATEAU_GAIN):
+            found, reason = True, f"throughput grew < {PLATEAU_GAIN:.0%} up to concurrency {lv.concurrency}"
+            stop = stop or "plateau"
+        if found:
+            break
+    p99 = f", p99 {best.p99_ms:.1f} ms" if best.p99_ms is not None else ""
+    head = f"{best.throughput:,.1f} inf/s at concurrency {best.concurrency}{p99}"
+    if not best.stable:
+        head += " (unstable: its windows differed by more than the threshold)"
+    if found:
+        detail = f"capacity {head}: {reason}"
+    else:
+        stop = stop or "levels"
+        detail = f"capacity at least {head}: throughput still grew when {_STOPS.get(stop, 'the sweep ended')}"
+    return Capacity(throughput=best.throughput, concurrency=best.concurrency, p99_ms=best.p99_ms, stable=best.stable,
+                    found=found, stop=stop, detail=detail)

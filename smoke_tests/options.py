@@ -172,6 +172,10 @@ class MeasurementProfile:
     last `stability_windows` windows each lie within `stability_threshold` of their mean, in throughput and
     in latency (`stability_latency`: "avg" as perf_analyzer by default, or "p99"). After `max_windows`
     windows without that, the last windows are reported as the result, marked unstable.
+
+    Levels: `concurrencies` when given; else with `search` the capacity search (`smoke_tests.measure.next_concurrency`:
+    from 1, doubling, or x4 while throughput grows about linearly, until throughput stops growing, the p99 limit
+    or an error, `max_concurrency`, or `time_budget_s` per model); else the ladder 1, 2, 4, ... `max_concurrency`.
     """
 
     name: str = "default"
@@ -182,6 +186,12 @@ class MeasurementProfile:
     max_concurrency: int = 16
     concurrencies: tuple[int, ...] | None = None  # None: 1, 2, 4, ... up to max_concurrency
     stability_latency: str = "avg"
+    search: bool = False  # the capacity search instead of the fixed ladder (when `concurrencies` is not given)
+    time_budget_s: float | None = None  # the search's budget per model: no level starts that would pass it
+
+    @property
+    def searching(self) -> bool:
+        return self.search and not self.concurrencies
 
     def levels(self, extra: Iterable[int] = ()) -> list[int]:
         if self.concurrencies:
@@ -212,6 +222,8 @@ class MeasurementProfile:
         if any(c < 1 for c in self.concurrencies or ()):
             levels = ",".join(map(str, self.concurrencies or ()))
             raise bad_input(f"--concurrency {levels}: every level must be at least 1, e.g. 1,4,16")
+        if self.time_budget_s is not None and not self.time_budget_s > 0:
+            raise bad_input(f"time budget {self.time_budget_s:g} s: must be above 0 seconds")
         if self.stability_latency not in ("avg", "p99"):
             raise bad_input(f"--stability-latency {self.stability_latency!r}: expected avg or p99")
 
@@ -224,14 +236,18 @@ class MeasurementProfile:
             "stability_latency": self.stability_latency,
             "max_windows": self.max_windows,
             "max_concurrency": self.max_concurrency,
+            "search": self.searching,
+            "time_budget_s": self.time_budget_s,
         }
 
 
 PROFILES: dict[str, MeasurementProfile] = {
     # perf_analyzer's defaults: 5 s windows, 3 windows within 10 %, at most 10 windows.
     "default": MeasurementProfile(),
-    # The local demo: bounded to about 2 models x 4 levels x 4 windows x 2 s.
-    "quick": MeasurementProfile(name="quick", window_s=2.0, max_windows=4, max_concurrency=8),
+    # The local demo (`make demo`): the capacity search, 2 s windows, about 40 s per model (five or six levels;
+    # the fixed ladder 1..8 it replaced took about 30 s and stopped at a third of the capacity).
+    "quick": MeasurementProfile(name="quick", window_s=2.0, max_windows=4, max_concurrency=256, search=True,
+                                time_budget_s=40.0),
 }
 
 

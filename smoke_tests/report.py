@@ -326,7 +326,7 @@ class SmokeReport:
         """(title, columns as (name, "left" | "right"), rows of (text, rich style or None)): one row per model."""
         title = f"Smoke gate: {self.info.protocol}://{self.info.url}"
         columns = [("model", "left"), ("ready", "left"), ("correct", "left"), ("peak inf/s", "right"),
-                   ("at c", "right"), ("p99 ms @SLO c", "right"), ("errors", "right"), ("saturated", "left"),
+                   ("at c", "right"), ("capacity inf/s", "right"), ("p99 ms @SLO c", "right"), ("errors", "right"), ("saturated", "left"),
                    ("SLO", "left"), ("verdict", "left")]
         rows = []
         for m in self.models:
@@ -346,6 +346,7 @@ class SmokeReport:
                 correct,
                 (f"{peak.throughput:,.1f}" if peak else "-", None),
                 (str(peak.concurrency) if peak else "-", None),
+                (m.capacity.describe() if m.capacity else "-", None),
                 (f"{lv.p99_ms:.2f} (c={lv.concurrency})" if lv is not None and lv.p99_ms is not None else "-", None),
                 (f"{m.error_rate:.2%}" if m.sweep else "-", None),
                 (sat_text, None),
@@ -382,6 +383,11 @@ class SmokeReport:
                                                       None if lv.stable else "yellow")])
         return title, columns, rows
 
+    @staticmethod
+    def _sweep_notes(m: ModelReport) -> list[str]:
+        """The lines under a model's sweep table: its capacity and the saturation verdict."""
+        return [f"  {m.name}: {x.detail}" for x in (m.capacity, m.saturation) if x is not None and x.detail]
+
     def _notes(self, include_violations: bool) -> list[tuple[str, str]]:
         """(text, rich style) lines after the tables: warnings, violations, the verdict."""
         out = [(f"warning: {w}", "yellow") for w in self.info.warnings]
@@ -409,8 +415,8 @@ class SmokeReport:
         for m in self.models:
             if m.sweep:
                 parts.append(self.sweep_table(m))
-                if m.saturation is not None:
-                    parts.append(Text(f"  {m.name}: {m.saturation.detail}", style="dim"))
+                for line in self._sweep_notes(m):
+                    parts.append(Text(line, style="dim"))
         parts += [Text(text, style=style) for text, style in self._notes(include_violations)]
         return Group(*parts)
 
@@ -420,7 +426,7 @@ class SmokeReport:
         for m in self.models:
             if m.sweep:
                 table = _text_table(*self.sweep_rows(m))
-                parts.append(table + (f"\n  {m.name}: {m.saturation.detail}" if m.saturation is not None else ""))
+                parts.append("\n".join([table, *self._sweep_notes(m)]))
         parts.append("\n".join(text for text, _ in self._notes(include_violations)))
         return "\n\n".join(parts)
 

@@ -173,6 +173,41 @@ class Saturation:
 
 
 @dataclass
+class Capacity:
+    """The highest stable throughput the sweep measured before saturation or the p99 limit, and where.
+
+    `found`: a higher concurrency was measured and did not beat it (throughput grew < 10 %, the p99 limit was
+    passed, or requests failed), so this is the server's capacity; False: throughput was still growing at the
+    sweep's last level, so it is a lower bound. `stop` says why the sweep went no further.
+    """
+
+    throughput: float | None = None  # inferences/s
+    concurrency: int | None = None
+    p99_ms: float | None = None
+    stable: bool = True  # whether its level was stable (else its figure merges the last, disagreeing windows)
+    found: bool = False
+    stop: str = ""  # "plateau" | "p99_limit" | "errors" | "max_concurrency" | "time_budget" | "levels" | ""
+    detail: str = ""
+
+    def describe(self) -> str:
+        """One cell: "1,290 @ c=32", or ">= 1,150 @ c=8" for a lower bound, "-" when nothing was measured."""
+        if self.throughput is None:
+            return "-"
+        return f"{'' if self.found else '>= '}{self.throughput:,.0f} @ c={self.concurrency}"
+
+    def to_dict(self) -> dict:
+        return {
+            "throughput_infer_per_s": _r(self.throughput, 2),
+            "concurrency": self.concurrency,
+            "p99_ms": _r(self.p99_ms, 3),
+            "stable": self.stable,
+            "found": self.found,
+            "stop": self.stop,
+            "detail": self.detail,
+        }
+
+
+@dataclass
 class Violation:
     """One failed check, one line: `message` names the model and the figure."""
 
@@ -213,6 +248,7 @@ class ModelReport:
     correctness: Correctness = field(default_factory=lambda: Correctness("skipped"))
     sweep: list[LevelResult] = field(default_factory=list)
     saturation: Saturation | None = None
+    capacity: Capacity | None = None
     slo: SLO = field(default_factory=SLO)
     violations: list[Violation] = field(default_factory=list)
     sweep_note: str = ""
@@ -259,6 +295,7 @@ class ModelReport:
             "peak_throughput_infer_per_s": _r(self.throughput, 2),
             "error_rate": _r(self.error_rate, 6),
             "saturation": self.saturation.to_dict() if self.saturation else None,
+            "capacity": self.capacity.to_dict() if self.capacity else None,
             "sweep": [lv.to_dict() for lv in self.sweep],
             "sweep_note": self.sweep_note,
             "violations": [v.to_dict() for v in self.violations],

@@ -304,7 +304,7 @@ def _load_inputs(m: ModelReport, ref, metadata: dict, batch: int) -> dict:
 
 def _sweep(gen, endpoint, m: ModelReport, ref, metadata: dict, options: SmokeOptions, progress: "_Progress") -> None:
     from smoke_tests.loadgen import encode_payload
-    from smoke_tests.measure import measure_level
+    from smoke_tests.measure import capacity, measure_level, next_concurrency
 
     batch = options.batch_size
     if m.max_batch_size is not None and 0 < m.max_batch_size < batch:
@@ -319,10 +319,13 @@ def _sweep(gen, endpoint, m: ModelReport, ref, metadata: dict, options: SmokeOpt
     outputs = [t["name"] for t in metadata.get("outputs", [])]
     gen.prepare(encode_payload(gen.protocol, m.name, m.version or "", inputs, outputs))
     profile: MeasurementProfile = options.profile
-    levels = profile.levels(m.slo.concurrencies())
-    task = progress.add(m.name, len(levels))
-    for c in levels:
-        def on_window(i, w, c=c):
+    p99_limit = m.slo.max_p99_ms
+    max_error_rate = m.slo.max_error_rate or 0.0
+    task = progress.add(m.name, None if profile.searching else len(profile.levels(m.slo.concurrencies())))
+
+    def measure(c: int) -> bool:
+        """Measure concurrency `c` into m.sweep; False when every request failed (higher levels are skipped)."""
+        def on_window(i, w):
             progress.update(task, f"{m.name} c={c}: window {i}/{profile.max_windows}, {w.throughput(batch):,.0f} inf/s")
 
         progress.update(task, f"{m.name} c={c}: starting")
@@ -338,18 +341,49 @@ def _sweep(gen, endpoint, m: ModelReport, ref, metadata: dict, options: SmokeOpt
         progress.update(task, f"{m.name} c={c}: {lv.throughput:,.0f} inf/s", advance=1)
         if lv.requests == 0 and lv.total_errors > 0:
             m.sweep_note = f"every request failed at concurrency {c}; higher concurrencies skipped"
-            break
-    progress.done(task, f"{m.name}: done")
+            return False
+        return True
+
+    stop = "levels"
+    if profile.searching:
+        # The capacity search: each next level follows from the ones measured (see next_concurrency).
+        started = time.monotonic()
+        while True:
+            c, stop = next_concurrency(m.sweep, profile, p99_limit_ms=p99_limit, max_error_rate=max_error_rate,
+                                       elapsed_s=time.monotonic() - started)
+            if c is None:
+                break
+            if not measure(c):
+                stop = "errors"
+                break
+        # The SLO's own concurrencies are always measured, also past where the search stopped.
+        for c in sorted(m.slo.concurrencies() - {lv.concurrency for lv in m.sweep}):
+            if not measure(c):
+                break
+    else:
+        for c in profile.levels(m.slo.concurrencies()):
+            if not measure(c):
+                stop = "errors"
+                break
+    m.capacity = capacity(m.sweep, p99_limit_ms=p99_limit, max_error_rate=max_error_rate, stop=stop or "levels")
+    progress.done(task, f"{m.name}: {m.capacity.describe()} inf/s")
 
 
 def _evaluate(report: SmokeReport, options: SmokeOptions) -> None:
-    from smoke_tests.measure import saturation
+    from smoke_tests.measure import capacity, saturation
     from smoke_tests.slo import evaluate
 
     for m in report.models:
         if m.sweep:
+            if m.capacity is None:  # the sweep was cut short (the server stopped answering)
+                m.capacity = capacity(m.sweep, p99_limit_ms=m.slo.max_p99_ms, max_error_rate=m.slo.max_error_rate or 0.0,
+                                      stop="errors")
             m.saturation = saturation(m.sweep, max_batch_size=m.max_batch_size, processes=options.processes(),
                                       cpus=os.cpu_count() or 1)
+            if not m.saturation.saturated and not m.saturation.load_generator_bound and m.capacity.found:
+                # No saturation rule fired, yet throughput stopped growing: more concurrency would not have helped.
+                m.saturation.detail = m.saturation.detail.replace("raise --max-concurrency to find the capacity",
+                                                                  "but throughput stopped growing (the capacity above)")
             m.violations.extend(evaluate(m, m.slo, fail_on_unstable=options.fail_on_unstable))
             unstable = [lv.concurrency for lv in m.sweep if not lv.stable]
             if unstable and not options.fail_on_unstable:

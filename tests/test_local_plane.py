@@ -77,15 +77,24 @@ def state_dir(tmp_path):
     _kill_leftovers(path)
 
 
-def _assert_model_rows(output: str) -> None:
-    """The plane's result table: one row per model, ready and correct both "yes", a throughput figure."""
+def _assert_model_rows(output: str, state_dir: Path) -> None:
+    """The plane's result table: one row per model, ready and correct both "yes", a throughput figure, the
+    capacity and its concurrency (as in the JSON report: figures asserted for presence, not speed)."""
     table = output[output.index("local serving plane: results") :]
+    report = {m["name"]: m for m in json.loads((state_dir / "smoke-report.json").read_text())["models"]}
     for name in MODELS:
         rows = [line for line in table.splitlines() if line.strip("│┃ ").startswith(name)]
         assert rows, f"no result row for {name} in:\n{table}"
         cells = [c.strip() for c in rows[0].strip("│┃ ").split("│")]
         assert cells[:3] == [name, "yes", "yes"], rows[0]
         assert float(cells[3].replace(",", "")) > 0, rows[0]
+        capacity = report[name]["capacity"]
+        assert capacity["throughput_infer_per_s"] > 0 and capacity["concurrency"] >= 1, capacity
+        assert float(cells[4].removeprefix(">= ").replace(",", "")) > 0 and cells[5] == str(capacity["concurrency"]), rows[0]
+        assert cells[4].startswith(">= ") is (not capacity["found"]), rows[0]
+        # The search went past the old ladder's end (1..8) unless it found the capacity below it.
+        measured = [lv["concurrency"] for lv in report[name]["sweep"]]
+        assert max(measured) > 8 or capacity["found"], measured
 
 
 # --------------------------------------------------------------------------------------------- record handling
@@ -158,7 +167,7 @@ def test_up_serves_the_models_and_a_second_run_syncs_nothing(state_dir, built_mo
     first = _cli("up", "--state-dir", str(state_dir), "--repo", str(built_model_repo))
     out = first.stdout + first.stderr
     assert first.returncode == 0, out
-    _assert_model_rows(first.stdout)
+    _assert_model_rows(first.stdout, state_dir)
     assert "uploaded" in first.stdout and "smoke test passed" in first.stdout, out
     assert (state_dir / "smoke-report.json").is_file()
     assert "all servers stopped" in first.stdout

@@ -200,6 +200,33 @@ def test_http_endpoint_through_the_library(test_models, tmp_path):
     assert "smoke_add" in console.export_text()
 
 
+def test_the_capacity_search_reports_each_models_capacity(test_models, tmp_path):
+    """The quick profile's capacity search on a real server: levels from 1 upwards chosen by what was measured, and
+    the capacity (a measured level's figures) in the report, its tables and its JSON. No speed is asserted."""
+    import jsonschema
+
+    server, repo = test_models
+    profile = replace(PROFILES["quick"], window_s=0.5, max_concurrency=8)
+    report = run_smoke(grpc_url=server.grpc_url, repo_dir=repo, models=["smoke_add"], profile=profile,
+                       json_path=tmp_path / "r.json")
+    assert report.exit_code == 0, [str(v) for v in report.violations]
+    (m,) = report.models
+    measured = [lv.concurrency for lv in m.sweep]
+    assert measured[0] == 1 and measured == sorted(set(measured)) and measured[-1] <= 8
+    cap = m.capacity
+    assert cap is not None and cap.stop in ("plateau", "p99_limit", "errors", "max_concurrency", "time_budget")
+    level = m.level(cap.concurrency)
+    assert level is not None and cap.throughput == level.throughput > 0
+    assert cap.describe().startswith(">= ") is (not cap.found)  # a lower bound says so
+    data = json.loads((tmp_path / "r.json").read_text())
+    jsonschema.validate(data, json.loads(SCHEMA.read_text()))
+    assert data["run"]["profile"]["search"] is True
+    assert data["models"][0]["capacity"]["concurrency"] == cap.concurrency
+    assert data["models"][0]["capacity"]["throughput_infer_per_s"] > 0
+    text = report.to_text()
+    assert "capacity inf/s" in text and cap.describe() in text and "smoke_add: capacity" in text
+
+
 def test_a_server_that_stops_answering_fails_with_exit_3(tmp_path):
     """SIGSTOP tritonserver during the sweep: the gate ends on its own bounded waits with exit code 3."""
     import tritonclient.http as httpclient

@@ -10,6 +10,7 @@ import json
 import socket
 import xml.etree.ElementTree as ET
 from array import array
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,7 @@ import pytest
 
 from smoke_tests.errors import ExitCode, GateError, worst
 from smoke_tests.loadgen import Records
-from smoke_tests.measure import Window, cut_window, is_stable, percentile, saturation
+from smoke_tests.measure import Window, capacity, cut_window, is_stable, next_concurrency, percentile, saturation
 from smoke_tests.options import PROFILES, SLO, MeasurementProfile, ModelTarget, SmokeOptions, parse_slo_flags, resolve_slos
 from smoke_tests.report import CSV_COLUMNS, PERF_ANALYZER_COLUMNS, SmokeReport
 from smoke_tests.results import Correctness, LevelResult, ModelReport, RunInfo, ServerSide
@@ -159,7 +160,7 @@ def test_gate_spec_from_a_file(tmp_path):
 
 def test_profile_levels_double_up_to_the_cap_and_include_slo_concurrencies():
     assert PROFILES["default"].levels() == [1, 2, 4, 8, 16]
-    assert PROFILES["quick"].levels({3, 32}) == [1, 2, 3, 4, 8, 32]
+    assert MeasurementProfile(max_concurrency=8).levels({3, 32}) == [1, 2, 3, 4, 8, 32]
     assert MeasurementProfile(concurrencies=(1, 6)).levels() == [1, 6]
     assert PROFILES["default"].window_s == 5.0 and PROFILES["default"].stability_threshold == 0.10
     with pytest.raises(GateError):
@@ -273,6 +274,109 @@ def test_saturation_rules():
     assert (by_host.saturated, by_host.concurrency, by_host.rule) == (True, 2, "host_cpu")
     client_bound = saturation([_level(1, 100, cpu=1.9), _level(2, 110, cpu=1.95)], max_batch_size=0, processes=2, cpus=2)
     assert not client_bound.saturated and client_bound.load_generator_bound
+
+
+# --------------------------------------------------------------------------------------------- capacity
+
+
+def _search(throughput_at, profile, *, p99_at=lambda c: 5.0, errors_at=lambda c: 0, util_at=lambda c: 0.95, level_s=3.0,
+            p99_limit=None):
+    """Run the capacity search against a synthetic server: throughput_at(c) inf/s, p99_at(c) ms, errors_at(c),
+    instances busy util_at(c)."""
+    levels, elapsed = [], 0.0
+    while True:
+        c, stop = next_concurrency(levels, profile, p99_limit_ms=p99_limit, elapsed_s=elapsed)
+        if c is None:
+            return levels, stop
+        lv = _level(c, throughput_at(c), p99_ms=p99_at(c), errors=errors_at(c), util=util_at(c))
+        lv.duration_s = level_s
+        levels.append(lv)
+        elapsed += level_s + 1.0
+
+
+def test_capacity_search_stops_where_throughput_stops_growing():
+    # A server whose throughput grows linearly to 1,000 inf/s at concurrency 16, then stays there.
+    profile = replace(PROFILES["quick"], time_budget_s=None)
+    levels, stop = _search(lambda c: min(c, 16) * 62.5, profile)
+    # x2 first, x4 while scaling linearly (2 -> 8), x2 after a sub-linear step (8 -> 32 -> 64); no gain at 64 ends it.
+    assert [lv.concurrency for lv in levels] == [1, 2, 8, 32, 64] and stop == "plateau"
+    cap = capacity(levels, stop=stop)
+    assert (cap.throughput, cap.concurrency, cap.found, cap.stop) == (1000.0, 32, True, "plateau")
+    assert "capacity 1,000.0 inf/s at concurrency 32" in cap.detail and "grew < 10%" in cap.detail
+    assert cap.describe() == "1,000 @ c=32"
+
+
+def test_capacity_search_steps_by_two_near_the_knee_and_keeps_the_best_level():
+    # Sub-linear growth: x2 steps; the level past the knee is lower, so the capacity is the one before it.
+    tp = {1: 100, 2: 140, 4: 200, 8: 260, 16: 250}
+    levels, stop = _search(lambda c: tp[c], replace(PROFILES["quick"], time_budget_s=None))
+    assert [lv.concurrency for lv in levels] == [1, 2, 4, 8, 16]
+    cap = capacity(levels, stop=stop)
+    assert (cap.concurrency, cap.found, stop) == (8, True, "plateau") and cap.throughput == 260
+
+
+def test_capacity_search_goes_past_a_dip_while_the_instances_idle():
+    # 2 -> 8 dips (another process took the CPU) while the instance was 40 % busy: noise, so the search goes on;
+    # a second stall in a row ends it even at low utilization.
+    tp = {1: 100, 2: 200, 8: 150, 16: 700, 64: 720, 128: 710}
+    levels, stop = _search(lambda c: tp[c], replace(PROFILES["quick"], time_budget_s=None), util_at=lambda c: 0.4)
+    assert [lv.concurrency for lv in levels] == [1, 2, 8, 16, 64, 128] and stop == "plateau"
+    assert capacity(levels, stop=stop).concurrency == 64
+    # The same dip with the instance busy is the plateau.
+    levels, stop = _search(lambda c: tp[c], replace(PROFILES["quick"], time_budget_s=None))
+    assert [lv.concurrency for lv in levels] == [1, 2, 8] and stop == "plateau"
+    cap = capacity(levels, stop=stop)
+    assert (cap.concurrency, cap.found) == (2, True)
+
+
+def test_capacity_stops_at_the_p99_limit_and_at_errors():
+    profile = replace(PROFILES["quick"], time_budget_s=None)
+    levels, stop = _search(lambda c: c * 100.0, profile, p99_at=lambda c: c * 2.0, p99_limit=10.0)
+    assert stop == "p99_limit" and levels[-1].p99_ms > 10.0
+    cap = capacity(levels, p99_limit_ms=10.0, stop=stop)
+    # The level over the limit does not count, however fast it was.
+    assert cap.found and cap.concurrency < levels[-1].concurrency and cap.p99_ms <= 10.0 and "passed the limit" in cap.detail
+    levels, stop = _search(lambda c: c * 100.0, profile, errors_at=lambda c: 5 if c >= 8 else 0)
+    assert stop == "errors" and levels[-1].concurrency == 8
+    cap = capacity(levels, stop=stop)
+    assert cap.found and cap.concurrency == 2 and "requests failed at concurrency 8" in cap.detail
+
+
+def test_capacity_is_a_lower_bound_when_the_search_runs_out_of_concurrency_or_time():
+    capped = replace(PROFILES["quick"], max_concurrency=8, time_budget_s=None)
+    levels, stop = _search(lambda c: c * 100.0, capped)
+    assert levels[-1].concurrency == 8 and stop == "max_concurrency"
+    cap = capacity(levels, stop=stop)
+    assert not cap.found and cap.concurrency == 8 and cap.describe() == ">= 800 @ c=8"
+    assert "at least" in cap.detail and "raise --max-concurrency" in cap.detail
+    # 3 s levels (4 s with overhead) against a 20 s budget: no level starts that would end past it.
+    budget = replace(PROFILES["quick"], time_budget_s=20.0)
+    levels, stop = _search(lambda c: c * 100.0, budget)
+    assert stop == "time_budget" and len(levels) * 4.0 <= 20.0
+    assert not capacity(levels, stop=stop).found
+
+
+def test_capacity_of_a_fixed_ladder_counts_unstable_levels_and_says_so():
+    levels = [_level(1, 100), _level(2, 200), _level(4, 390), _level(8, 900, stable=False), _level(16, 380)]
+    cap = capacity(levels)
+    # The unstable 900 is a measured throughput (its last windows merged): the capacity, found since 16 fell back.
+    assert (cap.throughput, cap.concurrency, cap.found, cap.stable) == (900, 8, True, False)
+    assert "unstable" in cap.detail and "concurrency 16" in cap.detail
+    # Levels with errors or over the p99 limit never count, however fast.
+    faulty = [_level(1, 100), _level(2, 190), _level(4, 500, errors=2), _level(8, 600, p99_ms=50.0)]
+    cap = capacity(faulty, p99_limit_ms=20.0)
+    assert (cap.throughput, cap.concurrency, cap.found) == (190, 2, True)
+    assert capacity([]).throughput is None and capacity([]).describe() == "-"
+    assert capacity([_level(1, 0, errors=3)]).throughput is None
+
+
+def test_the_quick_profile_searches_and_explicit_levels_turn_the_search_off():
+    quick = PROFILES["quick"]
+    assert quick.searching and quick.max_concurrency > 8 and quick.time_budget_s
+    assert not replace(quick, concurrencies=(1, 4)).searching and not PROFILES["default"].searching
+    assert quick.to_dict()["search"] is True
+    with pytest.raises(GateError, match="time budget"):
+        replace(quick, time_budget_s=0).validate()
 
 
 def _model(levels, slo=SLO()) -> ModelReport:

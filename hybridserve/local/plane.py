@@ -61,7 +61,12 @@ class ModelCheck:
     name: str
     ready: bool
     correct: bool | None = None  # None: not checked
-    throughput: float | None = None  # inferences per second
+    throughput: float | None = None  # peak inferences per second
+    # The highest stable throughput before saturation or the p99 limit, and its concurrency (smoke_tests'
+    # Capacity); capacity_found False: throughput still grew at the last level, a lower bound.
+    capacity: float | None = None
+    capacity_concurrency: int | None = None
+    capacity_found: bool = False
     detail: str = ""
 
 
@@ -522,6 +527,9 @@ def _run_smoke(console, triton, options: PlaneOptions, models, result: PlaneResu
                 ready=m.ready,
                 correct=m.correct,
                 throughput=m.throughput,
+                capacity=m.capacity.throughput if m.capacity else None,
+                capacity_concurrency=m.capacity.concurrency if m.capacity else None,
+                capacity_found=bool(m.capacity and m.capacity.found),
                 detail="; ".join(v.message for v in m.violations) or ("PASS" if m.passed else "FAIL"),
             )
             for m in report.models
@@ -607,6 +615,8 @@ def results_table(result: PlaneResult) -> Table:
     table.add_column("ready")
     table.add_column("correct")
     table.add_column("peak inf/s", justify="right")
+    table.add_column("capacity inf/s", justify="right")
+    table.add_column("at c", justify="right")  # the concurrency where the capacity is reached
     table.add_column("detail", overflow="fold")
     for m in result.models:
         table.add_row(
@@ -614,8 +624,12 @@ def results_table(result: PlaneResult) -> Table:
             "[green]yes[/]" if m.ready else "[red]no[/]",
             "-" if m.correct is None else ("[green]yes[/]" if m.correct else "[red]no[/]"),
             "-" if m.throughput is None else f"{m.throughput:,.0f}",
+            "-" if m.capacity is None else f"{'' if m.capacity_found else '>= '}{m.capacity:,.0f}",
+            "-" if m.capacity_concurrency is None else str(m.capacity_concurrency),
             m.detail,
         )
+    if any(m.capacity is not None and not m.capacity_found for m in result.models):
+        table.caption = ">= : throughput still grew at the last concurrency measured (a lower bound)"
     return table
 
 

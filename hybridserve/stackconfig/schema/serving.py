@@ -186,7 +186,7 @@ class SmokeGate(ConfigModel):
     image: str | None = Field(default=None, pattern=r"^[a-z0-9.-]+(:\d+)?(/[a-z0-9._-]+)+:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
     # Pin the image by digest too (sha256:<64 hex>): every node then runs the same bytes for the tag.
     image_digest: str | None = Field(default=None, pattern=r"^sha256:[0-9a-f]{64}$")
-    # quick: 2 s windows up to concurrency 8 (about a minute per model); default: 5 s windows up to 16.
+    # quick: 2 s windows, a capacity search up to max_concurrency (about 40 s per model); default: 5 s windows 1..16.
     profile: Literal["quick", "default"] = "quick"
     # Highest concurrency of the gate's sweep (1, 2, 4, ...); at least the SLOs' *_concurrency.
     max_concurrency: int = Field(default=8, ge=1, le=256)
