@@ -209,7 +209,7 @@ def test_candidate_config_sets_only_the_tuned_fields():
 def test_baseline_threads_follow_model_py_when_not_pinned():
     base = _served((model_repo_dir() / "text_encoder" / "config.pbtxt").read_text())
     base.get("parameters", {}).pop(THREADS_PARAMETER, None)
-    assert baseline_of(base, cpus=4).threads == 4 // baseline_of(base, cpus=4).instances
+    assert baseline_of(base, cpus=4).threads == (4 - 1) // baseline_of(base, cpus=4).instances  # model.py leaves one CPU
     pytorch = dict(base, backend="pytorch")
     assert "INTRA_OP_THREAD_COUNT" in candidate_config(pytorch, BASE)["parameters"]
 
@@ -433,3 +433,23 @@ def test_results_path_that_is_a_directory_is_refused(tmp_path):
     with pytest.raises(UserError, match="--results") as info:
         ResultsFile(tmp_path, "text_encoder").check()
     assert "is a directory" in info.value.message
+
+
+def test_the_default_thread_rule_is_model_pys():
+    # tune decides whether --write pins threads by comparing with what model.py picks by itself.
+    import ast
+    import types
+
+    from hybridserve.paths import model_repo_dir
+    from hybridserve.tune.measure import default_threads
+
+    source = (model_repo_dir() / "text_encoder" / "1" / "model.py").read_text()
+    fn = next(n for n in ast.parse(source).body if isinstance(n, ast.FunctionDef) and n.name == "_intra_op_threads")
+    namespace: dict = {}
+    exec(compile(ast.Module(body=[fn], type_ignores=[]), "model.py", "exec"), namespace)
+    for cpus in (1, 2, 3, 8):
+        for instances in (1, 2, 3):
+            # A stand-in os for the function alone: the real module is not touched.
+            namespace["os"] = types.SimpleNamespace(sched_getaffinity=lambda _pid, n=cpus: set(range(n)), cpu_count=lambda: cpus)
+            config = {"instance_group": [{"count": instances}]}
+            assert namespace["_intra_op_threads"](config) == default_threads(cpus, instances), (cpus, instances)

@@ -186,8 +186,10 @@ def write_best(o: TuneOptions, model, c, cpus: int, console) -> None:
     shown = display_path(path)
     text = path.read_text(encoding="utf-8")
     config = parse_config(text, shown)
-    # Threads are pinned only where the file already pins them or model.py's rule (CPUs // instances) would differ.
-    set_threads = "torch_num_threads" in config.parameters or c.threads != max(1, cpus // c.instances)
+    # Threads are pinned only where the file already pins them or model.py's own rule would differ.
+    from hybridserve.tune.measure import default_threads
+
+    set_threads = "torch_num_threads" in config.parameters or c.threads != default_threads(cpus, c.instances)
     new = tuned_text(text, c, where=shown, set_threads=set_threads)
     if new == text:
         console.print(f"{shown} already holds this configuration: not rewritten", highlight=False)

@@ -34,19 +34,25 @@ def usable_cpus() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
+def default_threads(cpus: int, instances: int) -> int:
+    """model.py's own rule when the config sets no thread count: the CPUs but one, split across instances
+    (model_repo/*/1/model.py `_intra_op_threads`; keep the two equal)."""
+    return max(1, (cpus - 1) // max(1, instances))
+
+
 def threads_parameter(config: dict) -> str:
     return THREADS_PARAMETERS.get(str(config.get("backend") or ""), THREADS_PARAMETERS["python"])
 
 
 def baseline_of(config: dict, cpus: int) -> Candidate:
-    """The served configuration as a candidate (threads: the parameter, else model.py's rule cpus // instances)."""
+    """The served configuration as a candidate (threads: the parameter, else model.py's rule, default_threads)."""
     groups = config.get("instance_group") or []
     instances = sum(int(g.get("count", 1) or 1) for g in groups) or 1
     explicit = (config.get("parameters") or {}).get(threads_parameter(config), {}).get("string_value")
     try:
-        threads = max(1, int(explicit)) if explicit else max(1, cpus // instances)
+        threads = max(1, int(explicit)) if explicit else default_threads(cpus, instances)
     except ValueError:
-        threads = max(1, cpus // instances)
+        threads = default_threads(cpus, instances)
     db = config.get("dynamic_batching") or {}
     return Candidate(
         instances=instances,

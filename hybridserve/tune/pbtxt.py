@@ -152,7 +152,7 @@ def tuned_text(text: str, c: Candidate, *, where: str, threads_parameter: str = 
                set_threads: bool = True) -> str:
     """config.pbtxt `text` with the candidate's fields written in; UserError (nothing written) when the
     file's layout is not one this edit can keep intact. `set_threads` False leaves the threads parameter
-    alone (model.py's own rule, CPUs // instances, gives the candidate's count wherever it runs)."""
+    alone (model.py's own rule, measure.default_threads, gives the candidate's count wherever it runs)."""
     original = parse_config(text, where)
     if len(original.instance_group) > 1:
         raise UserError(f"{where}: instance_group has {len(original.instance_group)} groups; models tune sets the "
