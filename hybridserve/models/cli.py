@@ -78,3 +78,9 @@ def validate_command(repo: RepoOption = None) -> None:
             f"{m.atol:.0e} / {m.rtol:.0e}",
         )
     make_console().print(table)
+
+
+from hybridserve.promote.cli import promote_command, rollback_command  # noqa: E402
+
+app.command("promote")(promote_command)
+app.command("rollback")(rollback_command)
