@@ -8,7 +8,8 @@ unversioned requests, and a probe tells which version answered each of its own r
     python bench/bench_promote.py [--quick]
 
 Prints, per phase: requests sent by the load, failed ones, probe answers from old/new/neither; and the time
-of each promotion step. --quick: the gate's quick profile, short comparison windows (what the test runs).
+of each promotion step. --quick: the gate checks correctness only (no sweep), short comparison windows (what the
+test runs); without it the gate sweeps with the quick profile.
 """
 
 from __future__ import annotations
@@ -75,7 +76,7 @@ def expected_outputs(repo: Path, versions, inputs) -> dict[int, "np.ndarray"]:  
 
 
 @contextmanager
-def plane(root: Path, source_repo: Path, seaweed=None):
+def plane(root: Path, source_repo: Path, seaweed=None, bucket: str = BUCKET):
     """(repo, endpoint, triton) with MODEL version 1 published and served; versions 2 (good), 3 (broken) local only."""
     from hybridserve.local.objectstore import SeaweedFS, ensure_bucket
     from hybridserve.local.plane import _credentials_env
@@ -93,11 +94,11 @@ def plane(root: Path, source_repo: Path, seaweed=None):
     triton = None
     try:
         ep = store.endpoint
-        ensure_bucket(ep, BUCKET, sse="AES256")
-        target = SyncTarget(bucket=BUCKET, prefix=PREFIX, endpoint_url=ep.url, region=ep.region,
+        ensure_bucket(ep, bucket, sse="AES256")
+        target = SyncTarget(bucket=bucket, prefix=PREFIX, endpoint_url=ep.url, region=ep.region,
                             access_key=ep.access_key, secret_key=ep.secret_key, sse="AES256")
         sync_repository(repo, target, pins={MODEL: [1]}, show_progress=False)
-        triton = TritonServer(ep.triton_uri(BUCKET, PREFIX), [MODEL], log_path=root / "triton.log",
+        triton = TritonServer(ep.triton_uri(bucket, PREFIX), [MODEL], log_path=root / "triton.log",
                               env=_credentials_env(ep, root), work_dir=root / "triton")
         triton.start()
         yield repo, ep, target, triton
@@ -198,7 +199,7 @@ def promotion(triton, target, repo: Path, version, *, quick: bool):
 
     options = PromoteOptions(
         model=MODEL, version=version, triton_url=triton.http_url, store=target, repo_dir=repo,
-        grpc_url=triton.grpc_url, profile="quick", compare_seconds=0.5 if quick else 3.0,
+        grpc_url=triton.grpc_url, profile="quick", compare_seconds=0.5 if quick else 3.0, throughput=not quick,
         timeouts=Timeouts(gate=600),
     )
     return run_promotion(options)

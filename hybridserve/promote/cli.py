@@ -41,6 +41,7 @@ MinThroughput = Annotated[Optional[list[str]], typer.Option("--min-throughput", 
 MaxP99 = Annotated[Optional[list[str]], typer.Option("--max-p99-ms", metavar="SLO", help="Gate SLO: p99 latency in ms, MS or MODEL=MS, optionally @CONCURRENCY; repeatable.")]
 MaxErr = Annotated[Optional[list[str]], typer.Option("--max-error-rate", metavar="SLO", help="Gate SLO: error rate R or MODEL=R, a fraction from 0 to 1; repeatable.")]
 Profile = Annotated[str, typer.Option("--smoke-profile", help="Gate measurement profile: quick or default.")]
+NoThroughput = Annotated[bool, typer.Option("--no-throughput", help="Gate on correctness only: no concurrency sweep, so the SLO flags are not checked (e.g. on a machine too busy to measure).")]
 Json = Annotated[Optional[Path], typer.Option("--json", help="Write the gate's smoke report (JSON) here.")]
 PublishT = Annotated[float, typer.Option("--publish-timeout", min=1, help="Seconds for publishing N's files (and fetching them back).")]
 LoadT = Annotated[float, typer.Option("--load-timeout", min=1, help="Seconds for loading (and unloading) the candidate.")]
@@ -52,7 +53,8 @@ CompareS = Annotated[float, typer.Option("--compare-seconds", min=0, help="Lengt
 
 
 def _run(model: str, version: Optional[int], *, state_dir, url, grpc_url, endpoint_url, bucket, prefix, region, sse,
-         kms_key_id, repo, min_throughput, max_p99_ms, max_error_rate, smoke_profile, json_path, timeouts, compare_seconds) -> None:
+         kms_key_id, repo, min_throughput, max_p99_ms, max_error_rate, smoke_profile, json_path, timeouts, compare_seconds,
+         no_throughput=False) -> None:
     from hybridserve.console import make_console
     from hybridserve.paths import model_repo_dir
     from hybridserve.paths import state_dir as default_state_dir
@@ -75,7 +77,7 @@ def _run(model: str, version: Optional[int], *, state_dir, url, grpc_url, endpoi
         repo_dir=(repo or model_repo_dir()) if version is not None else None,
         grpc_url=ep.grpc_url, metrics_url=ep.metrics_url,
         min_throughput=tuple(min_throughput or ()), max_p99_ms=tuple(max_p99_ms or ()), max_error_rate=tuple(max_error_rate or ()),
-        profile=smoke_profile, timeouts=timeouts, compare_seconds=compare_seconds, json_path=json_path,
+        profile=smoke_profile, throughput=not no_throughput, timeouts=timeouts, compare_seconds=compare_seconds, json_path=json_path,
     )
     what = f"version {version}" if version is not None else "the previous passing version"
     console.print(f"[bold]{'promote' if version is not None else 'rollback'}[/] {model} to {what} on Triton {ep.triton_url}, "
@@ -92,7 +94,7 @@ def promote_command(
     state_dir: StateDir = None, url: Url = None, grpc_url: GrpcUrl = None, endpoint_url: EndpointUrl = None,
     bucket: Bucket = None, prefix: Prefix = None, region: Region = None, sse: Sse = None, kms_key_id: KmsKey = None,
     min_throughput: MinThroughput = None, max_p99_ms: MaxP99 = None, max_error_rate: MaxErr = None,
-    smoke_profile: Profile = "quick", json_path: Json = None,
+    smoke_profile: Profile = "quick", no_throughput: NoThroughput = False, json_path: Json = None,
     publish_timeout: PublishT = 300.0, load_timeout: LoadT = 300.0, gate_timeout: GateT = 600.0,
     compare_timeout: CompareT = 120.0, switch_timeout: SwitchT = 300.0, drain_timeout: DrainT = 120.0,
     compare_seconds: CompareS = 2.0,
@@ -103,7 +105,7 @@ def promote_command(
          prefix=prefix, region=region, sse=sse, kms_key_id=kms_key_id, repo=repo, min_throughput=min_throughput,
          max_p99_ms=max_p99_ms, max_error_rate=max_error_rate, smoke_profile=smoke_profile, json_path=json_path,
          timeouts=Timeouts(publish_timeout, load_timeout, gate_timeout, compare_timeout, switch_timeout, drain_timeout),
-         compare_seconds=compare_seconds)
+         compare_seconds=compare_seconds, no_throughput=no_throughput)
 
 
 promote_command.__doc__ = "Serve version N of MODEL without downtime, once it passed the smoke gate on the serving Triton.\n" + _STEPS
@@ -114,7 +116,7 @@ def rollback_command(
     state_dir: StateDir = None, url: Url = None, grpc_url: GrpcUrl = None, endpoint_url: EndpointUrl = None,
     bucket: Bucket = None, prefix: Prefix = None, region: Region = None, sse: Sse = None, kms_key_id: KmsKey = None,
     min_throughput: MinThroughput = None, max_p99_ms: MaxP99 = None, max_error_rate: MaxErr = None,
-    smoke_profile: Profile = "quick", json_path: Json = None,
+    smoke_profile: Profile = "quick", no_throughput: NoThroughput = False, json_path: Json = None,
     load_timeout: LoadT = 300.0, gate_timeout: GateT = 600.0,
     compare_timeout: CompareT = 120.0, switch_timeout: SwitchT = 300.0, drain_timeout: DrainT = 120.0,
     compare_seconds: CompareS = 2.0,
@@ -125,7 +127,7 @@ def rollback_command(
          prefix=prefix, region=region, sse=sse, kms_key_id=kms_key_id, repo=None, min_throughput=min_throughput,
          max_p99_ms=max_p99_ms, max_error_rate=max_error_rate, smoke_profile=smoke_profile, json_path=json_path,
          timeouts=Timeouts(300.0, load_timeout, gate_timeout, compare_timeout, switch_timeout, drain_timeout),
-         compare_seconds=compare_seconds)
+         compare_seconds=compare_seconds, no_throughput=no_throughput)
 
 
 rollback_command.__doc__ = (

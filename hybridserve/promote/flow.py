@@ -67,6 +67,7 @@ class PromoteOptions:
     max_p99_ms: tuple[str, ...] = ()
     max_error_rate: tuple[str, ...] = ()
     profile: str = "quick"
+    throughput: bool = True  # False: the gate checks correctness only (the SLOs are then not checked)
     timeouts: Timeouts = field(default_factory=Timeouts)
     compare_seconds: float = 2.0
     compare_concurrency: int = 4
@@ -281,7 +282,7 @@ class _Run:
         gate_url = f"grpc://{o.grpc_url}" if o.grpc_url else f"http://{o.triton_url}"
         r.gate = self.step("gate", o.timeouts.gate, lambda: run_gate(
             url=gate_url, candidate=self.candidate, version=version, config_text=config_text, reference=reference,
-            slos=slos, profile=o.profile, wait_ready_s=10, json_path=o.json_path),
+            slos=slos, profile=o.profile, wait_ready_s=10, json_path=o.json_path, throughput=o.throughput),
             lambda g: "passed" if g.passed else "FAILED: " + "; ".join(v.message for v in g.violations))
 
         def compare() -> Comparison:

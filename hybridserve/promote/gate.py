@@ -23,7 +23,8 @@ def candidate_slos(model: str, candidate: str, min_throughput=(), max_p99_ms=(),
 
 
 def run_gate(*, url: str, candidate: str, version: int, config_text: str, reference: bytes, slos: dict,
-             profile: str, wait_ready_s: float, json_path: Path | None = None, console=None):
+             profile: str, wait_ready_s: float, json_path: Path | None = None, console=None,
+             throughput: bool = True):
     """The smoke report of `candidate` version `version` (raises GateError on bad input only)."""
     from smoke_tests import run_smoke
 
@@ -39,6 +40,7 @@ def run_gate(*, url: str, candidate: str, version: int, config_text: str, refere
             profile=profile,
             slos=slos,
             wait_ready_s=wait_ready_s,
+            throughput=throughput,
             json_path=json_path,
             console=console,
             show_progress=False,
