@@ -122,6 +122,7 @@ class Traffic:
         from smoke_tests.loadgen import LoadGenerator, encode_payload
 
         self.http_url = http_url
+        self.grpc_url = grpc_url
         self.inputs = np.ascontiguousarray(inputs)
         self.expected = expected
         self.gen = LoadGenerator("grpc", grpc_url, processes=1, request_timeout=30.0)
@@ -140,14 +141,15 @@ class Traffic:
 
     def _run_probe(self) -> None:
         import numpy as np
-        import tritonclient.http as httpclient
+        import tritonclient.grpc as grpcclient
 
-        client = httpclient.InferenceServerClient(self.http_url, network_timeout=30.0)
-        x = httpclient.InferInput("input_ids", list(self.inputs.shape), "INT64")
+        # gRPC, not tritonclient.http: geventhttpclient's hub is per thread and this one shares the process.
+        client = grpcclient.InferenceServerClient(self.grpc_url)
+        x = grpcclient.InferInput("input_ids", list(self.inputs.shape), "INT64")
         x.set_data_from_numpy(self.inputs)
         while not self._stop.is_set():
             try:
-                got = client.infer(MODEL, [x]).as_numpy("embedding")
+                got = client.infer(MODEL, [x], client_timeout=30.0).as_numpy("embedding")
                 label = next((f"v{v}" for v, want in self.expected.items() if np.allclose(got, want, atol=1e-3)), "neither")
             except Exception as exc:  # noqa: BLE001 - a failed request is what we count
                 label = "failed"

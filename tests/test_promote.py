@@ -167,3 +167,24 @@ def test_promote_good_then_broken_then_rollback_under_load(served, flags, capsys
     # Nothing further to roll back to.
     code, out, err = run_cli(["models", "rollback", MODEL, *flags], capsys)
     assert code == 2 and "no earlier passing version" in err
+
+
+def test_bench_promote_quick_prints_the_counts(built_model_repo):
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "bench_promote.py"), "--quick", "--built-repo", str(built_model_repo)],
+        capture_output=True, text=True, timeout=1800, cwd=ROOT,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    lines = proc.stdout.splitlines()
+    head = next(i for i, line in enumerate(lines) if line.startswith("phase "))
+    rows = lines[head + 1 : lines.index("", head)]
+    assert [r[:22].strip() for r in rows] == ["start", "promote v2 (good)", "promote v3 (broken)", "rollback"], proc.stdout
+    for r in rows:
+        sent, failed = (int(x) for x in r[22:].split()[:2])
+        assert sent >= failed >= 0
+    head = next(i for i, line in enumerate(lines) if line.startswith("promotion "))
+    promos = {r[:22].strip(): r[22:].split() for r in lines[head + 1 : head + 4]}
+    assert {k: v[0] for k, v in promos.items()} == {"promote v2 (good)": "pass", "promote v3 (broken)": "fail", "rollback": "pass"}
+    assert {k: v[1] for k, v in promos.items()} == {"promote v2 (good)": "0", "promote v3 (broken)": "1", "rollback": "0"}
+    assert "switch" in " ".join(promos["promote v2 (good)"]) and "switch" not in " ".join(promos["promote v3 (broken)"])
+    assert any(line.startswith("failed requests in total: ") for line in lines), proc.stdout

@@ -8,24 +8,25 @@ from typing import Annotated, Optional
 import typer
 
 _STEPS = """
-Steps, each bounded by its timeout; any failure or Ctrl-C leaves the previous version serving:
+Steps, each bounded by its timeout; a failure or Ctrl-C leaves the old version serving:
 
-\b
-1. publish  upload and verify N's files next to the served version (the sync engine); config.pbtxt keeps
-            publishing the served version, so nothing reaches N yet
-2. fetch    read N's files and reference.npz back from the store (sha256 checked)
-3. load     N as MODEL__candidate through Triton's repository API (config + file: overrides): unversioned
-            requests keep going to the served version, only the gate reaches the candidate
-4. gate     the smoke gate on the candidate: correctness against N's reference set, the SLO flags
-5. compare  old vs new on N's reference inputs: output agreement, latency and throughput side by side
-6. switch   (gate passed) config.pbtxt publishes N; MODEL is reloaded: Triton loads N, then unloads the
-            old version once its in-flight requests are done
-7. unload   the candidate, always
+1. publish: N's files are uploaded and verified next to the served version; config.pbtxt keeps publishing the served one.
 
-Every outcome is appended to the promotion history in the store (<prefix>/.hybridserve-history.MODEL.json):
-who, when, version, from-version, verdict, report summary. A plain `hybridserve sync` keeps publishing the
-version recorded there. Exit codes: 0 promoted, 1 gate failed, 2 bad input, 3 a step failed or timed out,
-130 interrupted.
+2. fetch: N's files and reference.npz are read back from the store (sha256 checked).
+
+3. load: N is loaded as MODEL__candidate through Triton's repository API (config + file: overrides). Unversioned requests keep going to the served version; only the gate reaches the candidate.
+
+4. gate: the smoke gate on the candidate alone: correctness against N's reference set, the SLO flags.
+
+5. compare: old vs new on N's reference inputs: output agreement, latency and throughput side by side.
+
+6. switch (gate passed): config.pbtxt publishes N; MODEL is reloaded: Triton loads N, then unloads the old version once its in-flight requests are done.
+
+7. unload: the candidate, always.
+
+Every outcome is appended to the promotion history in the store (PREFIX/.hybridserve-history.MODEL.json): who, when, version, from-version, verdict, report summary. A plain `hybridserve sync` keeps publishing the version recorded there.
+
+Exit codes: 0 promoted, 1 gate failed (its report is printed), 2 bad input, 3 a step failed or timed out, 130 interrupted.
 """
 
 StateDir = Annotated[Optional[Path], typer.Option("--state-dir", help="The local plane's state directory, whose plane.json gives the defaults for --url and the store. Default: $HYBRIDSERVE_STATE_DIR, else .state/ of the checkout.")]
