@@ -169,6 +169,41 @@ def test_promote_good_then_broken_then_rollback_under_load(served, flags, capsys
     assert code == 2 and "no earlier passing version" in err
 
 
+def test_ctrl_c_during_the_gate_leaves_the_old_version_serving(served, flags, monkeypatch):
+    import os
+    import signal
+    import time
+
+    repo, ep, target, triton = served
+    before = {v for (name, v), state in _index(triton).items() if name == MODEL and state == "READY"}
+    version = "3" if "3" not in before else "2"
+    published = _published(target)
+    env = dict(os.environ, PYTHONUNBUFFERED="1", COLUMNS="200", NO_COLOR="1")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hybridserve", "models", "promote", MODEL, "--version", version, "--repo", str(repo), *flags],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=ROOT, stdin=subprocess.DEVNULL,
+    )
+    lines = []
+    try:
+        for line in proc.stdout:  # bounded by the load timeout: the step line comes or the process ends
+            lines.append(line)
+            if "load candidate" in line:
+                time.sleep(1.0)  # inside the gate now
+                proc.send_signal(signal.SIGINT)
+                break
+        out, _ = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    output = "".join(lines) + out
+    assert proc.returncode == 130, output
+    assert "interrupted" in output and "Traceback" not in output
+    assert "unload candidate" in output
+    assert {v for (name, v), state in _index(triton).items() if name == MODEL and state == "READY"} == before
+    assert _published(target) == published
+    assert _history(target).entries[-1]["verdict"] == "interrupted"
+
+
 def test_bench_promote_quick_prints_the_counts(built_model_repo):
     proc = subprocess.run(
         [sys.executable, str(ROOT / "bench" / "bench_promote.py"), "--quick", "--built-repo", str(built_model_repo)],
