@@ -98,6 +98,16 @@ def test_version_without_directory_exits_2(served, flags, capsys):
     assert _published(target) == [1]  # nothing touched
 
 
+def test_unreachable_store_is_reported_without_traceback(served, flags, capsys):
+    from hybridserve.local.process import free_ports
+
+    repo = served[0]
+    dead = f"http://127.0.0.1:{free_ports(1)[0]}"
+    args = [a if a != served[1].url else dead for a in flags]
+    code, out, err = run_cli(["models", "promote", MODEL, "--version", "2", "--repo", str(repo), *args], capsys)
+    assert code not in (0, 1) and dead in err, err  # run_cli asserts there is no traceback
+
+
 # --------------------------------------------------------------------------------------------- acceptance
 
 

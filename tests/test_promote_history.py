@@ -92,3 +92,5 @@ def test_sync_refuses_when_the_recorded_version_is_gone_locally(store, repo):
     assert info.value.exit_code == 2
     detail = " ".join(info.value.details)
     assert "version 5" in detail and ".hybridserve-history.text_encoder.json" in detail and "models promote" in detail
+
+

@@ -223,8 +223,16 @@ class _Run:
         self.result.notes.extend(n for n in report.notes if "publishing version" not in n)
 
     def run(self) -> PromoteResult:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        from hybridserve.sync.errors import translate
+
         o, r = self.o, self.result
-        loaded, version = self.check()
+        try:
+            loaded, version = self.check()
+        except (ClientError, BotoCoreError) as exc:  # the store, before anything is touched: no traceback
+            raise translate(exc, where=o.store.where, bucket=o.store.bucket, what="reading the published repository",
+                            sse=o.store.sse) from None
         r.version, r.from_versions = version, loaded
         try:
             try:
