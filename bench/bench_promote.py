@@ -15,7 +15,6 @@ test runs); without it the gate sweeps with the quick profile.
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import sys
 import tempfile
@@ -25,6 +24,10 @@ from collections import Counter
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -60,7 +63,7 @@ def build_broken(repo: Path, version: int, weights_from: int) -> Path:
     return vdir
 
 
-def expected_outputs(repo: Path, versions, inputs) -> dict[int, "np.ndarray"]:  # noqa: F821
+def expected_outputs(repo: Path, versions, inputs) -> dict[int, "np.ndarray"]:
     """What each version's model.pt answers for `inputs` (to tell versions apart by their answers)."""
     import torch
 
@@ -116,7 +119,7 @@ class Traffic:
     """Unversioned requests all along: the smoke load generator (counts sent and failed) and a probe thread
     whose answers are matched against each version's expected output. Counts are kept per phase."""
 
-    def __init__(self, grpc_url: str, http_url: str, inputs, expected: dict[int, "np.ndarray"], concurrency: int = 2):  # noqa: F821
+    def __init__(self, grpc_url: str, http_url: str, inputs, expected: dict[int, "np.ndarray"], concurrency: int = 2):
         import numpy as np
 
         from smoke_tests.loadgen import LoadGenerator, encode_payload
@@ -208,8 +211,6 @@ def promotion(triton, target, repo: Path, version, *, quick: bool):
 
 
 def main() -> int:
-    import numpy as np
-
     from hybridserve.models.build import build_models
     from hybridserve.paths import model_repo_dir
     from smoke_tests.reference_file import read_reference

@@ -7,7 +7,6 @@ built with other weights, version 3 broken: version 2's model against version 1'
 from __future__ import annotations
 
 import importlib.util
-import json
 import subprocess
 import sys
 import uuid
