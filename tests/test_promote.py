@@ -213,6 +213,33 @@ def test_ctrl_c_during_the_gate_leaves_the_old_version_serving(served, flags, mo
     assert _history(target).entries[-1]["verdict"] == "interrupted"
 
 
+def test_a_step_that_times_out_leaves_the_old_version_serving(served, flags):
+    import os
+
+    repo, ep, target, triton = served
+    before = {v for (name, v), state in _index(triton).items() if name == MODEL and state == "READY"}
+    version = "2" if "2" not in before else "3"
+    published = _published(target)
+    # The gate's sweep (not --no-throughput) takes far longer than the 1 s allowed. A subprocess, as a user runs
+    # it: the timed-out gate's thread ends with the process.
+    args = [a for a in flags if a != "--no-throughput"]
+    proc = subprocess.run(
+        [sys.executable, "-m", "hybridserve", "models", "promote", MODEL, "--version", version, "--repo", str(repo),
+         "--gate-timeout", "1", *args],
+        capture_output=True, text=True, timeout=600, cwd=ROOT, env=dict(os.environ, COLUMNS="200", NO_COLOR="1"),
+    )
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 3, out
+    assert "gate did not finish within 1 s" in out and "promote ERROR" in out and "Traceback" not in out
+    assert {v for (name, v), state in _index(triton).items() if name == MODEL and state == "READY"} == before
+    assert _published(target) == published
+    from hybridserve.promote.serving import Triton
+
+    assert not Triton(triton.http_url).is_ready(MODEL + "__candidate")
+    last = _history(target).entries[-1]
+    assert (last["version"], last["verdict"]) == (int(version), "error") and "gate" in last["summary"]["message"]
+
+
 def test_bench_promote_quick_prints_the_counts(built_model_repo):
     proc = subprocess.run(
         [sys.executable, str(ROOT / "bench" / "bench_promote.py"), "--quick", "--built-repo", str(built_model_repo)],
