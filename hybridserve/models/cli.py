@@ -89,3 +89,7 @@ from hybridserve.models.compress import compare_command, compress_command  # noq
 
 app.command("compress")(compress_command)
 app.command("compare")(compare_command)
+from hybridserve.promote.cli import promote_command, rollback_command  # noqa: E402
+
+app.command("promote")(promote_command)
+app.command("rollback")(rollback_command)

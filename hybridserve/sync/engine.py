@@ -34,6 +34,12 @@ A reader that fetched a config just before that moment can still race a prune; v
 the deleted objects as noncurrent versions.
 
 One sync per prefix at a time: concurrent syncs to the same prefix are not coordinated.
+
+Promoted versions. `hybridserve models promote/rollback` record the version they gated and made the served
+one in `.hybridserve-history.<model>.json` (hybridserve/promote/history.py). A sync keeps publishing that
+version (its config.pbtxt names it alone, whatever the local version policy selects) and notes it: new
+versions are uploaded but served only once promoted, and a rollback is never silently undone. `pins`
+(model -> versions) does the same for the promote command's own publish step.
 """
 
 from __future__ import annotations
@@ -689,6 +695,8 @@ def sync_repository(
     on_uploaded: Callable[[str], None] | None = None,
     hash_cache: Path | None = None,
     validated: bool = False,
+    pins: dict[str, list[int]] | None = None,
+    honour_history: bool = True,
 ) -> SyncReport:
     """Sync `repo_dir` to `target`; see the module docstring for the guarantees.
 
@@ -698,6 +706,8 @@ def sync_repository(
     hash_cache: a JSON file that keeps local sha256s between runs (the CLI uses the state dir); None: hash all.
     validated: the caller ran the models module's validation on `repo_dir` just before (the local plane
     after its build, the publication after rendering): skip repeating it, which loads and runs every artifact.
+    pins: model -> the versions its config.pbtxt publishes (they must exist locally), whatever its policy
+    selects; honour_history: pin each model to the served version its promotion history records.
     """
     from botocore.exceptions import BotoCoreError, ClientError
 
@@ -730,7 +740,9 @@ def sync_repository(
         remote = _list(s3, bucket, base)
         manifest_key = base + MANIFEST_NAME
         manifest = _read_manifest(s3, bucket, manifest_key, report.notes)
-        plan = _Plan(target, enc, models, remote, manifest, s3, report.notes)
+        current_step = "reading the promotion history"
+        pinned = _pins(models, remote, s3, target, pins, honour_history, report.notes)
+        plan = _Plan(target, enc, models, remote, manifest, s3, report.notes, pinned)
         current_step = "comparing with the store"
         plan.compare()
         plan.find_conflicts(prune=prune)
@@ -760,6 +772,45 @@ def sync_repository(
     return report
 
 
+def _pins(models, remote, s3, target: SyncTarget, pins, honour_history: bool, notes: list[str]) -> dict[str, list[int]]:
+    """model -> versions to publish instead of what its policy selects: `pins`, then the promotion history."""
+    from hybridserve.promote.history import HistoryError, read_served
+
+    out = {name: sorted(set(versions)) for name, versions in (pins or {}).items()}
+    recorded: dict[str, tuple[int, str]] = {}
+    if honour_history:
+        try:
+            recorded = read_served(s3, target.bucket, target.base, sorted(remote))
+        except HistoryError as exc:
+            raise UserError(f"not syncing: {exc}", exit_code=EXIT_BAD_ARGUMENT) from None
+    local = {m.name: m for m in models}
+    bad = []
+    for name, (version, where) in sorted(recorded.items()):
+        if name in out or name not in local:
+            continue
+        m = local[name]
+        if version not in m.versions:
+            bad.append(
+                f"{name}: version {version} is the served one as promoted ({where}), but {name}/{version}/ is not in "
+                f"the repository; restore it, or `hybridserve models promote {name} --version N` one it has "
+                f"({', '.join(map(str, sorted(m.versions)))})"
+            )
+            continue
+        out[name] = [version]
+        others = sorted(v for v in select_versions(m.config, m.versions) if v != version)
+        notes.append(
+            f"{name}: publishing version {version}, the served one as promoted ({where})"
+            + (f"; versions {', '.join(map(str, others))} are uploaded, not served: `hybridserve models promote {name} --version N` gates and serves one" if others else "")
+        )
+    for name, versions in (pins or {}).items():
+        missing = [v for v in versions if name not in local or v not in local[name].versions]
+        if missing:
+            bad.append(f"{name}: pinned versions {missing} are not in the repository")
+    if bad:
+        raise UserError("not syncing: the promotion history names versions the repository lacks:", exit_code=EXIT_BAD_ARGUMENT, details=bad)
+    return out
+
+
 def _next_version_hint(plan: "_Plan") -> str:
     model, version = sorted(plan.conflicts)[0]
     newest = max(next(m for m in plan.models if m.name == model).versions)
@@ -769,7 +820,7 @@ def _next_version_hint(plan: "_Plan") -> str:
 class _Plan:
     """What is where: local files with their decisions, remote keys, published versions, conflicts."""
 
-    def __init__(self, target, enc, models, remote, manifest, s3, notes):
+    def __init__(self, target, enc, models, remote, manifest, s3, notes, pins=None):
         self.target: SyncTarget = target
         self.enc: _Encryption = enc
         self.models: list[LocalModel] = models
@@ -787,9 +838,22 @@ class _Plan:
         self.config_items: dict[str, _Item] = {}
         self.conflicts: dict[tuple[str, int], list[str]] = {}
         self.stale: list[str] = []
+        self.pins: dict[str, list[int]] = pins or {}
 
     def key(self, rel: str) -> str:
         return self.base + rel
+
+    def select(self, m: LocalModel, ready) -> list[int]:
+        """The versions m's config.pbtxt publishes among `ready`: its pin, else what its policy selects."""
+        if m.name in self.pins:
+            return sorted(set(self.pins[m.name]) & set(ready))
+        return select_versions(m.config, ready)
+
+    def bookkeeping(self, key: str) -> bool:
+        """The sync's manifest and the promotion histories: never stale, never pruned."""
+        from hybridserve.promote.history import is_history_key
+
+        return key == self.manifest_key or is_history_key(self.base, key)
 
     def _trusted(self, f_sha: str, f_size: int, rel: str, key: str) -> dict[str, Any] | None:
         """The manifest entry, if manifest and listing agree it is this content under the asked encryption."""
@@ -848,7 +912,7 @@ class _Plan:
             self.config_heads[m.name] = head
             remote_versions = self._remote_versions(m.name)
             self.published_before[m.name] = _published_versions(head, remote_versions)
-            versions = select_versions(m.config, m.versions)
+            versions = self.select(m, m.versions)
             rendered = render_config(m, versions)
             self.configs[m.name] = (versions, rendered)
             self.config_items[m.name] = self._config_item(m, rendered)
@@ -891,7 +955,7 @@ class _Plan:
             return
         local = self.local_keys()
         local_models = {m.name: m for m in self.models}
-        self.stale = sorted(k for k in self.remote if k not in local and k != self.manifest_key)
+        self.stale = sorted(k for k in self.remote if k not in local and not self.bookkeeping(k))
         for key in self.stale:
             parts = key[len(self.base):].split("/")
             model = local_models.get(parts[0])
@@ -935,7 +999,7 @@ class _Plan:
                     report.deleted.append(key)
         else:
             local = self.local_keys()
-            stale = [k for k in self.remote if k not in local and k != self.manifest_key]
+            stale = [k for k in self.remote if k not in local and not self.bookkeeping(k)]
             if stale:
                 report.notes.append(f"{len(stale)} objects under the prefix are not in the repository; --prune deletes them")
 
@@ -1149,8 +1213,10 @@ class _Executor:
         """Write m's config.pbtxt naming the versions its policy selects among `ready` (verified) ones."""
         plan = self.plan
         ready = {v for v in ready if self._version_ready(m, v)}
-        versions = select_versions(m.config, ready)
+        versions = plan.select(m, ready)
         key = plan.key(m.config_file.rel)
+        if not versions and m.name in plan.pins:
+            return  # the pinned versions are not uploaded yet: the published config stays as it is
         if not versions:
             # Only reachable through --replace of a model's last selectable version.
             if plan.config_heads.get(m.name) is not None:

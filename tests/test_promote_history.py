@@ -1,0 +1,96 @@
+"""The promotion history on a real store (SeaweedFS): atomic appends, and a plain sync honouring it."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from hybridserve.errors import UserError
+from hybridserve.local.objectstore import ensure_bucket
+from hybridserve.promote import history
+from hybridserve.sync.engine import SyncTarget, sync_repository
+
+pytestmark = pytest.mark.servers
+
+MODEL = "text_encoder"
+
+
+@pytest.fixture
+def store(seaweed_endpoint, unique_bucket):
+    ep = seaweed_endpoint
+    ensure_bucket(ep, unique_bucket, sse="AES256")
+    target = SyncTarget(bucket=unique_bucket, prefix="models", endpoint_url=ep.url, region=ep.region,
+                        access_key=ep.access_key, secret_key=ep.secret_key, sse="AES256")
+    return ep.client("s3"), target
+
+
+def _entry(action: str, version: int, before: int | None, verdict: str = "pass") -> dict:
+    return {"at": history.now(), "who": history.who(), "action": action, "version": version, "from_version": before,
+            "verdict": verdict, "summary": {}}
+
+
+def test_seaweedfs_refuses_a_put_whose_if_match_names_another_etag(store):
+    s3, target = store
+    assert history.probe_conditional_writes(s3, target.bucket, target.base + ".probe")
+
+
+def test_a_concurrent_writer_loses_no_entry(store):
+    s3, target = store
+    history.append(s3, target.bucket, target.base, MODEL, _entry("promote", 2, 1))
+    from hybridserve.promote.store import Store
+
+    rival = Store(target).s3
+    raced = []
+
+    def write_in_between(params, **kwargs):
+        # Between our read and our conditional PUT, another promotion records its entry.
+        if not raced and params.get("Key", "").endswith(".hybridserve-history.text_encoder.json"):
+            raced.append(True)
+            history.append(rival, target.bucket, target.base, MODEL, _entry("promote", 3, 2, "fail"))
+
+    s3.meta.events.register("before-parameter-build.s3.PutObject", write_in_between)
+    h = history.append(s3, target.bucket, target.base, MODEL, _entry("rollback", 1, 2))
+    assert raced
+    assert [(e["action"], e["version"], e["verdict"]) for e in h.entries] == [
+        ("promote", 2, "pass"), ("promote", 3, "fail"), ("rollback", 1, "pass")]
+    again = history.read(s3, target.bucket, target.base, MODEL)
+    assert again.entries == h.entries and again.served == 1 and again.stack == [1]
+
+
+def test_rollback_target_is_the_previous_passing_version():
+    h = history.History(MODEL)
+    h.apply(_entry("promote", 2, 1))
+    h.apply(_entry("promote", 3, 2, "fail"))
+    h.apply(_entry("promote", 4, 2))
+    assert h.served == 4 and h.previous(4) == 2
+    h.apply(_entry("rollback", 2, 4))
+    assert h.served == 2 and h.previous(2) == 1
+
+
+def test_plain_sync_keeps_the_recorded_version_and_never_prunes_the_record(store, repo):
+    s3, target = store
+    shutil.copytree(repo / MODEL / "1", repo / MODEL / "2")  # the local policy (latest 1) would publish 2
+    sync_repository(repo, target, show_progress=False, validated=True, pins={MODEL: [1]})
+    history.append(s3, target.bucket, target.base, MODEL, _entry("rollback", 1, 2))
+
+    report = sync_repository(repo, target, show_progress=False, validated=True, prune=True)
+    assert report.published[MODEL] == [1]
+    note = next(n for n in report.notes if n.startswith(MODEL + ":"))
+    assert "served one as promoted" in note and "versions 2 are uploaded, not served" in note and "models promote" in note
+    head = s3.head_object(Bucket=target.bucket, Key=f"{target.base}{MODEL}/config.pbtxt")
+    assert head["Metadata"]["hybridserve-versions"] == "1"
+    assert history.read(s3, target.bucket, target.base, MODEL).served == 1  # --prune left it alone
+
+
+def test_sync_refuses_when_the_recorded_version_is_gone_locally(store, repo):
+    s3, target = store
+    sync_repository(repo, target, show_progress=False, validated=True)
+    history.append(s3, target.bucket, target.base, MODEL, _entry("promote", 5, 1))
+    with pytest.raises(UserError) as info:
+        sync_repository(repo, target, show_progress=False, validated=True)
+    assert info.value.exit_code == 2
+    detail = " ".join(info.value.details)
+    assert "version 5" in detail and ".hybridserve-history.text_encoder.json" in detail and "models promote" in detail
+
+
