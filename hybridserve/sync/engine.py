@@ -38,10 +38,13 @@ One sync per prefix at a time: concurrent syncs to the same prefix are not coord
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import os
 import queue
 import re
+import stat
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -161,6 +164,11 @@ class SyncReport:
     encryption: str = ""
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    # Where the time went: phase -> seconds (see _Spans); `hybridserve sync --timings` prints it.
+    timings: dict[str, float] = field(default_factory=dict)
+    # "manifest": the store was judged by its manifest alone (module docstring, Fast path); "store": listed and
+    # checked object by object.
+    compared_with: str = ""
 
     def __rich__(self):
         from rich.console import Group
@@ -254,6 +262,7 @@ class _Item:
     sha256: str
     state: Literal["same", "add", "update"]
     content_same: bool = False  # an update that only re-encrypts
+    restores: bool = False  # puts back what the manifest says was published (deleted or changed behind our back)
     file: LocalFile | None = None
     entry: dict[str, Any] | None = None  # manifest entry when verified present
 
@@ -508,18 +517,27 @@ def _head(s3, bucket: str, key: str) -> _Head | None:
     )
 
 
-def _check_bucket(session, target: SyncTarget) -> None:
+def _probe(session, target: SyncTarget, manifest_key: str) -> bytes | None:
+    """The first request: GET of the manifest (None when there is none). It doubles as the bucket check.
+
+    Not HeadBucket: a writer policy that grants s3:ListBucket only under the prefix (an s3:prefix condition, as
+    the Pulumi stack's model-writer role has) refuses it; that role may GET under the prefix. A GET, not a
+    HEAD: its error code tells a missing key (NoSuchKey) from a missing bucket (NoSuchBucket), and a bare HTTP
+    status from something that is not an S3 API (errors.translate, "checking bucket").
+    """
     from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
 
     # Few attempts: a closed port or a missing bucket should fail in seconds, not after a minute of retries.
     s3 = _client(session, target, max_attempts=2)
     try:
-        # A LIST of the prefix, not HeadBucket: a writer policy that grants s3:ListBucket only under the
-        # prefix (an s3:prefix condition, as the Pulumi stack's model-writer role has) refuses HeadBucket.
-        s3.list_objects_v2(Bucket=target.bucket, Prefix=target.base, MaxKeys=1)
+        return s3.get_object(Bucket=target.bucket, Key=manifest_key)["Body"].read()
     except ParamValidationError as exc:
         raise UserError(f"bucket name {target.bucket!r} is not valid: {exc}", exit_code=EXIT_BAD_ARGUMENT) from None
-    except (ClientError, BotoCoreError) as exc:
+    except ClientError as exc:
+        if error_code(exc) == "NoSuchKey":
+            return None
+        raise translate(exc, where=target.where, bucket=target.bucket, what="checking bucket", sse=target.sse) from None
+    except BotoCoreError as exc:
         raise translate(exc, where=target.where, bucket=target.bucket, what="checking bucket", sse=target.sse) from None
 
 
@@ -621,15 +639,9 @@ def _list(s3, bucket: str, base: str) -> dict[str, tuple[int, str | None]]:
     return objects
 
 
-def _read_manifest(s3, bucket: str, key: str, notes: list[str]) -> dict[str, Any]:
-    from botocore.exceptions import ClientError
-
-    try:
-        body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
-    except ClientError as exc:
-        if error_code(exc) in _NOT_FOUND:
-            return {}
-        raise
+def _parse_manifest(body: bytes | None, key: str, notes: list[str]) -> dict[str, Any]:
+    if body is None:
+        return {}
     try:
         manifest = json.loads(body)
         if manifest.get("format") != MANIFEST_FORMAT or not isinstance(manifest.get("objects"), dict):
@@ -677,6 +689,21 @@ def delete_configs_first(s3, bucket: str, base: str, keys, *, what: str, on_dele
                 on_deleted(batch)
 
 
+class _Spans:
+    """Wall seconds per phase of one sync, into report.timings (a phase entered twice adds up)."""
+
+    def __init__(self, timings: dict[str, float]):
+        self.timings = timings
+
+    @contextlib.contextmanager
+    def __call__(self, name: str):
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - started
+
+
 def sync_repository(
     repo_dir: Path,
     target: SyncTarget,
@@ -684,6 +711,7 @@ def sync_repository(
     dry_run: bool = False,
     prune: bool = False,
     replace: bool = False,
+    verify: bool = False,
     show_progress: bool = True,
     console=None,
     on_uploaded: Callable[[str], None] | None = None,
@@ -694,19 +722,31 @@ def sync_repository(
 
     dry_run: read the store, change nothing, report what would change. prune: delete keys under the
     prefix that the repository no longer has. replace: allow re-uploading published versions that changed
-    in place (unpublished meanwhile). on_uploaded(key): called after each file is uploaded and verified.
-    hash_cache: a JSON file that keeps local sha256s between runs (the CLI uses the state dir); None: hash all.
-    validated: the caller ran the models module's validation on `repo_dir` just before (the local plane
-    after its build, the publication after rendering): skip repeating it, which loads and runs every artifact.
+    in place (unpublished meanwhile). verify: do not trust the manifest: list the prefix and HEAD every
+    object (finds objects deleted or changed behind the sync's back). on_uploaded(key): called after each
+    file is uploaded and verified. hash_cache: a JSON file that keeps local sha256s between runs (the CLI
+    uses the state dir), and next to it the fingerprint of the last repository that validated; None: hash
+    and validate every time. validated: the caller ran the models module's validation on `repo_dir` just
+    before (the local plane after its build, the publication after rendering): skip repeating it, which
+    loads and runs every artifact.
     """
     from botocore.exceptions import BotoCoreError, ClientError
 
     started = time.monotonic()
+    report = SyncReport(target=target.url, dry_run=dry_run)
+    span = _Spans(report.timings)
     check_target(target)
     repo_dir = Path(repo_dir)
+    with span("scan and hash"):
+        try:
+            models = scan_repository(repo_dir, hash_cache=hash_cache)
+        except UserError:
+            if not validated:  # the models module's message names more (and first what it finds first)
+                _validate_repository(repo_dir)
+            raise
     if not validated:
-        _validate_repository(repo_dir)
-    models = scan_repository(repo_dir, hash_cache=hash_cache)
+        with span("validate"):
+            _validate_once(repo_dir, models, hash_cache)
     empty = [
         f"{m.name}/{CONFIG_NAME}: its version_policy ({describe_policy(m.config)}) selects none of the versions "
         f"it has: {sorted(m.versions)}"
@@ -716,25 +756,30 @@ def sync_repository(
     if empty:
         raise UserError("not syncing: a model would publish no version:", exit_code=EXIT_INVALID_REPOSITORY, details=empty)
 
-    report = SyncReport(target=target.url, dry_run=dry_run)
     where, bucket, base = target.where, target.bucket, target.base
+    manifest_key = base + MANIFEST_NAME
     current_step = "checking bucket"
     try:
-        session = _session(target)
-        _check_bucket(session, target)
-        s3 = _client(session, target)
-        current_step = "resolving the encryption key"
-        enc = _resolve_encryption(session, s3, target, report.notes)
-        report.encryption = enc.label
+        with span("connect and read manifest"):
+            session = _session(target)
+            body = _probe(session, target, manifest_key)
+            s3 = _client(session, target)
+            current_step = "resolving the encryption key"
+            enc = _resolve_encryption(session, s3, target, report.notes)
+            report.encryption = enc.label
+            manifest = _parse_manifest(body, manifest_key, report.notes)
+        if not (verify or prune) and _up_to_date(models, manifest, enc, base, report):
+            report.seconds = time.monotonic() - started
+            return report
+        report.compared_with = "store"
         current_step = "listing the prefix"
-        remote = _list(s3, bucket, base)
-        manifest_key = base + MANIFEST_NAME
-        manifest = _read_manifest(s3, bucket, manifest_key, report.notes)
-        plan = _Plan(target, enc, models, remote, manifest, s3, report.notes)
-        current_step = "comparing with the store"
-        plan.compare()
-        plan.find_conflicts(prune=prune)
-        plan.fill_report(report, prune=prune)
+        with span("list and compare"):
+            remote = _list(s3, bucket, base)
+            plan = _Plan(target, enc, models, remote, manifest, s3, report.notes, verify=verify)
+            current_step = "comparing with the store"
+            plan.compare()
+            plan.find_conflicts(prune=prune)
+            plan.fill_report(report, prune=prune)
         if plan.conflicts and not replace:
             details = plan.conflict_details()
             if dry_run:
@@ -751,13 +796,118 @@ def sync_repository(
         if dry_run:
             return report
         current_step = "writing to the store"
-        _Executor(plan, report, prune=prune, show_progress=show_progress, console=console, on_uploaded=on_uploaded).run()
+        _Executor(plan, report, prune=prune, show_progress=show_progress, console=console, on_uploaded=on_uploaded, span=span).run()
     except UserError:
         raise
     except (ClientError, BotoCoreError) as exc:
         raise translate(exc, where=where, bucket=bucket, what=current_step, sse=target.sse) from None
     report.seconds = time.monotonic() - started
     return report
+
+
+def _up_to_date(models: list[LocalModel], manifest: dict[str, Any], enc: _Encryption, base: str, report: SyncReport) -> bool:
+    """The fast path (module docstring): does the manifest say the store holds exactly this repository?
+
+    Every local file and every rendered config must have the manifest's sha256 and size under the encryption
+    asked for, the manifest must list nothing else, and publish the versions the policies select now. Then
+    the report is filled as "all unchanged" and no other request is made.
+    """
+    if not manifest or manifest.get("prefix") != base:
+        return False
+    objects = manifest["objects"]
+    published = manifest.get("published") or {}
+    expected: dict[str, tuple[str, int]] = {}
+    versions_now: dict[str, list[int]] = {}
+    for m in models:
+        for f in m.files:
+            expected[f.rel] = (f.sha256, f.size)
+        versions = select_versions(m.config, m.versions)
+        rendered = render_config(m, versions)
+        expected[m.config_file.rel] = (_sha256(rendered), len(rendered))
+        versions_now[m.name] = versions
+    if set(objects) != set(expected) or published != versions_now:
+        return False
+    for rel, (sha, size) in expected.items():
+        entry = objects[rel]
+        if not isinstance(entry, dict) or entry.get("sha256") != sha or entry.get("size") != size:
+            return False
+        if not enc.matches(entry.get("sse"), entry.get("kms_key_id")):
+            return False
+    report.compared_with = "manifest"
+    report.skipped.extend(base + rel for rel in sorted(expected))
+    report.published.update(versions_now)
+    return True
+
+
+def _validate_once(repo_dir: Path, models: list[LocalModel], hash_cache: Path | None) -> None:
+    """The models module's validation, skipped when this very tree validated before (the same validator).
+
+    Validation loads and runs every artifact (importing torch alone takes seconds), the bulk of an unchanged
+    sync's time. The record next to the hash cache holds a fingerprint of the last tree that passed: every
+    entry's path and type, each synced file's sha256 (from the scan), the link targets, the size and times
+    of anything else, and the validator's own source and torch's version. Any change validates again.
+    """
+    record = Path(hash_cache).with_name(Path(hash_cache).stem + "-validated.json") if hash_cache else None
+    fingerprint = _tree_fingerprint(repo_dir, models) if record else None
+    if record is not None:
+        try:
+            if json.loads(record.read_text()).get(str(Path(repo_dir).resolve())) == fingerprint:
+                return
+        except (OSError, ValueError, AttributeError):
+            pass  # no record, or a damaged one: validate
+    _validate_repository(repo_dir)
+    if record is None:
+        return
+    try:
+        try:
+            known = json.loads(record.read_text())
+            known = known if isinstance(known, dict) else {}
+        except (OSError, ValueError):
+            known = {}
+        known[str(Path(repo_dir).resolve())] = fingerprint
+        record.parent.mkdir(parents=True, exist_ok=True)
+        tmp = record.with_name(f".{record.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(known))
+        os.replace(tmp, record)
+    except OSError:
+        pass  # an unwritable state dir only costs a validation next time
+
+
+def _tree_fingerprint(repo_dir: Path, models: list[LocalModel]) -> str:
+    import importlib.metadata
+    import importlib.util
+
+    h = hashlib.sha256()
+    # The validator: its modules' source (a fixed bug must not be skipped by an old "valid") and torch's version.
+    spec = importlib.util.find_spec("hybridserve.models")
+    for folder in spec.submodule_search_locations or []:
+        for source in sorted(Path(folder).glob("*.py")):
+            h.update(source.name.encode() + b"\0" + source.read_bytes() + b"\0")
+    for dist in ("torch", "tritonclient"):
+        try:
+            h.update(f"{dist}={importlib.metadata.version(dist)}\0".encode())
+        except importlib.metadata.PackageNotFoundError:
+            h.update(f"{dist}=none\0".encode())
+    digests = {f.rel: f.sha256 for m in models for f in [m.config_file, *m.files]}
+    repo_dir = Path(repo_dir)
+    for root, dirs, files in os.walk(repo_dir):  # links are listed, not followed
+        dirs.sort()
+        for name in sorted(dirs) + sorted(files):
+            path = Path(root) / name
+            rel = path.relative_to(repo_dir).as_posix()
+            try:
+                st = os.lstat(path)
+                line = [rel, oct(st.st_mode)]
+                if stat.S_ISLNK(st.st_mode):
+                    line.append(os.readlink(path))
+                if rel in digests:
+                    line.append(digests[rel])
+                elif not stat.S_ISDIR(st.st_mode):
+                    line += [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
+            except OSError as exc:
+                line = [rel, f"error {exc.errno}"]
+            h.update(json.dumps(line).encode() + b"\n")
+    return h.hexdigest()
 
 
 def _next_version_hint(plan: "_Plan") -> str:
@@ -769,8 +919,9 @@ def _next_version_hint(plan: "_Plan") -> str:
 class _Plan:
     """What is where: local files with their decisions, remote keys, published versions, conflicts."""
 
-    def __init__(self, target, enc, models, remote, manifest, s3, notes):
+    def __init__(self, target, enc, models, remote, manifest, s3, notes, *, verify: bool = False):
         self.target: SyncTarget = target
+        self.verify = verify  # trust no manifest entry: HEAD every object that is listed
         self.enc: _Encryption = enc
         self.models: list[LocalModel] = models
         self.remote: dict[str, tuple[int, str | None]] = remote
@@ -795,7 +946,7 @@ class _Plan:
         """The manifest entry, if manifest and listing agree it is this content under the asked encryption."""
         entry = self.manifest_objects.get(rel)
         listed = self.remote.get(key)
-        if not entry or not listed:
+        if self.verify or not entry or not listed:
             return None
         size, etag = listed
         if (
@@ -883,6 +1034,12 @@ class _Plan:
             f = item.file
             if item.state == "same" or item.content_same or f is None or f.version is None:
                 continue
+            entry = self.manifest_objects.get(item.rel)
+            if isinstance(entry, dict) and entry.get("sha256") == item.sha256 and entry.get("size") == item.size:
+                # Readers were promised these bytes and cannot get them now: putting them back is a repair,
+                # not an in-place change.
+                item.restores = True
+                continue
             if f.version in self.published_before.get(f.model, set()):
                 self.conflicts.setdefault((f.model, f.version), []).append(
                     f"{item.rel}: {'added to' if item.state == 'add' else 'changed in'} published version {f.model}/{f.version}"
@@ -912,6 +1069,8 @@ class _Plan:
                     report.skipped.append(item.key)
                 else:
                     note = "re-encrypt (same content)" if item.content_same else ""
+                    if item.restores:
+                        note = "restore (missing or different in the store)"
                     if (f.model, f.version) in self.conflicts:
                         note = "published version: needs --replace"
                     report.changes.append(Change(item.state, item.key, item.size, note))
@@ -943,8 +1102,9 @@ class _Plan:
 class _Executor:
     """Carries out a plan: (unpublish for --replace), upload + verify, publish per model, prune, manifest."""
 
-    def __init__(self, plan: _Plan, report: SyncReport, *, prune, show_progress, console, on_uploaded):
+    def __init__(self, plan: _Plan, report: SyncReport, *, prune, show_progress, console, on_uploaded, span=None):
         self.plan = plan
+        self.span = span or _Spans(report.timings)
         self.report = report
         self.prune = prune
         self.show_progress = show_progress
@@ -967,9 +1127,11 @@ class _Executor:
             for m in plan.models
         }
 
+        self.replacing = {model for model, _ in plan.conflicts}
+        self._invalidate_manifest(pending)
+
         # --replace: the changed versions become invisible before they are touched, and are published again
         # only after the uploads and the prune, when their content is final.
-        self.replacing = {model for model, _ in plan.conflicts}
         for model in sorted(self.replacing):
             m = self._model(model)
             changed = {v for mm, v in plan.conflicts if mm == model}
@@ -982,20 +1144,45 @@ class _Executor:
 
         uploads = [item for m in plan.models for item in pending[m.name]]
         if uploads:
-            self._abort_stale_multipart({item.key for item in uploads})
-            self._upload_all(uploads, pending)
+            with self.span("upload and verify (configs of complete models included)"):
+                self._abort_stale_multipart({item.key for item in uploads})
+                self._upload_all(uploads, pending)
 
         if plan.enc.algorithm == "aws:kms" and plan.enc.kms_key_id is None:
             used = sorted({e.get("kms_key_id") or "?" for e in self.entries.values() if e})
             self.report.notes.append(f"the objects are encrypted under KMS key {', '.join(used)}")
         if self.prune and plan.stale:
             self._prune()
-        for model in sorted(self.replacing):
-            self._publish(self._model(model), set(self._model(model).versions))
-        self._write_manifest()
+        with self.span("publish the rest, write the manifest"):
+            for model in sorted(self.replacing):
+                self._publish(self._model(model), set(self._model(model).versions))
+            self._write_manifest()
 
     def _model(self, name: str) -> LocalModel:
         return next(m for m in self.plan.models if m.name == name)
+
+    def _invalidate_manifest(self, pending: dict[str, list[_Item]]) -> None:
+        """Before overwriting or deleting an object the manifest vouches for, drop it from the manifest.
+
+        The fast path trusts the manifest. Were this run interrupted after such a write, and the local file
+        then put back as the manifest knew it, the manifest would vouch for bytes the store no longer has. One
+        PUT, only on runs that change what an earlier run published; pure additions need none (the manifest
+        lacks them, so the fast path does not apply until a run completes).
+        """
+        plan = self.plan
+        objects = plan.manifest_objects
+        if not objects or plan.manifest_key not in plan.remote:
+            return
+        touched = {item.rel for items in pending.values() for item in items}
+        touched |= {m.config_file.rel for m in plan.models if plan.config_items[m.name].state != "same" or m.name in self.replacing}
+        if self.prune:
+            touched |= {key[len(plan.base):] for key in plan.stale}
+        if not touched & set(objects):
+            return
+        manifest = dict(plan.manifest, objects={rel: e for rel, e in objects.items() if rel not in touched})
+        manifest["written"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        self._put_manifest(manifest)
+        plan.manifest = manifest
 
     def _version_ready(self, m: LocalModel, version: int) -> bool:
         return all(self.plan.key(f.rel) in self.verified for f in m.versions[version])
@@ -1207,10 +1394,13 @@ class _Executor:
         if plan.manifest and all(plan.manifest.get(k) == v for k, v in content.items()) and plan.manifest_key in plan.remote:
             return  # unchanged: an up-to-date sync writes nothing at all
         manifest = {"format": MANIFEST_FORMAT, "written": datetime.now(timezone.utc).isoformat(timespec="seconds"), **content}
+        self._put_manifest(manifest)
+
+    def _put_manifest(self, manifest: dict[str, Any]) -> None:
         self.s3.put_object(
             Bucket=self.bucket,
-            Key=plan.manifest_key,
+            Key=self.plan.manifest_key,
             Body=(json.dumps(manifest, indent=1, sort_keys=False) + "\n").encode(),
             ContentType="application/json",
-            **plan.enc.extra_args(),
+            **self.plan.enc.extra_args(),
         )
