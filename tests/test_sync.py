@@ -614,26 +614,26 @@ def test_an_overwrite_interrupted_then_reverted_locally_is_not_trusted(moto_stor
     assert sync_repository(repo, moto_store.target(), show_progress=False).compared_with == "manifest"
 
 
-def test_validation_is_skipped_for_a_tree_that_validated_and_repeated_after_any_change(moto_store, repo, tmp_path, monkeypatch):
-    from hybridserve.sync import engine
-
-    runs: list[Path] = []
-    real = engine._validate_repository
-    monkeypatch.setattr(engine, "_validate_repository", lambda path: (runs.append(path), real(path)))
+def test_validation_is_skipped_for_a_tree_that_validated_and_repeated_after_any_change(moto_store, repo, tmp_path):
     cache = tmp_path / "state" / "sync-hashes.json"
 
-    sync_repository(repo, moto_store.target(), show_progress=False, hash_cache=cache)
-    sync_repository(repo, moto_store.target(), show_progress=False, hash_cache=cache)
-    assert len(runs) == 1
+    def sync():
+        return sync_repository(repo, moto_store.target(), show_progress=False, hash_cache=cache)
 
-    config = repo / "text_encoder" / "config.pbtxt"
-    config.write_text(config.read_text() + "\nnot a field: 1\n")
+    assert sync().validation == "ran"
+    assert sync().validation == "skipped: this very tree validated before"
+
+    model_py = repo / "text_encoder" / "1" / "model.py"
+    good = model_py.read_text()
+    model_py.write_text(good + "\ndef broken(:\n")
     with pytest.raises(UserError) as refused:
-        sync_repository(repo, moto_store.target(), show_progress=False, hash_cache=cache)
-    assert refused.value.exit_code == EXIT_INVALID_REPOSITORY and len(runs) == 2
+        sync()
+    assert refused.value.exit_code == EXIT_INVALID_REPOSITORY and "model.py" in str(refused.value)
+    assert _sha(model_py) != moto_store.head(f"{PREFIX}/text_encoder/1/model.py")["Metadata"]["sha256"]  # not uploaded
+    model_py.write_text(good)
+    assert sync().validation == "ran"
     # An empty directory is no file the scan hashes, yet the validator judges it: it counts too.
-    config.write_text(config.read_text().replace("\nnot a field: 1\n", ""))
-    sync_repository(repo, moto_store.target(), show_progress=False, hash_cache=cache)
     (repo / "text_encoder" / "5").mkdir()
-    with pytest.raises(UserError):
-        sync_repository(repo, moto_store.target(), show_progress=False, hash_cache=cache)
+    with pytest.raises(UserError) as refused:
+        sync()
+    assert refused.value.exit_code == EXIT_INVALID_REPOSITORY

@@ -136,6 +136,7 @@ def sync_command(
         err = make_console(stderr=True)
         for phase, seconds in report.timings.items():
             err.print(f"timing: {phase}: {seconds:.3f} s", highlight=False)
-        err.print(f"timing: compared with: {report.compared_with or 'nothing (dry run refused)'}", highlight=False)
+        err.print(f"timing: compared with: {report.compared_with or 'nothing (refused)'}", highlight=False)
+        err.print(f"timing: validation: {report.validation}", highlight=False)
     if report.conflicts:  # a dry run that a real run would refuse
         raise typer.Exit(EXIT_PUBLISHED_CHANGED)

@@ -45,6 +45,8 @@ import os
 import queue
 import re
 import stat
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -169,6 +171,7 @@ class SyncReport:
     # "manifest": the store was judged by its manifest alone (module docstring, Fast path); "store": listed and
     # checked object by object.
     compared_with: str = ""
+    validation: str = ""  # "ran", or why the models module's validation was skipped
 
     def __rich__(self):
         from rich.console import Group
@@ -730,23 +733,33 @@ def sync_repository(
     before (the local plane after its build, the publication after rendering): skip repeating it, which
     loads and runs every artifact.
     """
-    from botocore.exceptions import BotoCoreError, ClientError
-
     started = time.monotonic()
     report = SyncReport(target=target.url, dry_run=dry_run)
-    span = _Spans(report.timings)
     check_target(target)
     repo_dir = Path(repo_dir)
+    validation = _Validation(repo_dir, hash_cache, report.timings, skip=validated)
+    try:
+        _sync(repo_dir, target, report, validation, dry_run=dry_run, prune=prune, replace=replace, verify=verify,
+              show_progress=show_progress, console=console, on_uploaded=on_uploaded, hash_cache=hash_cache)
+    except Exception:
+        invalid = validation.failure()  # an invalid repository is what to fix first, whatever else went wrong
+        if invalid is not None:
+            raise invalid from None
+        raise
+    finally:
+        validation.close()
+        report.validation = validation.state
+    report.seconds = time.monotonic() - started
+    return report
+
+
+def _sync(repo_dir: Path, target: SyncTarget, report: SyncReport, validation: _Validation, *, dry_run, prune, replace,
+          verify, show_progress, console, on_uploaded, hash_cache) -> None:
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    span = _Spans(report.timings)
     with span("scan and hash"):
-        try:
-            models = scan_repository(repo_dir, hash_cache=hash_cache)
-        except UserError:
-            if not validated:  # the models module's message names more (and first what it finds first)
-                _validate_repository(repo_dir)
-            raise
-    if not validated:
-        with span("validate"):
-            _validate_once(repo_dir, models, hash_cache)
+        models = scan_repository(repo_dir, hash_cache=hash_cache)
     empty = [
         f"{m.name}/{CONFIG_NAME}: its version_policy ({describe_policy(m.config)}) selects none of the versions "
         f"it has: {sorted(m.versions)}"
@@ -769,8 +782,9 @@ def sync_repository(
             report.encryption = enc.label
             manifest = _parse_manifest(body, manifest_key, report.notes)
         if not (verify or prune) and _up_to_date(models, manifest, enc, base, report):
-            report.seconds = time.monotonic() - started
-            return report
+            with span("validate (waiting)"):
+                validation.wait()
+            return
         report.compared_with = "store"
         current_step = "listing the prefix"
         with span("list and compare"):
@@ -780,11 +794,13 @@ def sync_repository(
             plan.compare()
             plan.find_conflicts(prune=prune)
             plan.fill_report(report, prune=prune)
+        with span("validate (waiting)"):
+            validation.wait()  # nothing is written, nor a plan shown, for a repository the validator refuses
         if plan.conflicts and not replace:
             details = plan.conflict_details()
             if dry_run:
                 report.conflicts = details
-                return report
+                return
             raise UserError(
                 "published model versions changed in place; a reader could load a mix of old and new files, "
                 "so nothing was synced. Put the new content in a new version directory (e.g. "
@@ -794,15 +810,13 @@ def sync_repository(
                 details=details,
             )
         if dry_run:
-            return report
+            return
         current_step = "writing to the store"
         _Executor(plan, report, prune=prune, show_progress=show_progress, console=console, on_uploaded=on_uploaded, span=span).run()
     except UserError:
         raise
     except (ClientError, BotoCoreError) as exc:
         raise translate(exc, where=where, bucket=bucket, what=current_step, sse=target.sse) from None
-    report.seconds = time.monotonic() - started
-    return report
 
 
 def _up_to_date(models: list[LocalModel], manifest: dict[str, Any], enc: _Encryption, base: str, report: SyncReport) -> bool:
@@ -839,46 +853,107 @@ def _up_to_date(models: list[LocalModel], manifest: dict[str, Any], enc: _Encryp
     return True
 
 
-def _validate_once(repo_dir: Path, models: list[LocalModel], hash_cache: Path | None) -> None:
-    """The models module's validation, skipped when this very tree validated before (the same validator).
+class _Validation:
+    """The models module's validation, in a process of its own alongside the scan and the store's reads;
+    skipped for a tree that validated before.
 
-    Validation loads and runs every artifact (importing torch alone takes seconds), the bulk of an unchanged
-    sync's time. The record next to the hash cache holds a fingerprint of the last tree that passed: every
-    entry's path and type, each synced file's sha256 (from the scan), the link targets, the size and times
-    of anything else, and the validator's own source and torch's version. Any change validates again.
+    Validation loads and runs every artifact (importing torch alone takes seconds): alone it was most of an
+    unchanged sync's time and a large part of a small full one. It runs while the files are hashed and the
+    store is read (a process, not a thread: torch's import would hold the GIL they need), and everything
+    that writes waits for it (`wait`), so an invalid repository still changes nothing in the store; when
+    anything else fails meanwhile, the invalid repository is what gets reported.
+
+    The record next to the hash cache holds a fingerprint of the last tree that passed, per repository path:
+    every entry's path, type, size, times, inode and link target, and the validator's own source and torch's
+    version. Any change (an edited file, a new empty directory, a touched file) validates again.
     """
-    record = Path(hash_cache).with_name(Path(hash_cache).stem + "-validated.json") if hash_cache else None
-    fingerprint = _tree_fingerprint(repo_dir, models) if record else None
-    if record is not None:
-        try:
-            if json.loads(record.read_text()).get(str(Path(repo_dir).resolve())) == fingerprint:
+
+    def __init__(self, repo_dir: Path, hash_cache: Path | None, timings: dict[str, float], *, skip: bool):
+        self.repo_dir = Path(repo_dir)
+        self.timings = timings
+        self.child: subprocess.Popen | None = None
+        self.started = 0.0
+        self.record = self.repo_dir.resolve().as_posix() if hash_cache else None
+        self.path = Path(hash_cache).with_name(Path(hash_cache).stem + "-validated.json") if hash_cache else None
+        self.fingerprint = None
+        self.state = "skipped: the caller validated the repository" if skip else "ran"
+        if skip:
+            return
+        if self.path is not None:
+            self.fingerprint = _tree_fingerprint(self.repo_dir)
+            if self._known().get(self.record) == self.fingerprint:
+                self.state = "skipped: this very tree validated before"
                 return
-        except (OSError, ValueError, AttributeError):
-            pass  # no record, or a damaged one: validate
-    _validate_repository(repo_dir)
-    if record is None:
-        return
-    try:
+        import hybridserve
+
+        # The child imports the same hybridserve as this process, wherever that came from.
+        root = str(Path(hybridserve.__file__).resolve().parent.parent)
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p))
+        self.started = time.perf_counter()
+        self.child = subprocess.Popen(
+            [sys.executable, "-m", "hybridserve.sync.validate_child", str(self.repo_dir)],
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+        )
+
+    def _known(self) -> dict[str, str]:
         try:
-            known = json.loads(record.read_text())
-            known = known if isinstance(known, dict) else {}
+            known = json.loads(self.path.read_text())
         except (OSError, ValueError):
-            known = {}
-        known[str(Path(repo_dir).resolve())] = fingerprint
-        record.parent.mkdir(parents=True, exist_ok=True)
-        tmp = record.with_name(f".{record.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(known))
-        os.replace(tmp, record)
-    except OSError:
-        pass  # an unwritable state dir only costs a validation next time
+            return {}  # no record, or a damaged one: validate
+        return known if isinstance(known, dict) else {}
+
+    def wait(self) -> None:
+        """Returns once the repository validated; raises the validator's UserError when it did not."""
+        if self.child is None:
+            return
+        child, self.child = self.child, None
+        out, err = child.communicate()
+        self.timings["validate (alongside)"] = time.perf_counter() - self.started
+        try:
+            verdict = json.loads(out.decode().strip().splitlines()[-1])
+        except (ValueError, IndexError):
+            raise RuntimeError(
+                f"validating {self.repo_dir} failed (exit code {child.returncode}):\n{err.decode(errors='replace')[-4000:]}"
+            ) from None
+        if not verdict.get("ok"):
+            raise UserError(
+                f"not syncing: {verdict.get('message')}", exit_code=EXIT_INVALID_REPOSITORY, details=verdict.get("details") or None
+            )
+        if self.path is None:
+            return
+        known = self._known()
+        known[self.record] = self.fingerprint
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(known))
+            os.replace(tmp, self.path)
+        except OSError:
+            pass  # an unwritable state dir only costs a validation next time
+
+    def failure(self) -> UserError | None:
+        """After another error: the validator's own, if it refuses the repository (it is named first)."""
+        try:
+            self.wait()
+        except UserError as exc:
+            return exc
+        except Exception:  # noqa: BLE001 - the other error is the one to report then
+            return None
+        return None
+
+    def close(self) -> None:
+        """Never leave the child behind (an interrupted sync)."""
+        if self.child is not None and self.child.poll() is None:
+            self.child.kill()
+            self.child.wait()
 
 
-def _tree_fingerprint(repo_dir: Path, models: list[LocalModel]) -> str:
+def _tree_fingerprint(repo_dir: Path) -> str:
+    """What the validator's verdict depends on, from lstat alone (no file is read): see _Validation."""
     import importlib.metadata
     import importlib.util
 
     h = hashlib.sha256()
-    # The validator: its modules' source (a fixed bug must not be skipped by an old "valid") and torch's version.
     spec = importlib.util.find_spec("hybridserve.models")
     for folder in spec.submodule_search_locations or []:
         for source in sorted(Path(folder).glob("*.py")):
@@ -888,24 +963,23 @@ def _tree_fingerprint(repo_dir: Path, models: list[LocalModel]) -> str:
             h.update(f"{dist}={importlib.metadata.version(dist)}\0".encode())
         except importlib.metadata.PackageNotFoundError:
             h.update(f"{dist}=none\0".encode())
-    digests = {f.rel: f.sha256 for m in models for f in [m.config_file, *m.files]}
-    repo_dir = Path(repo_dir)
+
+    def signature(st: os.stat_result) -> list:
+        return [oct(st.st_mode), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev]
+
     for root, dirs, files in os.walk(repo_dir):  # links are listed, not followed
         dirs.sort()
         for name in sorted(dirs) + sorted(files):
-            path = Path(root) / name
-            rel = path.relative_to(repo_dir).as_posix()
+            path = os.path.join(root, name)
+            line: list = [os.path.relpath(path, repo_dir)]
             try:
                 st = os.lstat(path)
-                line = [rel, oct(st.st_mode)]
+                line += [oct(st.st_mode)] if stat.S_ISDIR(st.st_mode) else signature(st)
                 if stat.S_ISLNK(st.st_mode):
                     line.append(os.readlink(path))
-                if rel in digests:
-                    line.append(digests[rel])
-                elif not stat.S_ISDIR(st.st_mode):
-                    line += [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
+                    line += signature(os.stat(path))  # the file it points to, as the scan reads it
             except OSError as exc:
-                line = [rel, f"error {exc.errno}"]
+                line.append(f"error {exc.errno}")
             h.update(json.dumps(line).encode() + b"\n")
     return h.hexdigest()
 
