@@ -7,9 +7,11 @@ Layout under `s3://BUCKET/PREFIX/` (PREFIX is what Triton gets as `--model-repos
     .hybridserve-manifest.json        sha256/size/etag/encryption per key and the published versions
 
 Atomic publish. Triton loads only the versions a model's config.pbtxt lets it load, and it reads that
-policy from config.pbtxt alone. So the files of every version are uploaded first; each upload is verified
-with a HEAD (size, sha256 metadata, the encryption asked for); then the model's config.pbtxt is written,
-with the user's own version policy applied to the versions whose every file verified (`latest N` picks
+policy from config.pbtxt alone. So the files of every version are uploaded first (all files at once,
+through one transfer manager: up to MAX_CONCURRENCY requests, multipart in MULTIPART_CHUNKSIZE parts);
+each upload is verified with a HEAD as it completes (size, sha256 metadata, the encryption asked for);
+then the model's config.pbtxt is written, with the user's own version policy applied to the versions
+whose every file verified (`latest N` picks
 the N newest *complete* versions, `specific` is intersected, `all` is all complete ones). A reader that
 fetches config.pbtxt at any moment therefore names only complete versions. Single PUTs and multipart
 uploads become visible only when complete, and no published version is ever written to (see below).
@@ -22,11 +24,28 @@ the version first (config.pbtxt without it, or no config.pbtxt when it was the o
 briefly unavailable), uploads, verifies and republishes. Rewriting an object with identical bytes (e.g.
 to re-encrypt it under another key) is not an in-place change and needs no flag.
 
-Incremental and resumable. Local files are hashed; a remote object counts as present when the manifest
-records the same sha256/size/encryption and the listing shows the same size and ETag, else when a HEAD
-shows the same size, sha256 metadata and encryption. So a rerun after an interruption at any point
-(even without a manifest) uploads only what is missing or different. An unchanged repository costs one
-LIST, one GET and one HEAD per model.
+Incremental and resumable. Local files are hashed (sha256s cached by size, times and inode between
+runs); a remote object counts as present when the manifest records the same sha256/size/encryption and
+the listing shows the same size and ETag, else when a HEAD shows the same size, sha256 metadata and
+encryption. So a rerun after an interruption at any point (even without a manifest) uploads only what is
+missing or different.
+
+Fast path: an unchanged repository costs one GET (the manifest) and a local stat. When every local file
+and every config as it would be rendered has the sha256 and size the manifest records, under the
+encryption asked for, the manifest lists nothing else and publishes the versions the policies select
+now, the sync ends there: no LIST, no HEAD, no write. It trusts that the manifest describes the store:
+that nobody deleted or changed objects under the prefix behind the sync's back (only the sync writes
+there, and one sync per prefix at a time). The sync keeps that true itself: before a run overwrites or
+deletes an object the manifest vouches for, it drops that entry from the manifest (one PUT), so an
+interrupted run never leaves a manifest that matches the repository but not the store. `verify=True`
+(`--verify`) trusts nothing: it lists the prefix and HEADs every object, and re-uploads what is missing
+or different; a file of a published version that the manifest records with the local bytes is restored
+without --replace (readers were promised those bytes). `prune` always lists.
+
+Validation (the models module: loads and runs every artifact) runs in a child process while the files
+are hashed and the store is read; nothing is written before it passed. With a hash cache, a tree whose
+fingerprint (every entry's lstat and link target, the validator's source) validated before is not
+validated again.
 
 Prune (never by default) deletes keys under the prefix that the repository no longer has: configs of
 removed models first, so no config ever names a version whose files are being deleted by this run.
@@ -321,7 +340,7 @@ def bucket_problem(bucket: str) -> str | None:
     """Why `bucket` breaks S3's bucket naming rules, or None: the stack schema's rule (SeaweedFS, MinIO and
     Swift's s3api with its default dns_compliant_bucket_names apply the same), checked before any request,
     so a bad name is not answered as a missing bucket, a signature error or an unreachable host."""
-    from hybridserve.stackconfig.schema.storage import check_bucket_name
+    from hybridserve.stackconfig.bucketnames import check_bucket_name
 
     try:
         check_bucket_name(bucket)
@@ -520,7 +539,7 @@ def _head(s3, bucket: str, key: str) -> _Head | None:
     )
 
 
-def _probe(session, target: SyncTarget, manifest_key: str) -> bytes | None:
+def _probe(s3, target: SyncTarget, manifest_key: str) -> bytes | None:
     """The first request: GET of the manifest (None when there is none). It doubles as the bucket check.
 
     Not HeadBucket: a writer policy that grants s3:ListBucket only under the prefix (an s3:prefix condition, as
@@ -530,8 +549,6 @@ def _probe(session, target: SyncTarget, manifest_key: str) -> bytes | None:
     """
     from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
 
-    # Few attempts: a closed port or a missing bucket should fail in seconds, not after a minute of retries.
-    s3 = _client(session, target, max_attempts=2)
     try:
         return s3.get_object(Bucket=target.bucket, Key=manifest_key)["Body"].read()
     except ParamValidationError as exc:
@@ -775,10 +792,10 @@ def _sync(repo_dir: Path, target: SyncTarget, report: SyncReport, validation: _V
     try:
         with span("connect and read manifest"):
             session = _session(target)
-            body = _probe(session, target, manifest_key)
-            s3 = _client(session, target)
+            probe = _client(session, target, max_attempts=2)
+            body = _probe(probe, target, manifest_key)
             current_step = "resolving the encryption key"
-            enc = _resolve_encryption(session, s3, target, report.notes)
+            enc = _resolve_encryption(session, probe, target, report.notes)
             report.encryption = enc.label
             manifest = _parse_manifest(body, manifest_key, report.notes)
         if not (verify or prune) and _up_to_date(models, manifest, enc, base, report):
@@ -788,6 +805,7 @@ def _sync(repo_dir: Path, target: SyncTarget, report: SyncReport, validation: _V
         report.compared_with = "store"
         current_step = "listing the prefix"
         with span("list and compare"):
+            s3 = _client(session, target)  # more retries than the probe's: from here on, failures are passing ones
             remote = _list(s3, bucket, base)
             plan = _Plan(target, enc, models, remote, manifest, s3, report.notes, verify=verify)
             current_step = "comparing with the store"
