@@ -32,6 +32,7 @@ from hybridserve.sync.errors import (
     EXIT_NO_BUCKET,
     EXIT_PUBLISHED_CHANGED,
     EXIT_UNREACHABLE,
+    EXIT_VERIFY_FAILED,
 )
 
 pytestmark = pytest.mark.servers
@@ -639,3 +640,30 @@ def test_validation_is_skipped_for_a_tree_that_validated_and_repeated_after_any_
     with pytest.raises(UserError) as refused:
         sync()
     assert refused.value.exit_code == EXIT_INVALID_REPOSITORY
+
+
+def test_a_file_rewritten_between_hashing_and_upload_is_refused_by_the_store(seaweed_endpoint, unique_bucket, repo, monkeypatch):
+    """Single PUTs carry the scan's sha256 as their checksum, so the store itself refuses other bytes.
+
+    SeaweedFS checks x-amz-checksum-sha256 as S3 does; moto_server 5.2.5 stores the body without checking it."""
+    from hybridserve.sync import engine
+
+    _new_bucket(seaweed_endpoint, unique_bucket)
+    store = Store("seaweed", seaweed_endpoint, unique_bucket, None)
+
+    real = engine.scan_repository
+    changed = repo / "text_encoder" / "1" / "model.py"
+
+    def scan_then_rewrite(*args, **kwargs):
+        models = real(*args, **kwargs)
+        text = changed.read_text()
+        changed.write_text(text.replace("def", "DEF", 1) if "def" in text else text + "#")  # same size or not: other bytes
+        return models
+
+    monkeypatch.setattr(engine, "scan_repository", scan_then_rewrite)
+    with pytest.raises(UserError) as err:
+        sync_repository(repo, store.target(), show_progress=False, validated=True)
+    assert err.value.exit_code == EXIT_VERIFY_FAILED
+    assert "text_encoder/1/model.py changed while it was being synced" in str(err.value)
+    assert f"{PREFIX}/text_encoder/1/model.py" not in store.keys()
+    assert f"{PREFIX}/text_encoder/config.pbtxt" not in store.keys()  # its version was not published

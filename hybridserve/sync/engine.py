@@ -57,6 +57,7 @@ One sync per prefix at a time: concurrent syncs to the same prefix are not coord
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import hashlib
 import json
@@ -112,6 +113,8 @@ MAX_CONCURRENCY = 10
 HEAD_CONCURRENCY = 8
 
 _NOT_FOUND = {"404", "NoSuchKey", "NotFound"}
+# What stores answer when the body does not match the checksum sent with it (S3, SeaweedFS, moto).
+_BAD_DIGEST = {"BadDigest", "XAmzContentChecksumMismatch", "InvalidDigest", "XAmzContentSHA256Mismatch"}
 
 
 # --------------------------------------------------------------------------------------------- public types
@@ -1344,6 +1347,12 @@ class _Executor:
                 # Model by model: with a bounded thread pool, earlier models complete (and publish) first.
                 for item in uploads:
                     extra = dict(self.plan.enc.extra_args(), Metadata={SHA_META: item.sha256})
+                    if item.size < MULTIPART_THRESHOLD:
+                        # The store checks the body against the sha256 the scan hashed (and botocore skips its
+                        # own CRC32): a file rewritten between hashing and upload is refused, not stored under a
+                        # digest it does not have. Multipart parts keep botocore's CRC32 per part: S3 takes a
+                        # whole-object SHA256 only for single PUTs.
+                        extra["ChecksumSHA256"] = base64.b64encode(bytes.fromhex(item.sha256)).decode()
                     manager.upload(str(item.file.path), self.bucket, item.key, extra_args=extra, subscribers=[_Events(item)])
                 for _ in range(len(uploads)):
                     while True:
@@ -1352,6 +1361,13 @@ class _Executor:
                             break
                         except queue.Empty:
                             continue
+                    if isinstance(error, ClientError) and error_code(error) in _BAD_DIGEST:
+                        raise UserError(
+                            f"{item.rel} changed while it was being synced: the store refused bytes whose sha256 is not "
+                            f"the one hashed moments before ({error_code(error)}); its model version is not published. "
+                            "Run the sync again once the file is final.",
+                            exit_code=EXIT_VERIFY_FAILED,
+                        ) from None
                     if isinstance(error, (ClientError, BotoCoreError)):
                         raise translate(
                             error,
