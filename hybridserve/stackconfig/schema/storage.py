@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Annotated, Literal
 from pydantic import AfterValidator, BeforeValidator, Field
 
 # The naming rule lives without pydantic: the sync checks names without building the schema.
-from hybridserve.stackconfig.bucketnames import S3_RESERVED_PREFIXES, S3_RESERVED_SUFFIXES, check_bucket_name  # noqa: F401
+from hybridserve.stackconfig.bucketnames import check_bucket_name
 from hybridserve.stackconfig.schema.common import ConfigModel, Issue, Loc
 
 if TYPE_CHECKING:  # pragma: no cover
