@@ -885,8 +885,8 @@ class _Validation:
     anything else fails meanwhile, the invalid repository is what gets reported.
 
     The record next to the hash cache holds a fingerprint of the last tree that passed, per repository path:
-    every entry's path, type, size, times, inode and link target, and the validator's own source and torch's
-    version. Any change (an edited file, a new empty directory, a touched file) validates again.
+    every entry's path, type, size, times, inode and link target, the validator's own source and the installed
+    torch and tritonclient. Any change (an edited file, a new empty directory, a touched file) validates again.
     """
 
     def __init__(self, repo_dir: Path, hash_cache: Path | None, timings: dict[str, float], *, skip: bool):
@@ -971,7 +971,6 @@ class _Validation:
 
 def _tree_fingerprint(repo_dir: Path) -> str:
     """What the validator's verdict depends on, from lstat alone (no file is read): see _Validation."""
-    import importlib.metadata
     import importlib.util
 
     h = hashlib.sha256()
@@ -979,11 +978,14 @@ def _tree_fingerprint(repo_dir: Path) -> str:
     for folder in spec.submodule_search_locations or []:
         for source in sorted(Path(folder).glob("*.py")):
             h.update(source.name.encode() + b"\0" + source.read_bytes() + b"\0")
-    for dist in ("torch", "tritonclient"):
+    # The libraries it loads artifacts with, as installed (found, not imported; importlib.metadata costs more).
+    for package in ("torch", "tritonclient"):
+        found = importlib.util.find_spec(package)
         try:
-            h.update(f"{dist}={importlib.metadata.version(dist)}\0".encode())
-        except importlib.metadata.PackageNotFoundError:
-            h.update(f"{dist}=none\0".encode())
+            st = os.stat(found.origin)
+            h.update(f"{package}={found.origin}:{st.st_size}:{st.st_mtime_ns}\0".encode())
+        except (AttributeError, TypeError, OSError):
+            h.update(f"{package}=none\0".encode())
 
     def signature(st: os.stat_result) -> list:
         return [oct(st.st_mode), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev]
