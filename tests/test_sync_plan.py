@@ -173,3 +173,24 @@ def test_recently_changed_files_are_not_cached(small_repo, tmp_path):
     cache = tmp_path / "hashes.json"
     scan_repository(small_repo, hash_cache=cache)  # every file was written just now
     assert not cache.exists()
+
+
+def test_the_model_config_module_is_tritonclients_own_class_without_importing_its_client():
+    """scan loads ModelConfig without tritonclient.grpc's __init__ (grpc, numpy: seconds of an unchanged sync);
+    configs it parses must still be tritonclient's ModelConfig, whichever module is imported first."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from hybridserve.sync.scan import model_config_pb2\n"
+        "ours = model_config_pb2()\n"
+        "assert 'tritonclient.grpc' not in sys.modules and 'numpy' not in sys.modules, sorted(sys.modules)\n"
+        "config = ours.ModelConfig(name='m', max_batch_size=8)\n"
+        "from tritonclient.grpc import model_config_pb2 as theirs\n"
+        "assert theirs.ModelConfig is ours.ModelConfig\n"
+        "copy = theirs.ModelConfig(); copy.CopyFrom(config); assert copy.max_batch_size == 8\n"
+        "print('ok')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip() == "ok", out.stderr

@@ -82,11 +82,20 @@ def sync_command(
         help="Allow re-uploading a published version whose files changed: it is unpublished first and "
         "republished once verified (unavailable meanwhile). Without it such a sync is refused; prefer a new version.",
     ),
+    verify: bool = typer.Option(
+        False,
+        "--verify",
+        help="Check every object in the store (LIST the prefix, HEAD each object: size, sha256, encryption) instead of "
+        "trusting the manifest the last sync wrote; re-uploads whatever was deleted or changed behind its back.",
+    ),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar (bytes) on stderr."),
+    timings: bool = typer.Option(False, "--timings", help="Print on stderr how long each phase of the sync took."),
 ) -> None:
     """Sync the validated model repository to s3://BUCKET/PREFIX/: encrypted, incremental, atomically published.
 
     Every file is uploaded with its sha256 and verified; only then is the model's config.pbtxt written, listing just the versions that are complete, so Triton never sees a half-uploaded version. Unchanged files are not uploaded again; an interrupted sync completes when run again.
+
+    When the repository is unchanged since the last sync, one read of the manifest that sync wrote is the whole check: it trusts that nobody else deleted or changed objects under the prefix since. --verify checks every object.
 
     Credentials come from the environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_PROFILE, ...) and are never printed.
     """
@@ -117,10 +126,17 @@ def sync_command(
         dry_run=dry_run,
         prune=prune,
         replace=replace,
+        verify=verify,
         show_progress=progress,
         console=make_console(stderr=True),
         hash_cache=state_dir() / "sync-hashes.json",
     )
     make_console().print(report)
+    if timings:
+        err = make_console(stderr=True)
+        for phase, seconds in report.timings.items():
+            err.print(f"timing: {phase}: {seconds:.3f} s", highlight=False)
+        err.print(f"timing: compared with: {report.compared_with or 'nothing (refused)'}", highlight=False)
+        err.print(f"timing: validation: {report.validation}", highlight=False)
     if report.conflicts:  # a dry run that a real run would refuse
         raise typer.Exit(EXIT_PUBLISHED_CHANGED)

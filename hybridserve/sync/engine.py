@@ -7,9 +7,11 @@ Layout under `s3://BUCKET/PREFIX/` (PREFIX is what Triton gets as `--model-repos
     .hybridserve-manifest.json        sha256/size/etag/encryption per key and the published versions
 
 Atomic publish. Triton loads only the versions a model's config.pbtxt lets it load, and it reads that
-policy from config.pbtxt alone. So the files of every version are uploaded first; each upload is verified
-with a HEAD (size, sha256 metadata, the encryption asked for); then the model's config.pbtxt is written,
-with the user's own version policy applied to the versions whose every file verified (`latest N` picks
+policy from config.pbtxt alone. So the files of every version are uploaded first (all files at once,
+through one transfer manager: up to MAX_CONCURRENCY requests, multipart in MULTIPART_CHUNKSIZE parts);
+each upload is verified with a HEAD as it completes (size, sha256 metadata, the encryption asked for);
+then the model's config.pbtxt is written, with the user's own version policy applied to the versions
+whose every file verified (`latest N` picks
 the N newest *complete* versions, `specific` is intersected, `all` is all complete ones). A reader that
 fetches config.pbtxt at any moment therefore names only complete versions. Single PUTs and multipart
 uploads become visible only when complete, and no published version is ever written to (see below).
@@ -22,11 +24,28 @@ the version first (config.pbtxt without it, or no config.pbtxt when it was the o
 briefly unavailable), uploads, verifies and republishes. Rewriting an object with identical bytes (e.g.
 to re-encrypt it under another key) is not an in-place change and needs no flag.
 
-Incremental and resumable. Local files are hashed; a remote object counts as present when the manifest
-records the same sha256/size/encryption and the listing shows the same size and ETag, else when a HEAD
-shows the same size, sha256 metadata and encryption. So a rerun after an interruption at any point
-(even without a manifest) uploads only what is missing or different. An unchanged repository costs one
-LIST, one GET and one HEAD per model.
+Incremental and resumable. Local files are hashed (sha256s cached by size, times and inode between
+runs); a remote object counts as present when the manifest records the same sha256/size/encryption and
+the listing shows the same size and ETag, else when a HEAD shows the same size, sha256 metadata and
+encryption. So a rerun after an interruption at any point (even without a manifest) uploads only what is
+missing or different.
+
+Fast path: an unchanged repository costs one GET (the manifest) and a local stat. When every local file
+and every config as it would be rendered has the sha256 and size the manifest records, under the
+encryption asked for, the manifest lists nothing else and publishes the versions the policies select
+now, the sync ends there: no LIST, no HEAD, no write. It trusts that the manifest describes the store:
+that nobody deleted or changed objects under the prefix behind the sync's back (only the sync writes
+there, and one sync per prefix at a time). The sync keeps that true itself: before a run overwrites or
+deletes an object the manifest vouches for, it drops that entry from the manifest (one PUT), so an
+interrupted run never leaves a manifest that matches the repository but not the store. `verify=True`
+(`--verify`) trusts nothing: it lists the prefix and HEADs every object, and re-uploads what is missing
+or different; a file of a published version that the manifest records with the local bytes is restored
+without --replace (readers were promised those bytes). `prune` always lists.
+
+Validation (the models module: loads and runs every artifact) runs in a child process while the files
+are hashed and the store is read; nothing is written before it passed. With a hash cache, a tree whose
+fingerprint (every entry's lstat and link target, the validator's source) validated before is not
+validated again.
 
 Prune (never by default) deletes keys under the prefix that the repository no longer has: configs of
 removed models first, so no config ever names a version whose files are being deleted by this run.
@@ -44,10 +63,16 @@ versions are uploaded but served only once promoted, and a rollback is never sil
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import hashlib
 import json
+import os
 import queue
 import re
+import stat
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -94,6 +119,8 @@ MAX_CONCURRENCY = 10
 HEAD_CONCURRENCY = 8
 
 _NOT_FOUND = {"404", "NoSuchKey", "NotFound"}
+# What stores answer when the body does not match the checksum sent with it (S3, SeaweedFS, moto).
+_BAD_DIGEST = {"BadDigest", "XAmzContentChecksumMismatch", "InvalidDigest", "XAmzContentSHA256Mismatch"}
 
 
 # --------------------------------------------------------------------------------------------- public types
@@ -167,6 +194,12 @@ class SyncReport:
     encryption: str = ""
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    # Where the time went: phase -> seconds (see _Spans); `hybridserve sync --timings` prints it.
+    timings: dict[str, float] = field(default_factory=dict)
+    # "manifest": the store was judged by its manifest alone (module docstring, Fast path); "store": listed and
+    # checked object by object.
+    compared_with: str = ""
+    validation: str = ""  # "ran", or why the models module's validation was skipped
 
     def __rich__(self):
         from rich.console import Group
@@ -260,6 +293,7 @@ class _Item:
     sha256: str
     state: Literal["same", "add", "update"]
     content_same: bool = False  # an update that only re-encrypts
+    restores: bool = False  # puts back what the manifest says was published (deleted or changed behind our back)
     file: LocalFile | None = None
     entry: dict[str, Any] | None = None  # manifest entry when verified present
 
@@ -315,7 +349,7 @@ def bucket_problem(bucket: str) -> str | None:
     """Why `bucket` breaks S3's bucket naming rules, or None: the stack schema's rule (SeaweedFS, MinIO and
     Swift's s3api with its default dns_compliant_bucket_names apply the same), checked before any request,
     so a bad name is not answered as a missing bucket, a signature error or an unreachable host."""
-    from hybridserve.stackconfig.schema.storage import check_bucket_name
+    from hybridserve.stackconfig.bucketnames import check_bucket_name
 
     try:
         check_bucket_name(bucket)
@@ -514,18 +548,25 @@ def _head(s3, bucket: str, key: str) -> _Head | None:
     )
 
 
-def _check_bucket(session, target: SyncTarget) -> None:
+def _probe(s3, target: SyncTarget, manifest_key: str) -> bytes | None:
+    """The first request: GET of the manifest (None when there is none). It doubles as the bucket check.
+
+    Not HeadBucket: a writer policy that grants s3:ListBucket only under the prefix (an s3:prefix condition, as
+    the Pulumi stack's model-writer role has) refuses it; that role may GET under the prefix. A GET, not a
+    HEAD: its error code tells a missing key (NoSuchKey) from a missing bucket (NoSuchBucket), and a bare HTTP
+    status from something that is not an S3 API (errors.translate, "checking bucket").
+    """
     from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
 
-    # Few attempts: a closed port or a missing bucket should fail in seconds, not after a minute of retries.
-    s3 = _client(session, target, max_attempts=2)
     try:
-        # A LIST of the prefix, not HeadBucket: a writer policy that grants s3:ListBucket only under the
-        # prefix (an s3:prefix condition, as the Pulumi stack's model-writer role has) refuses HeadBucket.
-        s3.list_objects_v2(Bucket=target.bucket, Prefix=target.base, MaxKeys=1)
+        return s3.get_object(Bucket=target.bucket, Key=manifest_key)["Body"].read()
     except ParamValidationError as exc:
         raise UserError(f"bucket name {target.bucket!r} is not valid: {exc}", exit_code=EXIT_BAD_ARGUMENT) from None
-    except (ClientError, BotoCoreError) as exc:
+    except ClientError as exc:
+        if error_code(exc) == "NoSuchKey":
+            return None
+        raise translate(exc, where=target.where, bucket=target.bucket, what="checking bucket", sse=target.sse) from None
+    except BotoCoreError as exc:
         raise translate(exc, where=target.where, bucket=target.bucket, what="checking bucket", sse=target.sse) from None
 
 
@@ -627,15 +668,9 @@ def _list(s3, bucket: str, base: str) -> dict[str, tuple[int, str | None]]:
     return objects
 
 
-def _read_manifest(s3, bucket: str, key: str, notes: list[str]) -> dict[str, Any]:
-    from botocore.exceptions import ClientError
-
-    try:
-        body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
-    except ClientError as exc:
-        if error_code(exc) in _NOT_FOUND:
-            return {}
-        raise
+def _parse_manifest(body: bytes | None, key: str, notes: list[str]) -> dict[str, Any]:
+    if body is None:
+        return {}
     try:
         manifest = json.loads(body)
         if manifest.get("format") != MANIFEST_FORMAT or not isinstance(manifest.get("objects"), dict):
@@ -683,6 +718,21 @@ def delete_configs_first(s3, bucket: str, base: str, keys, *, what: str, on_dele
                 on_deleted(batch)
 
 
+class _Spans:
+    """Wall seconds per phase of one sync, into report.timings (a phase entered twice adds up)."""
+
+    def __init__(self, timings: dict[str, float]):
+        self.timings = timings
+
+    @contextlib.contextmanager
+    def __call__(self, name: str):
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - started
+
+
 def sync_repository(
     repo_dir: Path,
     target: SyncTarget,
@@ -690,6 +740,7 @@ def sync_repository(
     dry_run: bool = False,
     prune: bool = False,
     replace: bool = False,
+    verify: bool = False,
     show_progress: bool = True,
     console=None,
     on_uploaded: Callable[[str], None] | None = None,
@@ -702,21 +753,44 @@ def sync_repository(
 
     dry_run: read the store, change nothing, report what would change. prune: delete keys under the
     prefix that the repository no longer has. replace: allow re-uploading published versions that changed
-    in place (unpublished meanwhile). on_uploaded(key): called after each file is uploaded and verified.
-    hash_cache: a JSON file that keeps local sha256s between runs (the CLI uses the state dir); None: hash all.
-    validated: the caller ran the models module's validation on `repo_dir` just before (the local plane
-    after its build, the publication after rendering): skip repeating it, which loads and runs every artifact.
+    in place (unpublished meanwhile). verify: do not trust the manifest: list the prefix and HEAD every
+    object (finds objects deleted or changed behind the sync's back). on_uploaded(key): called after each
+    file is uploaded and verified. hash_cache: a JSON file that keeps local sha256s between runs (the CLI
+    uses the state dir), and next to it the fingerprint of the last repository that validated; None: hash
+    and validate every time. validated: the caller ran the models module's validation on `repo_dir` just
+    before (the local plane after its build, the publication after rendering): skip repeating it, which
+    loads and runs every artifact.
     pins: model -> the versions its config.pbtxt publishes (they must exist locally), whatever its policy
     selects; honour_history: pin each model to the served version its promotion history records.
     """
-    from botocore.exceptions import BotoCoreError, ClientError
-
     started = time.monotonic()
+    report = SyncReport(target=target.url, dry_run=dry_run)
     check_target(target)
     repo_dir = Path(repo_dir)
-    if not validated:
-        _validate_repository(repo_dir)
-    models = scan_repository(repo_dir, hash_cache=hash_cache)
+    validation = _Validation(repo_dir, hash_cache, report.timings, skip=validated)
+    try:
+        _sync(repo_dir, target, report, validation, dry_run=dry_run, prune=prune, replace=replace, verify=verify,
+              show_progress=show_progress, console=console, on_uploaded=on_uploaded, hash_cache=hash_cache,
+              pins=pins, honour_history=honour_history)
+    except Exception:
+        invalid = validation.failure()  # an invalid repository is what to fix first, whatever else went wrong
+        if invalid is not None:
+            raise invalid from None
+        raise
+    finally:
+        validation.close()
+        report.validation = validation.state
+    report.seconds = time.monotonic() - started
+    return report
+
+
+def _sync(repo_dir: Path, target: SyncTarget, report: SyncReport, validation: _Validation, *, dry_run, prune, replace,
+          verify, show_progress, console, on_uploaded, hash_cache, pins=None, honour_history=True) -> None:
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    span = _Spans(report.timings)
+    with span("scan and hash"):
+        models = scan_repository(repo_dir, hash_cache=hash_cache)
     empty = [
         f"{m.name}/{CONFIG_NAME}: its version_policy ({describe_policy(m.config)}) selects none of the versions "
         f"it has: {sorted(m.versions)}"
@@ -726,32 +800,43 @@ def sync_repository(
     if empty:
         raise UserError("not syncing: a model would publish no version:", exit_code=EXIT_INVALID_REPOSITORY, details=empty)
 
-    report = SyncReport(target=target.url, dry_run=dry_run)
     where, bucket, base = target.where, target.bucket, target.base
+    manifest_key = base + MANIFEST_NAME
     current_step = "checking bucket"
     try:
-        session = _session(target)
-        _check_bucket(session, target)
-        s3 = _client(session, target)
-        current_step = "resolving the encryption key"
-        enc = _resolve_encryption(session, s3, target, report.notes)
-        report.encryption = enc.label
+        with span("connect and read manifest"):
+            session = _session(target)
+            probe = _client(session, target, max_attempts=2)
+            body = _probe(probe, target, manifest_key)
+            current_step = "resolving the encryption key"
+            enc = _resolve_encryption(session, probe, target, report.notes)
+            report.encryption = enc.label
+            manifest = _parse_manifest(body, manifest_key, report.notes)
+        # The fast path never writes, so a version the promotion history serves is never undone by it; an
+        # explicit pin (models promote's publish step) decides the configs and takes the full path.
+        if not (verify or prune or pins) and _up_to_date(models, manifest, enc, base, report):
+            with span("validate (waiting)"):
+                validation.wait()
+            return
+        report.compared_with = "store"
         current_step = "listing the prefix"
-        remote = _list(s3, bucket, base)
-        manifest_key = base + MANIFEST_NAME
-        manifest = _read_manifest(s3, bucket, manifest_key, report.notes)
-        current_step = "reading the promotion history"
-        pinned = _pins(models, remote, s3, target, pins, honour_history, report.notes)
-        plan = _Plan(target, enc, models, remote, manifest, s3, report.notes, pinned)
-        current_step = "comparing with the store"
-        plan.compare()
-        plan.find_conflicts(prune=prune)
-        plan.fill_report(report, prune=prune)
+        with span("list and compare"):
+            s3 = _client(session, target)  # more retries than the probe's: from here on, failures are passing ones
+            remote = _list(s3, bucket, base)
+            current_step = "reading the promotion history"
+            pinned = _pins(models, remote, s3, target, pins, honour_history, report.notes)
+            plan = _Plan(target, enc, models, remote, manifest, s3, report.notes, pinned, verify=verify)
+            current_step = "comparing with the store"
+            plan.compare()
+            plan.find_conflicts(prune=prune)
+            plan.fill_report(report, prune=prune)
+        with span("validate (waiting)"):
+            validation.wait()  # nothing is written, nor a plan shown, for a repository the validator refuses
         if plan.conflicts and not replace:
             details = plan.conflict_details()
             if dry_run:
                 report.conflicts = details
-                return report
+                return
             raise UserError(
                 "published model versions changed in place; a reader could load a mix of old and new files, "
                 "so nothing was synced. Put the new content in a new version directory (e.g. "
@@ -761,15 +846,183 @@ def sync_repository(
                 details=details,
             )
         if dry_run:
-            return report
+            return
         current_step = "writing to the store"
-        _Executor(plan, report, prune=prune, show_progress=show_progress, console=console, on_uploaded=on_uploaded).run()
+        _Executor(plan, report, prune=prune, show_progress=show_progress, console=console, on_uploaded=on_uploaded, span=span).run()
     except UserError:
         raise
     except (ClientError, BotoCoreError) as exc:
         raise translate(exc, where=where, bucket=bucket, what=current_step, sse=target.sse) from None
-    report.seconds = time.monotonic() - started
-    return report
+
+
+def _up_to_date(models: list[LocalModel], manifest: dict[str, Any], enc: _Encryption, base: str, report: SyncReport) -> bool:
+    """The fast path (module docstring): does the manifest say the store holds exactly this repository?
+
+    Every local file and every rendered config must have the manifest's sha256 and size under the encryption
+    asked for, the manifest must list nothing else, and publish the versions the policies select now. Then
+    the report is filled as "all unchanged" and no other request is made.
+    """
+    if not manifest or manifest.get("prefix") != base:
+        return False
+    objects = manifest["objects"]
+    published = manifest.get("published") or {}
+    expected: dict[str, tuple[str, int]] = {}
+    versions_now: dict[str, list[int]] = {}
+    for m in models:
+        for f in m.files:
+            expected[f.rel] = (f.sha256, f.size)
+        versions = select_versions(m.config, m.versions)
+        rendered = render_config(m, versions)
+        expected[m.config_file.rel] = (_sha256(rendered), len(rendered))
+        versions_now[m.name] = versions
+    if set(objects) != set(expected) or published != versions_now:
+        return False
+    for rel, (sha, size) in expected.items():
+        entry = objects[rel]
+        if not isinstance(entry, dict) or entry.get("sha256") != sha or entry.get("size") != size:
+            return False
+        if not enc.matches(entry.get("sse"), entry.get("kms_key_id")):
+            return False
+    report.compared_with = "manifest"
+    report.skipped.extend(base + rel for rel in sorted(expected))
+    report.published.update(versions_now)
+    return True
+
+
+class _Validation:
+    """The models module's validation, in a process of its own alongside the scan and the store's reads;
+    skipped for a tree that validated before.
+
+    Validation loads and runs every artifact (importing torch alone takes seconds): alone it was most of an
+    unchanged sync's time and a large part of a small full one. It runs while the files are hashed and the
+    store is read (a process, not a thread: torch's import would hold the GIL they need), and everything
+    that writes waits for it (`wait`), so an invalid repository still changes nothing in the store; when
+    anything else fails meanwhile, the invalid repository is what gets reported.
+
+    The record next to the hash cache holds a fingerprint of the last tree that passed, per repository path:
+    every entry's path, type, size, times, inode and link target, the validator's own source and the installed
+    torch and tritonclient. Any change (an edited file, a new empty directory, a touched file) validates again.
+    """
+
+    def __init__(self, repo_dir: Path, hash_cache: Path | None, timings: dict[str, float], *, skip: bool):
+        self.repo_dir = Path(repo_dir)
+        self.timings = timings
+        self.child: subprocess.Popen | None = None
+        self.started = 0.0
+        self.record = self.repo_dir.resolve().as_posix() if hash_cache else None
+        self.path = Path(hash_cache).with_name(Path(hash_cache).stem + "-validated.json") if hash_cache else None
+        self.fingerprint = None
+        self.state = "skipped: the caller validated the repository" if skip else "ran"
+        if skip:
+            return
+        if self.path is not None:
+            self.fingerprint = _tree_fingerprint(self.repo_dir)
+            if self._known().get(self.record) == self.fingerprint:
+                self.state = "skipped: this very tree validated before"
+                return
+        import hybridserve
+
+        # The child imports the same hybridserve as this process, wherever that came from.
+        root = str(Path(hybridserve.__file__).resolve().parent.parent)
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p))
+        # Each artifact runs once on a few reference rows: one thread is plenty, and torch's OpenMP pool would
+        # otherwise spin against the hashing threads for the same cores (seen: 3x slower on 2 cores).
+        env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+        self.started = time.perf_counter()
+        self.child = subprocess.Popen(
+            [sys.executable, "-m", "hybridserve.sync.validate_child", str(self.repo_dir)],
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+        )
+
+    def _known(self) -> dict[str, str]:
+        try:
+            known = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            return {}  # no record, or a damaged one: validate
+        return known if isinstance(known, dict) else {}
+
+    def wait(self) -> None:
+        """Returns once the repository validated; raises the validator's UserError when it did not."""
+        if self.child is None:
+            return
+        child, self.child = self.child, None
+        out, err = child.communicate()
+        self.timings["validate (alongside)"] = time.perf_counter() - self.started
+        try:
+            verdict = json.loads(out.decode().strip().splitlines()[-1])
+        except (ValueError, IndexError):
+            raise RuntimeError(
+                f"validating {self.repo_dir} failed (exit code {child.returncode}):\n{err.decode(errors='replace')[-4000:]}"
+            ) from None
+        if not verdict.get("ok"):
+            raise UserError(
+                f"not syncing: {verdict.get('message')}", exit_code=EXIT_INVALID_REPOSITORY, details=verdict.get("details") or None
+            )
+        if self.path is None:
+            return
+        known = self._known()
+        known[self.record] = self.fingerprint
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(known))
+            os.replace(tmp, self.path)
+        except OSError:
+            pass  # an unwritable state dir only costs a validation next time
+
+    def failure(self) -> UserError | None:
+        """After another error: the validator's own, if it refuses the repository (it is named first)."""
+        try:
+            self.wait()
+        except UserError as exc:
+            return exc
+        except Exception:  # noqa: BLE001 - the other error is the one to report then
+            return None
+        return None
+
+    def close(self) -> None:
+        """Never leave the child behind (an interrupted sync)."""
+        if self.child is not None and self.child.poll() is None:
+            self.child.kill()
+            self.child.wait()
+
+
+def _tree_fingerprint(repo_dir: Path) -> str:
+    """What the validator's verdict depends on, from lstat alone (no file is read): see _Validation."""
+    import importlib.util
+
+    h = hashlib.sha256()
+    spec = importlib.util.find_spec("hybridserve.models")
+    for folder in spec.submodule_search_locations or []:
+        for source in sorted(Path(folder).glob("*.py")):
+            h.update(source.name.encode() + b"\0" + source.read_bytes() + b"\0")
+    # The libraries it loads artifacts with, as installed (found, not imported; importlib.metadata costs more).
+    for package in ("torch", "tritonclient"):
+        found = importlib.util.find_spec(package)
+        try:
+            st = os.stat(found.origin)
+            h.update(f"{package}={found.origin}:{st.st_size}:{st.st_mtime_ns}\0".encode())
+        except (AttributeError, TypeError, OSError):
+            h.update(f"{package}=none\0".encode())
+
+    def signature(st: os.stat_result) -> list:
+        return [oct(st.st_mode), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev]
+
+    for root, dirs, files in os.walk(repo_dir):  # links are listed, not followed
+        dirs.sort()
+        for name in sorted(dirs) + sorted(files):
+            path = os.path.join(root, name)
+            line: list = [os.path.relpath(path, repo_dir)]
+            try:
+                st = os.lstat(path)
+                line += [oct(st.st_mode)] if stat.S_ISDIR(st.st_mode) else signature(st)
+                if stat.S_ISLNK(st.st_mode):
+                    line.append(os.readlink(path))
+                    line += signature(os.stat(path))  # the file it points to, as the scan reads it
+            except OSError as exc:
+                line.append(f"error {exc.errno}")
+            h.update(json.dumps(line).encode() + b"\n")
+    return h.hexdigest()
 
 
 def _pins(models, remote, s3, target: SyncTarget, pins, honour_history: bool, notes: list[str]) -> dict[str, list[int]]:
@@ -820,8 +1073,9 @@ def _next_version_hint(plan: "_Plan") -> str:
 class _Plan:
     """What is where: local files with their decisions, remote keys, published versions, conflicts."""
 
-    def __init__(self, target, enc, models, remote, manifest, s3, notes, pins=None):
+    def __init__(self, target, enc, models, remote, manifest, s3, notes, pins=None, *, verify: bool = False):
         self.target: SyncTarget = target
+        self.verify = verify  # trust no manifest entry: HEAD every object that is listed
         self.enc: _Encryption = enc
         self.models: list[LocalModel] = models
         self.remote: dict[str, tuple[int, str | None]] = remote
@@ -859,7 +1113,7 @@ class _Plan:
         """The manifest entry, if manifest and listing agree it is this content under the asked encryption."""
         entry = self.manifest_objects.get(rel)
         listed = self.remote.get(key)
-        if not entry or not listed:
+        if self.verify or not entry or not listed:
             return None
         size, etag = listed
         if (
@@ -947,6 +1201,12 @@ class _Plan:
             f = item.file
             if item.state == "same" or item.content_same or f is None or f.version is None:
                 continue
+            entry = self.manifest_objects.get(item.rel)
+            if isinstance(entry, dict) and entry.get("sha256") == item.sha256 and entry.get("size") == item.size:
+                # Readers were promised these bytes and cannot get them now: putting them back is a repair,
+                # not an in-place change.
+                item.restores = True
+                continue
             if f.version in self.published_before.get(f.model, set()):
                 self.conflicts.setdefault((f.model, f.version), []).append(
                     f"{item.rel}: {'added to' if item.state == 'add' else 'changed in'} published version {f.model}/{f.version}"
@@ -976,6 +1236,8 @@ class _Plan:
                     report.skipped.append(item.key)
                 else:
                     note = "re-encrypt (same content)" if item.content_same else ""
+                    if item.restores:
+                        note = "restore (missing or different in the store)"
                     if (f.model, f.version) in self.conflicts:
                         note = "published version: needs --replace"
                     report.changes.append(Change(item.state, item.key, item.size, note))
@@ -1007,8 +1269,9 @@ class _Plan:
 class _Executor:
     """Carries out a plan: (unpublish for --replace), upload + verify, publish per model, prune, manifest."""
 
-    def __init__(self, plan: _Plan, report: SyncReport, *, prune, show_progress, console, on_uploaded):
+    def __init__(self, plan: _Plan, report: SyncReport, *, prune, show_progress, console, on_uploaded, span=None):
         self.plan = plan
+        self.span = span or _Spans(report.timings)
         self.report = report
         self.prune = prune
         self.show_progress = show_progress
@@ -1031,9 +1294,11 @@ class _Executor:
             for m in plan.models
         }
 
+        self.replacing = {model for model, _ in plan.conflicts}
+        self._invalidate_manifest(pending)
+
         # --replace: the changed versions become invisible before they are touched, and are published again
         # only after the uploads and the prune, when their content is final.
-        self.replacing = {model for model, _ in plan.conflicts}
         for model in sorted(self.replacing):
             m = self._model(model)
             changed = {v for mm, v in plan.conflicts if mm == model}
@@ -1046,20 +1311,45 @@ class _Executor:
 
         uploads = [item for m in plan.models for item in pending[m.name]]
         if uploads:
-            self._abort_stale_multipart({item.key for item in uploads})
-            self._upload_all(uploads, pending)
+            with self.span("upload and verify (configs of complete models included)"):
+                self._abort_stale_multipart({item.key for item in uploads})
+                self._upload_all(uploads, pending)
 
         if plan.enc.algorithm == "aws:kms" and plan.enc.kms_key_id is None:
             used = sorted({e.get("kms_key_id") or "?" for e in self.entries.values() if e})
             self.report.notes.append(f"the objects are encrypted under KMS key {', '.join(used)}")
         if self.prune and plan.stale:
             self._prune()
-        for model in sorted(self.replacing):
-            self._publish(self._model(model), set(self._model(model).versions))
-        self._write_manifest()
+        with self.span("publish the rest, write the manifest"):
+            for model in sorted(self.replacing):
+                self._publish(self._model(model), set(self._model(model).versions))
+            self._write_manifest()
 
     def _model(self, name: str) -> LocalModel:
         return next(m for m in self.plan.models if m.name == name)
+
+    def _invalidate_manifest(self, pending: dict[str, list[_Item]]) -> None:
+        """Before overwriting or deleting an object the manifest vouches for, drop it from the manifest.
+
+        The fast path trusts the manifest. Were this run interrupted after such a write, and the local file
+        then put back as the manifest knew it, the manifest would vouch for bytes the store no longer has. One
+        PUT, only on runs that change what an earlier run published; pure additions need none (the manifest
+        lacks them, so the fast path does not apply until a run completes).
+        """
+        plan = self.plan
+        objects = plan.manifest_objects
+        if not objects or plan.manifest_key not in plan.remote:
+            return
+        touched = {item.rel for items in pending.values() for item in items}
+        touched |= {m.config_file.rel for m in plan.models if plan.config_items[m.name].state != "same" or m.name in self.replacing}
+        if self.prune:
+            touched |= {key[len(plan.base):] for key in plan.stale}
+        if not touched & set(objects):
+            return
+        manifest = dict(plan.manifest, objects={rel: e for rel, e in objects.items() if rel not in touched})
+        manifest["written"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        self._put_manifest(manifest)
+        plan.manifest = manifest
 
     def _version_ready(self, m: LocalModel, version: int) -> bool:
         return all(self.plan.key(f.rel) in self.verified for f in m.versions[version])
@@ -1129,6 +1419,12 @@ class _Executor:
                 # Model by model: with a bounded thread pool, earlier models complete (and publish) first.
                 for item in uploads:
                     extra = dict(self.plan.enc.extra_args(), Metadata={SHA_META: item.sha256})
+                    if item.size < MULTIPART_THRESHOLD:
+                        # The store checks the body against the sha256 the scan hashed (and botocore skips its
+                        # own CRC32): a file rewritten between hashing and upload is refused, not stored under a
+                        # digest it does not have. Multipart parts keep botocore's CRC32 per part: S3 takes a
+                        # whole-object SHA256 only for single PUTs.
+                        extra["ChecksumSHA256"] = base64.b64encode(bytes.fromhex(item.sha256)).decode()
                     manager.upload(str(item.file.path), self.bucket, item.key, extra_args=extra, subscribers=[_Events(item)])
                 for _ in range(len(uploads)):
                     while True:
@@ -1137,6 +1433,13 @@ class _Executor:
                             break
                         except queue.Empty:
                             continue
+                    if isinstance(error, ClientError) and error_code(error) in _BAD_DIGEST:
+                        raise UserError(
+                            f"{item.rel} changed while it was being synced: the store refused bytes whose sha256 is not "
+                            f"the one hashed moments before ({error_code(error)}); its model version is not published. "
+                            "Run the sync again once the file is final.",
+                            exit_code=EXIT_VERIFY_FAILED,
+                        ) from None
                     if isinstance(error, (ClientError, BotoCoreError)):
                         raise translate(
                             error,
@@ -1273,10 +1576,13 @@ class _Executor:
         if plan.manifest and all(plan.manifest.get(k) == v for k, v in content.items()) and plan.manifest_key in plan.remote:
             return  # unchanged: an up-to-date sync writes nothing at all
         manifest = {"format": MANIFEST_FORMAT, "written": datetime.now(timezone.utc).isoformat(timespec="seconds"), **content}
+        self._put_manifest(manifest)
+
+    def _put_manifest(self, manifest: dict[str, Any]) -> None:
         self.s3.put_object(
             Bucket=self.bucket,
-            Key=plan.manifest_key,
+            Key=self.plan.manifest_key,
             Body=(json.dumps(manifest, indent=1, sort_keys=False) + "\n").encode(),
             ContentType="application/json",
-            **plan.enc.extra_args(),
+            **self.plan.enc.extra_args(),
         )
