@@ -87,8 +87,13 @@ def test_sync_refuses_when_the_recorded_version_is_gone_locally(store, repo):
     s3, target = store
     sync_repository(repo, target, show_progress=False, validated=True)
     history.append(s3, target.bucket, target.base, MODEL, _entry("promote", 5, 1))
+    # Nothing changed locally: the fast path (one manifest read) writes nothing, so it undoes nothing either.
+    config_before = s3.get_object(Bucket=target.bucket, Key=f"{target.base}{MODEL}/config.pbtxt")["Body"].read()
+    assert sync_repository(repo, target, show_progress=False, validated=True).compared_with == "manifest"
+    assert s3.get_object(Bucket=target.bucket, Key=f"{target.base}{MODEL}/config.pbtxt")["Body"].read() == config_before
+    # A sync that compares with the store (here --verify; any local change does too) reads the history and refuses.
     with pytest.raises(UserError) as info:
-        sync_repository(repo, target, show_progress=False, validated=True)
+        sync_repository(repo, target, show_progress=False, validated=True, verify=True)
     assert info.value.exit_code == 2
     detail = " ".join(info.value.details)
     assert "version 5" in detail and ".hybridserve-history.text_encoder.json" in detail and "models promote" in detail
