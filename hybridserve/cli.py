@@ -18,7 +18,7 @@ from hybridserve.local.cli import app as local_app
 from hybridserve.models.cli import app as models_app
 from hybridserve.smokereport import smoke_report_command
 from hybridserve.stackconfig.cli import plan_command, validate_command
-from hybridserve.stackconfig.migrate import migrate_command
+from hybridserve.stackconfig.migrate_cli import migrate_command
 from hybridserve.stackconfig.new import app as stacks_app
 from hybridserve.sync.cli import sync_command
 

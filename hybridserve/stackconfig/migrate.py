@@ -12,14 +12,12 @@ moved sections; the result is read back with the kit's own loader before anythin
 
 from __future__ import annotations
 
-import difflib
 import io
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
-import typer
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
@@ -104,35 +102,7 @@ def _indent_comments(node: Any, by: int, seen: set | None = None) -> None:
         _indent_comments(child, by, seen)
 
 
-def migrate_command(
-    stack: Annotated[str | None, typer.Option("--stack", help="Only this stack (default: every stack file).")] = None,
-    stacks_dir: Annotated[Path, typer.Option("--stacks-dir", help="Directory of the stack files.")] = Path("stacks"),
-    write: Annotated[bool, typer.Option("--write", help="Rewrite the files (default: show the change only).")] = False,
-) -> None:
-    """Rewrite stack files into the sites-as-a-list shape (`hybridserve:sites`); both shapes plan the same."""
-    files = stack_files(stacks_dir)
-    if stack is not None:
-        if stack not in files:
-            raise UserError(f"--stack: {stack!r} has no stack file in {display_path(stacks_dir)}; stacks: {', '.join(files) or 'none'}", exit_code=2)
-        files = {stack: files[stack]}
-    for name, path in files.items():
-        before = path.read_text(encoding="utf-8")
-        after = migrate_text(before, display_path(path))
-        if after is None:
-            typer.echo(f"{name}: already in the sites shape")
-            continue
-        _check_same(path, after)
-        if write:
-            path.write_text(after, encoding="utf-8")
-            typer.echo(f"{name}: rewrote {display_path(path)}")
-        else:
-            diff = difflib.unified_diff(before.splitlines(True), after.splitlines(True), str(path), f"{path} (migrated)")
-            typer.echo("".join(diff))
-    if not write:
-        typer.echo("(nothing written; --write rewrites the files)")
-
-
-def _check_same(path: Path, text: str) -> None:
+def check_same(path: Path, text: str) -> None:
     """The migrated text must read into the same configuration, or nothing is written."""
     old = load_stack_file(path)
     with tempfile.TemporaryDirectory() as tmp:

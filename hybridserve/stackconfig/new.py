@@ -26,7 +26,6 @@ import typer
 import yaml
 
 from hybridserve.errors import UserError
-from hybridserve.stackconfig.schema.common import overlaps
 
 app = typer.Typer(name="stacks", help="Team stacks: create one (`stacks new`).", no_args_is_help=True)
 
@@ -43,6 +42,9 @@ class _Dumper(yaml.SafeDumper):
 
 
 def _overlaps(cidr: str, taken: list[str]) -> bool:
+    # Imported here: the schema package builds every pydantic model, which `hybridserve`'s start-up should not pay.
+    from hybridserve.stackconfig.schema.common import overlaps
+
     return any(overlaps(cidr, t) for t in taken)
 
 
