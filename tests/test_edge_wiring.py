@@ -211,3 +211,25 @@ def test_the_program_refuses_a_variant_the_repository_lacks(tmp_path):
         plan_stack_file(path)
     assert info.value.exit_code == 2
     assert "the edge sites' models are not acceptable" in str(info.value) and "'text_encoder_int9' is not in" in str(info.value)
+
+
+def test_triton_ports_of_a_site_must_differ(tmp_path, capsys):
+    def edit(c):
+        c["hybridserve:sites"][3].update(http_port=9000, grpc_port=9000)
+    path = variant(tmp_path, "search-dev", edit)
+    code, _, err = run_cli(["validate", "--stack", "search-dev", "--stacks-dir", str(path.parent)], capsys)
+    assert code == 2 and f"{format_loc(('sites', 3, 'grpc_port'))}: 9000 is already http_port" in err, err
+
+
+def test_plan_json_lists_the_edge_hosts_with_secrets_masked(tmp_path, capsys):
+    out = tmp_path / "plan.json"
+    code, _, err = run_cli(["plan", "--stack", "search-dev", "--json", str(out)], capsys)
+    assert code == 0, err
+    doc = json.loads(out.read_text())
+    types = [r["type"] for r in doc["resources"]]
+    assert types.count(EDGE_HOSTS) == 2 and types.count(COMMAND) == 6 and types.count(COPY) == 3
+    text = out.read_text()
+    assert "offline-secret-" not in text and SECRET_MARKER in text
+    keys = [r for r in doc["resources"] if r["type"] == "aws:iam/accessKey:AccessKey"]
+    assert len(keys) == 1
+    assert doc["outputs"]["edgeHosts"]["store-berlin"]["hosts"][0]["address"] == "192.168.50.10"
