@@ -233,3 +233,11 @@ def test_plan_json_lists_the_edge_hosts_with_secrets_masked(tmp_path, capsys):
     keys = [r for r in doc["resources"] if r["type"] == "aws:iam/accessKey:AccessKey"]
     assert len(keys) == 1
     assert doc["outputs"]["edgeHosts"]["store-berlin"]["hosts"][0]["address"] == "192.168.50.10"
+
+
+def test_the_smoke_gate_checks_variants_only_when_named(built_model_repo):
+    """A server loads the base models unless asked (`--model-repo` alone checks those); a variant is checked by name."""
+    from smoke_tests.references import load_model_reference, models_with_references
+
+    assert models_with_references(built_model_repo) == ["image_classifier", "text_encoder"]
+    assert load_model_reference(built_model_repo, "text_encoder_int8") is not None
