@@ -14,6 +14,7 @@ from hybridserve.ci.cli import app as ci_app
 from hybridserve.clirun import run_app
 from hybridserve.console import make_console
 from hybridserve.doctor import doctor_command
+from hybridserve.edge.status import edge_app
 from hybridserve.local.cli import app as local_app
 from hybridserve.models.cli import app as models_app
 from hybridserve.smokereport import smoke_report_command
@@ -37,6 +38,7 @@ app.add_typer(models_app, name="models")
 app.add_typer(local_app, name="local")
 app.add_typer(ci_app, name="ci")
 app.add_typer(stacks_app, name="stacks")
+app.add_typer(edge_app, name="edge")
 stacks_app.command("migrate")(migrate_command)
 app.command("sync")(sync_command)
 

@@ -4,6 +4,7 @@ Each component takes the typed parts of the ones it depends on (no string-keyed 
 
     network  ->  vpn (network)  ->  edge_links (network, vpn): one EdgeSiteHandle per edge site
     storage  ->  clusters (network, storage)  ->  serving (network, storage, clusters)
+    storage, edge_links  ->  edge_sites: per edge site its publication, hub reader and EdgeHosts
 
 storage comes before the clusters: EKS encrypts its secrets with the stack key, and the key policy
 names the clusters' roles by ARN (infra/components/policies.py), so it needs nothing from them.
@@ -11,9 +12,9 @@ names the clusters' roles by ARN (infra/components/policies.py), so it needs not
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from infra.components import cluster, edge_links, network, serving, storage, vpn
+from infra.components import cluster, edge_links, edge_sites, network, serving, storage, vpn
 from infra.components.edge_links import EdgeSiteHandle
 from infra.config import read_config
 from infra.context import StackContext
@@ -21,23 +22,25 @@ from infra.context import StackContext
 
 @dataclass
 class Built:
-    """What `build` made that later wiring takes (the edge hosts: one EdgeHosts per `edge_sites` entry)."""
+    """What `build` made that later wiring takes; `edge_hosts`: per edge site its publication, reader and EdgeHosts."""
 
     network: network.NetworkParts
     vpn: vpn.SiteToSiteVpn
     edge_sites: list[EdgeSiteHandle]
+    edge_hosts: list[edge_sites.EdgeSiteParts] = field(default_factory=list)
 
 
 def build(ctx: StackContext) -> Built:
     """Every component of the stack, wired by their typed parts."""
     net = network.build(ctx)
     hub_vpn = vpn.build(ctx, net)
-    # Edge sites: their VPN links; their hosts are provisioned from these handles (not yet wired).
-    edge_sites = edge_links.build(ctx, net, hub_vpn)
+    # Edge sites: their VPN links; their hosts are provisioned from these handles once the storage exists.
+    handles = edge_links.build(ctx, net, hub_vpn)
     store = storage.build(ctx)
     clusters = cluster.build(ctx, net, store)
     serving.build(ctx, net, store, clusters)
-    return Built(net, hub_vpn, edge_sites)
+    hosts = edge_sites.build(ctx, store, handles)
+    return Built(net, hub_vpn, handles, hosts)
 
 
 def run() -> StackContext:

@@ -8,6 +8,7 @@ ship with tritonclient), so the gate also runs where the kit is not installed (t
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -99,8 +100,20 @@ def models_with_references(repo_dir: Path) -> list[str]:
     return sorted(
         p.name
         for p in repo_dir.iterdir()
-        if p.is_dir() and (p / "config.pbtxt").is_file() and _version_dir(p, None) is not None
+        if p.is_dir() and (p / "config.pbtxt").is_file() and _version_dir(p, None) is not None and not _is_variant(p)
     )
+
+
+# A compressed variant (config parameter `variant_of`, hybridserve models compress) is loaded only where a site
+# chooses it, so it is checked only when named (--model NAME), not by default.
+_VARIANT_OF = re.compile(r'key\s*:\s*"variant_of"')
+
+
+def _is_variant(model_dir: Path) -> bool:
+    try:
+        return bool(_VARIANT_OF.search((model_dir / "config.pbtxt").read_text(encoding="utf-8")))
+    except (OSError, UnicodeDecodeError):
+        return False
 
 
 def load_model_reference(repo_dir: Path, name: str, version: str | None = None) -> ModelReference:

@@ -128,12 +128,17 @@ def test_edge_sites_add_to_the_plan_and_leave_the_hubs_resources_as_they_were(ed
     after = {r.urn: r.as_json() for r in edge_plan.plan.resources}
     assert set(before) <= set(after)
     changed = sorted(after[u]["name"] for u in before if after[u] != before[u])
-    # Only the AWS peer group changes: it admits the networks of edge sites linked to AWS on the serving ports.
-    assert changed == ["aws-network-peer"]
-    added = {after[u]["type"] for u in set(after) - set(before)}
+    # Only the AWS peer group changes: it admits the networks of edge sites linked to AWS on the serving ports;
+    # and the stack key ("key"), whose policy lets the AWS-linked edge sites' readers decrypt through S3.
+    assert changed == ["aws-network-peer", "key"]
+    links = {u for u in set(after) - set(before) if EDGE_LINKS in u}
+    added = {after[u]["type"] for u in links}
     assert added == {
         "hybridserve:vpn:EdgeSiteLinks", "pulumi:providers:random", "random:index/randomPassword:RandomPassword",
         "aws:ec2/customerGateway:CustomerGateway", "aws:ec2/vpnConnection:VpnConnection", "aws:ec2/vpnConnectionRoute:VpnConnectionRoute",
         "aws:ec2/route:Route", "openstack:vpnaas/endpointGroup:EndpointGroup", "openstack:vpnaas/siteConnection:SiteConnection",
     }
-    assert all(EDGE_LINKS in u for u in set(after) - set(before))
+    # The rest is the edge hosts' wiring (tests/test_edge_wiring.py): per site a publication, hosts, and on AWS a reader.
+    rest = sorted(after[u]["name"] for u in set(after) - set(before) - links if "EdgeHosts" not in u)  # not the hosts and their commands
+    assert rest == ["edge-store-berlin-reader", "edge-store-berlin-reader-key",
+                    "edge-store-berlin-reader-policy", "models-edge-store-berlin", "models-edge-store-lyon"]

@@ -183,7 +183,13 @@ def test_up_serves_the_models_and_a_second_run_syncs_nothing(state_dir, built_mo
     assert second.returncode == 0, second.stdout + second.stderr
     assert "models already in the store: nothing to upload" in second.stdout, second.stdout
     assert "found hybridserve-models" in second.stdout
-    assert "2 models ready" in second.stdout
+    assert "2 models ready" in second.stdout  # the base models: the repository's variant (text_encoder_int8) is not served
+    assert _processes_mentioning(str(state_dir)) == []
+
+    # --variants serves the compressed variants too.
+    third = _cli("up", "--no-smoke", "--variants", "--state-dir", str(state_dir), "--repo", str(built_model_repo))
+    assert third.returncode == 0, third.stdout + third.stderr
+    assert "3 models ready" in third.stdout and "text_encoder_int8" in third.stdout, third.stdout
     assert _processes_mentioning(str(state_dir)) == []
 
 

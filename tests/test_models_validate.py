@@ -39,7 +39,7 @@ def test_the_committed_repository_is_valid_before_a_build():
 def test_a_built_repository_is_valid_and_described(repo):
     assert validate_repository(repo) == []
     info = ensure_valid(repo)
-    assert info.names == ["image_classifier", "text_encoder"]
+    assert info.names == ["image_classifier", "text_encoder", "text_encoder_int8"]  # the int8 variant search-dev's edge site serves
     text = info.model("text_encoder")
     assert text.versions == (1,) and text.max_batch_size == 64 and text.backend == "python"
     assert [(t.name, t.dtype, t.dims) for t in text.inputs] == [("input_ids", np.dtype("int64"), (32,))]
@@ -218,7 +218,7 @@ def test_artifacts_are_optional_when_not_required(repo):
     for p in repo.glob("*/1/model.pt"):
         p.unlink()
     assert validate_repository(repo, require_artifacts=False) == []
-    assert len(validate_repository(repo)) == 2
+    assert len(validate_repository(repo)) == len(list(repo.glob("*/config.pbtxt"))) == 3  # each model's model.pt, the int8 variant's too
 
 
 def test_describe_fails_on_unparseable_config_and_load_reference_explains(repo):

@@ -90,7 +90,8 @@ def test_gpu_target_serves_the_same_model_pt_with_the_pytorch_backend(repo, tmp_
     from tritonclient.grpc import model_config_pb2
 
     rendered = render_repository(repo, tmp_path / "gpu", GPU)
-    assert sorted(rendered.rewritten) == [f"{m}/config.pbtxt" for m in MODELS]
+    # The int8 variant's config is rewritten too (CPU instances on a GPU target: hybridserve.models.variants.CPU_ONLY_METHODS).
+    assert sorted(rendered.rewritten) == [f"{m}/config.pbtxt" for m in (*MODELS, "text_encoder_int8")]
     source, out = _files(repo), _files(tmp_path / "gpu")
     assert set(out) == set(source) == set(rendered.files)
     for rel, data in source.items():

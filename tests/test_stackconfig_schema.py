@@ -249,7 +249,9 @@ def test_example_stack_validates(name):
     # Examples must work for a real `pulumi up` without anyone's encrypted values.
     assert not any(isinstance(v, dict) and "secure" in v for v in raw.values())
     # Explicit providers everywhere, yet not "*": that would deny the model publication's dynamic provider.
-    assert raw["pulumi:disable-default-providers"] == ["aws", "openstack", "kubernetes", "random"]
+    # Stacks with edge sites also deny pulumi-command's default provider (the edge hosts take an explicit one).
+    expected = ["aws", "openstack", "kubernetes", "random", *(["command"] if cfg.edge_sites() else [])]
+    assert raw["pulumi:disable-default-providers"] == expected
 
 
 def test_dev_is_small_and_prod_is_highly_available():

@@ -44,6 +44,7 @@ def up_command(
     min_throughput: Optional[list[str]] = typer.Option(None, "--min-throughput", metavar="SLO", help="Smoke SLO, as for `hybridserve smoke`: N inferences/s for every model or MODEL=N, optionally @CONCURRENCY (e.g. text_encoder=200@4); repeatable."),
     max_p99_ms: Optional[list[str]] = typer.Option(None, "--max-p99-ms", metavar="SLO", help="Smoke SLO: p99 latency in ms, MS or MODEL=MS, optionally @CONCURRENCY; repeatable."),
     max_error_rate: Optional[list[str]] = typer.Option(None, "--max-error-rate", metavar="SLO", help="Smoke SLO: error rate R or MODEL=R, a fraction from 0 to 1; repeatable."),
+    variants: bool = typer.Option(False, "--variants", help="Also serve the compressed variants (e.g. text_encoder_int8); by default only the base models, as the clusters do."),
 ) -> None:
     """Start the store, sync the models, serve them with tritonserver, smoke-test, then stop everything.
 
@@ -68,6 +69,7 @@ def up_command(
         min_throughput=tuple(min_throughput or ()),
         max_p99_ms=tuple(max_p99_ms or ()),
         max_error_rate=tuple(max_error_rate or ()),
+        variants=variants,
     )
     console.print(f"[bold]hybridserve local up[/]  state: {sd}  repository: {options.repo_dir}", highlight=False)
     try:

@@ -52,6 +52,7 @@ class PlaneOptions:
     min_throughput: tuple[str, ...] = ()
     max_p99_ms: tuple[str, ...] = ()
     max_error_rate: tuple[str, ...] = ()
+    variants: bool = False  # also serve the compressed variants (default: the base models; each site chooses its own)
 
 
 @dataclass
@@ -383,7 +384,9 @@ def run_plane(options: PlaneOptions, console: Console | None = None) -> PlaneRes
 
         with _phase(console, "build + validate models", timings, spinner=False) as note:
             info, rebuilt = _ensure_built(repo_dir, console)
-            models = info.names
+            from hybridserve.models.variants import base_models
+
+            models = info.names if options.variants else base_models(repo_dir, info.names)
             note["detail"] = f"{', '.join(models)} ({f'{rebuilt} built' if rebuilt else 'already built'}, valid)"
 
         with _phase(console, "sync", timings, spinner=False, log_tail=weed_tail) as note:

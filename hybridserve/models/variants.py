@@ -215,3 +215,13 @@ def name_problem(name: str) -> str | None:
     if not _NAME.fullmatch(name) or name.startswith("__"):
         return f"{name!r} is not a model name; use letters, digits, '_', '.', '-' (e.g. text_encoder_int8)"
     return None
+
+
+def base_models(repo_dir: Path, names: list[str]) -> list[str]:
+    """`names` without the variants: what a server loads unless asked for variants (each site chooses its own)."""
+    out = []
+    for name in names:
+        config = read_config(Path(repo_dir) / name)
+        if config is None or not is_variant(config):
+            out.append(name)
+    return out

@@ -31,6 +31,8 @@ DISABLE_DEFAULT_PROVIDERS = "pulumi:disable-default-providers"
 # `pulumi-python` package; "*" denies it too (pulumi/pulumi pkg/resource/deploy/default_providers.go
 # exempts only the "pulumi" package), so the stacks list the packages they use instead.
 DYNAMIC_PROVIDER_PACKAGE = "pulumi-python"
+# pulumi-command: the edge hosts' remote commands (infra/components/edge.py).
+EDGE_PROVIDER_PACKAGE = "command"
 STACK_FILE_PREFIX = "Pulumi."
 STACK_FILE_SUFFIX = ".yaml"
 # Top-level fields that are set by config keys (secrets_set is derived, not a key).
@@ -82,6 +84,7 @@ def build_stack_config(
     region: Any = None
 
     raw_problems: list[str] = []
+    disabled: list[Any] | None = None
     for key, value in values.items():
         namespace, _, name = key.partition(":")
         if key == "aws:region":
@@ -89,6 +92,7 @@ def build_stack_config(
             continue
         if key == DISABLE_DEFAULT_PROVIDERS:
             raw_problems.extend(_disabled_providers_problems(value))
+            disabled = _packages(value)
             continue
         if namespace != PROJECT:
             continue  # other providers' and pulumi: settings are not ours to judge
@@ -134,6 +138,12 @@ def build_stack_config(
         problems.extend(_section_issues(data, failed={loc[0] for loc, _ in errors if loc}))
     if config is not None:
         problems.extend(collect_issues(config))
+        if disabled is not None and config.edge_sites() and EDGE_PROVIDER_PACKAGE not in disabled and "*" not in disabled:
+            # The edge hosts' remote commands take an explicit provider; denying the default one keeps it that way.
+            raw_problems.append(
+                f"{DISABLE_DEFAULT_PROVIDERS}: {json.dumps(disabled)} does not list {EDGE_PROVIDER_PACKAGE!r}, which provisions the edge "
+                f"sites' hosts; add it: {json.dumps([*disabled, EDGE_PROVIDER_PACKAGE])}"
+            )
         if stack_name is not None and config.stack_name != stack_name:
             problems.append(
                 (("team",), f"team {config.team!r} and environment {config.environment!r} make stack {config.stack_name!r}, "
@@ -185,14 +195,19 @@ def stack_warnings(config: StackConfig, source: str = "config") -> list[str]:
     return [f"{source}: {format_loc(loc)}: {message}" for loc, message in _dedupe(collect_issues(config, method="warnings"))]
 
 
-def _disabled_providers_problems(value: Any) -> list[str]:
-    """`pulumi:disable-default-providers` must not deny the dynamic provider the model publication runs under."""
+def _packages(value: Any) -> list[Any]:
+    """The packages `pulumi:disable-default-providers` lists (the runtime hands them over as JSON text)."""
     if isinstance(value, str):
         try:
-            value = json.loads(value)  # the runtime hands it over as JSON text
+            value = json.loads(value)
         except json.JSONDecodeError:
             value = [value]
-    packages = value if isinstance(value, list) else [value]
+    return value if isinstance(value, list) else [value]
+
+
+def _disabled_providers_problems(value: Any) -> list[str]:
+    """`pulumi:disable-default-providers` must not deny the dynamic provider the model publication runs under."""
+    packages = _packages(value)
     denied = [p for p in packages if p in ("*", DYNAMIC_PROVIDER_PACKAGE)]
     if not denied:
         return []

@@ -58,5 +58,11 @@ def validate_stacks(stacks_dir: Path, stack: str | None = None) -> ValidationRep
     sources = {display_path(files[n]): cfg for n, cfg in valid.items()}
     only = {display_path(p) for p in selected.values()}
     problems.extend(cross_stack_problems(sources, only=only))
+    # Edge sites' model choices against the model repository (the variant exists, is built, keeps its bound).
+    from hybridserve.stackconfig.edgemodels import model_repository, site_problems
+
+    for name in selected:
+        if name in valid and valid[name].edge_sites():
+            problems.extend(site_problems(valid[name], model_repository(), display_path(selected[name])))
     warnings = [w for n in selected if n in valid for w in stack_warnings(valid[n], display_path(files[n]))]
     return ValidationReport(selected, {n: valid[n] for n in selected if n in valid}, problems, warnings)

@@ -64,9 +64,9 @@ class EdgeHubArgs:
     """Where the site's published repository is (the hub bucket) and a read-only key for it."""
 
     bucket: pulumi.Input[str]
-    prefix: str = "models"
+    prefix: pulumi.Input[str] = "models"  # an Output too: the published version's prefix
     region: str = "us-east-1"
-    endpoint_url: str | None = None  # None: AWS S3
+    endpoint_url: pulumi.Input[str] | None = None  # None: AWS S3
     access_key: pulumi.Input[str] | None = None
     secret_key: pulumi.Input[str] | None = None  # made a secret here whatever it arrives as
     sse: str = "aws:kms"
@@ -92,6 +92,7 @@ class EdgeHostsArgs:
     metrics_port: int = 8002
     gate: bool = True
     bundle_dir: Path | None = None  # where the bundle is built on this machine (default: a temp dir)
+    depends_on: Sequence[pulumi.Resource] = ()  # what every host waits for (the site's VPN links, its hub repository)
 
 
 @dataclass(frozen=True)
@@ -152,11 +153,13 @@ class EdgeHosts(pulumi.ComponentResource):
                 host=host.address, user=host.ssh_user, port=host.ssh_port, private_key=key, host_key=host.host_key,
                 dial_error_limit=10, per_dial_timeout=15,
             )
-            config_json = pulumi.Output.secret(pulumi.Output.all(args.hub.bucket, args.hub.access_key, secret_key).apply(
+            config_json = pulumi.Output.secret(pulumi.Output.all(
+                args.hub.bucket, args.hub.access_key, secret_key, args.hub.prefix, args.hub.endpoint_url).apply(
                 lambda v, host=host: host_config(args, host, HubSource(
-                    bucket=v[0], prefix=args.hub.prefix, region=args.hub.region, endpoint_url=args.hub.endpoint_url,
+                    bucket=v[0], prefix=v[3], region=args.hub.region, endpoint_url=v[4],
                     access_key=v[1], secret_key=v[2], sse=args.hub.sse)).to_json()))
-            after = [previous] if previous is not None else []
+            # The site's VPN links (and the hub repository) first: the children do not inherit the component's depends_on.
+            after = [*args.depends_on, *([previous] if previous is not None else [])]
             copy = command.remote.CopyToRemote(
                 f"{prefix}-bundle", connection=connection, source=pulumi.FileAsset(str(self.bundle.path)),
                 remote_path=remote_bundle, triggers=[self.bundle.digest],  # replacing a copy deletes nothing remote

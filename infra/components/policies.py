@@ -120,6 +120,12 @@ def role_name(physical: str) -> str:
     return f"{physical[: _ROLE_NAME_MAX - 9]}-{digest}"
 
 
+def edge_reader_name(name, site: str) -> str:
+    """The IAM user an edge site's hosts read the published repository with (`name` is `ctx.name`); IAM user
+    names are at most 64 characters, like role names."""
+    return role_name(name(f"edge-{site}-reader"))
+
+
 @dataclass(frozen=True)
 class RoleNames:
     """The IAM roles of a stack, by purpose. Built from `ctx.name()`, so any component can name them."""
@@ -165,6 +171,9 @@ class Account:
 
     def role_arn(self, role: str) -> pulumi.Output[str]:
         return pulumi.Output.concat("arn:", self.partition, ":iam::", self.id, ":role/", role)
+
+    def user_arn(self, user: str) -> pulumi.Output[str]:
+        return pulumi.Output.concat("arn:", self.partition, ":iam::", self.id, ":user/", user)
 
     @property
     def root(self) -> pulumi.Output[str]:

@@ -60,11 +60,13 @@ def model_repository() -> Path:
 
 
 def _prepare(repo: Path, listed: list[str]) -> list[str]:
-    """Build what is stale, validate, and return the models Triton loads (the listed ones, else all)."""
+    """Build what is stale, validate, and return the models Triton loads (the listed ones, else every model that
+    is not a compressed variant: variants are published with the repository, and each site loads what it chooses)."""
     from hybridserve.models.build import build_models
     from hybridserve.models.repository import describe_repository, display_path
 
     from hybridserve.models.build import built_fingerprints
+    from hybridserve.models.variants import base_models
 
     if not repo.is_dir():
         raise UserError(f"the model repository {repo} does not exist (set {MODEL_REPO_ENV} or run from the checkout)")
@@ -77,7 +79,7 @@ def _prepare(repo: Path, listed: list[str]) -> list[str]:
             f"hybridserve:serving.models names {', '.join(missing)}, which {display_path(repo)} does not hold "
             f"(it has: {', '.join(info.names)})"
         )
-    return listed or info.names
+    return listed or base_models(repo, info.names)
 
 
 def libtorch_compatibility(release: str, torch_version: str) -> tuple[str, str] | None:

@@ -42,6 +42,7 @@ import pulumi_aws as aws
 import pulumi_openstack as openstack
 
 from hybridserve.publish.store import triton_s3_uri  # Triton's s3:// form: the data plane owns it
+from hybridserve.stackconfig.edgemodels import aws_linked_edge_sites
 from infra.components import type_token
 from infra.components.policies import (
     KMS_ADMIN_ACTIONS,
@@ -50,6 +51,7 @@ from infra.components.policies import (
     Account,
     RoleNames,
     document,
+    edge_reader_name,
     statement,
 )
 from infra.context import StackContext
@@ -70,6 +72,8 @@ class StackKeyArgs:
     ebs_default_encryption: str  # "owner" | "unmanaged" (StorageConfig.ebs_default_encryption)
     roles: RoleNames
     account: Account
+    # IAM users of the edge sites that read from the AWS hub (infra/components/edge_sites.py): decrypt through S3.
+    edge_readers: tuple[str, ...] = ()
 
 
 def key_policy(args: StackKeyArgs) -> pulumi.Output[str]:
@@ -106,6 +110,9 @@ def key_policy(args: StackKeyArgs) -> pulumi.Output[str]:
             "ModelWriterThroughS3", "Allow", ["kms:GenerateDataKey", "kms:Decrypt"], "*", {"AWS": "*"},
             only(acct.role_arn(roles.model_writer), via="s3"),
         ),
+        # Edge sites' hosts fill their caches from the AWS hub: decrypt, through S3 only.
+        *([statement("EdgeReadersDecryptThroughS3", "Allow", ["kms:Decrypt"], "*", {"AWS": "*"},
+                     only(*(acct.user_arn(u) for u in args.edge_readers), via="s3"))] if args.edge_readers else []),
     )
 
 
@@ -443,6 +450,7 @@ def build(ctx: StackContext) -> StorageParts:
             ebs_default_encryption=st.ebs_default_encryption,
             roles=roles,
             account=account,
+            edge_readers=tuple(edge_reader_name(ctx.name, site.name) for site in aws_linked_edge_sites(cfg)),
         ),
         opts=ctx.component_opts(),
     )

@@ -121,6 +121,10 @@ class EdgeSite(ConfigModel):
     runtime_version: str = Field(default="1", min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
     # Per model (by name): the variant to serve and its edge objectives. Empty: every model, full, default SLOs.
     models: dict[str, EdgeModel] = Field(default_factory=dict)
+    # Triton's ports on the hosts (clients and `hybridserve edge status` use them; the firewall admits them).
+    http_port: int = Field(default=8000, ge=1024, le=65535)
+    grpc_port: int = Field(default=8001, ge=1024, le=65535)
+    metrics_port: int = Field(default=8002, ge=1024, le=65535)
 
     def issues(self) -> Iterator[Issue]:
         if not self.links:
@@ -151,6 +155,11 @@ class EdgeSite(ConfigModel):
                 yield Issue(("hosts", i, "address"), f"{host.address} is outside the site's networks ({', '.join(self.cidrs)}); hosts are reached over the VPN, inside them")
             elif ip in (net(inside[0]).network_address, net(inside[0]).broadcast_address) and net(inside[0]).prefixlen < 31:
                 yield Issue(("hosts", i, "address"), f"{host.address} is the network or broadcast address of {inside[0]}")
+        seen_ports: dict[int, str] = {}
+        for key, port in (("http_port", self.http_port), ("grpc_port", self.grpc_port), ("metrics_port", self.metrics_port)):
+            if port in seen_ports:
+                yield Issue((key,), f"{port} is already {seen_ports[port]}; Triton's HTTP, gRPC and metrics ports must differ")
+            seen_ports.setdefault(port, key)
         for i, cidr in enumerate(self.inference_cidrs):
             if not is_private(cidr):
                 yield Issue(("inference_cidrs", i), f"{cidr} is not private address space; inference is admitted from private networks only ({PRIVATE_HINT})")

@@ -9,6 +9,7 @@ Config keys (stack file `stacks/Pulumi.<team>-<env>.yaml`, `pulumi config set`):
     aws:region                str (AWS provider) hybridserve:serving    object (ServingConfig)
     hybridserve:sites         list of sites (schema/sites.py): the hubs aws and openstack, edge sites
     hybridserve:openstack_password, hybridserve:vpn_psk   optional secrets (SECRET_KEYS)
+    hybridserve:edge_ssh_private_key                      secret, required with edge sites (the hosts' deploy key)
 
 Nested values are set with `--path`, e.g.
     pulumi config set --path 'hybridserve:aws.eks.gpu_pools[0].max_size' 4
@@ -38,7 +39,9 @@ from hybridserve.stackconfig.schema.storage import StorageConfig, check_bucket_n
 from hybridserve.stackconfig.schema.vpn import VpnConfig
 
 PROJECT = "hybridserve"
-SECRET_KEYS: tuple[str, ...] = ("openstack_password", "vpn_psk")
+# edge_ssh_private_key: the deploy key the program reaches edge hosts with (required when the stack has edge sites).
+SECRET_KEYS: tuple[str, ...] = ("openstack_password", "vpn_psk", "edge_ssh_private_key")
+EDGE_SSH_KEY = "edge_ssh_private_key"
 # An Availability Zone ID (use1-az1), which the VPC's subnets do not take: they take zone names (us-east-1a).
 _AZ_ID = re.compile(r"^[a-z]{3,5}\d-az\d+$")
 MANAGED_TAG_KEYS = ("project", "team", "environment", "cost-center", "managed-by", "stack")
