@@ -4,8 +4,8 @@ An edge site chooses per model the full model or a compressed variant (`hybridse
 schema/sites.py). The schema alone cannot tell whether the variant exists: that is the repository's. Here:
 
 - `site_problems`: the chosen variant must be a model of the repository whose config.pbtxt says
-  `variant_of: <model>`, built (its build records the accuracy drop it measured against the base), and that
-  drop within the site's `max_accuracy_drop`. `hybridserve validate` and the program report these (exit 2).
+  `variant_of: <model>`, and its accuracy drop within the site's `max_accuracy_drop`: the drop its build
+  measured against the base, or, not built yet, the bound its config records (the build refuses beyond it). `hybridserve validate` and the program report these (exit 2).
 - `served_models`: the names a site's hosts load (the variant's name, or the model's for "full").
 - `gate_slos`: the per-host gate spec (smoke_tests --slos) from the site's per-model `slo`.
 
@@ -76,7 +76,14 @@ def site_problems(config: StackConfig, repo: Path, source: str = "config") -> li
                 continue
             info = variants[choice.variant]
             if info.accuracy is None or info.accuracy.get("drop") is None:
-                problems.append(f"{where}: {choice.variant!r} is not built, so its accuracy drop is not known; build it first: hybridserve models build")
+                # Not built yet (a fresh checkout: built weights are not committed). The build refuses a variant
+                # beyond the bound its config records, so that bound is a guarantee without building.
+                bound = info.variant.max_accuracy_drop
+                if bound > choice.max_accuracy_drop:
+                    problems.append(
+                        f"{where}: {choice.variant!r} is not built and its config.pbtxt allows an accuracy drop of {bound:g}, more than "
+                        f"the site's max_accuracy_drop {choice.max_accuracy_drop:g}; build it to measure the drop (hybridserve models build), "
+                        f"or make it with --max-accuracy-drop {choice.max_accuracy_drop:g}")
                 continue
             drop = float(info.accuracy["drop"])
             if drop > choice.max_accuracy_drop:
