@@ -345,3 +345,17 @@ def test_validate_says_how_to_rebuild_a_broken_variant_artifact(variant_repo):
     problems = [str(p) for p in validate_repository(variant_repo)]
     assert len(problems) == 1 and problems[0].startswith("model_repo/text_encoder_int8/1/model.pt: artifact: does not load as TorchScript")
     assert problems[0].endswith("; run `hybridserve models build`")
+
+
+def test_every_committed_variant_ships_its_bases_model_py():
+    # model.py is generic (tensor names come from config.pbtxt); a variant's copy that lags behind its base's would
+    # serve the variant with old handling (e.g. the thread rule), which no accuracy check would notice.
+    from hybridserve.models.variants import find_variants
+    from hybridserve.paths import model_repo_dir
+
+    repo = model_repo_dir()
+    infos = find_variants(repo)
+    assert infos, "model_repo/ holds no variant"
+    for info in infos:
+        base = repo / info.variant.base / "1" / "model.py"
+        assert (info.path / "1" / "model.py").read_bytes() == base.read_bytes(), info.path

@@ -3,6 +3,10 @@
 Generic over the model: tensor names and dtypes come from config.pbtxt, so text_encoder and
 image_classifier ship the same file. `model.pt` is built by `hybridserve models build`; it needs
 only torch here, not the kit's code.
+
+Per dynamic batch, not per request: one forward pass; the inputs of a single-request batch go to torch
+without a copy; each response gets a view of its rows of the output (bench/bench_serving.py measures what
+this costs next to the forward pass).
 """
 
 import json
@@ -16,13 +20,19 @@ ARTIFACT = "model.pt"
 
 
 def _intra_op_threads(config: dict) -> int:
-    """Threads per instance: config parameter `torch_num_threads`, else the usable CPUs split across instances."""
+    """Threads per instance: config parameter `torch_num_threads`, else the usable CPUs but one, split across instances.
+
+    One CPU is left to Triton itself (gRPC/HTTP frontends, the dynamic batcher, the Python backend's copies and
+    messages to this stub) and to clients on the same host: torch's OpenMP threads wait for each other at every
+    operator, so one of them descheduled stalls the whole forward pass. Measured on 2 CPUs (bench/bench_serving.py):
+    2 threads ran a text_encoder batch in ~70 ms under load where 1 thread took ~5 ms.
+    """
     explicit = config.get("parameters", {}).get("torch_num_threads", {}).get("string_value")
     if explicit:
         return max(1, int(explicit))
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     instances = sum(int(g.get("count", 1) or 1) for g in config.get("instance_group", [])) or 1
-    return max(1, cpus // instances)
+    return max(1, (cpus - 1) // instances)
 
 
 class TritonPythonModel:
@@ -39,13 +49,15 @@ class TritonPythonModel:
         self.model = torch.jit.load(path, map_location="cpu").eval()
 
     def execute(self, requests):
-        # One forward pass for the whole dynamic batch: concatenate along the batch dimension, split after.
+        # One forward pass for the whole dynamic batch: concatenate along the batch dimension, slice after.
         try:
-            arrays = {
-                name: [pb_utils.get_input_tensor_by_name(r, name).as_numpy() for r in requests] for name in self.inputs
-            }
-            sizes = [a.shape[0] for a in arrays[self.inputs[0]]]
-            batch = [torch.from_numpy(np.concatenate(arrays[name])) for name in self.inputs]
+            sizes = None
+            batch = []
+            for name in self.inputs:
+                arrays = [pb_utils.get_input_tensor_by_name(r, name).as_numpy() for r in requests]
+                if sizes is None:
+                    sizes = [a.shape[0] for a in arrays]
+                batch.append(torch.from_numpy(arrays[0] if len(arrays) == 1 else np.concatenate(arrays)))
             with torch.inference_mode():
                 result = self.model(*batch)
             if isinstance(result, torch.Tensor):
@@ -55,14 +67,13 @@ class TritonPythonModel:
             error = pb_utils.TritonError(f"{type(exc).__name__}: {exc}")
             return [pb_utils.InferenceResponse(output_tensors=[], error=error) for _ in requests]
 
-        bounds = np.cumsum(sizes)[:-1]
-        per_output = [np.split(out, bounds) for out in outputs]
-        return [
-            pb_utils.InferenceResponse(
-                output_tensors=[
-                    pb_utils.Tensor(name, np.ascontiguousarray(parts[i]))
-                    for (name, _), parts in zip(self.outputs, per_output)
-                ]
-            )
-            for i in range(len(requests))
-        ]
+        # Row slices of a C-contiguous array are contiguous views: no copy before the backend's own.
+        responses = []
+        start = 0
+        for size in sizes:
+            end = start + size
+            responses.append(pb_utils.InferenceResponse(
+                output_tensors=[pb_utils.Tensor(name, out[start:end]) for (name, _), out in zip(self.outputs, outputs)]
+            ))
+            start = end
+        return responses
