@@ -28,7 +28,9 @@ HOURS_PER_MONTH = 730.0
 EKS_CONTROL_PLANE_USD_PER_HOUR = 0.10
 # AWS Site-to-Site VPN: per connection-hour, and data transfer out of AWS per GB (first 10 TB/month) — the
 # list prices of aws.amazon.com/vpn/pricing and the EC2 on-demand data transfer table, unchanged for years in
-# most regions; some regions charge more. Used for the edge sites' links (hybridserve/stackconfig/cost.py).
+# most regions; some regions charge more. NOT re-read on 2026-12-01 (the pricing pages cannot be fetched from
+# the build machines): the plan's cost table prints them as list prices to check. Used for the edge sites'
+# links (hybridserve/stackconfig/cost.py).
 AWS_VPN_CONNECTION_USD_PER_HOUR = 0.05
 AWS_TRANSFER_OUT_USD_PER_GB = 0.09
 
