@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import pytest
@@ -9,7 +10,7 @@ import pytest
 from hybridserve.errors import UserError
 from hybridserve.local.objectstore import ensure_bucket
 from hybridserve.promote import history
-from hybridserve.sync.engine import SyncTarget, sync_repository
+from hybridserve.sync.engine import MANIFEST_NAME, SyncTarget, sync_repository
 
 pytestmark = pytest.mark.servers
 
@@ -99,3 +100,33 @@ def test_sync_refuses_when_the_recorded_version_is_gone_locally(store, repo):
     assert "version 5" in detail and ".hybridserve-history.text_encoder.json" in detail and "models promote" in detail
 
 
+
+
+def test_a_failed_first_promotion_pins_what_served_before_it():
+    # Without that pin, the next plain sync would publish the version its gate just refused.
+    h = history.History(MODEL)
+    h.apply(_entry("promote", 3, 2, "fail"))
+    assert h.served == 2 and h.stack == [2]
+
+
+def test_promotes_config_write_drops_its_manifest_entry_so_the_next_sync_compares_with_the_store(store, repo):
+    from hybridserve.promote.store import Store
+
+    s3, target = store
+    sync_repository(repo, target, show_progress=False, validated=True)
+    assert sync_repository(repo, target, show_progress=False, validated=True).compared_with == "manifest"
+    Store(target).publish_versions(MODEL, [1], "promote")
+    manifest = json.loads(s3.get_object(Bucket=target.bucket, Key=target.base + MANIFEST_NAME)["Body"].read())
+    assert f"{MODEL}/config.pbtxt" not in manifest["objects"] and "image_classifier/config.pbtxt" in manifest["objects"]
+    assert sync_repository(repo, target, show_progress=False, validated=True).compared_with == "store"
+
+
+def test_replacing_a_pinned_version_unpublishes_it_meanwhile(store, repo):
+    s3, target = store
+    sync_repository(repo, target, show_progress=False, validated=True, pins={MODEL: [1]})
+    with open(repo / MODEL / "1" / "model.py", "a") as f:
+        f.write("\n# changed in place\n")
+    report = sync_repository(repo, target, show_progress=False, validated=True, replace=True, pins={MODEL: [1]})
+    assert any(n.startswith(f"{MODEL}: unpublished versions [1] while they are replaced") for n in report.notes), report.notes
+    head = s3.head_object(Bucket=target.bucket, Key=f"{target.base}{MODEL}/config.pbtxt")
+    assert head["Metadata"]["hybridserve-versions"] == "1"  # published again once replaced

@@ -378,7 +378,16 @@ class _Run:
                 hist.append(self.store.s3, self.store.bucket, self.store.base, r.model, entry, sse=self.store.sse_args(r.model))
                 r.history_key = self.store.url(hist.history_key(self.store.base, r.model))
             except Exception as exc:  # noqa: BLE001 - the outcome stands; the user must know the record lacks it
-                r.notes.append(f"the promotion history was NOT updated: {getattr(exc, 'message', None) or exc}")
+                why = getattr(exc, "message", None) or exc
+                r.notes.append(f"the promotion history was NOT updated: {why}")
+                if r.verdict == "pass":
+                    # Triton serves the new version, but the next plain sync pins what the history says was served
+                    # and would silently undo it: not a success (exit 3), and the user is told how to set it right.
+                    r.verdict = "error"
+                    key = self.store.url(hist.history_key(self.store.base, r.model))
+                    r.message = (f"{r.model} now serves version {r.version}, but the promotion history {key} could not record it "
+                                 f"({why}); a later `hybridserve sync` would publish the version the history names again. Once the "
+                                 f"store accepts writes, gate it again (`hybridserve models rollback {r.model}`, then promote)")
 
 
 def _describe(c) -> str:

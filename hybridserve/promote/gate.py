@@ -22,12 +22,22 @@ def candidate_slos(model: str, candidate: str, min_throughput=(), max_p99_ms=(),
     return out
 
 
+GATE_MAX_CONCURRENCY = 8
+
+
 def run_gate(*, url: str, candidate: str, version: int, config_text: str, reference: bytes, slos: dict,
              profile: str, wait_ready_s: float, json_path: Path | None = None, console=None,
              throughput: bool = True):
     """The smoke report of `candidate` version `version` (raises GateError on bad input only)."""
-    from smoke_tests import run_smoke
+    import dataclasses
 
+    from smoke_tests import run_smoke
+    from smoke_tests.options import PROFILES
+
+    # The candidate shares the Triton that serves clients: no capacity search to saturation (the quick profile
+    # searches up to concurrency 256), a fixed ladder up to GATE_MAX_CONCURRENCY, as the gate ran before.
+    bounded = dataclasses.replace(PROFILES[profile], max_concurrency=min(PROFILES[profile].max_concurrency, GATE_MAX_CONCURRENCY),
+                                  search=False, time_budget_s=None)
     with tempfile.TemporaryDirectory(prefix="hybridserve-gate-") as tmp:
         model_dir = Path(tmp) / candidate
         (model_dir / str(version)).mkdir(parents=True)
@@ -37,7 +47,7 @@ def run_gate(*, url: str, candidate: str, version: int, config_text: str, refere
             url=url,
             models=[ModelTarget(candidate, str(version))],
             model_repo=Path(tmp),
-            profile=profile,
+            profile=bounded,
             slos=slos,
             wait_ready_s=wait_ready_s,
             throughput=throughput,

@@ -90,6 +90,10 @@ class History:
     def apply(self, entry: dict[str, Any]) -> None:
         """Append `entry`; a passing one moves `served` and the stack (rollback pops, promote pushes)."""
         self.entries.append(entry)
+        if self.served is None and entry.get("from_version") is not None:
+            # The first record of a model, whatever its verdict, names what served before it: a failed first
+            # promotion must pin that, or the next plain sync would publish the version its gate refused.
+            self.served, self.stack = entry["from_version"], [entry["from_version"]]
         if entry.get("verdict") != "pass":
             return
         version, before = entry["version"], entry.get("from_version")

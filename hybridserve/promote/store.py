@@ -5,8 +5,9 @@
 - `download_version`: a published version's files, each checked against its sha256 metadata, so the gate runs
   exactly the bytes Triton would load from the store.
 - `publish_versions`: rewrite the model's config.pbtxt with `version_policy { specific { versions } }`, under
-  the encryption the current one has, verified with a HEAD; the switch and its undo use it. The sync's
-  manifest is not touched: its next run reads the config with a HEAD anyway.
+  the encryption the current one has, verified with a HEAD; the switch and its undo use it. The config's
+  entry is dropped from the sync's manifest first: the sync's fast path trusts the manifest, so its next run
+  compares with the store (and renders the config the promotion history pins) instead.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hybridserve.errors import UserError
-from hybridserve.sync.engine import SHA_META, VERSIONS_META, SyncTarget, _client, _session
+from hybridserve.sync.engine import MANIFEST_NAME, SHA_META, VERSIONS_META, SyncTarget, _client, _session
 from hybridserve.sync.scan import CONFIG_NAME, version_of
 
 REFERENCE_FILE = "reference.npz"
@@ -138,6 +139,7 @@ class Store:
             if r.get("SSEKMSKeyId"):
                 extra["SSEKMSKeyId"] = r["SSEKMSKeyId"]
         key = self.config_key(model)
+        self._forget_in_manifest(f"{model}/{CONFIG_NAME}")
         self.s3.put_object(
             Bucket=self.bucket, Key=key, Body=body, ContentType="text/plain",
             Metadata={SHA_META: sha, VERSIONS_META: ",".join(map(str, sorted(versions)))}, **extra,
@@ -146,6 +148,37 @@ class Store:
         got = {k.lower(): v for k, v in (head.get("Metadata") or {}).items()}.get(SHA_META)
         if got != sha or int(head.get("ContentLength", -1)) != len(body):
             raise UserError(f"{self.url(key)} did not verify after the write (sha256 {got}, expected {sha})", exit_code=3)
+
+    def _forget_in_manifest(self, rel: str) -> None:
+        """Drop `rel` from the sync's manifest before it is rewritten here (the engine does the same before its
+        own overwrites): a manifest vouching for a config the store no longer has would let the next sync's fast
+        path report the wrong served versions, and edge fills check downloads against it."""
+        import json
+
+        from botocore.exceptions import ClientError
+
+        key = self.base + MANIFEST_NAME
+        try:
+            r = self.s3.get_object(Bucket=self.bucket, Key=key)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return  # no manifest: nothing vouches for anything
+            raise
+        try:
+            manifest = json.loads(r["Body"].read())
+        except ValueError:
+            return  # unreadable: the sync ignores it too
+        objects = manifest.get("objects") if isinstance(manifest, dict) else None
+        if not isinstance(objects, dict) or rel not in objects:
+            return
+        manifest["objects"] = {k: v for k, v in objects.items() if k != rel}
+        extra = {}
+        if r.get("ServerSideEncryption"):
+            extra["ServerSideEncryption"] = r["ServerSideEncryption"]
+            if r.get("SSEKMSKeyId"):
+                extra["SSEKMSKeyId"] = r["SSEKMSKeyId"]
+        self.s3.put_object(Bucket=self.bucket, Key=key, Body=(json.dumps(manifest, indent=1) + "\n").encode(),
+                           ContentType="application/json", **extra)
 
     def sse_args(self, model: str) -> dict[str, str]:
         """The encryption arguments the model's config.pbtxt was written with (for the history record)."""

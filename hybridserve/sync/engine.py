@@ -1518,8 +1518,10 @@ class _Executor:
         ready = {v for v in ready if self._version_ready(m, v)}
         versions = plan.select(m, ready)
         key = plan.key(m.config_file.rel)
-        if not versions and m.name in plan.pins:
-            return  # the pinned versions are not uploaded yet: the published config stays as it is
+        if not versions and m.name in plan.pins and not unpublishing:
+            # The pinned versions are not uploaded yet: the published config stays as it is. Not when they are
+            # being replaced (--replace): then the config must stop naming them first, like any other version.
+            return
         if not versions:
             # Only reachable through --replace of a model's last selectable version.
             if plan.config_heads.get(m.name) is not None:
