@@ -166,7 +166,7 @@ def test_outputs_per_host(tmp_path):
     assert [h["host"] for h in hosts] == ["edge-1", "edge-2", "edge-3"]
     assert hosts[0]["address"] == "10.30.0.11" and hosts[0]["runtimeVersion"] == seen["site"].bundle.version
     assert seen["verdict"] == "no verdict"  # the mock engine runs no command: the real gate's last line replaces it
-    assert seen["gate_command"] == "ssh -p 2222 ops@10.30.0.13 /opt/hybridserve-edge/current/bin/hybridserve-edge gate --root /"
+    assert seen["gate_command"] == "ssh -p 2222 ops@10.30.0.13 sudo -n /opt/hybridserve-edge/current/bin/hybridserve-edge gate --root /"
 
 
 def test_a_gpu_host_gets_gpu_groups_in_its_config(tmp_path):

@@ -336,6 +336,14 @@ def _system_tool(name: str) -> str | None:
     return shutil.which(name, path=os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"]))
 
 
+def test_triton_starts_only_behind_the_firewall(host):
+    # Were `nft -f` to fail at boot, Triton would listen with inference open to every network.
+    unit = render.unit_files(host.config, host.layout)[render.TRITON_UNIT]
+    requires = next(line for line in unit.splitlines() if line.startswith("Requires="))
+    after = next(line for line in unit.splitlines() if line.startswith("After="))
+    assert render.FIREWALL_UNIT in requires.split("=", 1)[1].split() and render.FIREWALL_UNIT in after.split("=", 1)[1].split()
+
+
 def test_rendered_units_pass_systemd_analyze_verify(host):
     analyze = _system_tool("systemd-analyze")
     if analyze is None:

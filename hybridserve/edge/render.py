@@ -101,7 +101,8 @@ def unit_files(config: EdgeConfig, layout: Layout) -> dict[str, str]:
         TRITON_UNIT: (
             "[Unit]\n"
             "Description=hybridserve edge: tritonserver serving from the local cache\n"
-            f"After={CACHE_UNIT} network-online.target\nRequires={CACHE_UNIT}\nWants=network-online.target\n\n"
+            # Requires the firewall: were `nft -f` to fail at boot, Triton must not listen with inference open to all.
+            f"After={CACHE_UNIT} {FIREWALL_UNIT} network-online.target\nRequires={CACHE_UNIT} {FIREWALL_UNIT}\nWants=network-online.target\n\n"
             "[Service]\nType=simple\n"
             f"User={user}\nGroup={user}\n{gpu}"
             f"ExecStart={triton}\n"
@@ -232,10 +233,13 @@ def apply_script(bundle_path: str, version: str, digest: str) -> str:
     return (
         f"#!/bin/sh\n# hybridserve edge: install/upgrade to runtime {version} (bundle sha256 {digest}); config on stdin\n"
         + _PRELUDE
-        + f"bundle={b}\n"
-        f'echo "{digest}  $bundle" | sha256sum -c --quiet -\n'
-        'stage="$(mktemp -d)"\n'
+        + 'stage="$(mktemp -d)"\n'
         "trap 'rm -rf \"$stage\"' EXIT\n"
+        # The copy target may sit in a world-writable directory: check and use a private copy only, so the file
+        # cannot be swapped between the check and the root-run unpack.
+        + f'cp {b} "$stage/bundle.tgz"\n'
+        'bundle="$stage/bundle.tgz"\n'
+        f'echo "{digest}  $bundle" | sha256sum -c --quiet -\n'
         'tar -xzf "$bundle" -C "$stage"\n'
         'case "$root" in /*) ;; *) root="$PWD/$root" ;; esac\n'
         # From the unpacked app directory: `-m` puts the working directory first on sys.path.

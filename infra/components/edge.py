@@ -188,7 +188,7 @@ class EdgeHosts(pulumi.ComponentResource):
                 "gateVerdict": gate.stdout.apply(_verdict) if gate is not None else "gate disabled",
                 "gateCommand": pulumi.Output.concat(
                     "ssh -p ", str(host.ssh_port), " ", host.ssh_user, "@", host.address,
-                    " /opt/hybridserve-edge/current/bin/hybridserve-edge gate --root /"),
+                    " sudo -n /opt/hybridserve-edge/current/bin/hybridserve-edge gate --root /"),  # config and cache key are root's
             })
         self.hosts = outputs
         self.register_outputs({"site": args.site, "runtimeVersion": self.bundle.version, "hosts": outputs})
