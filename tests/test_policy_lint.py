@@ -57,6 +57,7 @@ KINDS: dict[tuple[str, str], str] = {
     ("aws:iam/role:Role", "assumeRolePolicy"): "trust",
     ("aws:iam/rolePolicy:RolePolicy", "policy"): "identity",
     ("aws:iam/policy:Policy", "policy"): "identity",
+    ("aws:iam/userPolicy:UserPolicy", "policy"): "identity",  # the edge sites' read-only users
     ("aws:s3/bucketPolicy:BucketPolicy", "policy"): "bucket",
     ("aws:kms/key:Key", "policy"): "key",
 }
@@ -235,7 +236,7 @@ def test_every_policy_is_classified_and_every_policy_bearing_resource_is_read(pl
         count = lambda type_: sum(r.type == type_ for r in plan.resources)  # noqa: E731
         # every role's trust policy, every inline policy, bucket policy and key policy was read
         assert kinds["trust"] == count("aws:iam/role:Role") > 0, name
-        assert kinds["identity"] == count("aws:iam/rolePolicy:RolePolicy") + count("aws:iam/policy:Policy") > 0, name
+        assert kinds["identity"] == count("aws:iam/rolePolicy:RolePolicy") + count("aws:iam/policy:Policy") + count("aws:iam/userPolicy:UserPolicy") > 0, name
         assert kinds["bucket"] == count("aws:s3/bucketPolicy:BucketPolicy") == 2, name
         assert kinds["key"] == count("aws:kms/key:Key") == 2, name  # the stack key and the network's log key
 
