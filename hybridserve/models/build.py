@@ -109,6 +109,21 @@ def _up_to_date(version_dir: Path, spec: ModelSpec, fp: str) -> bool:
     )
 
 
+def _result(name: str, spec, version_dir: Path, fp: str, built: bool) -> "BuildResult":
+    """What one model (or variant) directory holds after the build: its artifact and reference, with digests."""
+    model_path, reference_path = version_dir / spec.artifact, version_dir / REFERENCE_FILE
+    return BuildResult(
+        name=name,
+        version=spec.version,
+        model_path=model_path,
+        reference_path=reference_path,
+        fingerprint=fp,
+        model_sha256=sha256_file(model_path),
+        reference_sha256=sha256_file(reference_path),
+        built=built,
+    )
+
+
 def build_models(
     repo_dir: Path, *, force: bool = False, progress: bool = True, models: Sequence[str] | None = None
 ) -> list[BuildResult]:
@@ -152,19 +167,7 @@ def build_models(
             if built:
                 bar.update(f"building [bold]{spec.name}[/]")
                 _run_worker(spec, version_dir, fp)
-            model_path, reference_path = version_dir / spec.artifact, version_dir / REFERENCE_FILE
-            results.append(
-                BuildResult(
-                    name=spec.name,
-                    version=spec.version,
-                    model_path=model_path,
-                    reference_path=reference_path,
-                    fingerprint=fp,
-                    model_sha256=sha256_file(model_path),
-                    reference_sha256=sha256_file(reference_path),
-                    built=built,
-                )
-            )
+            results.append(_result(spec.name, spec, version_dir, fp, built))
             bar.advance(f"{spec.name}: {'built' if built else 'up to date'}")
         # Variants after their bases; each is rebuilt from its base's code and its recorded parameters.
         for variant in chosen:
@@ -177,19 +180,7 @@ def build_models(
             if built:
                 bar.update(f"building [bold]{variant.name}[/] ({variant.method} of {variant.base})")
                 compress.run_worker(repo_dir / variant.name / "config.pbtxt", version_dir, fp, timeout=WORKER_TIMEOUT_S)
-            model_path, reference_path = version_dir / spec.artifact, version_dir / REFERENCE_FILE
-            results.append(
-                BuildResult(
-                    name=variant.name,
-                    version=spec.version,
-                    model_path=model_path,
-                    reference_path=reference_path,
-                    fingerprint=fp,
-                    model_sha256=sha256_file(model_path),
-                    reference_sha256=sha256_file(reference_path),
-                    built=built,
-                )
-            )
+            results.append(_result(variant.name, spec, version_dir, fp, built))
             bar.advance(f"{variant.name}: {'built' if built else 'up to date'}")
     return results
 
