@@ -572,25 +572,36 @@ def test_assume_role_retries_access_denied_then_publishes_under_the_role(repo, t
         # deployer's right to assume the role, later the role's own policy. It retries both and publishes.
         monkeypatch.setattr(engine, "ASSUME_ROLE_TIMEOUT_S", 60.0)
         assume = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole", "Resource": role_arn}]}
-        timers = [
-            threading.Timer(2.0, lambda: admin.client("iam").put_user_policy(UserName="deployer", PolicyName="assume", PolicyDocument=json.dumps(assume))),
-            threading.Timer(5.0, lambda: admin.client("iam").put_role_policy(RoleName="model-writer", PolicyName="s3-kms", PolicyDocument=json.dumps(allow_all))),
-        ]
-        attempts = []
+        # The role's own policy is granted after the first sync under the role was denied (not on a timer: on a
+        # loaded machine a timer could fire before that first attempt, and then nothing would be retried).
+        grant_role = lambda: admin.client("iam").put_role_policy(RoleName="model-writer", PolicyName="s3-kms", PolicyDocument=json.dumps(allow_all))
+        attempts: list[str] = []
         real_sync = engine.sync_repository
-        monkeypatch.setattr(engine, "sync_repository", lambda *a, **k: attempts.append(1) or real_sync(*a, **k))
-        for timer in timers:
-            timer.start()
+
+        def sync_then_grant(*a, **k):
+            try:
+                result = real_sync(*a, **k)
+            except Exception as exc:
+                attempts.append(f"denied: {exc}")
+                if len(attempts) == 1:
+                    grant_role()
+                raise
+            attempts.append("ok")
+            return result
+
+        monkeypatch.setattr(engine, "sync_repository", sync_then_grant)
+        started = time.monotonic()
+        timer = threading.Timer(2.0, lambda: admin.client("iam").put_user_policy(UserName="deployer", PolicyName="assume", PolicyDocument=json.dumps(assume)))
+        timer.start()
         try:
-            started = time.monotonic()
             digest = repository_digest(repo, GPU)
             provider = ModelPublicationProvider()
             created = provider.create(provider.check({}, _props(repo, store)).inputs)
-            assert time.monotonic() - started >= 5.0
-            assert len(attempts) >= 2  # the first sync under the role was denied, a later one went through
+            assert time.monotonic() - started >= 2.0  # it waited for the right to assume the role
+            # the first sync under the role was denied (the role had no policy yet), a later one went through
+            assert len(attempts) >= 2 and "AccessDenied" in attempts[0] and attempts[-1] == "ok", attempts
         finally:
-            for timer in timers:
-                timer.cancel()
+            timer.cancel()
         assert created.outs["history"] == [digest.version]
         keys = _keys(admin.client("s3"), "models-bucket", f"models/{digest.version}/")
         assert f"models/{digest.version}/text_encoder/1/model.pt" in keys
