@@ -77,6 +77,15 @@ def test_stack_outputs_per_site_and_host(edge_plan):
     assert out["store-berlin"]["publication"]["prefix"] == "models/edge-store-berlin"
 
 
+
+def test_lyon_is_reached_through_its_jump_host_and_every_host_key_is_pinned(edge_plan):
+    # The runner is in the AWS VPC and store-lyon is linked to OpenStack only: through the jump host there.
+    out = edge_plan.plan.outputs["edgeHosts"]
+    lyon, berlin = out["store-lyon"]["ssh"], out["store-berlin"]["ssh"]
+    assert lyon["proxy"] == "jump@10.120.0.10:22" and lyon["admitted"] == ["10.120.0.0/22", "10.120.0.10/32", "192.168.60.0/24"]
+    assert berlin["proxy"] is None and "10.20.0.0/16" in berlin["admitted"]
+    assert all(k and k.startswith("ssh-ed25519 ") for k in [*lyon["hostKeys"].values(), *berlin["hostKeys"].values()])
+
 def test_the_site_choices_become_models_and_gate_slos():
     cfg = load_stack_file(SEARCH_DEV)
     berlin, lyon = cfg.site("store-berlin"), cfg.site("store-lyon")

@@ -13,8 +13,10 @@ Per edge site:
                               (hybridserve.stackconfig.edgemodels), the gate SLOs of its per-model `slo`
 
 The hub is AWS when the site is linked to it (S3, SSE-KMS), else OpenStack (Swift's S3 API, with the read-only
-EC2 credential Triton reads with). `hub_cidrs` are the linked hubs' networks: SSH from the deployer and the
-hub's metrics scraping come from there. The hosts wait for the site's VPN links (they are reached over them).
+EC2 credential Triton reads with). `hub_cidrs` are the linked hubs' networks: the hub's metrics scraping (and SSH)
+come from there; `ssh_cidrs` admit SSH besides: where `pulumi up` connects from (the site's `ssh_proxy` jump host, else
+the runner's networks: schema/sites.py ssh_sources) and the site's `admin_cidrs`. The hosts' SSH host keys are
+pinned in the connections (`host_key`). The hosts wait for the site's VPN links (they are reached over them).
 
 The SSH deploy key is the secret `hybridserve:edge_ssh_private_key`; with an edge site and no key the program
 stops before anything is created, naming the key.
@@ -30,8 +32,9 @@ import pulumi_aws as aws
 from hybridserve.errors import UserError
 from hybridserve.publish import Target
 from hybridserve.stackconfig.edgemodels import gate_slos, hub_kind, served_models, site_problems
+from hybridserve.stackconfig.schema.sites import ssh_sources
 from hybridserve.stackconfig.schema.stack import EDGE_SSH_KEY, PROJECT
-from infra.components.edge import EdgeHostArgs, EdgeHosts, EdgeHostsArgs, EdgeHubArgs
+from infra.components.edge import EdgeHostArgs, EdgeHosts, EdgeHostsArgs, EdgeHubArgs, EdgeProxyArgs
 from infra.components.edge_links import EdgeSiteHandle
 from infra.components.policies import document, edge_reader_name, statement
 from infra.components.publication import ModelPublication, ModelPublicationArgs
@@ -141,11 +144,15 @@ def build(ctx: StackContext, storage: StorageParts, handles: list[EdgeSiteHandle
             f"edge-hosts-{site.name}",
             EdgeHostsArgs(
                 site=site.name,
-                hosts=[EdgeHostArgs(h.name, h.address, ssh_user=h.ssh_user, gpu=h.accelerator == "nvidia-gpu", disk_gb=h.disk_gb) for h in site.hosts],
+                hosts=[EdgeHostArgs(h.name, h.address, ssh_user=h.ssh_user, gpu=h.accelerator == "nvidia-gpu", disk_gb=h.disk_gb,
+                                    host_key=h.host_key) for h in site.hosts],
                 models=models,
                 hub=hub,
                 inference_cidrs=list(site.inference_cidrs),
                 hub_cidrs=list(dict.fromkeys(hub_cidrs)),
+                ssh_cidrs=[c for c in ssh_sources(cfg, site) if c not in hub_cidrs],
+                proxy=None if site.ssh_proxy is None else EdgeProxyArgs(
+                    site.ssh_proxy.address, site.ssh_proxy.user, site.ssh_proxy.port, site.ssh_proxy.host_key),
                 ssh_private_key=key,
                 runtime_version=site.runtime_version,
                 http_port=site.http_port, grpc_port=site.grpc_port, metrics_port=site.metrics_port,
@@ -161,6 +168,12 @@ def build(ctx: StackContext, storage: StorageParts, handles: list[EdgeSiteHandle
             "publication": {"version": publication.version, "prefix": prefix},
             "runtimeVersion": site.runtime_version,
             "hosts": hosts.hosts,
+            # How `pulumi up` reaches the hosts and who else may SSH to them (the host firewall's SSH sources).
+            "ssh": {
+                "proxy": None if site.ssh_proxy is None else f"{site.ssh_proxy.user}@{site.ssh_proxy.address}:{site.ssh_proxy.port}",
+                "admitted": list(dict.fromkeys([*hub_cidrs, *ssh_sources(cfg, site)])),
+                "hostKeys": {h.name: h.host_key for h in site.hosts},
+            },
         }
     ctx.outputs.extra["edgeHosts"] = outputs
     return parts
