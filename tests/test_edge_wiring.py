@@ -16,6 +16,7 @@ from pathlib import Path
 import pulumi
 import pytest
 from cliutil import run_cli
+from stackutil import silent_port, triton_health_stub
 from test_network import EXAMPLES, PlanView, variant
 
 from hybridserve.models.variants import base_models, find_variants
@@ -236,11 +237,30 @@ def test_triton_ports_of_a_site_must_differ(tmp_path, capsys):
     assert code == 2 and f"{format_loc(('sites', 3, 'grpc_port'))}: 9000 is already http_port" in err, err
 
 
-def test_plan_json_lists_the_edge_hosts_with_secrets_masked(tmp_path, capsys):
-    out = tmp_path / "plan.json"
-    code, _, err = run_cli(["plan", "--stack", "search-dev", "--json", str(out)], capsys)
+def test_plan_json_lists_the_edge_hosts_with_secrets_masked_and_the_text_their_live_state(tmp_path, capsys):
+    # The hosts answer for real on loopback: store-berlin's edge-1 a Triton health API with its model ready, its edge-2 a
+    # port that accepts and never answers (a hung host: the probe gives up), store-lyon's a Triton without its model.
+    with triton_health_stub({"text_encoder_int8"}) as berlin_port, silent_port("127.0.0.2", berlin_port), triton_health_stub(set()) as lyon_port:
+        def edit(c):
+            c["hybridserve:sites"][2].update(http_port=berlin_port, grpc_port=berlin_port + 1 if berlin_port < 65535 else 1024, metrics_port=1025)
+            c["hybridserve:sites"][3].update(http_port=lyon_port, grpc_port=lyon_port + 1 if lyon_port < 65535 else 1024, metrics_port=1025)
+        path = variant(tmp_path, "search-dev", edit)
+        out = tmp_path / "plan.json"
+        via = ["--address", "store-berlin/edge-1=127.0.0.1", "--address", "store-berlin/edge-2=127.0.0.2", "--address", "store-lyon/edge-1=127.0.0.1"]
+        code, text, err = run_cli(["plan", "--stack", "search-dev", "--stacks-dir", str(path.parent), "--json", str(out),
+                                   "--probe-timeout", "1", *via], capsys)
     assert code == 0, err
+    cells = [[c.strip() for c in line.split("│")] for line in text.splitlines() if line.strip().startswith(("store-berlin ", "store-lyon "))]
+    rows = {(c[0], c[1]): c for c in cells}  # site, host, address, state, detail
+    assert rows[("store-berlin", "edge-1")][3] == "ready", text
+    assert rows[("store-berlin", "edge-2")][3] == "unreachable" and "does not answer within 1s" in rows[("store-berlin", "edge-2")][4], text
+    assert rows[("store-lyon", "edge-1")][3] == "down" and rows[("store-lyon", "edge-1")][4] == "not ready: text_encoder", text
+    assert "2 of 3 edge hosts of search-dev not ready" in " ".join(text.split())
     doc = json.loads(out.read_text())
+    # The JSON contract is unchanged: one object per resource, nothing about the hosts' live state.
+    assert all(set(r) == {"urn", "type", "name", "parent", "provider", "inputs"} for r in doc["resources"])
+    assert all(set(h) == {"host", "address", "runtimeVersion", "gateVerdict", "gateCommand"}
+               for site in doc["outputs"]["edgeHosts"].values() for h in site["hosts"])
     types = [r["type"] for r in doc["resources"]]
     assert types.count(EDGE_HOSTS) == 2 and types.count(COMMAND) == 6 and types.count(COPY) == 3
     text = out.read_text()
@@ -248,6 +268,16 @@ def test_plan_json_lists_the_edge_hosts_with_secrets_masked(tmp_path, capsys):
     keys = [r for r in doc["resources"] if r["type"] == "aws:iam/accessKey:AccessKey"]
     assert len(keys) == 1
     assert doc["outputs"]["edgeHosts"]["store-berlin"]["hosts"][0]["address"] == "192.168.50.10"
+
+
+@pytest.mark.parametrize(("args", "words"), [
+    (["--address", "store-berlin/edge-9=127.0.0.1"], "--address store-berlin/edge-9: no such host"),
+    (["--address", "store-berlin=127.0.0.1"], "--address 'store-berlin=127.0.0.1': expected SITE/HOST=ADDRESS"),
+    (["--address", "store-berlin/edge-1=127.0.0.1", "--no-probe"], "--address is for the edge hosts' probe, which --no-probe turns off"),
+])
+def test_plan_probe_flags_are_checked_before_the_plan(capsys, args, words):
+    code, _, err = run_cli(["plan", "--stack", "search-dev", *args], capsys)
+    assert code == 2 and words in err, err
 
 
 def test_the_smoke_gate_checks_variants_only_when_named(built_model_repo):
