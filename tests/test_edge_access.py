@@ -169,3 +169,14 @@ def test_the_host_key_and_the_jump_host_reach_pulumi_commands_connection(tmp_pat
     assert first["proxy"]["private_key"] == first["private_key"]  # the site's deploy key on the jump host too
     assert EdgeConfig.from_json(seen["stdin"], source="stdin").ssh_cidrs == ("10.0.0.10/32",)
 
+
+
+# --- C: what an OpenStack-linked site's key reads -------------------------------------------------------------
+
+
+def test_a_site_reading_from_swift_is_warned_that_its_key_reads_the_whole_container():
+    cfg = build_stack_config(runner_in_aws(stack(openstack_only(ssh_proxy={"address": "10.120.0.10", "user": "jump", "host_key": KEY}))))
+    warned = [w for w in stack_warnings(cfg) if w.startswith(f"config: {format_loc(('sites', 2, 'links'))}: site 'plant-a' reads from Swift")]
+    assert warned and "reads the whole container" in warned[0] and "link it to the aws hub" in warned[0], stack_warnings(cfg)
+    both = build_stack_config(runner_in_aws(stack(edge(deployer_cidrs=[]))))  # linked to AWS: its own IAM reader, its prefix only
+    assert not [w for w in stack_warnings(both) if "reads from Swift" in w]

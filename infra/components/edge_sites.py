@@ -13,7 +13,10 @@ Per edge site:
                               (hybridserve.stackconfig.edgemodels), the gate SLOs of its per-model `slo`
 
 The hub is AWS when the site is linked to it (S3, SSE-KMS), else OpenStack (Swift's S3 API, with the read-only
-EC2 credential Triton reads with). `hub_cidrs` are the linked hubs' networks: the hub's metrics scraping (and SSH)
+EC2 credential Triton reads with). That credential reads the whole container, not only the site's prefix: Swift's
+read ACLs are per container and its S3 API has no prefix policies. Decided: no per-site container (it would need a
+Keystone user per site, identity-admin rights the deployer may lack); validate warns per such site instead
+(schema/sites.py edge_deploy_warnings), and linking the site to AWS gives it a reader limited to its prefix. `hub_cidrs` are the linked hubs' networks: the hub's metrics scraping (and SSH)
 come from there; `ssh_cidrs` admit SSH besides: where `pulumi up` connects from (the site's `ssh_proxy` jump host, else
 the runner's networks: schema/sites.py ssh_sources) and the site's `admin_cidrs`. The hosts' SSH host keys are
 pinned in the connections (`host_key`). The hosts wait for the site's VPN links (they are reached over them).

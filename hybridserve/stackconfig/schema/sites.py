@@ -338,10 +338,22 @@ def _host_key_message(name: str, address: str, *, prod: bool) -> str:
 
 
 def edge_deploy_warnings(cfg: "StackConfig") -> Iterator[Issue]:
+    from hybridserve.stackconfig.edgemodels import hub_kind
     from hybridserve.stackconfig.vpncheck import PROD_ENVIRONMENTS
 
+    container = cfg.bucket_names()[("storage", "swift_container")]
+    for i, site in cfg.edge_sites():
+        if hub_kind(cfg, site) == "openstack":
+            # Swift authorizes reads per container (its read ACL, docs.openstack.org/swift/latest/overview_acl.html, read
+            # 2026-12-01) and its S3 API has no per-prefix policies: the site's key cannot be narrowed to its prefix.
+            who = ("the Triton reader's EC2 credential" if cfg.storage.triton_swift_identity == "reader-user"
+                   else "the deployer's EC2 credential (storage.triton_swift_identity: deployer), which also writes")
+            yield Issue(("sites", i, "links"),
+                        f"site {site.name!r} reads from Swift (linked to no AWS hub) with {who}, which reads the whole container "
+                        f"{container!r}: the clusters' publications and every edge site's prefix, not only its own (Swift's read ACLs "
+                        "are per container); link it to the aws hub to read with an IAM user limited to its own prefix")
     if cfg.environment in PROD_ENVIRONMENTS:
-        return  # refused in edge_deploy_issues
+        return  # missing host keys are refused in edge_deploy_issues
     for i, site in cfg.edge_sites():
         for j, host in enumerate(site.hosts):
             if host.host_key is None:
