@@ -6,7 +6,9 @@ Per edge site:
     models-edge-<site>        ModelPublication: the model repository rendered for the edge (CPU configs as
                               written, variants included), published to the hub the site reads from, under
                               `<storage.prefix>/edge-<site>/<version>` (the cluster's rendering is for its GPU
-                              nodes and its backend, which an edge host does not run)
+                              nodes and its backend, which an edge host does not run). A rollback pins it with the
+                              clusters: `serving.publication.edge_pins.<site>` (set by `hybridserve ci rollback`
+                              with pin_version; validate refuses one without the other)
     edge-<site>-reader        AWS only: an IAM user with read on that prefix and kms:Decrypt through S3 (the
                               stack key's policy names it: storage.key_policy), its access key a Pulumi secret
     edge-hosts-<site>         EdgeHosts: the hosts of the schema, the variants the site chooses
@@ -108,6 +110,7 @@ def build(ctx: StackContext, storage: StorageParts, handles: list[EdgeSiteHandle
                 ModelPublicationArgs(
                     source=repo, target=EDGE_TARGET, bucket=bucket.bucket, prefix=prefix, region=cfg.aws.region, sse="aws:kms",
                     kms_key_id=storage.key.arn, role_arn=storage.bucket.writer_role.arn, keep=s.publication.keep_versions,
+                    pin_version=s.publication.edge_pins.get(site.name),
                 ),
                 opts=pulumi.ResourceOptions(depends_on=[storage.bucket, storage.key]),
             )
@@ -130,7 +133,7 @@ def build(ctx: StackContext, storage: StorageParts, handles: list[EdgeSiteHandle
                 ModelPublicationArgs(
                     source=repo, target=EDGE_TARGET, bucket=swift.container.name, prefix=prefix, region=cfg.storage.swift_s3_region,
                     sse=cfg.storage.swift_sse, endpoint_url=swift.endpoint, access_key=swift.access_key, secret_key=swift.secret_key,
-                    keep=s.publication.keep_versions,
+                    keep=s.publication.keep_versions, pin_version=s.publication.edge_pins.get(site.name),
                 ),
                 opts=pulumi.ResourceOptions(depends_on=[swift]),
             )
@@ -168,7 +171,9 @@ def build(ctx: StackContext, storage: StorageParts, handles: list[EdgeSiteHandle
         outputs[site.name] = {
             "hub": kind,
             "models": models,
-            "publication": {"version": publication.version, "prefix": prefix},
+            # kept: what `hybridserve ci rollback` may pin for the site (serving.publication.edge_pins), as the clusters' kept.
+            "publication": {"version": publication.version, "prefix": prefix, "kept": publication.history,
+                            "pinned": s.publication.edge_pins.get(site.name)},
             "runtimeVersion": site.runtime_version,
             "hosts": hosts.hosts,
             # How `pulumi up` reaches the hosts and who else may SSH to them (the host firewall's SSH sources).

@@ -360,3 +360,25 @@ def edge_deploy_warnings(cfg: "StackConfig") -> Iterator[Issue]:
                 yield Issue(("sites", i, "hosts", j, "host_key"), _host_key_message(host.name, host.address, prod=False))
         if site.ssh_proxy is not None and site.ssh_proxy.host_key is None:
             yield Issue(("sites", i, "ssh_proxy", "host_key"), _host_key_message("the jump host", site.ssh_proxy.address, prod=False))
+
+
+def edge_pin_issues(cfg: "StackConfig") -> Iterator[Issue]:
+    """A rollback pins the clusters and every edge site together: `serving.publication.pin_version` and, per edge site,
+    `edge_pins.<site>` (the edge rendering has its own version names). One without the other would leave the edge hosts
+    on model_repo/'s content while the clusters serve the pinned version, or the reverse. Locations from the root."""
+    pub = cfg.serving.publication
+    loc = ("serving", "publication", "edge_pins")
+    edge = [site.name for _, site in cfg.edge_sites()]
+    for name in pub.edge_pins:
+        if name not in edge:
+            yield Issue((*loc, name), f"{name!r} is not an edge site of this stack (its edge sites: {', '.join(edge) or 'none'})")
+    if pub.pin_version is None:
+        if pub.edge_pins:
+            yield Issue(loc, "is set without serving.publication.pin_version; the edge sites follow the clusters' pin: set both "
+                             "(hybridserve ci rollback does) or remove both")
+        return
+    missing = [name for name in edge if name not in pub.edge_pins]
+    if missing:
+        yield Issue(loc, f"has no pin for {', '.join(missing)}, but pin_version {pub.pin_version} is set: those edge hosts would serve "
+                         "model_repo/ while the clusters serve the pinned version; `hybridserve ci rollback` pins both, or set "
+                         f"edge_pins.<site> to the edge version published with {pub.pin_version} (stack output edgeHosts.<site>.publication.kept)")

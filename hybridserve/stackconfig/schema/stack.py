@@ -43,6 +43,7 @@ from hybridserve.stackconfig.schema.sites import (
     default_sites,
     edge_deploy_issues,
     edge_deploy_warnings,
+    edge_pin_issues,
 )
 from hybridserve.stackconfig.schema.storage import StorageConfig, check_bucket_name
 from hybridserve.stackconfig.schema.vpn import VpnConfig
@@ -299,6 +300,7 @@ class StackConfig(ConfigModel):
         yield from self._aws_subnet_addresses()
         yield from access_issues(self)
         yield from edge_deploy_issues(self)
+        yield from edge_pin_issues(self)
         from hybridserve.stackconfig.vpncheck import stack_issues  # network/VPN checks across sections
 
         yield from stack_issues(self)
