@@ -18,8 +18,9 @@ The hub is AWS when the site is linked to it (S3, SSE-KMS), else OpenStack (Swif
 EC2 credential Triton reads with). That credential reads the whole container, not only the site's prefix: Swift's
 read ACLs are per container and its S3 API has no prefix policies. Decided: no per-site container (it would need a
 Keystone user per site, identity-admin rights the deployer may lack); validate warns per such site instead
-(schema/sites.py edge_deploy_warnings), and linking the site to AWS gives it a reader limited to its prefix. `hub_cidrs` are the linked hubs' networks: the hub's metrics scraping (and SSH)
-come from there; `ssh_cidrs` admit SSH besides: where `pulumi up` connects from (the site's `ssh_proxy` jump host, else
+(schema/sites.py edge_deploy_warnings), and linking the site to AWS gives it a reader limited to its prefix.
+
+`hub_cidrs` are the linked hubs' networks: the hub's metrics scraping (and SSH) come from there; `ssh_cidrs` admit SSH besides: where `pulumi up` connects from (the site's `ssh_proxy` jump host, else
 the runner's networks: schema/sites.py ssh_sources) and the site's `admin_cidrs`. The hosts' SSH host keys are
 pinned in the connections (`host_key`). The hosts wait for the site's VPN links (they are reached over them).
 
@@ -171,9 +172,7 @@ def build(ctx: StackContext, storage: StorageParts, handles: list[EdgeSiteHandle
         outputs[site.name] = {
             "hub": kind,
             "models": models,
-            # kept: what `hybridserve ci rollback` may pin for the site (serving.publication.edge_pins), as the clusters' kept.
-            "publication": {"version": publication.version, "prefix": prefix, "kept": publication.history,
-                            "pinned": s.publication.edge_pins.get(site.name)},
+            "publication": {"version": publication.version, "prefix": prefix},
             "runtimeVersion": site.runtime_version,
             "hosts": hosts.hosts,
             # How `pulumi up` reaches the hosts and who else may SSH to them (the host firewall's SSH sources).
@@ -183,5 +182,7 @@ def build(ctx: StackContext, storage: StorageParts, handles: list[EdgeSiteHandle
                 "hostKeys": {h.name: h.host_key for h in site.hosts},
             },
         }
+        # kept: what `hybridserve ci rollback` may pin for the site (serving.publication.edge_pins), as the clusters' kept.
+        outputs[site.name]["publication"].update(kept=publication.history, pinned=s.publication.edge_pins.get(site.name))
     ctx.outputs.extra["edgeHosts"] = outputs
     return parts
