@@ -180,3 +180,40 @@ def test_a_site_reading_from_swift_is_warned_that_its_key_reads_the_whole_contai
     assert warned and "reads the whole container" in warned[0] and "link it to the aws hub" in warned[0], stack_warnings(cfg)
     both = build_stack_config(runner_in_aws(stack(edge(deployer_cidrs=[]))))  # linked to AWS: its own IAM reader, its prefix only
     assert not [w for w in stack_warnings(both) if "reads from Swift" in w]
+
+
+# --- C: GPU hosts read a GPU rendering ---------------------------------------------------------------------------
+
+
+def test_the_edge_gpu_rendering_has_gpu_instance_groups_and_keeps_the_python_backend():
+    from pathlib import Path
+
+    from hybridserve.errors import UserError
+    from hybridserve.publish.digest import repository_digest
+    from hybridserve.publish.render import Target, render_config
+
+    repo = Path("model_repo")
+    edge_gpu = Target("edge-gpu", gpu=True, keep_backend=True)
+    text = render_config((repo / "text_encoder/config.pbtxt").read_bytes(), "text_encoder/config.pbtxt", edge_gpu).decode()
+    assert "kind: KIND_GPU" in text and 'backend: "python"' in text and "pytorch" not in text.split("parameters")[0]
+    cluster = render_config((repo / "text_encoder/config.pbtxt").read_bytes(), "text_encoder/config.pbtxt", Target("aws", gpu=True)).decode()
+    assert 'backend: "pytorch"' in cluster  # the clusters' libtorch, which the edge runtime does not have
+    int8 = render_config((repo / "text_encoder_int8/config.pbtxt").read_bytes(), "text_encoder_int8/config.pbtxt", edge_gpu).decode()
+    assert "KIND_GPU" not in int8 and "kind: KIND_CPU" in int8  # a CPU-only variant keeps its CPU instances
+    versions = {repository_digest(repo, t).version for t in (edge_gpu, Target("aws", gpu=True), Target("edge", gpu=False))}
+    assert len(versions) == 3  # three renderings, three version names
+    with pytest.raises(UserError):
+        Target("edge", gpu=False, keep_backend=True)
+
+
+def test_each_host_reads_its_own_rendering(tmp_path):
+    def make(seen):
+        site = EdgeHosts("plant-a", site_args(
+            tmp_path, hosts=[EdgeHostArgs("edge-1", "10.30.0.11", gpu=True, hub_prefix="models/edge-plant-a/gpu/v" + "f" * 16),
+                             EdgeHostArgs("edge-2", "10.30.0.12")]))
+        seen["configs"] = [_sync_await(h.runtime.stdin.future()) for h in site.host_resources]
+
+    _, seen = plan(make)
+    gpu, cpu = (EdgeConfig.from_json(text, source="stdin") for text in seen["configs"])
+    assert gpu.hub.prefix == "models/edge-plant-a/gpu/v" + "f" * 16 and gpu.gpu is True
+    assert cpu.hub.prefix == "models" and cpu.gpu is False  # the site's hub prefix (site_args)

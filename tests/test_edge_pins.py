@@ -21,16 +21,21 @@ from hybridserve.stackconfig import build_stack_config
 from hybridserve.stackconfig.schema.stack import format_loc
 
 STACK = "search-dev"
-EDGE_GOOD = {"store-berlin": "v" + "a" * 16, "store-lyon": "v" + "b" * 16}
-EDGE_BAD = {"store-berlin": "v" + "c" * 16, "store-lyon": "v" + "d" * 16}
+# store-berlin has a GPU host: its GPU rendering is a publication of its own (key <site>/gpu).
+EDGE_GOOD = {"store-berlin": "v" + "a" * 16, "store-berlin/gpu": "v" + "f" * 16, "store-lyon": "v" + "b" * 16}
+EDGE_BAD = {"store-berlin": "v" + "c" * 16, "store-berlin/gpu": "v" + "0" * 16, "store-lyon": "v" + "d" * 16}
 
 
 def _edge_outputs(version: str = GOOD, edge: dict | None = None, kept: list[str] | None = None) -> dict:
     """search-dev's outputs: the clusters at `version`, each edge site at its `edge` version, both good and bad kept."""
     out = _outputs(version=version, kept=kept if kept is not None else [version, BAD if version == GOOD else GOOD])
     edge = edge or EDGE_GOOD
-    out["edgeHosts"] = {site: {"hub": "aws", "publication": {"version": v, "prefix": f"models/edge-{site}", "kept": [v, EDGE_GOOD[site], EDGE_BAD[site]]},
-                               "hosts": []} for site, v in edge.items()}
+    def pub(key):
+        return {"version": edge[key], "prefix": f"models/edge-{key}", "kept": [edge[key], EDGE_GOOD[key], EDGE_BAD[key]]}
+    out["edgeHosts"] = {
+        "store-berlin": {"hub": "aws", "publication": pub("store-berlin"), "gpuPublication": pub("store-berlin/gpu"), "hosts": []},
+        "store-lyon": {"hub": "openstack", "publication": pub("store-lyon"), "gpuPublication": None, "hosts": []},
+    }
     return out
 
 
@@ -75,6 +80,7 @@ def test_rollback_pins_the_edge_sites_with_the_clusters(fake, capsys, tmp_path):
         "hybridserve:serving.publication.pin_version": GOOD,
         'hybridserve:serving.publication.edge_pins["store-berlin"]': EDGE_GOOD["store-berlin"],
         'hybridserve:serving.publication.edge_pins["store-lyon"]': EDGE_GOOD["store-lyon"],
+        'hybridserve:serving.publication.edge_pins["store-berlin/gpu"]': EDGE_GOOD["store-berlin/gpu"],
     }
     assert "--config-path" in up and f"edge site store-lyon {EDGE_GOOD['store-lyon']}" in out
 
@@ -117,15 +123,16 @@ def _pinned(**publication) -> dict:
 
 
 @pytest.mark.parametrize(("publication", "key", "words"), [
-    ({"pin_version": GOOD}, ("serving", "publication", "edge_pins"), "has no pin for plant-a, but pin_version"),
+    ({"pin_version": GOOD}, ("serving", "publication", "edge_pins"), "has no pin for plant-a, plant-a/gpu, but pin_version"),
+    ({"pin_version": GOOD, "edge_pins": {"plant-a": GOOD}}, ("serving", "publication", "edge_pins"), "has no pin for plant-a/gpu, but"),
     ({"edge_pins": {"plant-a": GOOD}}, ("serving", "publication", "edge_pins"), "is set without serving.publication.pin_version"),
-    ({"pin_version": GOOD, "edge_pins": {"plant-a": GOOD, "plant-z": GOOD}}, ("serving", "publication", "edge_pins", "plant-z"), "not an edge site"),
+    ({"pin_version": GOOD, "edge_pins": {"plant-a": GOOD, "plant-a/gpu": GOOD, "plant-z": GOOD}}, ("serving", "publication", "edge_pins", "plant-z"), "not an edge publication of this stack"),
     ({"pin_version": GOOD, "edge_pins": {"plant-a": "latest"}}, ("serving", "publication", "edge_pins", "plant-a"), "it must match"),
-], ids=["pin-without-edge", "edge-without-pin", "unknown-site", "not-a-version"])
+], ids=["pin-without-edge", "pin-without-gpu-edge", "edge-without-pin", "unknown-site", "not-a-version"])
 def test_the_clusters_and_the_edge_sites_are_pinned_together(publication, key, words):
     found = problems(_pinned(**publication))
     assert any(p.startswith(f"config: {format_loc(key)}: ") and words in p for p in found), found
-    build_stack_config(_pinned(pin_version=GOOD, edge_pins={"plant-a": BAD}))
+    build_stack_config(_pinned(pin_version=GOOD, edge_pins={"plant-a": BAD, "plant-a/gpu": GOOD}))  # plant-a's host has a GPU
 
 
 def test_the_program_pins_each_edge_publication(tmp_path):
@@ -137,6 +144,7 @@ def test_the_program_pins_each_edge_publication(tmp_path):
     pubs = {r.name: r.inputs for r in plan.resources if r.type.endswith(":ModelPublication")}
     assert {n: (p["version"], p.get("pinned")) for n, p in pubs.items()} == {
         "models-aws": (GOOD, True), "models-openstack": (GOOD, True),
-        "models-edge-store-berlin": (EDGE_GOOD["store-berlin"], True), "models-edge-store-lyon": (EDGE_GOOD["store-lyon"], True)}
+        "models-edge-store-berlin": (EDGE_GOOD["store-berlin"], True), "models-edge-store-berlin-gpu": (EDGE_GOOD["store-berlin/gpu"], True),
+        "models-edge-store-lyon": (EDGE_GOOD["store-lyon"], True)}
     assert plan.outputs["edgeHosts"]["store-berlin"]["publication"]["pinned"] == EDGE_GOOD["store-berlin"]
     assert EXAMPLES.joinpath("Pulumi.search-dev.yaml").is_file()

@@ -122,6 +122,13 @@ def test_each_site_publication_is_rendered_for_the_edge_and_holds_the_variant(ed
     pubs = {r.name: r for r in edge_plan.plan.resources if r.type.endswith(":ModelPublication")}
     berlin, lyon = pubs["models-edge-store-berlin"], pubs["models-edge-store-lyon"]
     assert berlin.inputs["target"]["gpu"] is False and berlin.inputs["store"]["prefix"] == "models/edge-store-berlin"
+    # store-berlin's edge-1 has an NVIDIA GPU: it reads a GPU rendering (the Python backend kept), under the site's prefix.
+    gpu = pubs["models-edge-store-berlin-gpu"]
+    assert gpu.inputs["target"] == {"name": "edge-gpu", "gpu": True, "instancesPerGpu": 1, "keepBackend": True}
+    assert gpu.inputs["store"]["prefix"] == "models/edge-store-berlin/gpu" and gpu.inputs["store"]["bucket"] == berlin.inputs["store"]["bucket"]
+    assert "models-edge-store-lyon-gpu" not in pubs  # CPU hosts only
+    out = edge_plan.plan.outputs["edgeHosts"]
+    assert out["store-berlin"]["gpuPublication"]["hosts"] == ["edge-1"] and out["store-lyon"]["gpuPublication"] is None
     assert berlin.inputs["store"]["sse"] == "aws:kms" and lyon.inputs["store"]["endpointUrl"]  # Swift's S3 API
     assert lyon.inputs["credentials"] == SECRET_MARKER
 

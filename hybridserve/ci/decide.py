@@ -177,13 +177,15 @@ class KnownGood:
 
 
 def edge_publications(outputs: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-    """Per edge site, its publication as the stack outputs say (edgeHosts.<site>.publication: version, kept)."""
+    """Per edge publication, as the stack outputs say (edgeHosts.<site>.publication / gpuPublication: version, kept)."""
     edge = outputs.get("edgeHosts") or {}
     found = {}
     for site, entry in edge.items() if isinstance(edge, dict) else ():
-        pub = (entry or {}).get("publication") if isinstance(entry, dict) else None
-        if isinstance(pub, dict) and isinstance(pub.get("version"), str):
-            found[site] = {"version": pub["version"], "kept": [v for v in (pub.get("kept") or []) if isinstance(v, str)]}
+        # The CPU rendering (key: the site) and the GPU hosts' one (key: <site>/gpu), as serving.publication.edge_pins names them.
+        for key, output in ((site, "publication"), (f"{site}/gpu", "gpuPublication")):
+            pub = entry.get(output) if isinstance(entry, dict) else None
+            if isinstance(pub, dict) and isinstance(pub.get("version"), str):
+                found[key] = {"version": pub["version"], "kept": [v for v in (pub.get("kept") or []) if isinstance(v, str)]}
     return found
 
 

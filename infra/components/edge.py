@@ -57,6 +57,7 @@ class EdgeHostArgs:
     gpu: bool = False  # NVIDIA GPU present (the service joins the video/render groups; GPU metrics on)
     disk_gb: int | None = None  # informational (plan); the cache lives in /var/lib/hybridserve-edge
     host_key: str | None = None  # the host's SSH public key, pinned (recommended)
+    hub_prefix: pulumi.Input[str] | None = None  # this host's rendering in the hub bucket (GPU hosts); None: the site's hub.prefix
 
 
 @dataclass(frozen=True)
@@ -169,7 +170,8 @@ class EdgeHosts(pulumi.ComponentResource):
                     host_key=args.proxy.host_key, dial_error_limit=10, per_dial_timeout=15),
             )
             config_json = pulumi.Output.secret(pulumi.Output.all(
-                args.hub.bucket, args.hub.access_key, secret_key, args.hub.prefix, args.hub.endpoint_url).apply(
+                args.hub.bucket, args.hub.access_key, secret_key, args.hub.prefix if host.hub_prefix is None else host.hub_prefix,
+                args.hub.endpoint_url).apply(
                 lambda v, host=host: host_config(args, host, HubSource(
                     bucket=v[0], prefix=v[3], region=args.hub.region, endpoint_url=v[4],
                     access_key=v[1], secret_key=v[2], sse=args.hub.sse)).to_json()))

@@ -362,16 +362,27 @@ def edge_deploy_warnings(cfg: "StackConfig") -> Iterator[Issue]:
             yield Issue(("sites", i, "ssh_proxy", "host_key"), _host_key_message("the jump host", site.ssh_proxy.address, prod=False))
 
 
+def gpu_pin_key(site: str) -> str:
+    """The edge_pins key of a site's GPU rendering (its nvidia-gpu hosts read it: infra/components/edge_sites.py)."""
+    return f"{site}/gpu"
+
+
+def edge_publication_keys(site: EdgeSite) -> list[str]:
+    """The site's edge publications, as serving.publication.edge_pins names them: the CPU rendering, the GPU one."""
+    return [site.name, *([gpu_pin_key(site.name)] if any(h.accelerator == "nvidia-gpu" for h in site.hosts) else [])]
+
+
 def edge_pin_issues(cfg: "StackConfig") -> Iterator[Issue]:
     """A rollback pins the clusters and every edge site together: `serving.publication.pin_version` and, per edge site,
     `edge_pins.<site>` (the edge rendering has its own version names). One without the other would leave the edge hosts
     on model_repo/'s content while the clusters serve the pinned version, or the reverse. Locations from the root."""
     pub = cfg.serving.publication
     loc = ("serving", "publication", "edge_pins")
-    edge = [site.name for _, site in cfg.edge_sites()]
+    edge = [key for _, site in cfg.edge_sites() for key in edge_publication_keys(site)]
     for name in pub.edge_pins:
         if name not in edge:
-            yield Issue((*loc, name), f"{name!r} is not an edge site of this stack (its edge sites: {', '.join(edge) or 'none'})")
+            yield Issue((*loc, name), f"{name!r} is not an edge publication of this stack (an edge site, or <site>/gpu for its GPU "
+                                      f"hosts' rendering; here: {', '.join(edge) or 'none'})")
     if pub.pin_version is None:
         if pub.edge_pins:
             yield Issue(loc, "is set without serving.publication.pin_version; the edge sites follow the clusters' pin: set both "
