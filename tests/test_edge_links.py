@@ -141,4 +141,5 @@ def test_edge_sites_add_to_the_plan_and_leave_the_hubs_resources_as_they_were(ed
     # The rest is the edge hosts' wiring (tests/test_edge_wiring.py): per site a publication, hosts, and on AWS a reader.
     rest = sorted(after[u]["name"] for u in set(after) - set(before) - links if "EdgeHosts" not in u)  # not the hosts and their commands
     assert rest == ["edge-store-berlin-reader", "edge-store-berlin-reader-key",
-                    "edge-store-berlin-reader-policy", "models-edge-store-berlin", "models-edge-store-lyon"]
+                    "edge-store-berlin-reader-policy", "models-edge-store-berlin", "models-edge-store-berlin-gpu",  # its GPU host's rendering
+                    "models-edge-store-lyon"]

@@ -24,6 +24,7 @@ def _stack(tmp_path, http: int, grpc: int, closed: int):
         return {"name": name, "kind": "edge", "cidrs": [cidr], "vpn_gateway_ip": gateway, "links": [{"to": "openstack"}],
                 "hosts": [{"name": "edge-1", "address": cidr.replace("0/24", "10"), "ssh_user": "hybridserve"}],
                 "inference_cidrs": [cidr], "http_port": ports[0], "grpc_port": ports[1], "metrics_port": ports[2],
+                "ssh_proxy": {"address": "10.120.0.10", "user": "jump"},  # search-dev's runner is in the AWS VPC
                 "models": {"text_encoder": {"variant": "full", "slo": slo}}}
 
     def edit(c):

@@ -16,6 +16,7 @@ from pathlib import Path
 import pulumi
 import pytest
 from cliutil import run_cli
+from stackutil import silent_port, triton_health_stub
 from test_network import EXAMPLES, PlanView, variant
 
 from hybridserve.models.variants import base_models, find_variants
@@ -77,6 +78,15 @@ def test_stack_outputs_per_site_and_host(edge_plan):
     assert out["store-berlin"]["publication"]["prefix"] == "models/edge-store-berlin"
 
 
+
+def test_lyon_is_reached_through_its_jump_host_and_every_host_key_is_pinned(edge_plan):
+    # The runner is in the AWS VPC and store-lyon is linked to OpenStack only: through the jump host there.
+    out = edge_plan.plan.outputs["edgeHosts"]
+    lyon, berlin = out["store-lyon"]["ssh"], out["store-berlin"]["ssh"]
+    assert lyon["proxy"] == "jump@10.120.0.10:22" and lyon["admitted"] == ["10.120.0.0/22", "10.120.0.10/32", "192.168.60.0/24"]
+    assert berlin["proxy"] is None and "10.20.0.0/16" in berlin["admitted"]
+    assert all(k and k.startswith("ssh-ed25519 ") for k in [*lyon["hostKeys"].values(), *berlin["hostKeys"].values()])
+
 def test_the_site_choices_become_models_and_gate_slos():
     cfg = load_stack_file(SEARCH_DEV)
     berlin, lyon = cfg.site("store-berlin"), cfg.site("store-lyon")
@@ -112,6 +122,13 @@ def test_each_site_publication_is_rendered_for_the_edge_and_holds_the_variant(ed
     pubs = {r.name: r for r in edge_plan.plan.resources if r.type.endswith(":ModelPublication")}
     berlin, lyon = pubs["models-edge-store-berlin"], pubs["models-edge-store-lyon"]
     assert berlin.inputs["target"]["gpu"] is False and berlin.inputs["store"]["prefix"] == "models/edge-store-berlin"
+    # store-berlin's edge-1 has an NVIDIA GPU: it reads a GPU rendering (the Python backend kept), under the site's prefix.
+    gpu = pubs["models-edge-store-berlin-gpu"]
+    assert gpu.inputs["target"] == {"name": "edge-gpu", "gpu": True, "instancesPerGpu": 1, "keepBackend": True}
+    assert gpu.inputs["store"]["prefix"] == "models/edge-store-berlin/gpu" and gpu.inputs["store"]["bucket"] == berlin.inputs["store"]["bucket"]
+    assert "models-edge-store-lyon-gpu" not in pubs  # CPU hosts only
+    out = edge_plan.plan.outputs["edgeHosts"]
+    assert out["store-berlin"]["gpuPublication"]["hosts"] == ["edge-1"] and out["store-lyon"]["gpuPublication"] is None
     assert berlin.inputs["store"]["sse"] == "aws:kms" and lyon.inputs["store"]["endpointUrl"]  # Swift's S3 API
     assert lyon.inputs["credentials"] == SECRET_MARKER
 
@@ -227,11 +244,30 @@ def test_triton_ports_of_a_site_must_differ(tmp_path, capsys):
     assert code == 2 and f"{format_loc(('sites', 3, 'grpc_port'))}: 9000 is already http_port" in err, err
 
 
-def test_plan_json_lists_the_edge_hosts_with_secrets_masked(tmp_path, capsys):
-    out = tmp_path / "plan.json"
-    code, _, err = run_cli(["plan", "--stack", "search-dev", "--json", str(out)], capsys)
+def test_plan_json_lists_the_edge_hosts_with_secrets_masked_and_the_text_their_live_state(tmp_path, capsys):
+    # The hosts answer for real on loopback: store-berlin's edge-1 a Triton health API with its model ready, its edge-2 a
+    # port that accepts and never answers (a hung host: the probe gives up), store-lyon's a Triton without its model.
+    with triton_health_stub({"text_encoder_int8"}) as berlin_port, silent_port("127.0.0.2", berlin_port), triton_health_stub(set()) as lyon_port:
+        def edit(c):
+            c["hybridserve:sites"][2].update(http_port=berlin_port, grpc_port=berlin_port + 1 if berlin_port < 65535 else 1024, metrics_port=1025)
+            c["hybridserve:sites"][3].update(http_port=lyon_port, grpc_port=lyon_port + 1 if lyon_port < 65535 else 1024, metrics_port=1025)
+        path = variant(tmp_path, "search-dev", edit)
+        out = tmp_path / "plan.json"
+        via = ["--address", "store-berlin/edge-1=127.0.0.1", "--address", "store-berlin/edge-2=127.0.0.2", "--address", "store-lyon/edge-1=127.0.0.1"]
+        code, text, err = run_cli(["plan", "--stack", "search-dev", "--stacks-dir", str(path.parent), "--json", str(out),
+                                   "--probe-timeout", "1", *via], capsys)
     assert code == 0, err
+    cells = [[c.strip() for c in line.split("│")] for line in text.splitlines() if line.strip().startswith(("store-berlin ", "store-lyon "))]
+    rows = {(c[0], c[1]): c for c in cells}  # site, host, address, state, detail
+    assert rows[("store-berlin", "edge-1")][3] == "ready", text
+    assert rows[("store-berlin", "edge-2")][3] == "unreachable" and "does not answer within 1s" in rows[("store-berlin", "edge-2")][4], text
+    assert rows[("store-lyon", "edge-1")][3] == "down" and rows[("store-lyon", "edge-1")][4] == "not ready: text_encoder", text
+    assert "2 of 3 edge hosts of search-dev not ready" in " ".join(text.split())
     doc = json.loads(out.read_text())
+    # The JSON contract is unchanged: one object per resource, nothing about the hosts' live state.
+    assert all(set(r) == {"urn", "type", "name", "parent", "provider", "inputs"} for r in doc["resources"])
+    assert all(set(h) == {"host", "address", "runtimeVersion", "gateVerdict", "gateCommand"}
+               for site in doc["outputs"]["edgeHosts"].values() for h in site["hosts"])
     types = [r["type"] for r in doc["resources"]]
     assert types.count(EDGE_HOSTS) == 2 and types.count(COMMAND) == 6 and types.count(COPY) == 3
     text = out.read_text()
@@ -239,6 +275,16 @@ def test_plan_json_lists_the_edge_hosts_with_secrets_masked(tmp_path, capsys):
     keys = [r for r in doc["resources"] if r["type"] == "aws:iam/accessKey:AccessKey"]
     assert len(keys) == 1
     assert doc["outputs"]["edgeHosts"]["store-berlin"]["hosts"][0]["address"] == "192.168.50.10"
+
+
+@pytest.mark.parametrize(("args", "words"), [
+    (["--address", "store-berlin/edge-9=127.0.0.1"], "--address store-berlin/edge-9: no such host"),
+    (["--address", "store-berlin=127.0.0.1"], "--address 'store-berlin=127.0.0.1': expected SITE/HOST=ADDRESS"),
+    (["--address", "store-berlin/edge-1=127.0.0.1", "--no-probe"], "--address is for the edge hosts' probe, which --no-probe turns off"),
+])
+def test_plan_probe_flags_are_checked_before_the_plan(capsys, args, words):
+    code, _, err = run_cli(["plan", "--stack", "search-dev", *args], capsys)
+    assert code == 2 and words in err, err
 
 
 def test_the_smoke_gate_checks_variants_only_when_named(built_model_repo):

@@ -43,6 +43,10 @@ def edge(name: str = "plant-a", **over) -> dict:
         "models": {"text_encoder": {"variant": "text_encoder_int8", "max_accuracy_drop": 0.01, "slo": {"max_p99_ms": 50}}},
     }
     site.update(over)
+    if "deployer_cidrs" not in over:  # the stacks here reach the clusters publicly: say where the runner is (its LAN)
+        import ipaddress
+
+        site["deployer_cidrs"] = [f"{ipaddress.ip_network(site['cidrs'][0])[5]}/32"]
     return site
 
 

@@ -135,7 +135,11 @@ def deploy_command(stack: StackOpt, reports: ReportsOpt = Path("reports")) -> No
         run.github_summary(f"### {stack}: FAILED\n\n{decision.reason}")
         needs_person = bool(decision.gate_sites)  # the gate failed and nothing could be rolled back
         raise UserError(f"stack {stack}: {decision.reason}", exit_code=EXIT_NEEDS_PERSON if needs_person else EXIT_FAILED)
-    rolled = run.pulumi_up(stack, root, config={run.PIN_KEY: decision.version}, message=f"rollback to {decision.version}: smoke gate failed")
+    pins, problem = decide.edge_pins(decision.version, before, recorded=good.edge_versions if good else None)
+    if problem:  # the clusters alone would leave the edge hosts on the failed content: a person decides
+        run.github_summary(f"### {stack}: FAILED, not rolled back\n\n{decision.reason}: {problem}")
+        raise UserError(f"stack {stack}: {decision.reason.replace('rolled back', 'not rolled back')}: {problem}", exit_code=EXIT_NEEDS_PERSON)
+    rolled = run.pulumi_up(stack, root, config=run.pin_config(decision.version, pins), message=f"rollback to {decision.version}: smoke gate failed")
     if rolled != 0:
         run.github_summary(f"### {stack}: FAILED, rollback FAILED\n\n{decision.reason}")
         raise UserError(f"stack {stack}: {decision.reason.replace('rolled back', 'rolling back')} failed too (pulumi up exited {rolled}); a person must look", exit_code=EXIT_NEEDS_PERSON)
@@ -148,6 +152,7 @@ def rollback_command(
     stack: StackOpt,
     version: Annotated[Optional[str], typer.Option("--version", help="The published version to serve (v + 16 hex digits); one the stack still keeps.", show_default=False)] = None,
     record: Annotated[Optional[Path], typer.Option("--record", help="The <stack>.known-good.json `ci deploy` wrote before its update.", show_default=False)] = None,
+    edge_version: Annotated[Optional[list[str]], typer.Option("--edge-version", metavar="SITE=VERSION", help="With --version: the edge site's publication version published with it (edgeHosts.<site>.publication.kept); repeatable. Default: the record's, or the edge sites' current one when the clusters serve --version now.", show_default=False)] = None,
 ) -> None:
     """Serve the last published model version that passed its gate: `pulumi up` with hybridserve:serving.publication.pin_version set to it (an explicit --version, else --record, else the stack outputs if its last update succeeded)."""
     from hybridserve.ci import decide, run
@@ -155,6 +160,13 @@ def rollback_command(
 
     if version and record:
         raise UserError("give either --version or --record, not both")
+    given: dict[str, str] = {}
+    for value in edge_version or []:
+        site, sep, v = value.partition("=")
+        if not (sep and site and v):
+            raise UserError(f"--edge-version {value!r}: expected SITE=VERSION (e.g. store-berlin=v0123456789abcdef)")
+        given[site] = v
+    recorded: dict[str, str] | None = None
     _resolve(stack)
     root = _root()
     if record is not None:
@@ -163,6 +175,7 @@ def rollback_command(
         except (OSError, json.JSONDecodeError) as exc:
             raise UserError(f"--record {record}: not a known-good record of `ci deploy` ({exc})") from None
         version = (doc or {}).get("version") if isinstance(doc, dict) or doc is None else None
+        recorded = (doc or {}).get("edge_versions") if isinstance(doc, dict) else None
         if not version:
             raise UserError(f"--record {record}: records no version that passed its gate (the stack had none before that deploy)", exit_code=EXIT_NEEDS_PERSON)
     outputs = stack_outputs(stack)
@@ -175,13 +188,18 @@ def rollback_command(
                 exit_code=EXIT_NEEDS_PERSON,
             )
         version = good.version
+        recorded = good.edge_versions
     problem = decide.rollback_problem(version, outputs)
     if problem:
         raise UserError(f"stack {stack}: cannot roll back to {version}: {problem}")
-    code = run.pulumi_up(stack, root, config={run.PIN_KEY: version}, message=f"rollback to {version}")
+    pins, problem = decide.edge_pins(version, outputs, recorded=recorded if isinstance(recorded, dict) else None, given=given)
+    if problem:
+        raise UserError(f"stack {stack}: cannot roll back the edge sites with {version}: {problem}")
+    code = run.pulumi_up(stack, root, config=run.pin_config(version, pins), message=f"rollback to {version}")
     if code != 0:
         raise UserError(f"stack {stack}: the rollback to {version} failed (pulumi up exited {code}); a person must look", exit_code=EXIT_NEEDS_PERSON)
-    typer.echo(f"{stack}: serving {version} ({run.PIN_KEY}); remove the pin once a fixed model is merged")
+    edge = "".join(f", edge site {site} {v}" for site, v in sorted(pins.items()))
+    typer.echo(f"{stack}: serving {version} ({run.PIN_KEY}{edge}); remove the pins once a fixed model is merged")
 
 
 @app.command("drift")

@@ -162,6 +162,9 @@ class KnownGood:
 
     versions: dict[str, str]
     kept: dict[str, list[str]]
+    # The edge sites' publications at the same time (their own rendering, so their own version names): what
+    # serving.publication.edge_pins must pin along with `version`.
+    edge_versions: dict[str, str] = field(default_factory=dict)
 
     @property
     def version(self) -> str | None:
@@ -170,7 +173,48 @@ class KnownGood:
         return values.pop() if len(values) == 1 else None
 
     def as_json(self) -> dict[str, Any]:
-        return {"versions": self.versions, "kept": self.kept, "version": self.version}
+        return {"versions": self.versions, "kept": self.kept, "version": self.version, "edge_versions": self.edge_versions}
+
+
+def edge_publications(outputs: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """Per edge publication, as the stack outputs say (edgeHosts.<site>.publication / gpuPublication: version, kept)."""
+    edge = outputs.get("edgeHosts") or {}
+    found = {}
+    for site, entry in edge.items() if isinstance(edge, dict) else ():
+        # The CPU rendering (key: the site) and the GPU hosts' one (key: <site>/gpu), as serving.publication.edge_pins names them.
+        for key, output in ((site, "publication"), (f"{site}/gpu", "gpuPublication")):
+            pub = entry.get(output) if isinstance(entry, dict) else None
+            if isinstance(pub, dict) and isinstance(pub.get("version"), str):
+                found[key] = {"version": pub["version"], "kept": [v for v in (pub.get("kept") or []) if isinstance(v, str)]}
+    return found
+
+
+def edge_pins(version: str, outputs: Mapping[str, Any], *, recorded: Mapping[str, str] | None = None,
+              given: Mapping[str, str] | None = None) -> tuple[dict[str, str], str | None]:
+    """The edge publication version each edge site pins along with the clusters' `version`, and why not when it
+    cannot be told. Per site: `given` (--edge-version), else `recorded` (the deploy's known-good record), else the
+    outputs' current edge version when the clusters' current version is `version` (they were published together)."""
+    edge = edge_publications(outputs)
+    current = {(p or {}).get("version") for p in (outputs.get("modelPublications") or {}).values() if isinstance(p, dict)}
+    pins: dict[str, str] = {}
+    unknown: list[str] = []
+    problems: list[str] = []
+    for site, pub in sorted(edge.items()):
+        chosen = (given or {}).get(site) or (recorded or {}).get(site) or (pub["version"] if current == {version} else None)
+        if chosen is None:
+            unknown.append(site)
+            continue
+        if chosen not in pub["kept"]:
+            problems.append(f"edge site {site}: {chosen} is not kept (kept: {', '.join(pub['kept']) or 'none'})")
+        pins[site] = chosen
+    stray = sorted(set(given or {}) - set(edge))
+    if stray:
+        problems.append(f"--edge-version {', '.join(stray)}: not an edge site of the stack outputs (edge sites: {', '.join(sorted(edge)) or 'none'})")
+    if unknown:
+        problems.append(
+            f"which edge version goes with {version} on {', '.join(unknown)} is not known (the clusters serve {', '.join(sorted(v for v in current if v)) or 'nothing'} "
+            "now); give --edge-version SITE=VERSION (one of edgeHosts.<site>.publication.kept) or --record from the deploy")
+    return pins, "; ".join(problems) or None
 
 
 def last_update_result(history: Any) -> str | None:
@@ -206,7 +250,9 @@ def known_good(outputs: Mapping[str, Any], last_result: str | None) -> KnownGood
             return None
         versions[site] = pub["version"]
         kept[site] = [v for v in (pub.get("kept") or []) if isinstance(v, str)]
-    return KnownGood(versions, kept) if versions else None
+    # A succeeded update passed every edge host's gate too (a failed gate fails the update): their versions are good.
+    edge = {site: pub["version"] for site, pub in edge_publications(outputs).items()}
+    return KnownGood(versions, kept, edge) if versions else None
 
 
 # --------------------------------------------------------------------------------------------- a failed up

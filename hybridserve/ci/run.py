@@ -19,6 +19,16 @@ from typing import Any
 from hybridserve.errors import UserError
 
 PIN_KEY = "hybridserve:serving.publication.pin_version"
+
+
+def edge_pin_key(site: str) -> str:
+    """The config path of an edge site's pin (serving.publication.edge_pins); quoted: site names hold '-'."""
+    return f'hybridserve:serving.publication.edge_pins["{site}"]'
+
+
+def pin_config(version: str, edge: dict[str, str]) -> dict[str, str]:
+    """What a rollback sets: the clusters' pin and each edge site's (edge publications follow the same pin)."""
+    return {PIN_KEY: version, **{edge_pin_key(site): v for site, v in sorted(edge.items())}}
 POLICY_DIR = "policy"
 
 

@@ -56,6 +56,7 @@ class EdgeConfig:
     hub: HubSource
     inference_cidrs: tuple[str, ...]
     hub_cidrs: tuple[str, ...]  # SSH and metrics are admitted from here only
+    ssh_cidrs: tuple[str, ...] = ()  # and SSH from here too: the deploy runner (or its jump host), the site's admins
     listen_address: str = "0.0.0.0"
     http_port: int = 8000
     grpc_port: int = 8001
@@ -78,6 +79,7 @@ class EdgeConfig:
         data["models"] = list(self.models)
         data["inference_cidrs"] = list(self.inference_cidrs)
         data["hub_cidrs"] = list(self.hub_cidrs)
+        data["ssh_cidrs"] = list(self.ssh_cidrs)
         return json.dumps({"format": CONFIG_FORMAT, **data}, indent=2, sort_keys=True) + "\n"
 
     @classmethod
@@ -107,6 +109,10 @@ class EdgeConfig:
             if not isinstance(data.get(key), list):
                 raise UserError(f"{source}: key {key!r} must be a list", exit_code=2)
             data[key] = tuple(data[key])
+        if "ssh_cidrs" in data:  # absent in configs written before it existed
+            if not isinstance(data["ssh_cidrs"], list):
+                raise UserError(f"{source}: key 'ssh_cidrs' must be a list", exit_code=2)
+            data["ssh_cidrs"] = tuple(data["ssh_cidrs"])
         try:
             config = cls(**data)
         except TypeError as exc:  # a required key missing
@@ -125,9 +131,9 @@ class EdgeConfig:
             bad.append(f"user {self.user!r}: a system user name (lowercase letters, digits, '-')")
         if not self.models or not all(isinstance(m, str) and m for m in self.models):
             bad.append("models: at least one model name (the site's variants as published)")
-        for key in ("inference_cidrs", "hub_cidrs"):
+        for key in ("inference_cidrs", "hub_cidrs", "ssh_cidrs"):
             values = getattr(self, key)
-            if not values:
+            if not values and key != "ssh_cidrs":
                 bad.append(f"{key}: at least one network (CIDR); an empty list would admit no one")
             for cidr in values:
                 try:

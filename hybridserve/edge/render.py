@@ -161,17 +161,20 @@ def _sets(name: str, cidrs) -> tuple[str, list[str]]:
 
 def nftables_rules(config: EdgeConfig) -> str:
     """The host firewall, its own table: inference ports only from `inference_cidrs`, SSH and metrics only from
-    the hub. Everything else is left to the host's own rules (policy accept: the operator's other services keep
+    the hub, SSH also from `ssh_cidrs` (the deploy runner or its jump host, the site's admins). Everything else is left to the host's own rules (policy accept: the operator's other services keep
     working); a drop here is final whatever other tables accept, so the ports stay closed to everyone else."""
     inference = f"{{ {config.http_port}, {config.grpc_port} }}"
     sets_inf, fam_inf = _sets("inference", config.inference_cidrs)
     sets_hub, fam_hub = _sets("hub", config.hub_cidrs)
+    sets_ssh, fam_ssh = _sets("ssh", config.ssh_cidrs)
     rules = []
     for fam in fam_inf:
         rules.append(f"    tcp dport {inference} {'ip' if fam == 'v4' else 'ip6'} saddr @inference_{fam} accept")
     for fam in fam_hub:
         ip = "ip" if fam == "v4" else "ip6"
         rules.append(f"    tcp dport {{ {config.ssh_port}, {config.metrics_port} }} {ip} saddr @hub_{fam} accept")
+    for fam in fam_ssh:
+        rules.append(f"    tcp dport {config.ssh_port} {'ip' if fam == 'v4' else 'ip6'} saddr @ssh_{fam} accept")
     rules.append("    iif lo accept")
     rules.append(f"    tcp dport {inference} drop")
     rules.append(f"    tcp dport {{ {config.ssh_port}, {config.metrics_port} }} drop")
@@ -183,6 +186,7 @@ def nftables_rules(config: EdgeConfig) -> str:
         f"table inet {NFT_TABLE} {{\n"
         + sets_inf
         + sets_hub
+        + sets_ssh
         + "  chain input {\n"
         "    type filter hook input priority filter; policy accept;\n"
         "    ct state established,related accept\n"

@@ -39,22 +39,29 @@ def _overrides(values: list[str]) -> dict[tuple[str, str], str]:
 
 def host_targets(stack: str | None, stacks_dir: Path | None, sites: list[str], addresses: list[str]):
     """The HostTargets of the stack's edge sites (all, or the `--site` ones)."""
-    from hybridserve.edge.health import HostTarget
     from hybridserve.paths import stacks_dir as default_stacks_dir
-    from hybridserve.stackconfig.edgemodels import gate_slos, model_repository, served_models
     from hybridserve.stackconfig.loader import load_stack_file, resolve_stack
 
     if not stack:
         raise UserError("--stack NAME is required (e.g. --stack search-dev)", exit_code=2)
     path = resolve_stack(stack, stacks_dir or default_stacks_dir())
     config = load_stack_file(path)
-    edge = {site.name: site for _, site in config.edge_sites()}
-    if not edge:
+    if not config.edge_sites():
         raise UserError(f"{path.name}: hybridserve:sites has no edge site (kind: edge); nothing to check", exit_code=2)
+    return targets_of(config, sites, addresses)
+
+
+def targets_of(config, sites: list[str] = (), addresses: list[str] = ()):  # type: ignore[assignment]
+    """The HostTargets of a loaded stack config's edge sites (all, or `sites`); `addresses`: --address overrides."""
+    from hybridserve.edge.health import HostTarget
+    from hybridserve.stackconfig.edgemodels import gate_slos, model_repository, served_models
+
+    stack = config.stack_name
+    edge = {site.name: site for _, site in config.edge_sites()}
     unknown = [s for s in sites if s not in edge]
     if unknown:
         raise UserError(f"--site {', '.join(unknown)}: not an edge site of {stack} (its edge sites: {', '.join(edge)})", exit_code=2)
-    via = _overrides(addresses)
+    via = _overrides(list(addresses))
     known = {(s.name, h.name) for s in edge.values() for h in s.hosts}
     stray = [f"{s}/{h}" for s, h in via if (s, h) not in known]
     if stray:
@@ -72,6 +79,52 @@ def host_targets(stack: str | None, stacks_dir: Path | None, sites: list[str], a
                 http_port=site.http_port, grpc_port=site.grpc_port, metrics_port=site.metrics_port, slos=slos,
             ))
     return targets
+
+
+# What `plan` shows per edge host (live, readiness only: the SLO gate is `edge status`'s, minutes per host).
+PROBE_STYLE = {"ready": "green", "down": "red", "unreachable": "red"}
+
+
+def probe_hosts(targets, timeout: float) -> list[tuple[str, str]]:
+    """(state, detail) per target, in order, with `edge status --no-gate`'s probe (hybridserve.edge.health.check_host):
+    ready, down (Triton answers, a model is not ready) or unreachable (no answer within `timeout`). Every host at once,
+    so the whole probe takes about one host's worst case (live, then each model, `timeout` each) however many hosts."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from hybridserve.edge.health import check_host
+
+    def probe(target):
+        try:
+            return check_host(target, gate=False, probe_timeout=timeout)
+        except Exception as exc:  # e.g. something else than Triton answering garbage: a state, not a traceback
+            return exc
+
+    if not targets:
+        return []
+    with ThreadPoolExecutor(max_workers=min(32, len(targets))) as pool:
+        results = list(pool.map(probe, targets))
+    out = []
+    for r in results:
+        if isinstance(r, Exception):
+            out.append(("unreachable", f"no Triton answer ({type(r).__name__}: {r})"))
+        elif r.state == "healthy":
+            out.append(("ready", r.detail))
+        elif r.detail.endswith("does not answer"):  # check_host's verdict when /v2/health/live gets no answer in time
+            out.append(("unreachable", f"{r.detail} within {timeout:g}s"))
+        else:
+            out.append(("down", r.detail))
+    return out
+
+
+def probe_table(targets, states: list[tuple[str, str]], stack: str):
+    from rich.table import Table
+
+    table = Table(title=f"Edge hosts of {stack}, live (readiness; SLOs: hybridserve edge status --stack {stack})", title_justify="left", show_edge=False)
+    for col in ("site", "host", "address", "state", "detail"):
+        table.add_column(col, overflow="fold")
+    for t, (state, detail) in zip(targets, states):
+        table.add_row(t.site, t.host, t.address, f"[{PROBE_STYLE[state]}]{state}[/]", detail)
+    return table
 
 
 def status_command(

@@ -72,6 +72,8 @@ def digest_of_files(files: dict[str, str], target: Target) -> Digest:
         "instances_per_gpu": target.instances_per_gpu if target.gpu else None,
         "files": dict(sorted(files.items())),
     }
+    if target.keep_backend:  # only then: every other target's digest (and version name) stays what it was
+        document["keep_backend"] = True
     digest = hashlib.sha256(json.dumps(document, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
     return Digest(digest=digest, version=version_name(digest), files=document["files"])
 

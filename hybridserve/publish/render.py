@@ -55,9 +55,14 @@ class Target:
     name: str
     gpu: bool
     instances_per_gpu: int = 1
+    # GPU targets only: keep each model's own backend (no `cluster_backend` switch). The edge runtime's Triton has
+    # the Python backend only (hybridserve.local.triton), so an edge GPU host gets GPU instance groups, not libtorch.
+    keep_backend: bool = False
 
     def __post_init__(self) -> None:
         bad = []
+        if not isinstance(self.keep_backend, bool) or (self.keep_backend and not self.gpu):
+            bad.append(f"keep_backend {self.keep_backend!r}: true only on a GPU target (a CPU target keeps every config as written)")
         if not isinstance(self.name, str) or not TARGET_NAME.fullmatch(self.name):
             bad.append(f"name {self.name!r}: a lowercase name such as 'local', 'aws' or 'openstack'")
         if not isinstance(self.gpu, bool):
@@ -125,7 +130,7 @@ def render_config(source: bytes, rel: str, target: Target) -> bytes:
                     f"{rel}: instance_group[{i}].kind: {groups.Name(g.kind)}, but this model is a {cpu_only} variant, "
                     "whose quantized kernels run on CPU only; write KIND_CPU (the GPU copy keeps it)"
                 )
-    backend = cluster_backend(config, rel)
+    backend = None if target.keep_backend else cluster_backend(config, rel)
     switched = ""
     if backend is not None:
         config.backend = backend

@@ -97,8 +97,18 @@ def plan_command(
             show_default=False,
         ),
     ] = None,
+    no_probe: Annotated[
+        bool,
+        typer.Option("--no-probe", help="Do not probe the edge hosts. By default the text output shows each edge host's live state "
+                                        "(ready, down, unreachable: `edge status --no-gate`'s readiness probe, all hosts at once); the JSON never does."),
+    ] = False,
+    probe_timeout: Annotated[float, typer.Option("--probe-timeout", min=0.2, max=30, help="Seconds each edge host readiness request may take.")] = 2.0,
+    address: Annotated[
+        Optional[list[str]],
+        typer.Option("--address", metavar="SITE/HOST=ADDRESS", help="Probe an edge host at another address, e.g. through an SSH port forward (repeatable)."),
+    ] = None,
 ) -> None:
-    """Plan a stack offline: the real Pulumi program under the SDK's mock engine; resource tree, counts, monthly cost."""
+    """Plan a stack offline: the real Pulumi program under the SDK's mock engine; resource tree, counts, monthly cost; the edge hosts' live state."""
     from hybridserve.stackconfig.validation import validate_stacks
 
     if stack and all_stacks:
@@ -115,6 +125,21 @@ def plan_command(
         raise UserError(f"--manifests {manifests_dir}: is a file; give a directory", exit_code=2)  # before the plan, not after
     report = validate_stacks(_stacks_dir(stacks_dir), stack)
     report.raise_for_problems()  # every selected stack valid before anything is planned
+    if address and not stack:
+        raise UserError("--address needs --stack NAME (it names a host of that stack)", exit_code=2)
+    if address and no_probe:
+        raise UserError("--address is for the edge hosts' probe, which --no-probe turns off; give one of them", exit_code=2)
+    probe_targets = {}
+    if not no_probe:
+        from hybridserve.edge.status import targets_of
+        from hybridserve.stackconfig.loader import load_stack_file
+
+        for name, path in report.selected.items():  # a bad --address stops before the plan (seconds per stack)
+            cfg = load_stack_file(path)
+            if cfg.edge_sites():
+                probe_targets[name] = targets_of(cfg, [], list(address or []))
+        if address and not probe_targets:
+            raise UserError(f"--address: stack {stack} has no edge site (kind: edge)", exit_code=2)
 
     from infra.plan import FORMAT, plan_stack_file
 
@@ -125,6 +150,8 @@ def plan_command(
     docs, blocking = [], 0
     for plan in plans:
         _print_plan(plan)
+        if plan.stack in probe_targets:
+            _print_edge_probe(plan.stack, probe_targets[plan.stack], probe_timeout)
         doc = plan.as_json()
         violations = check_plan(doc, configs.get(plan.stack))
         doc["policyViolations"] = [v.__dict__ for v in violations]
@@ -141,6 +168,18 @@ def plan_command(
     if manifests_dir is not None:
         _write_manifests(plans, manifests_dir, per_stack=not stack)
     _raise_for_violations(blocking)
+
+
+def _print_edge_probe(stack: str, targets: list, timeout: float) -> None:
+    """Each edge host's live state (the plan is offline; the hosts are not: say when one is down, per host)."""
+    from hybridserve.edge.status import probe_hosts, probe_table
+
+    states = probe_hosts(targets, timeout)
+    _out.print(probe_table(targets, states, stack))
+    bad = sum(state != "ready" for state, _ in states)
+    if bad:
+        _out.print(f"[yellow]warning:[/] {bad} of {len(states)} edge hosts of {stack} not ready (from this machine; "
+                   "off the VPN, probe through a port forward with --address SITE/HOST=ADDRESS, or skip with --no-probe)", highlight=False)
 
 
 def _print_violations(plan: Plan, violations: list) -> int:

@@ -57,6 +57,17 @@ class EdgeHostArgs:
     gpu: bool = False  # NVIDIA GPU present (the service joins the video/render groups; GPU metrics on)
     disk_gb: int | None = None  # informational (plan); the cache lives in /var/lib/hybridserve-edge
     host_key: str | None = None  # the host's SSH public key, pinned (recommended)
+    hub_prefix: pulumi.Input[str] | None = None  # this host's rendering in the hub bucket (GPU hosts); None: the site's hub.prefix
+
+
+@dataclass(frozen=True)
+class EdgeProxyArgs:
+    """A jump host the connections go through (pulumi-command's `proxy`), with the site's deploy key."""
+
+    address: str
+    user: str
+    port: int = 22
+    host_key: str | None = None
 
 
 @dataclass(frozen=True)
@@ -93,6 +104,8 @@ class EdgeHostsArgs:
     gate: bool = True
     bundle_dir: Path | None = None  # where the bundle is built on this machine (default: a temp dir)
     depends_on: Sequence[pulumi.Resource] = ()  # what every host waits for (the site's VPN links, its hub repository)
+    ssh_cidrs: Sequence[str] = ()  # SSH only: where this program connects from (runner or jump host), the site's admins
+    proxy: EdgeProxyArgs | None = None  # reach the hosts through this jump host
 
 
 @dataclass(frozen=True)
@@ -107,7 +120,7 @@ def host_config(args: EdgeHostsArgs, host: EdgeHostArgs, hub: HubSource) -> Edge
     """The host's config.json (hybridserve.edge.config): what the runtime reads on the host."""
     return EdgeConfig(
         site=args.site, host=host.name, models=tuple(args.models), hub=hub,
-        inference_cidrs=tuple(args.inference_cidrs), hub_cidrs=tuple(args.hub_cidrs),
+        inference_cidrs=tuple(args.inference_cidrs), hub_cidrs=tuple(args.hub_cidrs), ssh_cidrs=tuple(args.ssh_cidrs),
         http_port=args.http_port, grpc_port=args.grpc_port, metrics_port=args.metrics_port, ssh_port=host.ssh_port,
         cache_ports=dict(DEFAULT_CACHE_PORTS), fill_interval_minutes=args.fill_interval_minutes,
         bandwidth_limit_mbps=args.bandwidth_limit_mbps, gpu=host.gpu, slos=dict(args.slos),
@@ -152,9 +165,13 @@ class EdgeHosts(pulumi.ComponentResource):
             connection = command.remote.ConnectionArgs(
                 host=host.address, user=host.ssh_user, port=host.ssh_port, private_key=key, host_key=host.host_key,
                 dial_error_limit=10, per_dial_timeout=15,
+                proxy=None if args.proxy is None else command.remote.ProxyConnectionArgs(
+                    host=args.proxy.address, user=args.proxy.user, port=args.proxy.port, private_key=key,
+                    host_key=args.proxy.host_key, dial_error_limit=10, per_dial_timeout=15),
             )
             config_json = pulumi.Output.secret(pulumi.Output.all(
-                args.hub.bucket, args.hub.access_key, secret_key, args.hub.prefix, args.hub.endpoint_url).apply(
+                args.hub.bucket, args.hub.access_key, secret_key, args.hub.prefix if host.hub_prefix is None else host.hub_prefix,
+                args.hub.endpoint_url).apply(
                 lambda v, host=host: host_config(args, host, HubSource(
                     bucket=v[0], prefix=v[3], region=args.hub.region, endpoint_url=v[4],
                     access_key=v[1], secret_key=v[2], sse=args.hub.sse)).to_json()))

@@ -104,7 +104,8 @@ def _plain(value: Any) -> Any:
 
 def _target(props: dict[str, Any]) -> Target:
     t = props.get("target") or {}
-    return Target(name=t.get("name"), gpu=t.get("gpu"), instances_per_gpu=_plain(t.get("instancesPerGpu", 1)))
+    return Target(name=t.get("name"), gpu=t.get("gpu"), instances_per_gpu=_plain(t.get("instancesPerGpu", 1)),
+                  keep_backend=bool(t.get("keepBackend", False)))
 
 
 def _store(props: dict[str, Any]):
@@ -431,7 +432,8 @@ class ModelPublication(dynamic.Resource, module=TYPE_MODULE, name=TYPE_NAME):
             credentials = pulumi.Output.secret({"accessKey": args.access_key, "secretKey": args.secret_key})
         props = {
             "source": str(source),
-            "target": {"name": args.target.name, "gpu": args.target.gpu, "instancesPerGpu": args.target.instances_per_gpu},
+            "target": {"name": args.target.name, "gpu": args.target.gpu, "instancesPerGpu": args.target.instances_per_gpu,
+                       **({"keepBackend": True} if args.target.keep_backend else {})},  # absent otherwise: old states compare equal
             "store": {
                 "bucket": args.bucket,
                 "prefix": args.prefix.strip("/"),

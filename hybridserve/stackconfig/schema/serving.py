@@ -134,10 +134,15 @@ class Publication(ConfigModel):
     # Rollback: serve this already published version (v + 16 hex digits, one of the stack output
     # modelPublications.<site>.kept) instead of model_repo/'s content. `hybridserve ci rollback` sets it.
     pin_version: str | None = Field(default=None, pattern=r"^v[0-9a-f]{16}$")
+    # With pin_version, per edge site: the version of its edge publication published with the pinned one (its own
+    # rendering, so its own name: stack output edgeHosts.<site>.publication.kept). `hybridserve ci rollback` sets it.
+    edge_pins: dict[str, Annotated[str, Field(pattern=r"^v[0-9a-f]{16}$")]] = Field(default_factory=dict, max_length=50)
 
     def warnings(self) -> Iterator[Issue]:
         if self.pin_version:
             yield Issue(("pin_version",), f"{self.pin_version}: the clusters serve this pinned version, not model_repo/; remove the pin once a fixed model is merged")
+        for site, version in self.edge_pins.items():
+            yield Issue(("edge_pins", site), f"{version}: edge site {site!r} serves this pinned version, not model_repo/; remove it with pin_version")
 
 
 class Autoscaling(ConfigModel):

@@ -34,7 +34,17 @@ from hybridserve.stackconfig.schema.clusters import EksCluster, MagnumCluster, N
 from hybridserve.stackconfig.schema.common import ConfigModel, Issue, Label, Loc, Tags, net
 from hybridserve.stackconfig.schema.network import AwsVpc, OpenStackNetwork
 from hybridserve.stackconfig.schema.serving import ServingConfig, bounded, parse_quantity
-from hybridserve.stackconfig.schema.sites import HUB_SECTIONS, RESERVED_SITE_NAMES, EdgeSite, Site, VpnLink, default_sites
+from hybridserve.stackconfig.schema.sites import (
+    HUB_SECTIONS,
+    RESERVED_SITE_NAMES,
+    EdgeSite,
+    Site,
+    VpnLink,
+    default_sites,
+    edge_deploy_issues,
+    edge_deploy_warnings,
+    edge_pin_issues,
+)
 from hybridserve.stackconfig.schema.storage import StorageConfig, check_bucket_name
 from hybridserve.stackconfig.schema.vpn import VpnConfig
 
@@ -289,6 +299,8 @@ class StackConfig(ConfigModel):
         yield from self._openstack_addresses()
         yield from self._aws_subnet_addresses()
         yield from access_issues(self)
+        yield from edge_deploy_issues(self)
+        yield from edge_pin_issues(self)
         from hybridserve.stackconfig.vpncheck import stack_issues  # network/VPN checks across sections
 
         yield from stack_issues(self)
@@ -332,6 +344,7 @@ class StackConfig(ConfigModel):
                     yield Issue((*loc, "tunnel_inside_cidrs"), "a Neutron VPNaaS link has no tunnel inside addresses (policy-based); remove them")
 
     def warnings(self) -> Iterator[Issue]:
+        yield from edge_deploy_warnings(self)
         for target in self.serving.targets:
             pools = self._gpu_pool_shapes(target)
             fits = [_pod_fit(m, self._pod_requests(), target) for _, _, m in pools]
