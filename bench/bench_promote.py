@@ -5,11 +5,13 @@ other weights (another seed; its reference set from its own outputs) and version
 model with version 1's reference set: its outputs do not match). Throughout, a smoke load generator sends
 unversioned requests, and a probe tells which version answered each of its own requests.
 
-    python bench/bench_promote.py [--quick]
+    python bench/bench_promote.py [--quick] [--built-repo DIR] [--endpoint-url URL]
 
 Prints, per phase: requests sent by the load, failed ones, probe answers from old/new/neither; and the time
-of each promotion step. --quick: the gate checks correctness only (no sweep), short comparison windows (what the
-test runs); without it the gate sweeps with the quick profile.
+of each promotion step. --quick: the gate checks correctness only (no sweep) and old and new are compared on
+their outputs only (no side-by-side load windows): what the test runs; without it the gate sweeps with the
+quick profile and the comparison measures 3 s windows. --endpoint-url: use that running S3 store (SeaweedFS;
+its key pair from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY) with a fresh bucket instead of starting one.
 """
 
 from __future__ import annotations
@@ -79,8 +81,9 @@ def expected_outputs(repo: Path, versions, inputs) -> dict[int, "np.ndarray"]:
 
 
 @contextmanager
-def plane(root: Path, source_repo: Path, seaweed=None, bucket: str = BUCKET):
-    """(repo, endpoint, triton) with MODEL version 1 published and served; versions 2 (good), 3 (broken) local only."""
+def plane(root: Path, source_repo: Path, seaweed=None, bucket: str = BUCKET, endpoint=None):
+    """(repo, endpoint, triton) with MODEL version 1 published and served; versions 2 (good), 3 (broken) local only.
+    The store: `seaweed` (a running SeaweedFS) or `endpoint` (an S3Endpoint of a running store), else one of its own."""
     from hybridserve.local.objectstore import SeaweedFS, ensure_bucket
     from hybridserve.local.plane import _credentials_env
     from hybridserve.local.triton import TritonServer
@@ -90,13 +93,14 @@ def plane(root: Path, source_repo: Path, seaweed=None, bucket: str = BUCKET):
     shutil.copytree(source_repo / MODEL, repo / MODEL, ignore=shutil.ignore_patterns("__pycache__", "[2-9]*"))
     build_version(repo, 2, seed=99)
     build_broken(repo, 3, weights_from=2)
-    own = seaweed is None
-    store = seaweed or SeaweedFS(root / "data", kek_path=root / "kek", identity_path=root / "s3.json", log_path=root / "weed.log")
+    own = seaweed is None and endpoint is None
+    store = seaweed
     if own:
+        store = SeaweedFS(root / "data", kek_path=root / "kek", identity_path=root / "s3.json", log_path=root / "weed.log")
         store.start()
     triton = None
     try:
-        ep = store.endpoint
+        ep = endpoint or store.endpoint
         ensure_bucket(ep, bucket, sse="AES256")
         target = SyncTarget(bucket=bucket, prefix=PREFIX, endpoint_url=ep.url, region=ep.region,
                             access_key=ep.access_key, secret_key=ep.secret_key, sse="AES256")
@@ -204,7 +208,7 @@ def promotion(triton, target, repo: Path, version, *, quick: bool):
 
     options = PromoteOptions(
         model=MODEL, version=version, triton_url=triton.http_url, store=target, repo_dir=repo,
-        grpc_url=triton.grpc_url, profile="quick", compare_seconds=0.5 if quick else 3.0, throughput=not quick,
+        grpc_url=triton.grpc_url, profile="quick", compare_seconds=0.0 if quick else 3.0, throughput=not quick,
         timeouts=Timeouts(gate=600),
     )
     return run_promotion(options)
@@ -216,9 +220,23 @@ def main() -> int:
     from smoke_tests.reference_file import read_reference
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="short comparison windows (the test runs this)")
+    parser.add_argument("--quick", action="store_true", help="gate and comparison on correctness only (the test runs this)")
     parser.add_argument("--built-repo", type=Path, help="an already built model repository (default: build a copy of model_repo/)")
+    parser.add_argument("--endpoint-url", help="a running S3 store to use (key pair from AWS_ACCESS_KEY_ID / "
+                        "AWS_SECRET_ACCESS_KEY); default: start a SeaweedFS of its own")
     args = parser.parse_args()
+    endpoint, bucket = None, BUCKET
+    if args.endpoint_url:
+        import os
+        import uuid
+
+        from hybridserve.local.objectstore import DEFAULT_REGION, S3Endpoint
+
+        keys = [os.environ.get(k) for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")]
+        if not all(keys):
+            parser.error("--endpoint-url needs the store's key pair in AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
+        endpoint = S3Endpoint(args.endpoint_url, *keys, region=os.environ.get("AWS_DEFAULT_REGION") or DEFAULT_REGION)
+        bucket = f"{BUCKET}-{uuid.uuid4().hex[:8]}"  # a store shared with others: a bucket of this run's own
 
     with tempfile.TemporaryDirectory(prefix="bench-promote-") as tmp:
         root = Path(tmp)
@@ -228,14 +246,14 @@ def main() -> int:
             shutil.copytree(model_repo_dir() / MODEL, source / MODEL, ignore=shutil.ignore_patterns("__pycache__"))
             build_models(source, progress=False, models=[MODEL])
         t0 = time.monotonic()
-        with plane(root / "plane", source) as (repo, ep, target, triton):
+        with plane(root / "plane", source, bucket=bucket, endpoint=endpoint) as (repo, ep, target, triton):
             print(f"plane up in {time.monotonic() - t0:.1f} s: {MODEL} v1 served, v2 (good) and v3 (broken) built")
             inputs, _ = read_reference(repo / MODEL / "1" / "reference.npz")
             probe_inputs = inputs["input_ids"][:4]
             traffic = Traffic(triton.grpc_url, triton.http_url, probe_inputs, expected_outputs(repo, (1, 2), probe_inputs))
             results = []
             try:
-                time.sleep(1.0)
+                traffic.wait_for("v1", 60)  # the probe has its first answer: the load runs
                 for label, version, serves in (("promote v2 (good)", 2, "v2"), ("promote v3 (broken)", 3, "v2"), ("rollback", None, "v1")):
                     traffic.phase(label)
                     results.append((label, promotion(triton, target, repo, version, quick=args.quick)))

@@ -3,7 +3,7 @@
     .venv/bin/python bench/bench_serving.py                         # text_encoder, 3 rounds
     .venv/bin/python bench/bench_serving.py --before e684605        # and that commit's model.py + config.pbtxt
     .venv/bin/python bench/bench_serving.py --model image_classifier --rounds 2
-    .venv/bin/python bench/bench_serving.py --quick                 # one short round (what the test runs)
+    .venv/bin/python bench/bench_serving.py --quick                 # one short round, 1 thread in-process (what the test runs)
 
 One run, on this machine. Each variant (the working tree's model.py and config.pbtxt; with `--before REV` also
 those of REV) gets its own tritonserver, all started up front and idle while another is measured. In each
@@ -17,7 +17,8 @@ falls on both sides alike):
    size) and by timers inside the Python backend's stub (a copy of model.py with `execute()` and the
    forward pass timed; both variants carry the same few clock reads per batch);
 3. in-process: the same model.pt run here in a loop at the batch size Triton formed in (2), with 1 and with
-   all CPUs' intra-op threads; the better of the two is the denominator (what the model alone can do here).
+   all CPUs' intra-op threads (--quick: 1 only); the better of the two is the denominator (what the model alone
+   can do here).
 
 Printed: per variant the median over rounds of served inf/s, in-process rows/s and their ratio, then the
 per-batch breakdown of the last round: where one dynamic batch's time goes between the client, Triton, the
@@ -36,6 +37,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -117,13 +119,13 @@ def _cpus() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
-def build_repo(work: Path) -> Path:
-    """A built copy of model_repo/ (artifacts built only when missing or stale)."""
+def build_repo(work: Path, model: str) -> Path:
+    """A built copy of model_repo/`model` (artifacts built only when missing or stale; other models are not served)."""
     from hybridserve.models.build import build_models
 
     repo = work / "built"
-    shutil.copytree(model_repo_dir(), repo, ignore=shutil.ignore_patterns("__pycache__"))
-    build_models(repo, force=False, progress=False)
+    shutil.copytree(model_repo_dir() / model, repo / model, ignore=shutil.ignore_patterns("__pycache__"))
+    build_models(repo, force=False, progress=False, models=[model])
     return repo
 
 
@@ -227,10 +229,10 @@ def breakdown(v: Variant, model: str, concurrency: int, profile) -> dict:
     }
 
 
-def in_process(repo: Path, model: str, batch: int, seconds: float) -> dict[int, float]:
-    """rows/s of model.pt in a fresh interpreter (its own thread settings) at 1 and at all CPUs' threads."""
+def in_process(repo: Path, model: str, batch: int, seconds: float, thread_counts: set[int]) -> dict[int, float]:
+    """rows/s of model.pt in a fresh interpreter (its own thread settings) at each of `thread_counts`."""
     out = {}
-    for threads in sorted({1, _cpus()}):
+    for threads in sorted(thread_counts):
         code = _IN_PROCESS.format(repo=str(repo), model=model, batch=batch, seconds=seconds, threads=threads)
         done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
                               env={**os.environ, "PYTHONPATH": str(ROOT)})
@@ -312,17 +314,20 @@ def main() -> None:
     parser.add_argument("--before", metavar="REV", default=None,
                         help="also serve REV's model.py and config.pbtxt (e.g. the commit before a change)")
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--quick", action="store_true", help="one round, 0.5 s windows, concurrency up to 8")
+    parser.add_argument("--quick", action="store_true",
+                        help="one round, 0.3 s windows, concurrency up to 4, in-process at 1 thread only")
     args = parser.parse_args()
     rounds = 1 if args.quick else args.rounds
     profile = PROFILES["quick"]
     if args.quick:
-        profile = replace(profile, window_s=0.5, max_concurrency=8, time_budget_s=15.0)
+        profile = replace(profile, window_s=0.3, max_windows=3, max_concurrency=4, time_budget_s=8.0)
     seconds = 1.0 if args.quick else 5.0
+    # Each thread count is a fresh interpreter importing torch: quick measures one.
+    thread_counts = {1} if args.quick else {1, _cpus()}
 
     with tempfile.TemporaryDirectory(prefix="bench_serving_") as tmp:
         work = Path(tmp)
-        built = build_repo(work)
+        built = build_repo(work, args.model)
         load_model_reference(built, args.model)  # a clear error for a model without a reference
         variants = [make_variant(work, built, args.model, "current", None)]
         if args.before:
@@ -331,7 +336,10 @@ def main() -> None:
             for v in variants:
                 print(f"starting tritonserver for {v.name} ...", flush=True)
                 v.server = TritonServer(v.repo, [args.model], log_path=work / f"{v.name}.log", work_dir=work / f"{v.name}-triton")
-                v.server.start()
+            # Started side by side (each start waits mostly on its stub's imports); all are stopped below.
+            with ThreadPoolExecutor(len(variants)) as pool:
+                for f in [pool.submit(v.server.start) for v in variants]:
+                    f.result()
             for r in range(rounds):
                 for v in (variants if r % 2 == 0 else variants[::-1]):
                     print(f"round {r + 1}/{rounds}: {v.name}: capacity search ...", flush=True)
@@ -339,7 +347,7 @@ def main() -> None:
                     print(f"round {r + 1}/{rounds}: {v.name}: {served:,.0f} inf/s at c={c}, breakdown ...", flush=True)
                     v.breakdown = breakdown(v, args.model, c, profile)
                     rows = round(v.breakdown["avg_batch"] or batch) or 1
-                    best = in_process(v.repo, args.model, rows, seconds)
+                    best = in_process(v.repo, args.model, rows, seconds, thread_counts)
                     print(f"round {r + 1}/{rounds}: {v.name}: in-process at batch {rows}: "
                           + ", ".join(f"{t} thread(s) {x:,.0f} rows/s" for t, x in best.items()), flush=True)
                     v.served.append(served)

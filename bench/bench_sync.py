@@ -3,7 +3,8 @@
     .venv/bin/python bench/bench_sync.py                  # SeaweedFS, SSE-S3 (AES256), ~100 MiB and ~1 GiB
     .venv/bin/python bench/bench_sync.py --store moto     # moto_server, SSE-KMS under a fresh key
     .venv/bin/python bench/bench_sync.py --sizes 100 --repeat 5
-    .venv/bin/python bench/bench_sync.py --quick          # tiny repositories, once: proves the script works
+    .venv/bin/python bench/bench_sync.py --quick          # tiny repositories (text_encoder alone), once: proves the script works
+    .venv/bin/python bench/bench_sync.py --built-repo DIR # an already built model repository instead of building model_repo/
     .venv/bin/python bench/bench_sync.py --profile DIR    # also cProfile each hybridserve run into DIR (slower)
     .venv/bin/python bench/bench_sync.py --baseline ../main   # before/after: another checkout's sync alongside
 
@@ -59,12 +60,16 @@ AWS_DEFAULTS = {"max_concurrent_requests": "10", "multipart_threshold": "8MB", "
 SPREAD = (0.4, 0.4, 0.16, 0.04)
 
 
-def build_repo(work: Path) -> Path:
+def build_repo(work: Path, source: Path | None, models: list[str] | None) -> Path:
+    """A built copy of `source` (default: model_repo/ of the checkout), all models or only `models`."""
     from hybridserve.models.build import build_models
 
     repo = work / "built"
-    shutil.copytree(model_repo_dir(), repo, ignore=shutil.ignore_patterns("__pycache__"))
-    build_models(repo, force=False, progress=False)
+    source = source or model_repo_dir()
+    names = models or [p.name for p in source.iterdir() if (p / "config.pbtxt").is_file()]
+    for name in names:
+        shutil.copytree(source / name, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
+    build_models(repo, force=False, progress=False)  # only what is missing or stale
     return repo
 
 
@@ -115,7 +120,8 @@ def phases(output: str, wall: float) -> dict[str, float]:
     return found
 
 
-def bench_size(args, repo: Path, endpoint: S3Endpoint, env: dict[str, str], work: Path, size_label: str, results, breakdown) -> None:
+def bench_size(args, repo: Path, endpoint: S3Endpoint, env: dict[str, str], work: Path, size_label: str, results, breakdown,
+               timings: dict[str, bool]) -> None:
     s3 = endpoint.client()
     if args.store == "moto":
         key = endpoint.client("kms").create_key(Description="bench")["KeyMetadata"]["Arn"]
@@ -123,8 +129,7 @@ def bench_size(args, repo: Path, endpoint: S3Endpoint, env: dict[str, str], work
     else:
         hs_sse, aws_sse = ["--sse", "AES256"], ["--sse", "AES256"]
     hybridserve, aws = venv_binary("hybridserve"), venv_binary("aws")
-    checkouts = {"hs": ROOT} | ({"before": Path(args.baseline).resolve()} if args.baseline else {})
-    timings = {tool: _has_timings(hybridserve, path, env) for tool, path in checkouts.items()}
+    checkouts = checkouts_of(args)
 
     def hs_argv(tool: str, bucket: str, run: int, scenario: str) -> list[str]:
         argv = [hybridserve, "sync", "--bucket", bucket, "--prefix", "models", "--endpoint-url", endpoint.url,
@@ -164,6 +169,10 @@ def bench_size(args, repo: Path, endpoint: S3Endpoint, env: dict[str, str], work
                 results[size_label]["unchanged"]["aws"].append(unchanged)
         _empty_buckets(s3, [f"{t}{w}-{tag}" for t in checkouts for w in ("", "w")] + [f"aws-{tag}"])
         print(f"  {size_label}: run {run + 1}/{args.repeat} done", flush=True)
+
+
+def checkouts_of(args) -> dict[str, Path]:
+    return {"hs": ROOT} | ({"before": Path(args.baseline).resolve()} if args.baseline else {})
 
 
 def _has_timings(hybridserve: str, checkout: Path, env: dict[str, str]) -> bool:
@@ -227,7 +236,9 @@ def main() -> None:
     parser.add_argument("--store", choices=["seaweed", "moto"], default="seaweed")
     parser.add_argument("--sizes", default="100,1024", help="repository sizes in MiB of generated files, comma-separated")
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--quick", action="store_true", help="sizes 1 and 3 MiB, one repeat: proves the script works")
+    parser.add_argument("--quick", action="store_true",
+                        help="sizes 1 and 3 MiB, one repeat, text_encoder alone: proves the script works")
+    parser.add_argument("--built-repo", type=Path, help="an already built model repository (default: build a copy of model_repo/)")
     parser.add_argument("--profile", metavar="DIR", help="also write a cProfile of each hybridserve run into DIR")
     parser.add_argument("--baseline", metavar="CHECKOUT", help="also run the hybridserve of another checkout (e.g. the "
                         "main branch's) in the same repeats, for before/after ratios measured side by side")
@@ -241,7 +252,8 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="bench-sync-"))
     store = None
     try:
-        built = build_repo(work)
+        # Quick: one model, so the cold validation (it loads and runs every artifact) is short too.
+        built = build_repo(work, args.built_repo, ["text_encoder"] if args.quick else None)
         store = start_store(args.store, work)
         endpoint: S3Endpoint = store.endpoint
         aws_config = work / "aws-config"
@@ -254,12 +266,14 @@ def main() -> None:
         results = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
         breakdown = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
         sizes: dict[str, tuple[int, int]] = {}
+        hybridserve = venv_binary("hybridserve")
+        timings = {tool: _has_timings(hybridserve, path, env) for tool, path in checkouts_of(args).items()}
         for size_mb in size_list:
             repo, n_files, n_bytes = prepare_repo(built, work, size_mb)
             size_label = f"{n_bytes / MB:.0f}MiB" if n_bytes < 1000 * MB else f"{n_bytes / 1024 / MB:.1f}GiB"
             sizes[size_label] = (n_files, n_bytes)
             print(f"repository {size_label}: {n_files} files, {n_bytes / MB:.1f} MiB", flush=True)
-            bench_size(args, repo, endpoint, env, work, size_label, results, breakdown)
+            bench_size(args, repo, endpoint, env, work, size_label, results, breakdown, timings)
             shutil.rmtree(repo, ignore_errors=True)
         report(results, breakdown, sizes, args, label)
         if args.profile:

@@ -68,10 +68,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-concurrency", type=int, default=32)
     parser.add_argument("--window", type=float, default=1.0)
     parser.add_argument("--rounds", type=int, default=2, help="alternating re-measurements of each configuration")
-    parser.add_argument("--quick", action="store_true", help="2 candidates, 0.5 s windows, concurrency <= 4, 1 round")
+    parser.add_argument("--quick", action="store_true", help="2 candidates, 0.3 s windows, concurrency <= 2, 1 round")
     args = parser.parse_args(argv)
     if args.quick:
-        args.max_candidates, args.window, args.max_concurrency, args.rounds = 2, 0.5, 4, 1
+        args.max_candidates, args.window, args.max_concurrency, args.rounds = 2, 0.3, 2, 1
 
     repo = built_repo(args.repo)
     objective = Objective(args.max_p99_ms)

@@ -240,10 +240,14 @@ def test_a_step_that_times_out_leaves_the_old_version_serving(served, flags):
     assert (last["version"], last["verdict"]) == (int(version), "error") and "gate" in last["summary"]["message"]
 
 
-def test_bench_promote_quick_prints_the_counts(built_model_repo):
+def test_bench_promote_quick_prints_the_counts(built_model_repo, seaweed_endpoint):
+    import os
+
+    # The session's SeaweedFS (a bucket of the bench's own) instead of one more store started and stopped.
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "bench_promote.py"), "--quick", "--built-repo", str(built_model_repo)],
-        capture_output=True, text=True, timeout=1800, cwd=ROOT,
+        [sys.executable, str(ROOT / "bench" / "bench_promote.py"), "--quick", "--built-repo", str(built_model_repo),
+         "--endpoint-url", seaweed_endpoint.url],
+        capture_output=True, text=True, timeout=1800, cwd=ROOT, env=dict(os.environ, **seaweed_endpoint.env()),
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     lines = proc.stdout.splitlines()

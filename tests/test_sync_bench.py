@@ -1,4 +1,5 @@
-"""bench/bench_sync.py --quick runs end to end (its own SeaweedFS) and prints every ratio and the phases.
+"""bench/bench_sync.py --quick runs end to end (its own SeaweedFS, the suite's built repository) and prints every
+ratio and the phases.
 
 Only the shape of the output is checked: timing belongs to the benchmark, never to a test.
 """
@@ -17,10 +18,10 @@ pytestmark = pytest.mark.servers
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_the_sync_benchmark_prints_each_ratio_and_where_the_time_goes():
+def test_the_sync_benchmark_prints_each_ratio_and_where_the_time_goes(built_model_repo):
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     out = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "bench_sync.py"), "--quick"],
+        [sys.executable, str(ROOT / "bench" / "bench_sync.py"), "--quick", "--built-repo", str(built_model_repo)],
         env=env, capture_output=True, text=True, timeout=1800,
     )
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]

@@ -5,6 +5,7 @@ recorded and written."""
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 from google.protobuf import text_format
@@ -26,10 +27,13 @@ def test_tune_on_the_local_plane_writes_a_valid_config_then_resumes_on_a_url(rep
     from hybridserve.local.plane import read_record
     from hybridserve.local.triton import TritonServer
 
+    # The tuned model alone: the plane serves (syncs, validates, loads) every model of the repository.
+    for other in [p for p in repo.iterdir() if p.is_dir() and p.name != "text_encoder"]:
+        shutil.rmtree(other)
     results = tmp_path / "tune.jsonl"
     config_path = repo / "text_encoder" / "config.pbtxt"
     original = config_path.read_text()
-    common = ["--repo", str(repo), "--results", str(results), "--max-concurrency", "4", "--window", "0.5",
+    common = ["--repo", str(repo), "--results", str(results), "--max-concurrency", "2", "--window", "0.3",
               "--max-p99-ms", "5000"]
 
     code, out, err = run_cli(["models", "tune", "text_encoder", *common, "--max-candidates", "2", "--budget", "600",
