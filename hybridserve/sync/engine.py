@@ -45,7 +45,8 @@ without --replace (readers were promised those bytes). `prune` always lists.
 Validation (the models module: loads and runs every artifact) runs in a child process while the files
 are hashed and the store is read; nothing is written before it passed. With a hash cache, a tree whose
 fingerprint (every entry's lstat and link target, the validator's source) validated before is not
-validated again.
+validated again, nor is content whose digest (every file's sha256, the directories, the validator) is
+recorded as validated, by an earlier sync or by `hybridserve models validate` (hybridserve/sync/validated.py).
 
 Prune (never by default) deletes keys under the prefix that the repository no longer has: configs of
 removed models first, so no config ever names a version whose files are being deleted by this run.
@@ -104,6 +105,8 @@ from hybridserve.sync.scan import (
     select_versions,
     version_of,
 )
+from hybridserve.sync.validated import content_digest, has_records, is_recorded, record_path, tree_fingerprint
+from hybridserve.sync.validated import record as record_content
 
 MANIFEST_NAME = ".hybridserve-manifest.json"
 MANIFEST_FORMAT = "hybridserve-sync/1"
@@ -439,25 +442,24 @@ ASSUME_ROLE_SESSION = "hybridserve-sync"
 
 
 def _session(target: SyncTarget):
-    """One session per sync: its clients share the loaded service models (loading them costs ~0.5 s each time).
+    """One botocore session per sync: its clients share the loaded service models (loading them costs ~0.5 s
+    each time). botocore's, not boto3's: importing boto3 imports s3transfer too, a good part of an unchanged
+    sync's time; the uploads import it when there is something to upload.
 
     With target.role_arn, the session holds the role's credentials (refreshed before they expire).
     """
-    import boto3
+    import botocore.session
 
-    session = boto3.session.Session(
-        aws_access_key_id=target.access_key,
-        aws_secret_access_key=target.secret_key,
-        aws_session_token=target.session_token,
-        region_name=target.region,
-    )
+    session = botocore.session.Session()
+    if target.access_key or target.secret_key or target.session_token:
+        session.set_credentials(target.access_key, target.secret_key, target.session_token)
+    session.set_config_variable("region", target.region)
     if not target.role_arn:
         return session
     return _assumed_role_session(session, target)
 
 
 def _assumed_role_session(base, target: SyncTarget):
-    import boto3
     import botocore.session
     from botocore.credentials import RefreshableCredentials
 
@@ -475,10 +477,10 @@ def _assumed_role_session(base, target: SyncTarget):
     credentials = RefreshableCredentials.create_from_metadata(
         metadata=fetch(), refresh_using=fetch, method="sts-assume-role"
     )
-    core = botocore.session.get_session()
+    core = botocore.session.Session()
     core._credentials = credentials  # botocore has no public setter for refreshable credentials
     core.set_config_variable("region", target.region)
-    return boto3.session.Session(botocore_session=core, region_name=target.region)
+    return core
 
 
 def _assume_role(sts, target: SyncTarget) -> dict[str, Any]:
@@ -525,7 +527,7 @@ def _client(session, target: SyncTarget, service: str = "s3", *, max_attempts: i
         # Non-AWS endpoints (an IP and a port) cannot take bucket names as DNS labels.
         s3={"addressing_style": "path"} if target.endpoint_url else {},
     )
-    return session.client(service, endpoint_url=target.endpoint_url, config=config)
+    return session.create_client(service, region_name=target.region, endpoint_url=target.endpoint_url, config=config)
 
 
 def _head(s3, bucket: str, key: str) -> _Head | None:
@@ -791,6 +793,7 @@ def _sync(repo_dir: Path, target: SyncTarget, report: SyncReport, validation: _V
     span = _Spans(report.timings)
     with span("scan and hash"):
         models = scan_repository(repo_dir, hash_cache=hash_cache)
+        validation.scanned(models)
     empty = [
         f"{m.name}/{CONFIG_NAME}: its version_policy ({describe_policy(m.config)}) selects none of the versions "
         f"it has: {sorted(m.versions)}"
@@ -891,7 +894,7 @@ def _up_to_date(models: list[LocalModel], manifest: dict[str, Any], enc: _Encryp
 
 class _Validation:
     """The models module's validation, in a process of its own alongside the scan and the store's reads;
-    skipped for a tree that validated before.
+    skipped for content that validated before.
 
     Validation loads and runs every artifact (importing torch alone takes seconds): alone it was most of an
     unchanged sync's time and a large part of a small full one. It runs while the files are hashed and the
@@ -899,9 +902,14 @@ class _Validation:
     that writes waits for it (`wait`), so an invalid repository still changes nothing in the store; when
     anything else fails meanwhile, the invalid repository is what gets reported.
 
-    The record next to the hash cache holds a fingerprint of the last tree that passed, per repository path:
-    every entry's path, type, size, times, inode and link target, the validator's own source and the installed
-    torch and tritonclient. Any change (an edited file, a new empty directory, a touched file) validates again.
+    Two records next to the hash cache say what passed. The tree record: a fingerprint of the last tree that
+    passed, per repository path (every entry's lstat and link target, the validator's own source and the
+    installed torch and tritonclient; no file read): a match skips at once. The content record
+    (hybridserve/sync/validated.py): digests of contents that passed, here or in `hybridserve models validate`,
+    whatever their path or file times; checked once the scan hashed the files (`scanned`). When there is a
+    content record to check, the child starts only if it does not match; else at once, alongside the scan.
+    Either way, content that never validated is validated. A digest is recorded only when the tree's
+    fingerprint did not change from before the scan to after the validation passed (no byte changed meanwhile).
     """
 
     def __init__(self, repo_dir: Path, hash_cache: Path | None, timings: dict[str, float], *, skip: bool):
@@ -911,15 +919,39 @@ class _Validation:
         self.started = 0.0
         self.record = self.repo_dir.resolve().as_posix() if hash_cache else None
         self.path = Path(hash_cache).with_name(Path(hash_cache).stem + "-validated.json") if hash_cache else None
+        self.contents = record_path(Path(hash_cache).parent) if hash_cache else None
         self.fingerprint = None
+        self.digest: str | None = None
+        self.deferred = False
         self.state = "skipped: the caller validated the repository" if skip else "ran"
         if skip:
             return
         if self.path is not None:
-            self.fingerprint = _tree_fingerprint(self.repo_dir)
+            self.fingerprint = tree_fingerprint(self.repo_dir)
             if self._known().get(self.record) == self.fingerprint:
                 self.state = "skipped: this very tree validated before"
                 return
+            if has_records(self.contents):
+                self.deferred = True  # `scanned` decides, once the content's digest is known
+                return
+        self._start()
+
+    def scanned(self, models: list[LocalModel]) -> None:
+        """The scan hashed every file: skip the validation if this content validated before, else run it."""
+        if self.state != "ran" or self.path is None:
+            return
+        self.digest = content_digest(self.repo_dir, models)
+        if not self.deferred:
+            return
+        self.deferred = False
+        if is_recorded(self.contents, self.digest):
+            self.state = "skipped: this content validated before"
+            if tree_fingerprint(self.repo_dir) == self.fingerprint:  # the tree as hashed: a match next time skips sooner
+                self._remember_tree()
+            return
+        self._start()
+
+    def _start(self) -> None:
         import hybridserve
 
         # The child imports the same hybridserve as this process, wherever that came from.
@@ -960,6 +992,13 @@ class _Validation:
             )
         if self.path is None:
             return
+        if tree_fingerprint(self.repo_dir) != self.fingerprint:
+            return  # changed while it was validated: what passed is not known exactly; validate next time
+        self._remember_tree()
+        if self.digest is not None:
+            record_content(self.contents, self.digest)
+
+    def _remember_tree(self) -> None:
         known = self._known()
         known[self.record] = self.fingerprint
         try:
@@ -985,44 +1024,6 @@ class _Validation:
         if self.child is not None and self.child.poll() is None:
             self.child.kill()
             self.child.wait()
-
-
-def _tree_fingerprint(repo_dir: Path) -> str:
-    """What the validator's verdict depends on, from lstat alone (no file is read): see _Validation."""
-    import importlib.util
-
-    h = hashlib.sha256()
-    spec = importlib.util.find_spec("hybridserve.models")
-    for folder in spec.submodule_search_locations or []:
-        for source in sorted(Path(folder).glob("*.py")):
-            h.update(source.name.encode() + b"\0" + source.read_bytes() + b"\0")
-    # The libraries it loads artifacts with, as installed (found, not imported; importlib.metadata costs more).
-    for package in ("torch", "tritonclient"):
-        found = importlib.util.find_spec(package)
-        try:
-            st = os.stat(found.origin)
-            h.update(f"{package}={found.origin}:{st.st_size}:{st.st_mtime_ns}\0".encode())
-        except (AttributeError, TypeError, OSError):
-            h.update(f"{package}=none\0".encode())
-
-    def signature(st: os.stat_result) -> list:
-        return [oct(st.st_mode), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev]
-
-    for root, dirs, files in os.walk(repo_dir):  # links are listed, not followed
-        dirs.sort()
-        for name in sorted(dirs) + sorted(files):
-            path = os.path.join(root, name)
-            line: list = [os.path.relpath(path, repo_dir)]
-            try:
-                st = os.lstat(path)
-                line += [oct(st.st_mode)] if stat.S_ISDIR(st.st_mode) else signature(st)
-                if stat.S_ISLNK(st.st_mode):
-                    line.append(os.readlink(path))
-                    line += signature(os.stat(path))  # the file it points to, as the scan reads it
-            except OSError as exc:
-                line.append(f"error {exc.errno}")
-            h.update(json.dumps(line).encode() + b"\n")
-    return h.hexdigest()
 
 
 def _pins(models, remote, s3, target: SyncTarget, pins, honour_history: bool, notes: list[str]) -> dict[str, list[int]]:
