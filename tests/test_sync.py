@@ -418,6 +418,22 @@ def test_missing_bucket(moto_store, repo):
     assert "no-such-bucket-here" in str(err.value)
 
 
+def test_without_a_client_the_fast_paths_read_falls_back_to_the_clients_errors(seaweed_endpoint, unique_bucket, repo, tmp_path):
+    """SSE-S3 at an --endpoint-url: the manifest is read without a botocore client (engine._lean_manifest); what
+    it cannot read, the client reads again and names: a missing bucket, wrong credentials, an unreachable store."""
+    _new_bucket(seaweed_endpoint, unique_bucket)
+    store = Store("seaweed", seaweed_endpoint, unique_bucket, None)
+    with pytest.raises(UserError) as err:
+        sync_repository(repo, store.target(bucket="no-such-bucket-here"), show_progress=False, validated=True)
+    assert err.value.exit_code == EXIT_NO_BUCKET and "no-such-bucket-here" in str(err.value)
+    with pytest.raises(UserError) as err:
+        sync_repository(repo, store.target(secret_key="not-the-secret"), show_progress=False, validated=True)
+    assert err.value.exit_code == EXIT_ACCESS_DENIED
+    with pytest.raises(UserError) as err:
+        sync_repository(repo, store.target(endpoint_url=f"http://127.0.0.1:{free_port()}"), show_progress=False, validated=True)
+    assert err.value.exit_code == EXIT_UNREACHABLE
+
+
 def test_unreachable_endpoint(moto_store, repo):
     closed = f"http://127.0.0.1:{free_port()}"  # nothing listens: the OS just handed it out and it was closed
     with pytest.raises(UserError) as err:
@@ -551,6 +567,13 @@ def _count_requests(monkeypatch) -> list[str]:
         return session
 
     monkeypatch.setattr(engine, "_session", counted)
+    real_get = engine._signed_get
+
+    def counted_get(target, key):  # the fast path's GET without a client (engine._lean_manifest)
+        calls.append("GetObject")
+        return real_get(target, key)
+
+    monkeypatch.setattr(engine, "_signed_get", counted_get)
     return calls
 
 
@@ -633,7 +656,8 @@ def test_validation_is_skipped_for_a_tree_that_validated_and_repeated_after_any_
         sync()
     assert refused.value.exit_code == EXIT_INVALID_REPOSITORY and "model.py" in str(refused.value)
     assert _sha(model_py) != moto_store.head(f"{PREFIX}/text_encoder/1/model.py")["Metadata"]["sha256"]  # not uploaded
-    model_py.write_text(good + "\n")  # valid again, and content that never validated
+    model_py.write_text(good)
+    (repo / "text_encoder" / "labels.txt").write_text("a\n")  # valid again, and content that never validated
     assert sync().validation == "ran"
     # An empty directory is no file the scan hashes, yet the validator judges it: it counts too.
     (repo / "text_encoder" / "5").mkdir()
