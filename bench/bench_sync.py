@@ -14,14 +14,17 @@ dominates. Both tools run as CLI processes (interpreter start-up included on bot
 its documented defaults written out in its config file (10 concurrent requests, 8 MiB multipart threshold
 and chunks), both with the same --sse. Scenarios, each into a fresh bucket:
 
-    full         nothing in the store; hybridserve's local caches (file hashes, validation record) cold,
-                 as on the first sync from a checkout
+    full         nothing in the store; hybridserve's local caches (file hashes, validation records) cold, as on
+                 the first sync from a checkout, after `hybridserve models validate` (untimed): the sync trusts
+                 that validation of these very bytes (hybridserve/sync/validated.py). With --validate-in-sync,
+                 no `models validate` first: the sync validates (loads and runs every artifact) itself
     full, warm   nothing in the store; the repository was synced before from this checkout (caches warm),
                  as when publishing to a second site
     unchanged    the same command again right after `full`
 
-Runs alternate which tool goes first. Reported per scenario: the ratio hybridserve / aws of the medians, and
-the range of the per-repeat ratios (the machine may be shared: load hits both sides of a repeat alike);
+Both tools run from compiled bytecode (the checkouts are compiled first, PYTHONDONTWRITEBYTECODE is
+dropped), as installed tools do. Runs alternate which tool goes first. Reported per scenario: the ratio
+hybridserve / aws of the medians, and the range of the per-repeat ratios (the machine may be shared: load hits both sides of a repeat alike);
 hybridserve's own phases (`sync --timings`, medians) show where its time goes, with "start-up" = the
 process's wall time minus the sync's own.
 
@@ -145,8 +148,11 @@ def bench_size(args, repo: Path, endpoint: S3Endpoint, env: dict[str, str], work
         order = order[run % len(order):] + order[: run % len(order)]  # who goes first rotates
         for tool in order:
             if tool != "aws":
-                state = work / f"state-{tool}-{tag}"  # cold: a state dir of its own (hash cache, validation record)
+                state = work / f"state-{tool}-{tag}"  # cold: a state dir of its own (hash cache, validation records)
                 env_hs = dict(env, HYBRIDSERVE_STATE_DIR=str(state), PYTHONPATH=str(checkouts[tool]))
+                if not args.validate_in_sync:  # the usual order: validate, then sync (untimed)
+                    subprocess.run([hybridserve, "models", "validate", "--repo", str(repo)], env=env_hs, check=True,
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                 for scenario, bucket in (("full", f"{tool}-{tag}"), ("unchanged", f"{tool}-{tag}"), ("full, warm", f"{tool}w-{tag}")):
                     if scenario != "unchanged":
                         s3.create_bucket(Bucket=bucket)
@@ -195,7 +201,9 @@ def _empty_buckets(s3, buckets: list[str]) -> None:
 
 
 def report(results, breakdown, sizes: dict[str, tuple[int, int]], args, label: str) -> None:
-    print(f"\nstore: {args.store}, encryption: {label}, aws s3 sync settings: "
+    print("\nfull: " + ("the sync validates the repository itself (--validate-in-sync)" if args.validate_in_sync
+                         else "after `hybridserve models validate` (untimed); the sync trusts its record of these bytes"))
+    print(f"store: {args.store}, encryption: {label}, aws s3 sync settings: "
           + ", ".join(f"{k} {v}" for k, v in AWS_DEFAULTS.items()) + f"; {args.repeat} repeat(s), medians")
     before = bool(args.baseline)
     print(f"{'size':<9} {'scenario':<11} {'hybridserve s':>13} {'aws s3 sync s':>13} {'ratio':>6} {'range':>11}"
@@ -240,6 +248,8 @@ def main() -> None:
                         help="sizes 1 and 3 MiB, one repeat, text_encoder alone: proves the script works")
     parser.add_argument("--built-repo", type=Path, help="an already built model repository (default: build a copy of model_repo/)")
     parser.add_argument("--profile", metavar="DIR", help="also write a cProfile of each hybridserve run into DIR")
+    parser.add_argument("--validate-in-sync", action="store_true", help="no `hybridserve models validate` before the "
+                        "full sync: it validates the repository itself (the kit's extra safety, timed)")
     parser.add_argument("--baseline", metavar="CHECKOUT", help="also run the hybridserve of another checkout (e.g. the "
                         "main branch's) in the same repeats, for before/after ratios measured side by side")
     args = parser.parse_args()
@@ -258,8 +268,12 @@ def main() -> None:
         endpoint: S3Endpoint = store.endpoint
         aws_config = work / "aws-config"
         aws_config.write_text("[default]\ns3 =\n" + "".join(f"  {k} = {v}\n" for k, v in AWS_DEFAULTS.items()))
-        # A clean environment: nobody's ~/.aws profile or region changes either tool's behaviour.
-        env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+        # A clean environment: nobody's ~/.aws profile or region changes either tool's behaviour. Bytecode is
+        # written and used as by any installed tool (without it, every hybridserve run compiled its own modules).
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_") and k != "PYTHONDONTWRITEBYTECODE"}
+        for checkout in [ROOT] + ([Path(args.baseline).resolve()] if args.baseline else []):
+            subprocess.run([sys.executable, "-m", "compileall", "-q", "hybridserve", "smoke_tests"], cwd=checkout,
+                           env=env, stdout=subprocess.DEVNULL, check=False)
         env.update(endpoint.env(), AWS_CONFIG_FILE=str(aws_config), AWS_SHARED_CREDENTIALS_FILE=str(work / "aws-creds"))
         label = "SSE-KMS" if args.store == "moto" else "SSE-S3 (AES256)"
 

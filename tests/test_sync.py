@@ -418,6 +418,22 @@ def test_missing_bucket(moto_store, repo):
     assert "no-such-bucket-here" in str(err.value)
 
 
+def test_without_a_client_the_fast_paths_read_falls_back_to_the_clients_errors(seaweed_endpoint, unique_bucket, repo, tmp_path):
+    """SSE-S3 at an --endpoint-url: the manifest is read without a botocore client (engine._lean_manifest); what
+    it cannot read, the client reads again and names: a missing bucket, wrong credentials, an unreachable store."""
+    _new_bucket(seaweed_endpoint, unique_bucket)
+    store = Store("seaweed", seaweed_endpoint, unique_bucket, None)
+    with pytest.raises(UserError) as err:
+        sync_repository(repo, store.target(bucket="no-such-bucket-here"), show_progress=False, validated=True)
+    assert err.value.exit_code == EXIT_NO_BUCKET and "no-such-bucket-here" in str(err.value)
+    with pytest.raises(UserError) as err:
+        sync_repository(repo, store.target(secret_key="not-the-secret"), show_progress=False, validated=True)
+    assert err.value.exit_code == EXIT_ACCESS_DENIED
+    with pytest.raises(UserError) as err:
+        sync_repository(repo, store.target(endpoint_url=f"http://127.0.0.1:{free_port()}"), show_progress=False, validated=True)
+    assert err.value.exit_code == EXIT_UNREACHABLE
+
+
 def test_unreachable_endpoint(moto_store, repo):
     closed = f"http://127.0.0.1:{free_port()}"  # nothing listens: the OS just handed it out and it was closed
     with pytest.raises(UserError) as err:
@@ -547,10 +563,17 @@ def _count_requests(monkeypatch) -> list[str]:
 
     def counted(target):
         session = real(target)
-        session.events.register("before-call.s3", lambda model, **_: calls.append(model.name))
+        session.register("before-call.s3", lambda model, **_: calls.append(model.name))
         return session
 
     monkeypatch.setattr(engine, "_session", counted)
+    real_get = engine._signed_get
+
+    def counted_get(target, key):  # the fast path's GET without a client (engine._lean_manifest)
+        calls.append("GetObject")
+        return real_get(target, key)
+
+    monkeypatch.setattr(engine, "_signed_get", counted_get)
     return calls
 
 
@@ -634,12 +657,64 @@ def test_validation_is_skipped_for_a_tree_that_validated_and_repeated_after_any_
     assert refused.value.exit_code == EXIT_INVALID_REPOSITORY and "model.py" in str(refused.value)
     assert _sha(model_py) != moto_store.head(f"{PREFIX}/text_encoder/1/model.py")["Metadata"]["sha256"]  # not uploaded
     model_py.write_text(good)
+    (repo / "text_encoder" / "labels.txt").write_text("a\n")  # valid again, and content that never validated
     assert sync().validation == "ran"
     # An empty directory is no file the scan hashes, yet the validator judges it: it counts too.
     (repo / "text_encoder" / "5").mkdir()
     with pytest.raises(UserError) as refused:
         sync()
     assert refused.value.exit_code == EXIT_INVALID_REPOSITORY
+
+
+def test_content_that_validated_is_not_validated_again_wherever_it_lies_and_any_change_is(moto_store, repo, tmp_path):
+    """The content record (hybridserve/sync/validated.py): a copy of a repository that validated (other path,
+    other file times) skips; a copy with one changed byte validates; the original content restored skips."""
+    cache = tmp_path / "state" / "sync-hashes.json"
+    (repo / "text_encoder" / "labels.txt").write_text("a\n")
+    assert sync_repository(repo, moto_store.target(), show_progress=False, hash_cache=cache).validation == "ran"
+
+    copy = Path(shutil.copytree(repo, tmp_path / "elsewhere"))  # new inodes and times: the tree record does not match
+    target = moto_store.target(prefix="copy")
+    assert sync_repository(copy, target, show_progress=False, hash_cache=cache).validation == "skipped: this content validated before"
+
+    labels = copy / "text_encoder" / "labels.txt"
+    original = labels.read_bytes()
+    labels.write_bytes(original + b"extra\n")
+    report = sync_repository(copy, target, show_progress=False, hash_cache=cache)
+    assert report.validation == "ran" and "copy/text_encoder/labels.txt" in report.uploaded
+
+    labels.write_bytes(original)
+    assert sync_repository(copy, target, show_progress=False, hash_cache=cache).validation == "skipped: this content validated before"
+
+
+def test_models_validate_records_what_passed_and_the_sync_trusts_only_that(moto_store, repo, tmp_path, monkeypatch, capsys):
+    from tests.cliutil import run_cli
+
+    state = tmp_path / "state"
+    monkeypatch.setenv("HYBRIDSERVE_STATE_DIR", str(state))
+    code, out, _ = run_cli(["models", "validate", "--repo", str(repo)], capsys)
+    assert code == 0 and "valid" in out
+    cache = state / "sync-hashes.json"
+    report = sync_repository(repo, moto_store.target(), show_progress=False, hash_cache=cache)
+    assert report.validation == "skipped: this content validated before"
+
+    # Changed after `models validate`: validated again, and an invalid change is refused as ever.
+    model_py = repo / "text_encoder" / "1" / "model.py"
+    model_py.write_text(model_py.read_text() + "\ndef broken(:\n")
+    with pytest.raises(UserError) as refused:
+        sync_repository(repo, moto_store.target(), show_progress=False, hash_cache=cache)
+    assert refused.value.exit_code == EXIT_INVALID_REPOSITORY and "model.py" in str(refused.value)
+
+
+def test_content_that_changed_during_its_validation_is_not_recorded(repo, tmp_path):
+    from hybridserve.sync.validated import has_records, record_path, record_validated_repository, tree_fingerprint
+
+    before = tree_fingerprint(repo)
+    (repo / "text_encoder" / "labels.txt").write_text("changed while validating\n")
+    record_validated_repository(repo, tmp_path, before)
+    assert not has_records(record_path(tmp_path))
+    record_validated_repository(repo, tmp_path, tree_fingerprint(repo))
+    assert has_records(record_path(tmp_path))
 
 
 def test_a_file_rewritten_between_hashing_and_upload_is_refused_by_the_store(seaweed_endpoint, unique_bucket, repo, monkeypatch):

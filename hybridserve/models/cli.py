@@ -63,8 +63,14 @@ def validate_command(repo: RepoOption = None) -> None:
     Each artifact is loaded as its backend would load it (TorchScript with torch.jit.load, run once on inputs as the config declares them, its outputs compared with the config's); symbolic links out of the repository, to directories, dangling or looping are refused.
     """
     from hybridserve.models.repository import display_path, ensure_valid
+    from hybridserve.paths import state_dir
+    from hybridserve.sync.validated import record_validated_repository, tree_fingerprint
 
-    info = ensure_valid(repo or model_repo_dir())
+    repo = repo or model_repo_dir()
+    before = tree_fingerprint(repo)
+    info = ensure_valid(repo)
+    # What passed is recorded by content: `hybridserve sync` of these very bytes need not validate again.
+    record_validated_repository(repo, state_dir(), before)
     table = Table(title=f"{display_path(info.path)}: valid")
     for column in ("model", "ver", "batch", "inputs", "outputs", "atol / rtol"):
         wrap = column in ("inputs", "outputs")

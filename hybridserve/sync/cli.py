@@ -3,11 +3,13 @@
 Credentials come from the environment (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN,
 AWS_PROFILE, an instance or IRSA role): never from options, never printed. `--role-arn` assumes a role
 with them first (the stack's model-writer role). Exit codes: hybridserve.sync.errors.
+
+This is the one definition of the command's options, help and usage errors; `hybridserve.sync.command`
+runs it without importing typer (see there) and must agree with it (tests/test_sync_cli.py).
 """
 
 from __future__ import annotations
 
-import os
 from enum import Enum
 from pathlib import Path
 from typing import Optional
@@ -19,14 +21,6 @@ class SSE(str, Enum):
     kms = "aws:kms"
     aes256 = "AES256"
     none = "none"
-
-
-def _default_region() -> tuple[str, str]:
-    """(region, where it came from): messages about a bad one name the variable to fix."""
-    for name in ("AWS_REGION", "AWS_DEFAULT_REGION"):
-        if os.environ.get(name):
-            return os.environ[name], f"from ${name}; --region overrides it"
-    return "us-east-1", "--region"
 
 
 def sync_command(
@@ -99,44 +93,12 @@ def sync_command(
 
     Credentials come from the environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_PROFILE, ...) and are never printed.
     """
-    from hybridserve.console import make_console
+    from hybridserve.sync.command import run_sync
 
-    from hybridserve.paths import model_repo_dir, state_dir
-    from hybridserve.sync.engine import SyncTarget, sync_repository
-    from hybridserve.sync.errors import EXIT_PUBLISHED_CHANGED
-
-    region_source = "--region"
-    if region is None:
-        region, region_source = _default_region()
-    target = SyncTarget(
-        bucket=bucket,
-        prefix=prefix,
-        endpoint_url=endpoint_url,
-        region=region,
-        region_source=region_source,
-        access_key=None,  # boto3's chain reads the environment; options would leak into shell history
-        secret_key=None,
-        sse=sse.value,
-        kms_key_id=kms_key_id,
-        role_arn=role_arn,
+    code = run_sync(
+        bucket=bucket, prefix=prefix, endpoint_url=endpoint_url, region=region, sse=sse.value, kms_key_id=kms_key_id,
+        role_arn=role_arn, repo=repo, dry_run=dry_run, prune=prune, replace=replace, verify=verify,
+        progress=progress, timings=timings,
     )
-    report = sync_repository(
-        repo or model_repo_dir(),
-        target,
-        dry_run=dry_run,
-        prune=prune,
-        replace=replace,
-        verify=verify,
-        show_progress=progress,
-        console=make_console(stderr=True),
-        hash_cache=state_dir() / "sync-hashes.json",
-    )
-    make_console().print(report)
-    if timings:
-        err = make_console(stderr=True)
-        for phase, seconds in report.timings.items():
-            err.print(f"timing: {phase}: {seconds:.3f} s", highlight=False)
-        err.print(f"timing: compared with: {report.compared_with or 'nothing (refused)'}", highlight=False)
-        err.print(f"timing: validation: {report.validation}", highlight=False)
-    if report.conflicts:  # a dry run that a real run would refuse
-        raise typer.Exit(EXIT_PUBLISHED_CHANGED)
+    if code:
+        raise typer.Exit(code)

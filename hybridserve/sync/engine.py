@@ -45,7 +45,8 @@ without --replace (readers were promised those bytes). `prune` always lists.
 Validation (the models module: loads and runs every artifact) runs in a child process while the files
 are hashed and the store is read; nothing is written before it passed. With a hash cache, a tree whose
 fingerprint (every entry's lstat and link target, the validator's source) validated before is not
-validated again.
+validated again, nor is content whose digest (every file's sha256, the directories, the validator) is
+recorded as validated, by an earlier sync or by `hybridserve models validate` (hybridserve/sync/validated.py).
 
 Prune (never by default) deletes keys under the prefix that the repository no longer has: configs of
 removed models first, so no config ever names a version whose files are being deleted by this run.
@@ -70,9 +71,9 @@ import json
 import os
 import queue
 import re
-import stat
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -104,6 +105,8 @@ from hybridserve.sync.scan import (
     select_versions,
     version_of,
 )
+from hybridserve.sync.validated import content_digest, has_records, is_recorded, record_path, tree_fingerprint
+from hybridserve.sync.validated import record as record_content
 
 MANIFEST_NAME = ".hybridserve-manifest.json"
 MANIFEST_FORMAT = "hybridserve-sync/1"
@@ -439,25 +442,24 @@ ASSUME_ROLE_SESSION = "hybridserve-sync"
 
 
 def _session(target: SyncTarget):
-    """One session per sync: its clients share the loaded service models (loading them costs ~0.5 s each time).
+    """One botocore session per sync: its clients share the loaded service models (loading them costs ~0.5 s
+    each time). botocore's, not boto3's: importing boto3 imports s3transfer too, a good part of an unchanged
+    sync's time; the uploads import it when there is something to upload.
 
     With target.role_arn, the session holds the role's credentials (refreshed before they expire).
     """
-    import boto3
+    import botocore.session
 
-    session = boto3.session.Session(
-        aws_access_key_id=target.access_key,
-        aws_secret_access_key=target.secret_key,
-        aws_session_token=target.session_token,
-        region_name=target.region,
-    )
+    session = botocore.session.Session()
+    if target.access_key or target.secret_key or target.session_token:
+        session.set_credentials(target.access_key, target.secret_key, target.session_token)
+    session.set_config_variable("region", target.region)
     if not target.role_arn:
         return session
     return _assumed_role_session(session, target)
 
 
 def _assumed_role_session(base, target: SyncTarget):
-    import boto3
     import botocore.session
     from botocore.credentials import RefreshableCredentials
 
@@ -475,10 +477,10 @@ def _assumed_role_session(base, target: SyncTarget):
     credentials = RefreshableCredentials.create_from_metadata(
         metadata=fetch(), refresh_using=fetch, method="sts-assume-role"
     )
-    core = botocore.session.get_session()
+    core = botocore.session.Session()
     core._credentials = credentials  # botocore has no public setter for refreshable credentials
     core.set_config_variable("region", target.region)
-    return boto3.session.Session(botocore_session=core, region_name=target.region)
+    return core
 
 
 def _assume_role(sts, target: SyncTarget) -> dict[str, Any]:
@@ -525,7 +527,7 @@ def _client(session, target: SyncTarget, service: str = "s3", *, max_attempts: i
         # Non-AWS endpoints (an IP and a port) cannot take bucket names as DNS labels.
         s3={"addressing_style": "path"} if target.endpoint_url else {},
     )
-    return session.client(service, endpoint_url=target.endpoint_url, config=config)
+    return session.create_client(service, region_name=target.region, endpoint_url=target.endpoint_url, config=config)
 
 
 def _head(s3, bucket: str, key: str) -> _Head | None:
@@ -568,6 +570,50 @@ def _probe(s3, target: SyncTarget, manifest_key: str) -> bytes | None:
         raise translate(exc, where=target.where, bucket=target.bucket, what="checking bucket", sse=target.sse) from None
     except BotoCoreError as exc:
         raise translate(exc, where=target.where, bucket=target.bucket, what="checking bucket", sse=target.sse) from None
+
+
+def _lean_manifest(target: SyncTarget, manifest_key: str) -> bytes | None:
+    """The manifest, read without a botocore client, for the fast path; None: not here (then the client reads it).
+
+    Creating an S3 client loads and builds S3's whole service model: a third of an unchanged sync's time, for
+    one GET. This GET is signed by botocore itself (SigV4, the session's credential chain) and sent through
+    botocore's own HTTP session (its CA bundle, proxies). Only where it is the same request the client would
+    send: an explicit --endpoint-url (path-style addressing, as _client uses; AWS endpoints are resolved by
+    botocore's rules) and SSE-S3 or none (SSE-KMS checks its key with KMS first), without --role-arn. Anything
+    but a 200 is None: the client then asks again, and its answer (and error, translated) is the one used.
+    """
+    if not target.endpoint_url or target.sse not in ("AES256", "none") or target.role_arn:
+        return None
+    try:
+        return _signed_get(target, manifest_key)
+    except Exception:  # noqa: BLE001 - the client path asks again and reports whatever is wrong
+        return None
+
+
+def _signed_get(target: SyncTarget, key: str) -> bytes | None:
+    from urllib.parse import quote
+
+    import botocore.session
+    from botocore.auth import S3SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.httpsession import URLLib3Session
+    from botocore.utils import get_environ_proxies
+
+    session = botocore.session.Session()
+    if target.access_key or target.secret_key or target.session_token:
+        session.set_credentials(target.access_key, target.secret_key, target.session_token)
+    credentials = session.get_credentials()
+    if credentials is None:
+        return None
+    url = f"{target.endpoint_url.rstrip('/')}/{target.bucket}/{quote(key, safe='/~')}"
+    request = AWSRequest(method="GET", url=url)
+    S3SigV4Auth(credentials.get_frozen_credentials(), "s3", target.region).add_auth(request)
+    http = URLLib3Session(verify=session.get_config_variable("ca_bundle") or True, proxies=get_environ_proxies(url), timeout=(10, 120))
+    try:
+        response = http.send(request.prepare())
+        return response.content if response.status_code == 200 else None
+    finally:
+        http.close()
 
 
 def _bucket_default_kms_key(s3, target: SyncTarget) -> tuple[str | None, str]:
@@ -786,35 +832,57 @@ def sync_repository(
 
 def _sync(repo_dir: Path, target: SyncTarget, report: SyncReport, validation: _Validation, *, dry_run, prune, replace,
           verify, show_progress, console, on_uploaded, hash_cache, pins=None, honour_history=True) -> None:
-    from botocore.exceptions import BotoCoreError, ClientError
-
     span = _Spans(report.timings)
-    with span("scan and hash"):
-        models = scan_repository(repo_dir, hash_cache=hash_cache)
-    empty = [
-        f"{m.name}/{CONFIG_NAME}: its version_policy ({describe_policy(m.config)}) selects none of the versions "
-        f"it has: {sorted(m.versions)}"
-        for m in models
-        if not select_versions(m.config, m.versions)
-    ]
-    if empty:
-        raise UserError("not syncing: a model would publish no version:", exit_code=EXIT_INVALID_REPOSITORY, details=empty)
+    manifest_key = target.base + MANIFEST_NAME
+    # The fast path never writes, so a version the promotion history serves is never undone by it; an
+    # explicit pin (models promote's publish step) decides the configs and takes the full path.
+    fast = not (verify or prune or pins)
+    early = _EarlyRead(target, manifest_key, lean=fast)
+    try:
+        with span("scan and hash"):
+            models = scan_repository(repo_dir, hash_cache=hash_cache)
+            validation.scanned(models)
+        empty = [
+            f"{m.name}/{CONFIG_NAME}: its version_policy ({describe_policy(m.config)}) selects none of the versions "
+            f"it has: {sorted(m.versions)}"
+            for m in models
+            if not select_versions(m.config, m.versions)
+        ]
+        if empty:
+            raise UserError("not syncing: a model would publish no version:", exit_code=EXIT_INVALID_REPOSITORY, details=empty)
+        _sync_with_store(models, target, report, validation, early, span, fast=fast, dry_run=dry_run, prune=prune,
+                         replace=replace, verify=verify, show_progress=show_progress, console=console,
+                         on_uploaded=on_uploaded, pins=pins, honour_history=honour_history)
+    finally:
+        early.cancel()
+
+
+def _sync_with_store(models, target: SyncTarget, report: SyncReport, validation: _Validation, early: "_EarlyRead", span,
+                     *, fast, dry_run, prune, replace, verify, show_progress, console, on_uploaded, pins, honour_history) -> None:
+    from botocore.exceptions import BotoCoreError, ClientError
 
     where, bucket, base = target.where, target.bucket, target.base
     manifest_key = base + MANIFEST_NAME
     current_step = "checking bucket"
     try:
         with span("connect and read manifest"):
-            session = _session(target)
-            probe = _client(session, target, max_attempts=2)
-            body = _probe(probe, target, manifest_key)
+            lean = early.lean_body()
+        if lean is not None:
+            # SSE-S3 or none: resolving the encryption asks nothing. A manifest that does not say "up to date"
+            # is read again below, with the client, as if this had not happened.
+            enc = _resolve_encryption(None, None, target, [])
+            if _up_to_date(models, _parse_manifest(lean, manifest_key, []), enc, base, report):
+                report.encryption = enc.label
+                with span("validate (waiting)"):
+                    validation.wait()
+                return
+        with span("connect and read manifest"):
+            session, probe, body = early.client_read()
             current_step = "resolving the encryption key"
             enc = _resolve_encryption(session, probe, target, report.notes)
             report.encryption = enc.label
             manifest = _parse_manifest(body, manifest_key, report.notes)
-        # The fast path never writes, so a version the promotion history serves is never undone by it; an
-        # explicit pin (models promote's publish step) decides the configs and takes the full path.
-        if not (verify or prune or pins) and _up_to_date(models, manifest, enc, base, report):
+        if fast and _up_to_date(models, manifest, enc, base, report):
             with span("validate (waiting)"):
                 validation.wait()
             return
@@ -855,6 +923,63 @@ def _sync(repo_dir: Path, target: SyncTarget, report: SyncReport, validation: _V
         raise translate(exc, where=where, bucket=bucket, what=current_step, sse=target.sse) from None
 
 
+class _EarlyRead:
+    """The store's first reads, on a thread of their own while the scan hashes the files (hashlib releases the
+    GIL; importing botocore and creating a client are Python): the manifest without a client (_lean_manifest)
+    where that applies, else, or when that manifest does not show the repository up to date, the session, the
+    probe client and its GET of the manifest (_probe). Errors are raised where the sync asks for the result, so
+    they come after the scan's, as before. A daemon thread: a sync that fails first never waits for it.
+    """
+
+    def __init__(self, target: SyncTarget, manifest_key: str, *, lean: bool):
+        self.target, self.manifest_key = target, manifest_key
+        self.lean = lean and bool(target.endpoint_url) and target.sse in ("AES256", "none") and not target.role_arn
+        self._lean_body: bytes | None = None
+        self._lean_ready = threading.Event()
+        self._go_on = threading.Event()  # the lean manifest was not enough: read with the client
+        self._cancelled = False
+        self._done = threading.Event()
+        self._result: tuple[Any, Any, bytes | None] | None = None
+        self._error: BaseException | None = None
+        threading.Thread(target=self._run, daemon=True, name="hybridserve-sync-connect").start()
+
+    def _run(self) -> None:
+        try:
+            if self.lean:
+                self._lean_body = _lean_manifest(self.target, self.manifest_key)
+                self._lean_ready.set()
+                if self._lean_body is not None:
+                    self._go_on.wait()
+                    if self._cancelled:
+                        return
+            session = _session(self.target)
+            probe = _client(session, self.target, max_attempts=2)
+            self._result = (session, probe, _probe(probe, self.target, self.manifest_key))
+        except BaseException as exc:  # noqa: BLE001 - raised in the sync's thread by client_read
+            self._error = exc
+        finally:
+            self._lean_ready.set()
+            self._done.set()
+
+    def lean_body(self) -> bytes | None:
+        if not self.lean:
+            return None
+        self._lean_ready.wait()
+        return self._lean_body
+
+    def client_read(self):
+        """(session, probe client, manifest body or None): the client's reads, or their error."""
+        self._go_on.set()
+        self._done.wait()
+        if self._error is not None:
+            raise self._error
+        return self._result
+
+    def cancel(self) -> None:
+        self._cancelled = True
+        self._go_on.set()
+
+
 def _up_to_date(models: list[LocalModel], manifest: dict[str, Any], enc: _Encryption, base: str, report: SyncReport) -> bool:
     """The fast path (module docstring): does the manifest say the store holds exactly this repository?
 
@@ -891,7 +1016,7 @@ def _up_to_date(models: list[LocalModel], manifest: dict[str, Any], enc: _Encryp
 
 class _Validation:
     """The models module's validation, in a process of its own alongside the scan and the store's reads;
-    skipped for a tree that validated before.
+    skipped for content that validated before.
 
     Validation loads and runs every artifact (importing torch alone takes seconds): alone it was most of an
     unchanged sync's time and a large part of a small full one. It runs while the files are hashed and the
@@ -899,9 +1024,14 @@ class _Validation:
     that writes waits for it (`wait`), so an invalid repository still changes nothing in the store; when
     anything else fails meanwhile, the invalid repository is what gets reported.
 
-    The record next to the hash cache holds a fingerprint of the last tree that passed, per repository path:
-    every entry's path, type, size, times, inode and link target, the validator's own source and the installed
-    torch and tritonclient. Any change (an edited file, a new empty directory, a touched file) validates again.
+    Two records next to the hash cache say what passed. The tree record: a fingerprint of the last tree that
+    passed, per repository path (every entry's lstat and link target, the validator's own source and the
+    installed torch and tritonclient; no file read): a match skips at once. The content record
+    (hybridserve/sync/validated.py): digests of contents that passed, here or in `hybridserve models validate`,
+    whatever their path or file times; checked once the scan hashed the files (`scanned`). When there is a
+    content record to check, the child starts only if it does not match; else at once, alongside the scan.
+    Either way, content that never validated is validated. A digest is recorded only when the tree's
+    fingerprint did not change from before the scan to after the validation passed (no byte changed meanwhile).
     """
 
     def __init__(self, repo_dir: Path, hash_cache: Path | None, timings: dict[str, float], *, skip: bool):
@@ -911,15 +1041,39 @@ class _Validation:
         self.started = 0.0
         self.record = self.repo_dir.resolve().as_posix() if hash_cache else None
         self.path = Path(hash_cache).with_name(Path(hash_cache).stem + "-validated.json") if hash_cache else None
+        self.contents = record_path(Path(hash_cache).parent) if hash_cache else None
         self.fingerprint = None
+        self.digest: str | None = None
+        self.deferred = False
         self.state = "skipped: the caller validated the repository" if skip else "ran"
         if skip:
             return
         if self.path is not None:
-            self.fingerprint = _tree_fingerprint(self.repo_dir)
+            self.fingerprint = tree_fingerprint(self.repo_dir)
             if self._known().get(self.record) == self.fingerprint:
                 self.state = "skipped: this very tree validated before"
                 return
+            if has_records(self.contents):
+                self.deferred = True  # `scanned` decides, once the content's digest is known
+                return
+        self._start()
+
+    def scanned(self, models: list[LocalModel]) -> None:
+        """The scan hashed every file: skip the validation if this content validated before, else run it."""
+        if self.state != "ran" or self.path is None:
+            return
+        self.digest = content_digest(self.repo_dir, models)
+        if not self.deferred:
+            return
+        self.deferred = False
+        if is_recorded(self.contents, self.digest):
+            self.state = "skipped: this content validated before"
+            if tree_fingerprint(self.repo_dir) == self.fingerprint:  # the tree as hashed: a match next time skips sooner
+                self._remember_tree()
+            return
+        self._start()
+
+    def _start(self) -> None:
         import hybridserve
 
         # The child imports the same hybridserve as this process, wherever that came from.
@@ -960,6 +1114,13 @@ class _Validation:
             )
         if self.path is None:
             return
+        if tree_fingerprint(self.repo_dir) != self.fingerprint:
+            return  # changed while it was validated: what passed is not known exactly; validate next time
+        self._remember_tree()
+        if self.digest is not None:
+            record_content(self.contents, self.digest)
+
+    def _remember_tree(self) -> None:
         known = self._known()
         known[self.record] = self.fingerprint
         try:
@@ -985,44 +1146,6 @@ class _Validation:
         if self.child is not None and self.child.poll() is None:
             self.child.kill()
             self.child.wait()
-
-
-def _tree_fingerprint(repo_dir: Path) -> str:
-    """What the validator's verdict depends on, from lstat alone (no file is read): see _Validation."""
-    import importlib.util
-
-    h = hashlib.sha256()
-    spec = importlib.util.find_spec("hybridserve.models")
-    for folder in spec.submodule_search_locations or []:
-        for source in sorted(Path(folder).glob("*.py")):
-            h.update(source.name.encode() + b"\0" + source.read_bytes() + b"\0")
-    # The libraries it loads artifacts with, as installed (found, not imported; importlib.metadata costs more).
-    for package in ("torch", "tritonclient"):
-        found = importlib.util.find_spec(package)
-        try:
-            st = os.stat(found.origin)
-            h.update(f"{package}={found.origin}:{st.st_size}:{st.st_mtime_ns}\0".encode())
-        except (AttributeError, TypeError, OSError):
-            h.update(f"{package}=none\0".encode())
-
-    def signature(st: os.stat_result) -> list:
-        return [oct(st.st_mode), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev]
-
-    for root, dirs, files in os.walk(repo_dir):  # links are listed, not followed
-        dirs.sort()
-        for name in sorted(dirs) + sorted(files):
-            path = os.path.join(root, name)
-            line: list = [os.path.relpath(path, repo_dir)]
-            try:
-                st = os.lstat(path)
-                line += [oct(st.st_mode)] if stat.S_ISDIR(st.st_mode) else signature(st)
-                if stat.S_ISLNK(st.st_mode):
-                    line.append(os.readlink(path))
-                    line += signature(os.stat(path))  # the file it points to, as the scan reads it
-            except OSError as exc:
-                line.append(f"error {exc.errno}")
-            h.update(json.dumps(line).encode() + b"\n")
-    return h.hexdigest()
 
 
 def _pins(models, remote, s3, target: SyncTarget, pins, honour_history: bool, notes: list[str]) -> dict[str, list[int]]:
