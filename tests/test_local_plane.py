@@ -373,3 +373,11 @@ def test_a_malformed_slo_flag_is_refused_before_anything_starts(state_dir, built
     assert done.returncode == 2, done.stdout + done.stderr
     assert "--max-p99-ms 'fast'" in done.stderr and "Traceback" not in done.stdout + done.stderr
     assert not state_dir.exists()
+
+
+def test_a_non_positive_smoke_window_is_refused_before_anything_starts(state_dir, built_model_repo):
+    done = _cli("up", "--smoke-window", "0", "--state-dir", str(state_dir), "--repo", str(built_model_repo), timeout=60)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "--smoke-window 0: the measurement window must be above 0 seconds" in done.stderr
+    assert "Traceback" not in done.stdout + done.stderr
+    assert not state_dir.exists()
