@@ -345,10 +345,9 @@ def test_a_failing_sync_is_named_with_its_log(served_once, built_model_repo, tmp
 
 @pytest.mark.servers
 def test_a_failing_tritonserver_is_named_with_its_log(state_dir, built_model_repo, tmp_path):
-    # One model, whose model.py raises as the Python backend imports it (before it imports torch): tritonserver
-    # fails to load it without first loading the other models or torch.
-    repo = tmp_path / "repo"
-    shutil.copytree(built_model_repo / "image_classifier", repo / "image_classifier")
+    repo = _repo_copy(built_model_repo, tmp_path)
+    # image_classifier's model.py raises as the Python backend imports it (before it imports torch, so its stub
+    # fails at once); text_encoder loads: one failing model fails the phase.
     model_py = repo / "image_classifier" / "1" / "model.py"
     text = model_py.read_text()
     model_py.write_text(text.replace("\nimport json\n", "\nraise RuntimeError('deliberately broken for the test')\nimport json\n", 1))
