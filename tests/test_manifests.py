@@ -1,6 +1,6 @@
 """The Kubernetes manifests the program renders: strict schema validation and a checkov scan.
 
-Each example stack is planned once for this module; checkov runs once over every stack's
+Each example stack is planned once per test run (conftest `example_plans`); checkov runs once over every stack's
 manifests (plus a canary that must fail, so a scan that checks nothing cannot pass).
 
 checkov cannot share .venv (it pins boto3 against ours): `make test` installs it into
