@@ -12,6 +12,8 @@ Fixtures (all session-scoped: a server start costs seconds; tests must not depen
 - `seaweed_endpoint`  -> its S3Endpoint; accepts only its own generated key pair.
 - `built_model_repo`  -> Path to a built copy of model_repo/ (artifacts and references), shared by all workers.
                          Treat it as read-only; copy it if a test needs to change it.
+- `example_plans`     -> {stack name: infra.plan.Plan} of every example stack (stacks/), planned once per test run
+                         and shared by all workers (a plan costs seconds). Read-only: copy.deepcopy to change one.
 
 Function-scoped:
 - `unique_bucket`     -> a fresh bucket name ("t-" + 12 hex), since the stores above are shared by a session.
@@ -112,6 +114,28 @@ def _program_model_repo(built_model_repo):
         os.environ.pop(MODEL_REPO_ENV, None)
     else:
         os.environ[MODEL_REPO_ENV] = previous
+
+
+@pytest.fixture(scope="session")
+def example_plans(tmp_path_factory, _program_model_repo) -> dict:
+    """The example stacks' offline plans, made by the first worker that asks (under a lock) and read by the others."""
+    import pickle
+
+    from hybridserve.paths import repo_root
+    from hybridserve.stackconfig import stack_files
+    from infra.plan import plan_stack_file
+
+    shared = _shared_tmp(tmp_path_factory)
+    cache = shared / "example_plans.pickle"
+    with open(shared / "example_plans.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not cache.exists():
+            plans = {name: plan_stack_file(path) for name, path in stack_files(repo_root() / "stacks").items()}
+            partial = cache.with_suffix(".partial")
+            partial.write_bytes(pickle.dumps(plans))
+            partial.rename(cache)
+            return plans
+    return pickle.loads(cache.read_bytes())
 
 
 @pytest.fixture

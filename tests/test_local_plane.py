@@ -162,13 +162,33 @@ def test_status_without_a_plane_exits_1(tmp_path):
 # --------------------------------------------------------------------------------------------- the real plane
 
 
+# The plane's smoke test with 1 s windows (`local up --smoke-window`): the same gate and capacity search as the
+# demo's quick profile, half its time; these tests check the phases and the result table, not the figures.
+FAST_SMOKE = ("--smoke-window", "1")
+
+
+@pytest.fixture(scope="module")
+def served_once(built_model_repo, tmp_path_factory):
+    """One full `local up` (store, sync, tritonserver, smoke test) and its state directory, whose store then
+    holds the published models. Later runs in this module reuse that store; none of them changes it (a
+    refused sync writes nothing), so they do not depend on each other's order.
+    """
+    state = tmp_path_factory.mktemp("served_once") / "state"
+    try:
+        yield state, _cli("up", *FAST_SMOKE, "--state-dir", str(state), "--repo", str(built_model_repo))
+    finally:
+        _kill_leftovers(state)
+
+
 @pytest.mark.servers
-def test_up_serves_the_models_and_a_second_run_syncs_nothing(state_dir, built_model_repo):
-    first = _cli("up", "--state-dir", str(state_dir), "--repo", str(built_model_repo))
+def test_up_serves_the_models_and_a_second_run_syncs_nothing(served_once, built_model_repo):
+    state_dir, first = served_once
     out = first.stdout + first.stderr
     assert first.returncode == 0, out
     _assert_model_rows(first.stdout, state_dir)
     assert "uploaded" in first.stdout and "smoke test passed" in first.stdout, out
+    # The base models: the repository's variant (text_encoder_int8) is not served without --variants.
+    assert "2 models ready" in first.stdout and "text_encoder_int8" not in first.stdout.split("... tritonserver", 1)[1], out
     assert (state_dir / "smoke-report.json").is_file()
     assert "all servers stopped" in first.stdout
     assert _processes_mentioning(str(state_dir)) == []
@@ -179,17 +199,12 @@ def test_up_serves_the_models_and_a_second_run_syncs_nothing(state_dir, built_mo
     assert (state_dir / "logs" / "weed.log").is_file() and (state_dir / "logs" / "tritonserver.log").is_file()
 
     # The smoke gate was shown above; the second run is about the store, so it skips the measurement.
-    second = _cli("up", "--no-smoke", "--state-dir", str(state_dir), "--repo", str(built_model_repo))
+    # --variants serves the compressed variants too: they were synced with the rest, so still nothing to upload.
+    second = _cli("up", "--no-smoke", "--variants", "--state-dir", str(state_dir), "--repo", str(built_model_repo))
     assert second.returncode == 0, second.stdout + second.stderr
     assert "models already in the store: nothing to upload" in second.stdout, second.stdout
     assert "found hybridserve-models" in second.stdout
-    assert "2 models ready" in second.stdout  # the base models: the repository's variant (text_encoder_int8) is not served
-    assert _processes_mentioning(str(state_dir)) == []
-
-    # --variants serves the compressed variants too.
-    third = _cli("up", "--no-smoke", "--variants", "--state-dir", str(state_dir), "--repo", str(built_model_repo))
-    assert third.returncode == 0, third.stdout + third.stderr
-    assert "3 models ready" in third.stdout and "text_encoder_int8" in third.stdout, third.stdout
+    assert "3 models ready" in second.stdout and "text_encoder_int8" in second.stdout, second.stdout
     assert _processes_mentioning(str(state_dir)) == []
 
 
@@ -313,10 +328,10 @@ def test_a_failing_object_store_is_named_with_its_log(state_dir, built_model_rep
 
 
 @pytest.mark.servers
-def test_a_failing_sync_is_named_with_its_log(state_dir, built_model_repo, tmp_path):
-    repo = _repo_copy(built_model_repo, tmp_path)
-    first = _cli("up", "--no-smoke", "--state-dir", str(state_dir), "--repo", str(repo))
+def test_a_failing_sync_is_named_with_its_log(served_once, built_model_repo, tmp_path):
+    state_dir, first = served_once  # its store holds the models as published from built_model_repo
     assert first.returncode == 0, first.stdout + first.stderr
+    repo = _repo_copy(built_model_repo, tmp_path)
     # A published version changed in place: the sync refuses it (readers could load a mix of old and new files).
     with open(repo / "text_encoder" / "1" / "model.py", "a") as f:
         f.write("\n# edited after it was published\n")
@@ -331,9 +346,11 @@ def test_a_failing_sync_is_named_with_its_log(state_dir, built_model_repo, tmp_p
 @pytest.mark.servers
 def test_a_failing_tritonserver_is_named_with_its_log(state_dir, built_model_repo, tmp_path):
     repo = _repo_copy(built_model_repo, tmp_path)
+    # image_classifier's model.py raises as the Python backend imports it (before it imports torch, so its stub
+    # fails at once); text_encoder loads: one failing model fails the phase.
     model_py = repo / "image_classifier" / "1" / "model.py"
     text = model_py.read_text()
-    model_py.write_text(text.replace("    def initialize(self, args):\n", "    def initialize(self, args):\n        raise RuntimeError('deliberately broken for the test')\n", 1))
+    model_py.write_text(text.replace("\nimport json\n", "\nraise RuntimeError('deliberately broken for the test')\nimport json\n", 1))
     assert model_py.read_text() != text
     done = _cli("up", "--no-smoke", "--state-dir", str(state_dir), "--repo", str(repo))
     _assert_failed_in(done, "tritonserver", "tritonserver.log", state_dir, 3)
@@ -343,7 +360,7 @@ def test_a_failing_tritonserver_is_named_with_its_log(state_dir, built_model_rep
 @pytest.mark.servers
 def test_a_failing_smoke_test_is_named_with_its_log(state_dir, built_model_repo):
     # An SLO no server meets: a p99 latency of a microsecond.
-    done = _cli("up", "--max-p99-ms", "0.001", "--state-dir", str(state_dir), "--repo", str(built_model_repo))
+    done = _cli("up", *FAST_SMOKE, "--max-p99-ms", "0.001", "--state-dir", str(state_dir), "--repo", str(built_model_repo))
     _assert_failed_in(done, "smoke test", "tritonserver.log", state_dir, 1)
     assert "smoke test FAILED" in done.stdout
     for name in MODELS:
@@ -354,4 +371,12 @@ def test_a_malformed_slo_flag_is_refused_before_anything_starts(state_dir, built
     done = _cli("up", "--max-p99-ms", "fast", "--state-dir", str(state_dir), "--repo", str(built_model_repo), timeout=60)
     assert done.returncode == 2, done.stdout + done.stderr
     assert "--max-p99-ms 'fast'" in done.stderr and "Traceback" not in done.stdout + done.stderr
+    assert not state_dir.exists()
+
+
+def test_a_non_positive_smoke_window_is_refused_before_anything_starts(state_dir, built_model_repo):
+    done = _cli("up", "--smoke-window", "0", "--state-dir", str(state_dir), "--repo", str(built_model_repo), timeout=60)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "--smoke-window 0: the measurement window must be above 0 seconds" in done.stderr
+    assert "Traceback" not in done.stdout + done.stderr
     assert not state_dir.exists()

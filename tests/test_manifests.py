@@ -1,6 +1,6 @@
 """The Kubernetes manifests the program renders: strict schema validation and a checkov scan.
 
-Each example stack is planned once for this module; checkov runs once over every stack's
+Each example stack is planned once per test run (conftest `example_plans`); checkov runs once over every stack's
 manifests (plus a canary that must fail, so a scan that checks nothing cannot pass).
 
 checkov cannot share .venv (it pins boto3 against ours): `make test` installs it into
@@ -24,7 +24,7 @@ from hybridserve.errors import UserError
 from hybridserve.paths import repo_root
 from hybridserve.stackconfig import stack_files
 from infra.manifests import HELM_RELEASES_FILE, HelmRelease, Rendered, render, supported_versions, to_manifest, validate
-from infra.plan import Plan, plan_stack_file
+from infra.plan import Plan
 
 EXAMPLES = repo_root() / "stacks"
 NAMES = sorted(stack_files(EXAMPLES))
@@ -43,11 +43,10 @@ POD_TEMPLATE_KINDS = {"Deployment", "DaemonSet", "StatefulSet", "ReplicaSet", "J
 
 
 @pytest.fixture(scope="module")
-def planned() -> dict[str, tuple[Plan, Rendered]]:
-    """Every example stack planned and rendered once for the module (a plan costs seconds)."""
+def planned(example_plans) -> dict[str, tuple[Plan, Rendered]]:
+    """Every example stack planned (once per test run: conftest) and rendered once for the module."""
     out = {}
-    for name, path in stack_files(EXAMPLES).items():
-        plan = plan_stack_file(path)
+    for name, plan in copy.deepcopy(example_plans).items():
         out[name] = (plan, render(plan))
     return out
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import zipfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -27,12 +28,12 @@ def copy_sources(dst: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def two_builds(tmp_path_factory):
-    """Two independent builds in two different directories."""
-    builds = []
-    for label in ("first", "second"):
-        repo = copy_sources(tmp_path_factory.mktemp(label) / "model_repo")
-        builds.append((repo, build_models(repo, progress=False)))
-    return builds
+    """Two independent builds in two different directories, run side by side (each model builds in a
+    subprocess of its own, which mostly waits on importing torch)."""
+    repos = [copy_sources(tmp_path_factory.mktemp(label) / "model_repo") for label in ("first", "second")]
+    with ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(lambda repo: build_models(repo, progress=False), repos))
+    return list(zip(repos, results))
 
 
 def test_two_builds_are_byte_identical(two_builds):

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.resources
+import copy
 import json
 import re
 import sys
@@ -23,11 +24,7 @@ from typing import Any
 
 import pytest
 
-from hybridserve.paths import repo_root
-from hybridserve.stackconfig import stack_files
-from infra.plan import Plan, plan_stack_file
-
-EXAMPLES = repo_root() / "stacks"
+from infra.plan import Plan
 
 
 def _import_parliament() -> types.ModuleType:
@@ -215,8 +212,8 @@ def unexpected(findings: list[Finding]) -> list[Finding]:
 
 
 @pytest.fixture(scope="module")
-def planned() -> dict[str, Plan]:
-    return {name: plan_stack_file(path) for name, path in stack_files(EXAMPLES).items()}
+def planned(example_plans) -> dict[str, Plan]:
+    return copy.deepcopy(example_plans)  # planned once per test run (conftest)
 
 
 @pytest.fixture(scope="module")

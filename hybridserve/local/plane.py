@@ -47,6 +47,7 @@ class PlaneOptions:
     keep: bool = False
     smoke: bool = True
     smoke_profile: str = "quick"  # smoke_tests.PROFILES: "quick" keeps the demo well under 3 minutes
+    smoke_window: float | None = None  # the profile's measurement window replaced (seconds), as `smoke --window`
     startup_timeout: float = 180.0
     # The smoke gate's SLO flags, as `hybridserve smoke` takes them ([MODEL=]N[@CONCURRENCY]).
     min_throughput: tuple[str, ...] = ()
@@ -478,6 +479,8 @@ def check_options(options: PlaneOptions) -> None:
         bad.extend(d.replace("prefix (--prefix)", "--prefix") for d in exc.details)
     if options.smoke and options.smoke_profile not in PROFILES:
         bad.append(f"--smoke-profile {options.smoke_profile!r}: expected one of {', '.join(PROFILES)}")
+    if options.smoke_window is not None and not options.smoke_window > 0:  # also NaN
+        bad.append(f"--smoke-window {options.smoke_window:g}: the measurement window must be above 0 seconds (e.g. 1)")
     try:
         _slos(options)
     except GateError as exc:
@@ -504,6 +507,13 @@ def _slos(options: PlaneOptions):
     return parse_slo_flags(options.min_throughput, options.max_p99_ms, options.max_error_rate)
 
 
+def _smoke_profile(options: PlaneOptions):
+    from smoke_tests.options import PROFILES
+
+    profile = PROFILES[options.smoke_profile]
+    return profile if options.smoke_window is None else replace(profile, window_s=options.smoke_window)
+
+
 def _run_smoke(console, triton, options: PlaneOptions, models, result: PlaneResult, timings, log_tail) -> None:
     from smoke_tests import run_smoke
 
@@ -516,7 +526,7 @@ def _run_smoke(console, triton, options: PlaneOptions, models, result: PlaneResu
             metrics_url=triton.metrics_url,  # lets the gate use Triton's host-CPU figure as a saturation signal
             repo_dir=options.repo_dir,
             models=models,
-            profile=options.smoke_profile,
+            profile=_smoke_profile(options),
             wait_ready_s=30,
             json_path=report_path,
             slos=_slos(options),
