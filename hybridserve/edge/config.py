@@ -30,7 +30,8 @@ DEFAULT_CACHE_PORTS = {
     "s3.grpc": 18333,
 }
 _NAME = re.compile(r"[a-z][a-z0-9-]{0,30}")
-_VERSION = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,63}")
+# 64 for the declared version (the schema's bound) plus "-" and the 12-digit content digest the bundle appends.
+_VERSION = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,76}")
 
 
 @dataclass(frozen=True)
