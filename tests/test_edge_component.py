@@ -117,7 +117,12 @@ def test_the_commands_run_exactly_the_scripts_the_runtime_tests_ran(tmp_path):
     assert bundle.digest in expected_apply and f"--version {bundle.version}" in expected_apply
     gate = seen["gate_create"]
     config_sha = __import__("hashlib").sha256(seen["stdin"].encode()).hexdigest()[:16]
-    assert gate == render.gate_script(stamp=f"runtime {bundle.version} bundle {bundle.digest[:16]} config {config_sha}")
+    assert gate == render.gate_script(stamp=f"runtime {bundle.version} bundle {bundle.digest[:16]} config {config_sha}",
+                                      version=bundle.version, config_sha=config_sha)
+    # A failed gate rolls the host back before the update fails (the runtime tests run that path for real), and the
+    # gate checks that the host serves what it gates (a host rolled back earlier fails instead of passing).
+    command = gate.strip().splitlines()[-1]
+    assert "--rollback-on-fail" in command and f"--expect-version {bundle.version}" in command and f"--expect-config {config_sha}" in command
     assert not seen["gate_secret"]  # visible in a diff
     # The config on stdin is what the runtime tests feed the same script: a valid config.json for this host.
     cfg = EdgeConfig.from_json(seen["stdin"], source="stdin")

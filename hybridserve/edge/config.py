@@ -241,6 +241,21 @@ class Layout:
         except (FileNotFoundError, OSError):
             return None
 
+    @property
+    def previous(self) -> Path:
+        """What a rollback goes back to: the version that served before the last successful change."""
+        return self.opt / "previous"
+
+    def previous_version(self) -> str | None:
+        try:
+            return Path(self.previous.readlink()).name
+        except (FileNotFoundError, OSError):
+            return None
+
+    def saved_host_files(self, version: str) -> Path:
+        """The config, units, firewall and log rotation files `version` served with (restored on a rollback)."""
+        return self.version_dir(version) / "host"
+
 
 def read_config(layout: Layout) -> EdgeConfig:
     path = layout.config_file
