@@ -272,7 +272,8 @@ def apply(layout: Layout, bundle: Path, config: EdgeConfig | None, *, version: s
 
     A change (new version, new config: a new publication is a new hub prefix) fills the cache first while the
     running Triton keeps serving; a failed fill changes nothing that runs (the previous files are put back).
-    Then Triton alone restarts (the cache too on a new version or new cache ports), and the health check
+    Then Triton alone restarts (the cache too on a new version or new cache ports; nothing when only the gate,
+    fill or firewall settings changed), and the health check
     (the installed launcher's `status --wait`: both services, the cache's S3, Triton and every model ready)
     decides: healthy, and what served before is recorded for `rollback` (its version and files), publications
     other than the new and the previous one leave the cache, versions other than those two leave the disk;
@@ -297,7 +298,6 @@ def apply(layout: Layout, bundle: Path, config: EdgeConfig | None, *, version: s
         started = _launcher_call(layout, "start", *flag)
         if started.returncode == 0 and _healthy(layout, config, flag):
             say(f"runtime {target} running and healthy")
-            _prune_cache(layout, flag, target)
             return 0
         say(f"runtime {target} is NOT healthy (no previous version to roll back to); see {layout.logs}")
         return EXIT_UNHEALTHY
@@ -356,11 +356,16 @@ def _change(layout: Layout, config: EdgeConfig, *, serving: str, target: str, be
 
     `code`: the version whose launcher fills and prunes (the newer code: it knows both configs)."""
     flag = _systemd_flag(systemd)
+    old = _saved_config(before)
     old_prefix = _prefix_of(before)
-    cache_moves = _saved_config(before).get("cache_ports") != config.cache_ports
+    new = json.loads(config.to_json())
+    cache_moves = old.get("cache_ports") != new["cache_ports"] or _unit_changed(layout, before, render.CACHE_UNIT)
+    moved_prefix = (old_prefix, old.get("cache_bucket")) != (config.hub.prefix, config.cache_bucket)
+    triton_moves = moved_prefix or _unit_changed(layout, before, render.TRITON_UNIT) or any(
+        old.get(k) != new[k] for k in TRITON_KEYS)
     if running and not cache_moves:
-        # The new publication into the cache while Triton serves the old one (no reload: it serves the old prefix).
-        filled = _launcher_call(layout, "run", "fill", "--no-reload", *flag, version=code)
+        # The new publication into the cache while Triton serves the old one (which it must not reload from).
+        filled = _launcher_call(layout, "run", "fill", *(["--no-reload"] if moved_prefix else []), *flag, version=code)
         if filled.returncode != 0:
             restore_host_files(layout, before, systemd=systemd)
             shutil.rmtree(before, ignore_errors=True)
@@ -368,14 +373,20 @@ def _change(layout: Layout, config: EdgeConfig, *, serving: str, target: str, be
                 f"restarted, runtime {serving} keeps serving hub prefix {old_prefix!r} with its previous configuration; "
                 "the next apply retries (a fill resumes where it stopped)")
             return EXIT_UNHEALTHY
-    whole = not running or serving != target or cache_moves
-    if whole:
+    how = "start" if not running or serving != target or cache_moves else "restart" if triton_moves else None
+    if how == "start":
         if running:
             _launcher_call(layout, "stop", *flag, version=serving)
         switch_current(layout, target)
         started = _launcher_call(layout, "start", *flag)
-    else:
+    elif how == "restart":
         started = _launcher_call(layout, "restart", *flag)  # Triton only: the cache keeps its ports and objects
+    else:
+        # Only what the gate, the fill or the firewall read changed: nothing that serves restarts.
+        say("only the gate, fill or firewall settings changed: Triton and the cache keep running")
+        if systemd and _unit_changed(layout, before, render.FILL_TIMER):
+            subprocess.run(["systemctl", "restart", render.FILL_TIMER], check=False)
+        started = subprocess.CompletedProcess([], 0)
     if started.returncode == 0 and _healthy(layout, config, flag):
         if record:
             # What served before is what `rollback` goes back to: its version and files, its publication in the cache.
@@ -394,16 +405,26 @@ def _change(layout: Layout, config: EdgeConfig, *, serving: str, target: str, be
         _prune_cache(layout, flag, code)
         return 0
     say(f"runtime {target} failed its health check: rolling back to {serving} and its previous configuration")
-    if whole:
+    if how == "start":
         _launcher_call(layout, "stop", *flag)
     restore_host_files(layout, before, systemd=systemd)
     shutil.rmtree(before, ignore_errors=True)
     switch_current(layout, serving)
-    again = _launcher_call(layout, "start" if whole else "restart", *flag)
+    again = _launcher_call(layout, how, *flag) if how else subprocess.CompletedProcess([], 0)
     state = "healthy" if again.returncode == 0 and _healthy(layout, read_config(layout), flag) else "NOT healthy either"
     say(f"rolled back to runtime {serving} (hub prefix {old_prefix!r}): {state}; the failed version stays in "
         f"{layout.version_dir(target)} for inspection")
     return EXIT_UNHEALTHY
+
+
+# What Triton's command line and unit are made of (hybridserve.tritonargs via run_service, render.unit_files): a change
+# restarts Triton. The rest (SLOs, fill interval and bandwidth, hub credentials, firewall networks) does not.
+TRITON_KEYS = ("models", "listen_address", "http_port", "grpc_port", "metrics_port", "gpu", "user", "cache_bucket")
+
+
+def _unit_changed(layout: Layout, before: Path, unit: str) -> bool:
+    saved, now = before / "units" / unit, layout.units / unit
+    return (saved.read_bytes() if saved.is_file() else None) != (now.read_bytes() if now.is_file() else None)
 
 
 def _prune_cache(layout: Layout, flag: list[str], code: str) -> None:
