@@ -615,6 +615,9 @@ def restart(layout: Layout, *, systemd: bool = True) -> str:
             time.sleep(0.1)
         if group_members(proc["pgid"], proc["match"]):
             _signal_group(proc["pgid"], signal.SIGKILL)
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and group_members(proc["pgid"], proc["match"]):
+                time.sleep(0.1)  # the new one binds the same ports
     procs: list = []
     try:
         _start_triton(layout, config, record, procs)
@@ -687,7 +690,7 @@ def wait_healthy(layout: Layout, *, systemd: bool, timeout: float) -> dict:
         st = status(layout, systemd=systemd)
         if st["healthy"] or time.monotonic() >= deadline:
             return st
-        time.sleep(1)
+        time.sleep(0.5)  # a few loopback probes and a /proc scan: cheap, and every apply waits here
 
 
 def uninstall(layout: Layout, *, systemd: bool = True, purge: bool = False) -> list[str]:
