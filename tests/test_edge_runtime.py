@@ -35,6 +35,7 @@ MODELS = ("text_encoder", "image_classifier")
 PREFIX = "models"
 PREFIX_V2 = "models-v2"  # a second publication: PREFIX's objects plus one new one
 EXTRA = ("text_encoder/NOTES.txt", b"publication 2: one changed object\n")
+DECLARED = "1.0.0"  # the stack's runtime_version
 STRICT_SLOS = {"slos": {"*": {"max_p99_ms": 0.001, "p99_concurrency": 1}}}  # no CPU host meets it
 
 
@@ -148,7 +149,7 @@ def cached_keys(host) -> set[str]:
 def host(tmp_path_factory, seaweed_endpoint, hub):
     base = tmp_path_factory.mktemp("edge")
     h = Host(base / "root", host_config(seaweed_endpoint, hub), base / "bundles")
-    h.bundle = build_bundle(h.bundles)
+    h.bundle = build_bundle(h.bundles, version=DECLARED)  # as EdgeHosts builds it with the site's runtime_version
     h.first_apply = h.apply(h.bundle)
     try:
         yield h
@@ -436,9 +437,9 @@ def test_a_failed_upgrade_rolls_back_the_version_and_the_config_and_units_it_ser
 
 def test_changed_code_under_the_same_declared_version_is_rolled_out(host):
     first = host.bundle.version
-    # The kit's version again (as the first bundle), different code: a new version, unpacked and switched to.
-    host.second = second = build_bundle(host.bundles, replace={"app/hybridserve/edge/NOTES.txt": b"a fix"})
-    assert second.declared == host.bundle.declared and second.version != first
+    # The same declared runtime_version as the first bundle, different code: a new version, unpacked and switched to.
+    host.second = second = build_bundle(host.bundles, version=DECLARED, replace={"app/hybridserve/edge/NOTES.txt": b"a fix"})
+    assert second.declared == host.bundle.declared == DECLARED and second.version != first
     host.strict = strict = dataclasses.replace(host.config, slos=STRICT_SLOS)  # the gate of the next test fails with it
     before = host.pids()
     r = host.apply(second, strict)
