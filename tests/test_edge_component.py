@@ -117,7 +117,12 @@ def test_the_commands_run_exactly_the_scripts_the_runtime_tests_ran(tmp_path):
     assert bundle.digest in expected_apply and f"--version {bundle.version}" in expected_apply
     gate = seen["gate_create"]
     config_sha = __import__("hashlib").sha256(seen["stdin"].encode()).hexdigest()[:16]
-    assert gate == render.gate_script(stamp=f"runtime {bundle.version} bundle {bundle.digest[:16]} config {config_sha}")
+    assert gate == render.gate_script(stamp=f"runtime {bundle.version} bundle {bundle.digest[:16]} config {config_sha}",
+                                      version=bundle.version, config_sha=config_sha)
+    # A failed gate rolls the host back before the update fails (the runtime tests run that path for real), and the
+    # gate checks that the host serves what it gates (a host rolled back earlier fails instead of passing).
+    command = gate.strip().splitlines()[-1]
+    assert "--rollback-on-fail" in command and f"--expect-version {bundle.version}" in command and f"--expect-config {config_sha}" in command
     assert not seen["gate_secret"]  # visible in a diff
     # The config on stdin is what the runtime tests feed the same script: a valid config.json for this host.
     cfg = EdgeConfig.from_json(seen["stdin"], source="stdin")
@@ -201,4 +206,21 @@ def test_the_runtime_version_follows_the_bundle_content(tmp_path):
     b = build_bundle(tmp_path / "b", replace={"app/hybridserve/edge/extra.txt": b"changed"})
     assert a.version != b.version and a.digest != b.digest
     _, seen = plan(lambda seen: seen.update(site=EdgeHosts("plant-a", site_args(tmp_path, runtime_version="1.2.3"))))
-    assert seen["site"].bundle.version == "1.2.3"
+    bundle = seen["site"].bundle
+    assert bundle.declared == "1.2.3" and bundle.version.startswith("1.2.3-") and len(bundle.version) == len("1.2.3-") + 12
+
+
+def test_changed_code_under_the_same_declared_version_is_a_new_version_and_a_new_apply(tmp_path):
+    """A host skips unpacking a version it has: changed code under the same runtime_version must get a new name
+    (and so a new apply text, which Pulumi runs again); the same code keeps its name and text (a no-op)."""
+    same = build_bundle(tmp_path / "x", version="1.2.3")
+    again = build_bundle(tmp_path / "y", version="1.2.3")
+    changed = build_bundle(tmp_path / "z", version="1.2.3", replace={"app/hybridserve/edge/extra.txt": b"changed"})
+    assert same.version == again.version and same.declared == changed.declared == "1.2.3"
+    assert changed.version != same.version and changed.version.startswith("1.2.3-")
+
+    def apply_text(b):
+        return render.apply_script(f"{REMOTE_BUNDLE_DIR}/{b.path.name}", b.version, b.digest)
+
+    assert apply_text(same) == apply_text(again) and apply_text(changed) != apply_text(same)
+    assert f"--version {changed.version}" in apply_text(changed)

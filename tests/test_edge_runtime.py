@@ -3,13 +3,18 @@
 
 One module-scoped host: a hub bucket (SeaweedFS, the published repository written by the real sync), the
 runtime installed and started by the apply script (SeaweedFS cache + tritonserver), then status, inference,
-re-apply (unchanged), fill, gate, upgrade with rollback; uninstall at the end leaves no process behind.
+re-apply (unchanged), fill, gate, a new publication (filled while the old one serves, then Triton alone
+restarts), upgrade with rollback of the version and its files, a failed gate's rollback; uninstall at the end
+leaves no process behind. The tests run in file order on that one host: each starts where the previous left it.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 import os
+import re
 import shutil
 import stat
 import subprocess
@@ -28,6 +33,10 @@ pytestmark = pytest.mark.servers
 
 MODELS = ("text_encoder", "image_classifier")
 PREFIX = "models"
+PREFIX_V2 = "models-v2"  # a second publication: PREFIX's objects plus one new one
+EXTRA = ("text_encoder/NOTES.txt", b"publication 2: one changed object\n")
+DECLARED = "1.0.0"  # the stack's runtime_version
+STRICT_SLOS = {"slos": {"*": {"max_p99_ms": 0.001, "p99_concurrency": 1}}}  # no CPU host meets it
 
 
 def processes_under(root: Path) -> list[str]:
@@ -104,11 +113,43 @@ def hub(seaweed_endpoint, built_model_repo):
     return bucket
 
 
+def publish_copy(s3, bucket: str, source: str, target: str, extra: tuple[str, bytes]) -> None:
+    """A new publication at `target`: `source`'s objects copied, one object added, the manifest (written last) listing it."""
+    from hybridserve.sync.engine import MANIFEST_NAME, SHA_META
+
+    manifest = json.loads(s3.get_object(Bucket=bucket, Key=f"{source}/{MANIFEST_NAME}")["Body"].read())
+    for rel in manifest["objects"]:
+        s3.copy_object(Bucket=bucket, Key=f"{target}/{rel}", CopySource={"Bucket": bucket, "Key": f"{source}/{rel}"})
+    rel, data = extra
+    sha = hashlib.sha256(data).hexdigest()
+    s3.put_object(Bucket=bucket, Key=f"{target}/{rel}", Body=data, Metadata={SHA_META: sha})
+    manifest["objects"][rel] = {**next(iter(manifest["objects"].values())), "sha256": sha, "size": len(data)}
+    s3.put_object(Bucket=bucket, Key=f"{target}/{MANIFEST_NAME}", Body=json.dumps(manifest).encode())
+
+
+@pytest.fixture(scope="module")
+def hub_v2(seaweed_endpoint, hub):
+    publish_copy(seaweed_endpoint.client(), hub, PREFIX, PREFIX_V2, EXTRA)
+    return hub
+
+
+def with_prefix(config: EdgeConfig, prefix: str) -> EdgeConfig:
+    return dataclasses.replace(config, hub=dataclasses.replace(config.hub, prefix=prefix))
+
+
+def cached_keys(host) -> set[str]:
+    from hybridserve.edge.runtime import cache_endpoint
+
+    s3 = cache_endpoint(host.layout, host.config).client()
+    return {o["Key"] for page in s3.get_paginator("list_objects_v2").paginate(Bucket=host.config.cache_bucket)
+            for o in page.get("Contents", [])}
+
+
 @pytest.fixture(scope="module")
 def host(tmp_path_factory, seaweed_endpoint, hub):
     base = tmp_path_factory.mktemp("edge")
     h = Host(base / "root", host_config(seaweed_endpoint, hub), base / "bundles")
-    h.bundle = build_bundle(h.bundles)
+    h.bundle = build_bundle(h.bundles, version=DECLARED)  # as EdgeHosts builds it with the site's runtime_version
     h.first_apply = h.apply(h.bundle)
     try:
         yield h
@@ -247,24 +288,46 @@ def test_fill_from_an_unpublished_hub_says_so(seaweed_endpoint, unique_bucket, t
         fill_cache(hub_src, seaweed_endpoint, unique_bucket + "-c", work_dir=tmp_path)
 
 
+def test_a_new_publication_reuses_the_cached_objects_and_prune_keeps_only_the_named_ones(seaweed_endpoint, hub_v2, tmp_path, unique_bucket):
+    from hybridserve.edge.fill import fill_cache, prune_cache
+    from hybridserve.sync.engine import MANIFEST_NAME
+
+    def source(prefix):
+        return HubSource(bucket=hub_v2, prefix=prefix, endpoint_url=seaweed_endpoint.url, access_key=seaweed_endpoint.access_key,
+                         secret_key=seaweed_endpoint.secret_key)
+
+    first = fill_cache(source(PREFIX), seaweed_endpoint, unique_bucket, work_dir=tmp_path)
+    second = fill_cache(source(PREFIX_V2), seaweed_endpoint, unique_bucket, work_dir=tmp_path)
+    # Only the changed object crosses the link; the rest is copied inside the cache, encrypted like the others.
+    assert sorted(second.reused) == sorted(k.replace(PREFIX + "/", PREFIX_V2 + "/", 1) for k in first.copied)
+    assert sorted(set(second.copied) - set(second.reused)) == [f"{PREFIX_V2}/{EXTRA[0]}"]
+    assert second.bytes_copied == len(EXTRA[1]) and "reused from another publication" in second.summary()
+    s3 = seaweed_endpoint.client()
+    for key in second.reused:
+        head = s3.head_object(Bucket=unique_bucket, Key=key)
+        assert head["ServerSideEncryption"] == "AES256" and head["Metadata"]["sha256"]
+        assert s3.get_object(Bucket=unique_bucket, Key=key)["Body"].read() == s3.get_object(Bucket=hub_v2, Key=key)["Body"].read()
+    s3.put_object(Bucket=unique_bucket, Key="models-old/text_encoder/config.pbtxt", Body=b"stale")
+    deleted = prune_cache(seaweed_endpoint, unique_bucket, keep=[PREFIX_V2])
+    assert "models-old/text_encoder/config.pbtxt" in deleted and f"{PREFIX}/{MANIFEST_NAME}" in deleted
+    left = {o["Key"] for o in s3.list_objects_v2(Bucket=unique_bucket)["Contents"]}
+    assert left == set(second.copied) | {f"{PREFIX_V2}/{MANIFEST_NAME}"}
+
+
 # --------------------------------------------------------------------------------------------- gate
 
 
-def test_gate_script_passes_with_the_site_slos_and_fails_when_missed(host):
-    r = render.run_script(render.gate_script(), env=host.env)
+def config_sha(config: EdgeConfig) -> str:
+    return hashlib.sha256(config.to_json().encode()).hexdigest()[:16]
+
+
+def test_gate_script_passes_with_the_site_slos(host):
+    # What the component sends: the gated version and config, a rollback when it fails (covered further down).
+    # One concurrency level (the component sends 1,2): the verdict, not the sweep, is under test here.
+    r = render.run_script(render.gate_script(version=host.bundle.version, config_sha=config_sha(host.config), concurrency="1"),
+                          env=host.env)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
     assert r.stdout.strip().splitlines()[-1] == "hybridserve-edge gate: PASS plant-a/edge-1 (exit 0)"
-    # An SLO no CPU host meets: the gate fails, as it must fail the update.
-    original = host.layout.config_file.read_text()
-    strict = json.loads(original)
-    strict["slos"] = {"slos": {"*": {"max_p99_ms": 0.001, "p99_concurrency": 1}}}
-    host.layout.config_file.write_text(json.dumps(strict))
-    try:
-        r = render.run_script(render.gate_script(), env=host.env)
-    finally:
-        host.layout.config_file.write_text(original)
-    assert r.returncode == 1, r.stdout[-3000:]
-    assert r.stdout.strip().splitlines()[-1] == "hybridserve-edge gate: FAIL plant-a/edge-1 (exit 1)"
 
 
 # --------------------------------------------------------------------------------------------- status from the hub
@@ -294,38 +357,129 @@ def test_status_helper_says_healthy_slo_missed_or_down_per_host(host):
     assert "slo missed" in text and "edge-3" in text
 
 
+# --------------------------------------------------------------------------------------------- a new publication
+
+
+def test_a_new_publication_is_filled_while_the_old_one_serves_then_only_triton_restarts(host, hub_v2):
+    before = host.pids()
+    from hybridserve.edge.runtime import cache_endpoint
+
+    cache_endpoint(host.layout, host.config).client().put_object(
+        Bucket=host.config.cache_bucket, Key="models-gone/text_encoder/config.pbtxt", Body=b"a publication nothing serves")
+    v2 = with_prefix(host.config, PREFIX_V2)
+    r = host.apply(host.bundle, v2)
+    assert r.returncode == 0, r.stdout + r.stderr
+    out = r.stdout
+    # The fill ran before anything restarted, reusing what the cache held: only the changed object came from the hub.
+    assert out.index("fill --no-reload") < out.index("running restart")
+    reused = re.search(r"copied (\d+) objects \((\S+) MB from the hub, (\d+) reused", out)
+    assert reused and int(reused.group(1)) == int(reused.group(3)) + 1, out
+    after = host.pids()
+    assert after["cache"] == before["cache"] and after["triton"] != before["triton"]  # Triton alone restarted
+    st = host.status()
+    assert st["healthy"] and st["version"] == host.bundle.version
+    assert json.loads(host.layout.config_file.read_text())["hub"]["prefix"] == PREFIX_V2
+    # What served before is kept for a rollback: the version, its files, its publication in the cache.
+    assert host.layout.previous_version() == host.bundle.version
+    saved = json.loads((host.layout.saved_host_files(host.bundle.version) / "config.json").read_text())
+    assert saved["hub"]["prefix"] == PREFIX
+    keys = cached_keys(host)
+    assert f"{PREFIX_V2}/{EXTRA[0]}" in keys and f"{PREFIX}/text_encoder/config.pbtxt" in keys
+    assert not any(k.startswith("models-gone/") for k in keys)  # pruned once the new one served
+    host.config = v2
+
+
+def test_a_publication_whose_fill_fails_leaves_the_old_one_serving(host):
+    before, files = host.pids(), {p: p.read_bytes() for p in (host.layout.config_file, host.layout.units / render.TRITON_UNIT)}
+    r = host.apply(host.bundle, with_prefix(host.config, "models-unpublished"))
+    assert r.returncode == 3, r.stdout + r.stderr
+    assert "no sync manifest" in r.stdout  # the fill's own error
+    assert (f"filling the cache with hub prefix 'models-unpublished' failed (exit 3): nothing was restarted, runtime "
+            f"{host.bundle.version} keeps serving hub prefix '{PREFIX_V2}'") in r.stdout
+    assert host.pids() == before and {p: p.read_bytes() for p in files} == files
+    assert host.status()["healthy"]
+
+
+def test_a_change_of_what_triton_does_not_read_restarts_nothing(host):
+    before = host.pids()
+    tuned = dataclasses.replace(host.config, slos={"slos": {"*": {"max_p99_ms": 50000, "p99_concurrency": 1}}}, fill_interval_minutes=10)
+    r = host.apply(host.bundle, tuned)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "Triton and the cache keep running" in r.stdout and "running restart" not in r.stdout
+    assert host.pids() == before and host.layout.config_file.read_text() == tuned.to_json()
+    assert "OnUnitActiveSec=10min" in (host.layout.units / render.FILL_TIMER).read_text()
+    host.config = tuned
+
+
 # --------------------------------------------------------------------------------------------- upgrade
 
 
-def test_upgrade_switches_versions_and_rolls_back_a_failing_one(host):
+def test_a_failed_upgrade_rolls_back_the_version_and_the_config_and_units_it_served_with(host):
     first = host.bundle.version
-    second = build_bundle(host.bundles, version="2.0.0-edge")
-    before = host.pids()
-    r = host.apply(second)
-    assert r.returncode == 0, r.stdout + r.stderr
-    assert f"upgrading {first} -> 2.0.0-edge" in r.stdout and "upgraded to runtime 2.0.0-edge: healthy" in r.stdout
-    assert host.layout.current_version() == "2.0.0-edge"
-    assert host.layout.version_dir(first).is_dir()  # kept side by side for a rollback
-    assert host.pids() != before and host.status()["healthy"]
-
-    # A runtime whose services do not come up: the health check fails and `current` goes back.
+    served = {name: path.read_bytes() for name, path in _host_files(host).items()}
+    # A runtime whose Triton does not come up (its fill works), with a changed config (a newer runtime's config an
+    # older one may refuse).
     cli = Path(render.__file__).with_name("cli.py").read_bytes()
-    broken_cli = cli + b"\n_main = main\n\ndef main(argv=None):\n    import sys\n    if 'run' in (argv or sys.argv):\n        raise SystemExit('broken runtime')\n    return _main(argv)\n"
+    broken_cli = cli + (b"\n_main = main\n\ndef main(argv=None):\n    import sys\n    if {'run', 'triton'} <= set(argv or sys.argv):\n"
+                        b"        raise SystemExit('broken runtime')\n    return _main(argv)\n")
     broken = build_bundle(host.bundles, version="3.0.0-broken", replace={"app/hybridserve/edge/cli.py": broken_cli})
-    r = host.apply(broken)
+    r = host.apply(broken, dataclasses.replace(host.config, fill_interval_minutes=7, slos=STRICT_SLOS))
     assert r.returncode == 3, r.stdout + r.stderr
-    assert "failed its health check: rolling back to 2.0.0-edge" in r.stdout
-    assert "rolled back to runtime 2.0.0-edge: healthy" in r.stdout
-    assert host.layout.current_version() == "2.0.0-edge"
+    assert f"upgrading {first} -> {broken.version}" in r.stdout
+    assert f"failed its health check: rolling back to {first}" in r.stdout
+    assert f"rolled back to runtime {first} (hub prefix '{PREFIX_V2}'): healthy" in r.stdout
+    assert host.layout.current_version() == first
+    assert {name: path.read_bytes() for name, path in _host_files(host).items()} == served
+    assert "OnUnitActiveSec=10min" in (host.layout.units / render.FILL_TIMER).read_text()
     st = host.status()
-    assert st["healthy"] and st["version"] == "2.0.0-edge"
+    assert st["healthy"] and st["version"] == first
 
-    # The next good upgrade keeps only itself and the version it replaced.
-    r = host.apply(build_bundle(host.bundles, version="4.0.0-edge"))
+
+def test_changed_code_under_the_same_declared_version_is_rolled_out(host):
+    first = host.bundle.version
+    # The same declared runtime_version as the first bundle, different code: a new version, unpacked and switched to.
+    host.second = second = build_bundle(host.bundles, version=DECLARED, replace={"app/hybridserve/edge/NOTES.txt": b"a fix"})
+    assert second.declared == host.bundle.declared == DECLARED and second.version != first
+    host.strict = strict = dataclasses.replace(host.config, slos=STRICT_SLOS)  # the gate of the next test fails with it
+    before = host.pids()
+    r = host.apply(second, strict)
     assert r.returncode == 0, r.stdout + r.stderr
-    assert sorted(p.name for p in host.layout.opt.iterdir() if not p.name.startswith(".")) == ["2.0.0-edge", "4.0.0-edge", "current"]
-    assert f"removed runtime {first}" in r.stdout and "removed runtime 3.0.0-broken" in r.stdout
+    assert f"upgrading {first} -> {second.version}" in r.stdout and f"changed to runtime {second.version}: healthy" in r.stdout
+    assert host.layout.current_version() == second.version and host.pids() != before
+    # Kept for a rollback: the version it replaced and its files; only those two versions stay.
+    assert host.layout.previous_version() == first
+    assert (host.layout.saved_host_files(first) / "config.json").read_text() == host.config.to_json()
+    assert sorted(p.name for p in host.layout.opt.iterdir() if not p.name.startswith(".")) == sorted(
+        [first, second.version, "current", "previous"])
+    assert "removed runtime 3.0.0-broken-" in r.stdout
     assert host.status()["healthy"]
+
+
+def test_a_failed_gate_rolls_the_host_back_and_names_the_host_and_the_slo(host):
+    first = host.bundle.version
+    script = render.gate_script(version=host.second.version, config_sha=config_sha(host.strict), concurrency="1")
+    r = render.run_script(script, env=host.env)
+    assert r.returncode == 1, r.stdout[-3000:] + r.stderr[-2000:]
+    last = r.stdout.strip().splitlines()[-1]
+    assert last.startswith("hybridserve-edge gate: FAIL plant-a/edge-1 (exit 1): SLO missed: ") and "p99" in last, last
+    assert last.endswith(f"rolled back to runtime {first}: healthy"), last
+    # The version and the config it served before the failed change.
+    assert host.layout.current_version() == first
+    assert host.layout.config_file.read_text() == host.config.to_json()
+    st = host.status()
+    assert st["healthy"] and st["version"] == first
+    # Re-run (the next `pulumi up`): the host does not serve what is gated, so it fails instead of passing on the old one.
+    r = render.run_script(script, env=host.env)
+    assert r.returncode == 3 and f"the host serves runtime {first}" in r.stdout.strip().splitlines()[-1], r.stdout[-2000:]
+    # The record is used once.
+    r = host.edge("rollback")
+    assert r.returncode == 3 and "no previous version recorded" in r.stdout, r.stdout + r.stderr
+
+
+def _host_files(host) -> dict[str, Path]:
+    from hybridserve.edge.runtime import host_files
+
+    return host_files(host.layout)
 
 
 # --------------------------------------------------------------------------------------------- rendered files
@@ -440,7 +594,7 @@ def test_without_a_dependency_interpreter_install_builds_a_venv_in_the_version_d
     r = subprocess.run([sys.executable, "-m", "hybridserve.edge", "install", "--root", str(root), "--no-systemd",
                         "--bundle", str(bundle.path), "--config", str(cfg)], capture_output=True, text=True, env=env, timeout=600)
     assert r.returncode == 0, r.stdout + r.stderr
-    vdir = Layout(root).version_dir("1.0.0-venv")
+    vdir = Layout(root).version_dir(bundle.version)
     venv_python = vdir / "venv" / "bin" / "python"
     launcher = (vdir / "bin" / "hybridserve-edge").read_text()
     assert str(venv_python) in launcher

@@ -8,6 +8,8 @@ fills from the hub bucket (the published repository: only changed objects, resum
     python -m hybridserve.edge apply ...                                  # install + switch + start + health
     python -m hybridserve.edge start|status|stop|uninstall --root /
     python -m hybridserve.edge upgrade --root / --bundle B                # side by side, rollback on failure
+    python -m hybridserve.edge rollback --root /                          # back to the previous version + its files
+    python -m hybridserve.edge restart|prune --root /                     # Triton only; drop other publications
 
 Never imports pulumi: the Pulumi component (infra/components/edge.py) renders its remote scripts with
 `hybridserve.edge.render`, the very functions the runtime tests run for real under a temporary root.

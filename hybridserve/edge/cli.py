@@ -51,6 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help=f"An interpreter that already has the runtime's dependencies (default ${render.DEPS_PYTHON_ENV}); "
                             "else a venv is created in the version directory.")
     step("start", "Start the cache, fill it from the hub, start Triton (waits until ready).")
+    step("restart", "Restart Triton only (the cache keeps running): it picks up the installed config.")
+    step("rollback", "Go back to the version and the config/units that served before the last successful change.")
+    step("prune", "Remove cached publications other than the configured one and the one a rollback goes back to.")
     step("stop", "Stop the services (bounded; nothing left behind).")
     s = step("status", "Services and probes; exit 0 when healthy, 3 when not.")
     s.add_argument("--wait", type=float, default=0.0, metavar="S", help="Wait up to S seconds for healthy.")
@@ -59,10 +62,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--purge", action="store_true")
     s = step("run", "Run one service in the foreground (what the units and the supervisor run).")
     s.add_argument("service", choices=("cache", "triton", "fill"))
+    s.add_argument("--no-reload", dest="reload", action="store_false",
+                   help="fill: do not ask Triton to reload changed models (a new publication filled while Triton serves the old one).")
     s = step("gate", "The smoke gate against this host's Triton with the site's SLOs.")
     s.add_argument("--concurrency", default="1,2", help="Concurrency levels (edge SLOs: low concurrency). Default 1,2.")
     s.add_argument("--profile", default="quick")
     s.add_argument("--json", type=Path, default=None, help="Write the gate report here (default <state>/gate/smoke.json).")
+    s.add_argument("--rollback-on-fail", action="store_true", help="A failed gate rolls the host back (`rollback`); the exit code stays the gate's.")
+    s.add_argument("--expect-version", default=None, help="The runtime version the host must serve (else exit 3).")
+    s.add_argument("--expect-config", default=None, metavar="SHA256_PREFIX", help="The leading hex digits of the config.json the host must serve (else exit 3).")
     return p
 
 
@@ -103,6 +111,15 @@ def main(argv: list[str] | None = None) -> int:
         if args.step == "start":
             runtime.say(runtime.start(layout, systemd=args.systemd))
             return 0
+        if args.step == "restart":
+            runtime.say(runtime.restart(layout, systemd=args.systemd))
+            return 0
+        if args.step == "rollback":
+            return runtime.rollback(layout, systemd=args.systemd)
+        if args.step == "prune":
+            deleted = runtime.prune(layout)
+            runtime.say(f"prune: removed {len(deleted)} cached objects of other publications")
+            return 0
         if args.step == "stop":
             for line in runtime.stop(layout, systemd=args.systemd):
                 runtime.say(line)
@@ -121,10 +138,12 @@ def main(argv: list[str] | None = None) -> int:
                 runtime.say(line)
             return 0
         if args.step == "run":
-            runtime.run_service(layout, args.service)
+            runtime.run_service(layout, args.service, reload=args.reload)
             return 0
         if args.step == "gate":
-            return runtime.gate(layout, concurrency=args.concurrency, profile=args.profile, json_path=args.json)
+            return runtime.gate(layout, concurrency=args.concurrency, profile=args.profile, json_path=args.json,
+                                rollback_on_fail=args.rollback_on_fail, expect_version=args.expect_version,
+                                expect_config=args.expect_config, systemd=args.systemd)
     except GateError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         for d in exc.details:

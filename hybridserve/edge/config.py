@@ -30,7 +30,8 @@ DEFAULT_CACHE_PORTS = {
     "s3.grpc": 18333,
 }
 _NAME = re.compile(r"[a-z][a-z0-9-]{0,30}")
-_VERSION = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,63}")
+# 64 for the declared version (the schema's bound) plus "-" and the 12-digit content digest the bundle appends.
+_VERSION = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,76}")
 
 
 @dataclass(frozen=True)
@@ -245,6 +246,21 @@ class Layout:
             return Path(self.current.readlink()).name
         except (FileNotFoundError, OSError):
             return None
+
+    @property
+    def previous(self) -> Path:
+        """What a rollback goes back to: the version that served before the last successful change."""
+        return self.opt / "previous"
+
+    def previous_version(self) -> str | None:
+        try:
+            return Path(self.previous.readlink()).name
+        except (FileNotFoundError, OSError):
+            return None
+
+    def saved_host_files(self, version: str) -> Path:
+        """The config, units, firewall and log rotation files `version` served with (restored on a rollback)."""
+        return self.version_dir(version) / "host"
 
 
 def read_config(layout: Layout) -> EdgeConfig:

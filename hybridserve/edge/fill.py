@@ -10,7 +10,10 @@ exactly those objects:
   atomic-publish order, so Triton never reads a config naming a version whose files are not all there;
 - every download is checked against the manifest's sha256 before it is written to the cache (SSE-S3);
 - bandwidth-limited when configured (s3transfer's max_bandwidth, bytes per second on the download);
-- keys the hub no longer has are removed, configs first (the sync's own helper).
+- keys the hub no longer has are removed, configs first (the sync's own helper);
+- a new publication (a new hub prefix) reuses what the cache already holds: an object whose sha256 a manifest
+  of another prefix in the cache lists is copied inside the cache (no download), so only changed objects
+  cross the link. The other prefixes stay until `prune_cache` removes them (after the new one serves).
 """
 
 from __future__ import annotations
@@ -35,14 +38,16 @@ EXIT_FILL = 3
 @dataclass
 class FillReport:
     copied: list[str] = field(default_factory=list)
+    reused: list[str] = field(default_factory=list)  # of `copied`: copied inside the cache from another prefix
     skipped: list[str] = field(default_factory=list)
     deleted: list[str] = field(default_factory=list)
-    bytes_copied: int = 0
+    bytes_copied: int = 0  # downloaded from the hub (objects reused from the cache cross no link)
     changed_models: list[str] = field(default_factory=list)  # models whose config.pbtxt changed (Triton reloads them)
     seconds: float = 0.0
 
     def summary(self) -> str:
-        return (f"copied {len(self.copied)} objects ({self.bytes_copied / 1e6:.1f} MB), {len(self.skipped)} unchanged, "
+        return (f"copied {len(self.copied)} objects ({self.bytes_copied / 1e6:.1f} MB from the hub, {len(self.reused)} reused from "
+                f"another publication in the cache), {len(self.skipped)} unchanged, "
                 f"deleted {len(self.deleted)} in {self.seconds:.1f} s")
 
 
@@ -106,12 +111,12 @@ def fill_cache(hub: HubSource, cache: S3Endpoint, cache_bucket: str, *, bandwidt
         step = "preparing the cache bucket"
         ensure_bucket(cache, cache_bucket, sse="AES256")
         cache_s3 = cache.client()
-        listing: dict[str, int] = {}
-        for page in cache_s3.get_paginator("list_objects_v2").paginate(Bucket=cache_bucket, Prefix=base):
-            for obj in page.get("Contents", []):
-                listing[obj["Key"]] = obj["Size"]
+        everything = _listing(cache_s3, cache_bucket)
+        listing = {k: v for k, v in everything.items() if k.startswith(base)}
         previous = _read_json(cache_s3, cache_bucket, base + MANIFEST_NAME) or {}
         known = previous.get("objects", {}) if isinstance(previous.get("objects"), dict) else {}
+        step = "reading the cache's other publications"
+        reusable = _reusable(cache_s3, cache_bucket, base, everything)
 
         objects: dict[str, dict] = manifest["objects"]
         transfer = TransferConfig(
@@ -130,24 +135,12 @@ def fill_cache(hub: HubSource, cache: S3Endpoint, cache_bucket: str, *, bandwidt
             if _present(cache_s3, cache_bucket, key, sha, size, listing, known.get(rel)):
                 report.skipped.append(key)
                 continue
-            fd, name = tempfile.mkstemp(prefix=".fill-", dir=tmp_root)
-            os.close(fd)
-            tmp = Path(name)
-            try:
-                hub_s3.download_file(hub.bucket, key, str(tmp), Config=transfer)
-                got = _sha256_file(tmp)
-                if got != sha:
-                    raise UserError(f"hub object s3://{hub.bucket}/{key} has sha256 {got}, its manifest says {sha}: the hub "
-                                    "changed during the fill; the next fill picks up the new state", exit_code=EXIT_FILL)
-                head = hub_s3.head_object(Bucket=hub.bucket, Key=key)
-                metadata = {SHA_META: sha}
-                if VERSIONS_META in head.get("Metadata", {}):
-                    metadata[VERSIONS_META] = head["Metadata"][VERSIONS_META]
-                cache_s3.upload_file(str(tmp), cache_bucket, key, ExtraArgs={"ServerSideEncryption": "AES256", "Metadata": metadata})
-            finally:
-                tmp.unlink(missing_ok=True)
+            if _copy_within(cache_s3, cache_bucket, key, sha, size, reusable):
+                report.reused.append(key)
+            else:
+                _download(hub, hub_s3, cache_s3, cache_bucket, key, sha, transfer, tmp_root)
+                report.bytes_copied += size or 0
             report.copied.append(key)
-            report.bytes_copied += size or 0
             if rel.rsplit("/", 1)[-1] == CONFIG_NAME and "/" in rel:
                 report.changed_models.append(rel.split("/", 1)[0])
         step = "removing what the hub no longer has"
@@ -180,3 +173,80 @@ def _present(s3, bucket: str, key: str, sha: str | None, size: int | None, listi
     except ClientError:
         return False
     return head.get("Metadata", {}).get(SHA_META) == sha and head.get("ContentLength") == size
+
+
+def _listing(s3, bucket: str, prefix: str = "") -> dict[str, int]:
+    listing: dict[str, int] = {}
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        for obj in page.get("Contents", []):
+            listing[obj["Key"]] = obj["Size"]
+    return listing
+
+
+def _reusable(s3, bucket: str, base: str, everything: dict[str, int]) -> dict[str, tuple[str, int]]:
+    """sha256 -> (key, size) of the objects other publications in the cache hold, by their manifests (each written
+    after every object it names was verified) where the listing still agrees on the size."""
+    found: dict[str, tuple[str, int]] = {}
+    for manifest_key in sorted(k for k in everything if k.rsplit("/", 1)[-1] == MANIFEST_NAME and not k.startswith(base)):
+        other = manifest_key[: -len(MANIFEST_NAME)]
+        data = _read_json(s3, bucket, manifest_key) or {}
+        for rel, entry in (data.get("objects") or {}).items():
+            key = other + rel
+            if isinstance(entry, dict) and entry.get("sha256") and everything.get(key) == entry.get("size"):
+                found.setdefault(entry["sha256"], (key, entry["size"]))
+    return found
+
+
+def _copy_within(s3, bucket: str, key: str, sha: str | None, size: int | None, reusable: dict[str, tuple[str, int]]) -> bool:
+    """Copy an object the cache holds under another publication (server side); False when there is none or the
+    cache refuses (the caller downloads it from the hub then)."""
+    from botocore.exceptions import ClientError
+
+    source = reusable.get(sha or "")
+    if source is None or source[1] != size:
+        return False
+    try:
+        head = s3.head_object(Bucket=bucket, Key=source[0])
+        if head.get("Metadata", {}).get(SHA_META) != sha:
+            return False
+        metadata = {k: v for k, v in head.get("Metadata", {}).items() if k in (SHA_META, VERSIONS_META)}
+        s3.copy_object(Bucket=bucket, Key=key, CopySource={"Bucket": bucket, "Key": source[0]}, MetadataDirective="REPLACE",
+                       Metadata=metadata, ServerSideEncryption="AES256")
+    except ClientError:
+        return False
+    return True
+
+
+def _download(hub: HubSource, hub_s3, cache_s3, cache_bucket: str, key: str, sha: str | None, transfer, tmp_root: Path) -> None:
+    """One object from the hub into the cache, checked against the manifest's sha256 before it is written."""
+    fd, name = tempfile.mkstemp(prefix=".fill-", dir=tmp_root)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        hub_s3.download_file(hub.bucket, key, str(tmp), Config=transfer)
+        got = _sha256_file(tmp)
+        if got != sha:
+            raise UserError(f"hub object s3://{hub.bucket}/{key} has sha256 {got}, its manifest says {sha}: the hub "
+                            "changed during the fill; the next fill picks up the new state", exit_code=EXIT_FILL)
+        head = hub_s3.head_object(Bucket=hub.bucket, Key=key)
+        metadata = {SHA_META: sha}
+        if VERSIONS_META in head.get("Metadata", {}):
+            metadata[VERSIONS_META] = head["Metadata"][VERSIONS_META]
+        cache_s3.upload_file(str(tmp), cache_bucket, key, ExtraArgs={"ServerSideEncryption": "AES256", "Metadata": metadata})
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def prune_cache(cache: S3Endpoint, cache_bucket: str, keep: list[str]) -> list[str]:
+    """Delete every cached object outside the `keep` prefixes (publications nothing serves or rolls back to),
+    each model's config first. Returns the deleted keys."""
+    s3 = cache.client()
+    bases = [_base(p) for p in keep]
+    if "" in bases:  # a publication at the bucket's root: everything is under it
+        return []
+    stale = sorted(k for k in _listing(s3, cache_bucket) if not any(k.startswith(b) for b in bases))
+    deleted: list[str] = []
+    if stale:
+        delete_configs_first(s3, cache_bucket, "", stale, what=f"the cache refused to delete {{n}} objects in {cache_bucket!r}:",
+                             on_deleted=deleted.extend)
+    return deleted

@@ -14,9 +14,12 @@ bundle with the host's python3. Everything that needs the dependencies runs unde
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import os
 import shutil
+import signal
+import stat
 import subprocess
 import sys
 import tarfile
@@ -60,15 +63,57 @@ def write_if_changed(path: Path, text: str, mode: int = 0o644) -> bool:
     return True
 
 
-def switch_current(layout: Layout, version: str | None) -> None:
-    """Point `current` at `version` in one rename (a reader sees the old or the new target, never none)."""
+def switch_current(layout: Layout, version: str | None, *, link: Path | None = None) -> None:
+    """Point `current` (or `link`) at `version` in one rename (a reader sees the old or the new target, never none)."""
+    link = link or layout.current
     if version is None:
-        layout.current.unlink(missing_ok=True)
+        link.unlink(missing_ok=True)
         return
-    tmp = layout.opt / f".current.{os.getpid()}"
+    tmp = layout.opt / f".{link.name}.{os.getpid()}"
     tmp.unlink(missing_ok=True)
     tmp.symlink_to(version)  # relative: the tree stays valid when the root is moved (tests, images)
-    os.replace(tmp, layout.current)
+    os.replace(tmp, link)
+
+
+# The files a version serves with, besides its code: kept with the version, restored on a rollback (a runtime
+# refuses config keys it does not know, so going back to its code means going back to its config too).
+def host_files(layout: Layout) -> dict[str, Path]:
+    files = {"config.json": layout.config_file, "nftables.nft": layout.nft_file, "logrotate": layout.logrotate_file}
+    files.update({f"units/{name}": layout.units / name for name in render.UNITS})
+    return files
+
+
+def snapshot_host_files(layout: Layout, dest: Path) -> None:
+    """Copy the host files (modes kept) into `dest` (0700: the config holds the hub's read key), replacing it."""
+    stage = dest.with_name(f".{dest.name}.partial")
+    shutil.rmtree(stage, ignore_errors=True)
+    stage.mkdir(parents=True, mode=0o700)
+    for name, path in host_files(layout).items():
+        if path.is_file():
+            (stage / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, stage / name)
+    shutil.rmtree(dest, ignore_errors=True)
+    stage.rename(dest)
+
+
+def restore_host_files(layout: Layout, saved: Path, *, systemd: bool) -> list[Path]:
+    """Write the files saved in `saved` back (a file it does not hold is removed); reload systemd when one changed."""
+    changed = []
+    for name, path in host_files(layout).items():
+        copy = saved / name
+        if copy.is_file():
+            if write_if_changed(path, copy.read_text(), stat.S_IMODE(copy.stat().st_mode)):
+                changed.append(path)
+        elif path.exists():
+            path.unlink()
+            changed.append(path)
+    if layout.is_system and layout.config_file.exists():
+        shutil.chown(layout.config_file, "root", read_config(layout).user)
+    if systemd and changed:
+        subprocess.run(["systemctl", "daemon-reload"], check=True)
+        if layout.nft_file in changed:
+            subprocess.run(["systemctl", "restart", render.FIREWALL_UNIT], check=True)
+    return changed
 
 
 # --------------------------------------------------------------------------------------------- install
@@ -206,12 +251,14 @@ def _secrets(layout: Layout) -> None:
 def _launcher_call(layout: Layout, step: str, *args: str, version: str | None = None, timeout: float = 900) -> subprocess.CompletedProcess:
     argv = [str(render.launcher(layout, version=version)), step, "--root", str(layout.root), *args]
     say(f"running {' '.join(argv[1:])}")
+    started = time.monotonic()
     try:
         proc = subprocess.run(argv, text=True, capture_output=True, timeout=timeout)
     except subprocess.TimeoutExpired as exc:
         return subprocess.CompletedProcess(argv, 124, exc.stdout or "", (exc.stderr or "") + f"\n{step}: timed out after {timeout:.0f} s")
     for line in (proc.stdout + proc.stderr).splitlines():
         print(f"  | {line}", flush=True)
+    say(f"{step}: exit {proc.returncode} after {time.monotonic() - started:.1f} s")
     return proc
 
 
@@ -221,51 +268,169 @@ def _systemd_flag(systemd: bool) -> list[str]:
 
 def apply(layout: Layout, bundle: Path, config: EdgeConfig | None, *, version: str | None = None, systemd: bool = True,
           deps_python: str | None = None) -> int:
-    """Install, then run `version` healthy: start it, restart it on a change, or upgrade to it with a rollback.
+    """Install, then run `version` healthy with `config`: start it, or change to it while the old one serves.
 
-    The health check is the installed launcher's `status --wait`: both services running, the cache answering
-    S3, Triton ready with every configured model. A new version that fails it is rolled back: `current` is
-    switched back to the previous version, which is started again; the exit code is then 3.
+    A change (new version, new config: a new publication is a new hub prefix) fills the cache first while the
+    running Triton keeps serving; a failed fill changes nothing that runs (the previous files are put back).
+    Then Triton alone restarts (the cache too on a new version or new cache ports; nothing when only the gate,
+    fill or firewall settings changed), and the health check
+    (the installed launcher's `status --wait`: both services, the cache's S3, Triton and every model ready)
+    decides: healthy, and what served before is recorded for `rollback` (its version and files), publications
+    other than the new and the previous one leave the cache, versions other than those two leave the disk;
+    not healthy, and the previous version and files are restored and started again, exit 3.
     """
     config = config or read_config(layout)
     previous = layout.current_version()
+    before = layout.opt / ".host-before"
+    if previous is not None and layout.config_file.exists():
+        snapshot_host_files(layout, before)  # taken before install overwrites them
     result = install(layout, bundle, config, version=version, systemd=systemd, deps_python=deps_python)
     target = result.version
     for line in result.changed:
         say(f"changed: {line}")
     flag = _systemd_flag(systemd)
-    wait = ["--wait", str(int(config.startup_timeout))]
-    if previous in (None, target):
-        running = _launcher_call(layout, "status", *flag).returncode == 0
-        if running and result.unchanged:
+    running = previous is not None and _launcher_call(layout, "status", *flag).returncode == 0
+    if previous in (None, target) and (result.unchanged or not before.is_dir()):
+        shutil.rmtree(before, ignore_errors=True)
+        if running:
             say(f"install: unchanged; runtime {target} running and healthy")
             return 0
-        if running:
-            _launcher_call(layout, "stop", *flag)
         started = _launcher_call(layout, "start", *flag)
-        healthy = started.returncode == 0 and _launcher_call(layout, "status", *flag, *wait).returncode == 0
-        if healthy:
+        if started.returncode == 0 and _healthy(layout, config, flag):
             say(f"runtime {target} running and healthy")
             return 0
         say(f"runtime {target} is NOT healthy (no previous version to roll back to); see {layout.logs}")
         return EXIT_UNHEALTHY
+    if previous != target:
+        say(f"upgrading {previous} -> {target}")
+    else:
+        say(f"applying the changed configuration of runtime {target}")
+    return _change(layout, config, serving=previous, target=target, before=before, running=running, code=target,
+                   systemd=systemd, record=True)
 
-    say(f"upgrading {previous} -> {target}")
-    _launcher_call(layout, "stop", *flag, version=previous)
-    switch_current(layout, target)
-    started = _launcher_call(layout, "start", *flag)
-    if started.returncode == 0 and _launcher_call(layout, "status", *flag, *wait).returncode == 0:
-        say(f"upgraded to runtime {target}: healthy ({previous} kept in {layout.version_dir(previous)} for a rollback)")
-        for old in prune_versions(layout, keep={target, previous}):
-            say(f"removed runtime {old} (only the current and the previous version are kept)")
+
+def rollback(layout: Layout, *, systemd: bool = True) -> int:
+    """Go back to what served before the last successful change: its version (`current`), its config and units,
+    filled and health-checked like any change. The record is used once (a second rollback has nothing to do)."""
+    serving, back = layout.current_version(), layout.previous_version()
+    saved = layout.saved_host_files(back) if back else None
+    if serving is None:
+        raise UserError(f"rollback: nothing is installed under {layout.root}", exit_code=2)
+    if saved is None or not (saved / "config.json").is_file() or not (layout.version_dir(back) / "bin" / "hybridserve-edge").is_file():
+        say(f"rollback: no previous version recorded in {layout.previous}: runtime {serving} keeps serving")
+        return EXIT_UNHEALTHY
+    before = layout.opt / ".host-before"
+    snapshot_host_files(layout, before)
+    restore_host_files(layout, saved, systemd=systemd)
+    flag = _systemd_flag(systemd)
+    running = _launcher_call(layout, "status", *flag).returncode == 0
+    say(f"rolling back {serving} -> {back} and the configuration it served with")
+    code = _change(layout, read_config(layout), serving=serving, target=back, before=before, running=running, code=serving,
+                   systemd=systemd, record=False)
+    if code == 0:
+        switch_current(layout, None, link=layout.previous)
+    return code
+
+
+def _healthy(layout: Layout, config: EdgeConfig, flag: list[str]) -> bool:
+    return _launcher_call(layout, "status", *flag, "--wait", str(int(config.startup_timeout))).returncode == 0
+
+
+def _saved_config(saved: Path) -> dict:
+    """A saved config.json as plain JSON (it may be another runtime version's: no schema applied)."""
+    try:
+        data = json.loads((saved / "config.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _prefix_of(saved: Path) -> str:
+    hub = _saved_config(saved).get("hub")
+    return str(hub.get("prefix")) if isinstance(hub, dict) else "?"
+
+
+def _change(layout: Layout, config: EdgeConfig, *, serving: str, target: str, before: Path, running: bool, code: str,
+            systemd: bool, record: bool) -> int:
+    """From `serving` with the files in `before` to `target` with the files in place now (see `apply`).
+
+    `code`: the version whose launcher fills and prunes (the newer code: it knows both configs)."""
+    flag = _systemd_flag(systemd)
+    old = _saved_config(before)
+    old_prefix = _prefix_of(before)
+    new = json.loads(config.to_json())
+    cache_moves = old.get("cache_ports") != new["cache_ports"] or _unit_changed(layout, before, render.CACHE_UNIT)
+    moved_prefix = (old_prefix, old.get("cache_bucket")) != (config.hub.prefix, config.cache_bucket)
+    triton_moves = moved_prefix or _unit_changed(layout, before, render.TRITON_UNIT) or any(
+        old.get(k) != new[k] for k in TRITON_KEYS)
+    if running and not cache_moves:
+        # The new publication into the cache while Triton serves the old one (which it must not reload from).
+        filled = _launcher_call(layout, "run", "fill", *(["--no-reload"] if moved_prefix else []), *flag, version=code)
+        if filled.returncode != 0:
+            restore_host_files(layout, before, systemd=systemd)
+            shutil.rmtree(before, ignore_errors=True)
+            say(f"filling the cache with hub prefix {config.hub.prefix!r} failed (exit {filled.returncode}): nothing was "
+                f"restarted, runtime {serving} keeps serving hub prefix {old_prefix!r} with its previous configuration; "
+                "the next apply retries (a fill resumes where it stopped)")
+            return EXIT_UNHEALTHY
+    how = "start" if not running or serving != target or cache_moves else "restart" if triton_moves else None
+    if how == "start":
+        if running:
+            _launcher_call(layout, "stop", *flag, version=serving)
+        switch_current(layout, target)
+        started = _launcher_call(layout, "start", *flag)
+    elif how == "restart":
+        started = _launcher_call(layout, "restart", *flag)  # Triton only: the cache keeps its ports and objects
+    else:
+        # Only what the gate, the fill or the firewall read changed: nothing that serves restarts.
+        say("only the gate, fill or firewall settings changed: Triton and the cache keep running")
+        if systemd and _unit_changed(layout, before, render.FILL_TIMER):
+            subprocess.run(["systemctl", "restart", render.FILL_TIMER], check=False)
+        started = subprocess.CompletedProcess([], 0)
+    if started.returncode == 0 and _healthy(layout, config, flag):
+        if record:
+            # What served before is what `rollback` goes back to: its version and files, its publication in the cache.
+            saved = layout.saved_host_files(serving)
+            if before.is_dir():
+                shutil.rmtree(saved, ignore_errors=True)
+                before.rename(saved)
+                switch_current(layout, serving, link=layout.previous)
+            what = f"runtime {target}" + (f" (hub prefix {config.hub.prefix!r})" if old_prefix != config.hub.prefix else "")
+            say(f"changed to {what}: healthy ({serving} and its files kept in {layout.version_dir(serving)} for a rollback)")
+            for old in prune_versions(layout, keep={target, serving}):
+                say(f"removed runtime {old} (only the current and the previous version are kept)")
+        else:
+            shutil.rmtree(before, ignore_errors=True)
+            say(f"rolled back to runtime {target}: healthy")
+        _prune_cache(layout, flag, code)
         return 0
-    say(f"runtime {target} failed its health check: rolling back to {previous}")
-    _launcher_call(layout, "stop", *flag)
-    switch_current(layout, previous)
-    again = _launcher_call(layout, "start", *flag)
-    state = "healthy" if again.returncode == 0 and _launcher_call(layout, "status", *flag, *wait).returncode == 0 else "NOT healthy either"
-    say(f"rolled back to runtime {previous}: {state}; the failed version stays in {layout.version_dir(target)} for inspection")
+    say(f"runtime {target} failed its health check: rolling back to {serving} and its previous configuration")
+    if how == "start":
+        _launcher_call(layout, "stop", *flag)
+    restore_host_files(layout, before, systemd=systemd)
+    shutil.rmtree(before, ignore_errors=True)
+    switch_current(layout, serving)
+    again = _launcher_call(layout, how, *flag) if how else subprocess.CompletedProcess([], 0)
+    state = "healthy" if again.returncode == 0 and _healthy(layout, read_config(layout), flag) else "NOT healthy either"
+    say(f"rolled back to runtime {serving} (hub prefix {old_prefix!r}): {state}; the failed version stays in "
+        f"{layout.version_dir(target)} for inspection")
     return EXIT_UNHEALTHY
+
+
+# What Triton's command line and unit are made of (hybridserve.tritonargs via run_service, render.unit_files): a change
+# restarts Triton. The rest (SLOs, fill interval and bandwidth, hub credentials, firewall networks) does not.
+TRITON_KEYS = ("models", "listen_address", "http_port", "grpc_port", "metrics_port", "gpu", "user", "cache_bucket")
+
+
+def _unit_changed(layout: Layout, before: Path, unit: str) -> bool:
+    saved, now = before / "units" / unit, layout.units / unit
+    return (saved.read_bytes() if saved.is_file() else None) != (now.read_bytes() if now.is_file() else None)
+
+
+def _prune_cache(layout: Layout, flag: list[str], code: str) -> None:
+    pruned = _launcher_call(layout, "prune", *flag, version=code)
+    if pruned.returncode != 0:
+        say(f"warning: pruning the cache failed (exit {pruned.returncode}); the next successful apply retries")
 
 
 def prune_versions(layout: Layout, *, keep: set[str]) -> list[str]:
@@ -305,7 +470,7 @@ def _get(url: str, timeout: float = 3.0) -> bool:
         return False
 
 
-def run_service(layout: Layout, service: str) -> None:
+def run_service(layout: Layout, service: str, *, reload: bool = True) -> None:
     """Become the service (exec): systemd or the supervisor then holds the server process itself."""
     config = read_config(layout)
     if service == "cache":
@@ -338,14 +503,15 @@ def run_service(layout: Layout, service: str) -> None:
         os.chdir(work)
         os.execve(argv[0], argv, env)
     elif service == "fill":
-        report = fill(layout, config)
+        report = fill(layout, config, reload=reload)
         say(f"fill: {report.summary()}")
     else:
         raise UserError(f"run {service!r}: expected cache, triton or fill", exit_code=2)
 
 
-def fill(layout: Layout, config: EdgeConfig):
-    """One cache fill (one at a time: the timer and `start` may overlap); Triton reloads the models it changed."""
+def fill(layout: Layout, config: EdgeConfig, *, reload: bool = True):
+    """One cache fill (one at a time: the timer and `start` may overlap); Triton reloads the models it changed
+    (`reload` False: a new publication filled while Triton still serves the previous one)."""
     from hybridserve.edge.fill import fill_cache
 
     layout.state.mkdir(parents=True, exist_ok=True)
@@ -354,7 +520,7 @@ def fill(layout: Layout, config: EdgeConfig):
         report = fill_cache(config.hub, cache_endpoint(layout, config), config.cache_bucket,
                             bandwidth_limit_mbps=config.bandwidth_limit_mbps, work_dir=layout.state / "fill")
     host = probe_host(config)
-    if report.changed_models and _get(f"http://{host}:{config.http_port}/v2/health/live"):
+    if reload and report.changed_models and _get(f"http://{host}:{config.http_port}/v2/health/live"):
         for model in sorted(set(report.changed_models) & set(config.models)):
             request = urllib.request.Request(f"http://{host}:{config.http_port}/v2/repository/models/{model}/load",
                                              data=b"{}", headers={"Content-Type": "application/json"}, method="POST")
@@ -401,13 +567,7 @@ def _start_supervised(layout: Layout, config: EdgeConfig) -> str:
         cache.wait_until(lambda: client.list_buckets() is not None, timeout=60, what="answering S3 (the cache)")
         report = fill(layout, config)
         say(f"fill: {report.summary()}")
-        triton = ManagedProcess("edge triton", render.service_argv(layout, "triton"), log_path=layout.logs / "triton.log", term_timeout=15)
-        procs.append(triton.start())
-        record["processes"].append({"name": "triton", "pid": triton.pid, "pgid": triton.pid, "match": "hybridserve", "term_wait": 15})
-        _write_record(layout.run_dir, record)
-        host = probe_host(config)
-        triton.wait_until(lambda: all(_get(f"http://{host}:{config.http_port}/v2/models/{m}/ready") for m in config.models),
-                          timeout=config.startup_timeout, what=f"ready with {', '.join(config.models)}")
+        _start_triton(layout, config, record, procs)
     except BaseException as exc:
         for p in reversed(procs):
             p.stop()
@@ -419,6 +579,77 @@ def _start_supervised(layout: Layout, config: EdgeConfig) -> str:
     for p in procs:
         p.detach()  # they outlive this command; `stop` finds them through the record
     return f"started cache (pid {record['processes'][0]['pid']}) and triton (pid {record['processes'][1]['pid']})"
+
+
+def _start_triton(layout: Layout, config: EdgeConfig, record: dict, procs: list) -> None:
+    """Start the supervised Triton, record it, wait until every model is ready (the caller stops `procs` on failure)."""
+    from hybridserve.local.plane import _write_record
+    from hybridserve.local.process import ManagedProcess
+
+    triton = ManagedProcess("edge triton", render.service_argv(layout, "triton"), log_path=layout.logs / "triton.log", term_timeout=15)
+    procs.append(triton.start())
+    record["processes"] = [p for p in record["processes"] if p["name"] != "triton"]
+    record["processes"].append({"name": "triton", "pid": triton.pid, "pgid": triton.pid, "match": "hybridserve", "term_wait": 15})
+    _write_record(layout.run_dir, record)
+    host = probe_host(config)
+    triton.wait_until(lambda: all(_get(f"http://{host}:{config.http_port}/v2/models/{m}/ready") for m in config.models),
+                      timeout=config.startup_timeout, what=f"ready with {', '.join(config.models)}")
+
+
+def restart(layout: Layout, *, systemd: bool = True) -> str:
+    """Restart Triton only (the cache keeps running): it picks up a new config, e.g. a new publication's prefix."""
+    config = read_config(layout)
+    if systemd:
+        subprocess.run(["systemctl", "restart", render.TRITON_UNIT, render.FILL_TIMER], check=True)
+        return "restarted the Triton unit (and the fill timer)"
+    from hybridserve.local.plane import _signal_group, _write_record, group_members, read_record, recorded_alive
+    from hybridserve.local.process import tail
+
+    record = read_record(layout.run_dir)
+    if record is None or "cache" not in recorded_alive(record):
+        raise UserError(f"restart: the cache is not running under {layout.root}; use `start`", exit_code=EXIT_UNHEALTHY)
+    for proc in [p for p in record["processes"] if p["name"] == "triton"]:
+        _signal_group(proc["pgid"], signal.SIGTERM)
+        deadline = time.monotonic() + proc.get("term_wait", 15)
+        while time.monotonic() < deadline and group_members(proc["pgid"], proc["match"]):
+            time.sleep(0.1)
+        if group_members(proc["pgid"], proc["match"]):
+            _signal_group(proc["pgid"], signal.SIGKILL)
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and group_members(proc["pgid"], proc["match"]):
+                time.sleep(0.1)  # the new one binds the same ports
+    procs: list = []
+    try:
+        _start_triton(layout, config, record, procs)
+    except BaseException as exc:
+        for p in procs:
+            p.stop()
+        record["processes"] = [p for p in record["processes"] if p["name"] != "triton"]
+        _write_record(layout.run_dir, record)
+        if isinstance(exc, UserError):
+            raise UserError(f"{exc.message}\ntriton log ({layout.logs / 'triton.log'}):\n{tail(layout.logs / 'triton.log', 15)}",
+                            exit_code=EXIT_UNHEALTHY) from None
+        raise
+    pid = procs[0].pid
+    for p in procs:
+        p.detach()  # it outlives this command; `stop` finds it through the record
+    return f"restarted triton (pid {pid}); the cache kept running"
+
+
+def prune(layout: Layout) -> list[str]:
+    """Remove cached publications other than the configured one and the one `rollback` would go back to."""
+    from hybridserve.edge.fill import prune_cache
+
+    config = read_config(layout)
+    keep = [config.hub.prefix]
+    back = layout.previous_version()
+    if back:
+        saved = _saved_config(layout.saved_host_files(back))
+        if saved.get("cache_bucket", config.cache_bucket) == config.cache_bucket and isinstance(saved.get("hub"), dict):
+            keep.append(str(saved["hub"].get("prefix", "")))
+    with open(layout.state / "fill.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # never under a running fill
+        return prune_cache(cache_endpoint(layout, config), config.cache_bucket, keep)
 
 
 def stop(layout: Layout, *, systemd: bool = True) -> list[str]:
@@ -459,7 +690,7 @@ def wait_healthy(layout: Layout, *, systemd: bool, timeout: float) -> dict:
         st = status(layout, systemd=systemd)
         if st["healthy"] or time.monotonic() >= deadline:
             return st
-        time.sleep(1)
+        time.sleep(0.5)  # a few loopback probes and a /proc scan: cheap, and every apply waits here
 
 
 def uninstall(layout: Layout, *, systemd: bool = True, purge: bool = False) -> list[str]:
@@ -493,25 +724,59 @@ def uninstall(layout: Layout, *, systemd: bool = True, purge: bool = False) -> l
 # --------------------------------------------------------------------------------------------- gate
 
 
-def gate(layout: Layout, *, concurrency: str = "1,2", profile: str = "quick", json_path: Path | None = None) -> int:
+GATE_WHAT = {1: "SLO missed", 4: "not ready", 5: "wrong outputs"}  # smoke_tests' exit codes
+
+
+def gate(layout: Layout, *, concurrency: str = "1,2", profile: str = "quick", json_path: Path | None = None,
+         rollback_on_fail: bool = False, expect_version: str | None = None, expect_config: str | None = None,
+         systemd: bool = True) -> int:
     """The smoke gate against this host's Triton with the site's SLOs; references come from the cache.
 
-    Prints the gate's report and a last line `hybridserve-edge gate: PASS|FAIL <site>/<host> (exit N)`.
+    `rollback_on_fail`: a failed gate rolls the host back to what served before (`rollback`); the exit code
+    stays the gate's. `expect_version`/`expect_config` (the first hex digits of config.json's sha256): the
+    host must serve what the deployment gates, else exit 3 (e.g. it was rolled back after a failed gate).
+    Prints the gate's report and a last line `hybridserve-edge gate: PASS|FAIL <site>/<host> (exit N)[: why]`.
     """
     from smoke_tests.cli import main as smoke_main
 
     config = read_config(layout)
+    who = f"{config.site}/{config.host}"
+    serving = layout.current_version()
+    config_sha = hashlib.sha256(layout.config_file.read_bytes()).hexdigest()
+    if (expect_version and serving != expect_version) or (expect_config and not config_sha.startswith(expect_config)):
+        print(f"hybridserve-edge gate: FAIL {who} (exit {EXIT_UNHEALTHY}): the host serves runtime {serving} with config "
+              f"{config_sha[:16]}, not runtime {expect_version or serving} with config {expect_config or config_sha[:16]} "
+              "(rolled back after a failed gate, or changed by hand); a new runtime or configuration re-runs the apply", flush=True)
+        return EXIT_UNHEALTHY
     repo = layout.state / "gate" / "repo"
     shutil.rmtree(repo, ignore_errors=True)
     _fetch_references(layout, config, repo)
     spec = {"models": list(config.models), "wait_ready_s": 30, **config.slos}
     host = probe_host(config)
+    report_path = Path(json_path or layout.state / "gate" / "smoke.json")
+    report_path.unlink(missing_ok=True)
     code = smoke_main([
         "--url", f"{host}:{config.grpc_port}", "--metrics-url", f"{host}:{config.metrics_port}",
         "--model-repo", str(repo), "--slos", json.dumps(spec), "--profile", profile, "--concurrency", concurrency,
-        "--json", str(json_path or layout.state / "gate" / "smoke.json"), "--client-processes", "1",
+        "--json", str(report_path), "--client-processes", "1",
     ])
-    print(f"hybridserve-edge gate: {'PASS' if code == 0 else 'FAIL'} {config.site}/{config.host} (exit {code})", flush=True)
+    if code == 0:
+        print(f"hybridserve-edge gate: PASS {who} (exit 0)", flush=True)
+        return 0
+    try:
+        messages = [v.get("message", "") for v in json.loads(report_path.read_text()).get("violations", [])]
+    except (OSError, ValueError, AttributeError):
+        messages = []
+    why = f"{GATE_WHAT.get(code, 'gate failed')}" + (f": {'; '.join(m for m in messages if m)}" if any(messages) else "")
+    if rollback_on_fail and layout.previous_version() is None:
+        why += f"; no previous version to roll back to: runtime {serving} keeps serving"
+    elif rollback_on_fail:
+        say(f"gate failed on {who} ({why}): rolling back")
+        rolled = rollback(layout, systemd=systemd)
+        back = layout.current_version()
+        why += (f"; rolled back to runtime {back}: healthy" if rolled == 0
+                else f"; the rollback failed (exit {rolled}): runtime {back} serves, see {layout.logs}")
+    print(f"hybridserve-edge gate: FAIL {who} (exit {code}): {why}", flush=True)
     return code
 
 

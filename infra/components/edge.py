@@ -7,10 +7,16 @@ Per host, in this order:
                                            rollback), the host's config.json on stdin (a secret: it holds the
                                            hub's read key); delete: render.uninstall_script
     <site>-<host>-gate      Command        render.gate_script: the smoke gate against the host's own Triton with
-                                           the site's SLOs; a failed gate fails the update
+                                           the site's SLOs; a failed gate rolls that host back to the version and
+                                           configuration it served before (the runtime's `rollback`), then fails
+                                           the update naming the host and the SLO missed
 
 Rolling: host N's bundle copy and runtime depend on host N-1's gate, so a version change restarts one host at a
-time and a host that fails its gate stops the rollout before the next one is touched.
+time and a host that fails its gate stops the rollout before the next one is touched. The cluster gates before
+traffic; an edge host serves its clients as soon as its apply is healthy, so a failed gate undoes the change on
+that host instead. The gate also checks that the host serves the gated runtime version and config: after such a
+rollback the next `pulumi up` fails that gate again (instead of passing on the old version) until a new runtime
+or configuration re-runs the apply.
 
 Why the runtime Command has no `triggers`: in pulumi-command a trigger change *replaces* the resource, and a
 replacement runs the old resource's delete (the uninstall script) after the new create. The bundle digest and the
@@ -191,7 +197,8 @@ class EdgeHosts(pulumi.ComponentResource):
             if args.gate:
                 # A digest prefix of the config is no secret (the key in it has 160+ bits): plain, so diffs show the gate re-running.
                 gate_text = pulumi.Output.unsecret(config_json.apply(lambda text: render.gate_script(
-                    stamp=f"runtime {self.bundle.version} bundle {self.bundle.digest[:16]} config {hashlib.sha256(text.encode()).hexdigest()[:16]}")))
+                    stamp=f"runtime {self.bundle.version} bundle {self.bundle.digest[:16]} config {_config_sha(text)}",
+                    version=self.bundle.version, config_sha=_config_sha(text))))
                 gate = command.remote.Command(
                     f"{prefix}-gate", connection=connection, create=gate_text, update=gate_text,
                     opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[runtime])),
@@ -209,6 +216,11 @@ class EdgeHosts(pulumi.ComponentResource):
             })
         self.hosts = outputs
         self.register_outputs({"site": args.site, "runtimeVersion": self.bundle.version, "hosts": outputs})
+
+
+def _config_sha(text: str) -> str:
+    """What the gate expects the host's config.json to hash to (the installer writes the JSON it reads on stdin)."""
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def _verdict(stdout: str | None) -> str:

@@ -191,7 +191,7 @@ def build(ctx: StackContext, storage: StorageParts, handles: list[EdgeSiteHandle
             "hub": kind,
             "models": models,
             "publication": {"version": publication.version, "prefix": prefix},
-            "runtimeVersion": site.runtime_version,
+            "runtimeVersion": hosts.bundle.version,  # what the hosts install: the declared version and the content digest
             "hosts": hosts.hosts,
             # How `pulumi up` reaches the hosts and who else may SSH to them (the host firewall's SSH sources).
             "ssh": {
