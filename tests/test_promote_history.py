@@ -130,3 +130,43 @@ def test_replacing_a_pinned_version_unpublishes_it_meanwhile(store, repo):
     assert any(n.startswith(f"{MODEL}: unpublished versions [1] while they are replaced") for n in report.notes), report.notes
     head = s3.head_object(Bucket=target.bucket, Key=f"{target.base}{MODEL}/config.pbtxt")
     assert head["Metadata"]["hybridserve-versions"] == "1"  # published again once replaced
+
+
+def test_a_switch_that_times_out_is_undone_only_after_its_late_config_write(monkeypatch):
+    """The switch step times out while its config write hangs; the undo must not race it: the write that lands
+    late must not leave the store publishing the new version after the undo restored the old one."""
+    import threading
+
+    from hybridserve.promote import flow
+    from hybridserve.sync.engine import SyncTarget
+
+    monkeypatch.setattr(flow, "STEP_SLACK_S", 0.3)
+    monkeypatch.setattr(flow, "LATE_STEP_GRACE_S", 20.0)
+    calls: list[tuple] = []
+    release = threading.Event()
+
+    class HangingStore:
+        def publish_versions(self, model, versions, action):
+            if not calls:  # the switch's write hangs until released, well after its step timed out
+                calls.append(("publish started", list(versions)))
+                release.wait(10)
+            calls.append(("publish", list(versions)))
+
+    class RecordingTriton:
+        def load(self, model, timeout):
+            calls.append(("load", model))
+
+        def wait_versions(self, model, versions, timeout):
+            calls.append(("ready", sorted(versions)))
+
+    options = flow.PromoteOptions(model="text_encoder", version=2, triton_url="127.0.0.1:1",
+                                  store=SyncTarget(bucket="b", prefix="p"),
+                                  timeouts=flow.Timeouts(switch=0.1, drain=0.1))
+    run = flow._Run(options, say=lambda step: None)
+    run.store, run.triton = HangingStore(), RecordingTriton()
+    threading.Timer(1.5, release.set).start()
+    with pytest.raises(flow.StepFailed, match="switch"):
+        run.switch([1], 2)
+    assert calls == [("publish started", [2]), ("publish", [2]),  # the late write landed first ...
+                     ("publish", [1]), ("load", "text_encoder"), ("ready", [1])], calls  # ... then the undo; no reload of 2
+    assert [(s.name, s.status) for s in run.result.steps] == [("switch", "timeout"), ("undo switch", "ok")]

@@ -116,7 +116,15 @@ class PromoteResult:
 
 
 class _Timeout(Exception):
-    pass
+    def __init__(self, message: str, thread: threading.Thread):
+        super().__init__(message)
+        self.thread = thread  # still running: whoever undoes its work must wait for it first
+
+
+# A switch (or its undo) step's bound beyond its parts' own: the config write and the model's repository calls.
+STEP_SLACK_S = 30.0
+# How long an undo waits for the timed-out step it undoes (its parts have their own, shorter, bounds).
+LATE_STEP_GRACE_S = 60.0
 
 
 def bounded(what: str, timeout: float, fn: Callable[[], Any]) -> Any:
@@ -133,7 +141,7 @@ def bounded(what: str, timeout: float, fn: Callable[[], Any]) -> Any:
     thread.start()
     thread.join(timeout)
     if thread.is_alive():
-        raise _Timeout(f"{what} did not finish within {timeout:g} s")
+        raise _Timeout(f"{what} did not finish within {timeout:g} s", thread)
     if "error" in box:
         raise box["error"]
     return box.get("value")
@@ -148,12 +156,14 @@ class _Run:
         self.triton = Triton(options.triton_url)
         self.candidate = candidate_name(options.model)
         self.candidate_loaded = False
+        self.timed_out: threading.Thread | None = None  # the thread of the last step that timed out, if any
 
     def step(self, name: str, timeout: float | None, fn: Callable[[], Any], detail: Callable[[Any], str] | str = "") -> Any:
         t0 = time.monotonic()
         try:
             value = bounded(name, timeout, fn) if timeout is not None else fn()
         except _Timeout as exc:
+            self.timed_out = exc.thread
             self._record(Step(name, "timeout", time.monotonic() - t0, str(exc)))
             raise StepFailed(f"step '{name}': {exc}") from None
         except KeyboardInterrupt:
@@ -325,20 +335,40 @@ class _Run:
         from hybridserve.local.process import signals_deferred
 
         o = self.o
+        cancelled = threading.Event()
+        self.timed_out = None
 
         def do() -> None:
-            self.store.publish_versions(o.model, [version], o.action)
-            self.triton.load(o.model, timeout=o.timeouts.switch)
-            self.triton.wait_versions(o.model, {version}, timeout=o.timeouts.drain)
+            # Checked between the parts: once the step timed out, a late part must not land after the undo
+            # (a config publishing N written after the undo restored the old one).
+            for part in (lambda: self.store.publish_versions(o.model, [version], o.action),
+                         lambda: self.triton.load(o.model, timeout=o.timeouts.switch),
+                         lambda: self.triton.wait_versions(o.model, {version}, timeout=o.timeouts.drain)):
+                if cancelled.is_set():
+                    return
+                part()
 
         # Held back, a Ctrl-C lands after the switch or its undo: never between the config and the reload.
         with signals_deferred():
             try:
-                self.step("switch", o.timeouts.switch + o.timeouts.drain + 30, do,
+                self.step("switch", o.timeouts.switch + o.timeouts.drain + STEP_SLACK_S, do,
                           f"config.pbtxt publishes {version}; {o.model} reloaded; {loaded} drained and unloaded")
             except StepFailed:
+                cancelled.set()
+                self._wait_for_timed_out_step()
                 self._undo_switch(loaded)
                 raise
+
+    def _wait_for_timed_out_step(self) -> None:
+        """Join the timed-out step's thread (its parts are bounded themselves) before undoing what it did."""
+        late, self.timed_out = self.timed_out, None
+        if late is None:
+            return
+        late.join(LATE_STEP_GRACE_S)
+        if late.is_alive():
+            self.result.notes.append(
+                f"the timed-out step was still running {LATE_STEP_GRACE_S:g} s later; undone all the same: "
+                "check the model's config.pbtxt in the store and what Triton serves")
 
     def _undo_switch(self, loaded: list[int]) -> None:
         o = self.o
@@ -349,7 +379,7 @@ class _Run:
             self.triton.wait_versions(o.model, set(loaded), timeout=o.timeouts.drain)
 
         try:
-            self.step("undo switch", o.timeouts.switch + o.timeouts.drain + 30, undo, f"config.pbtxt publishes {loaded} again; reloaded")
+            self.step("undo switch", o.timeouts.switch + o.timeouts.drain + STEP_SLACK_S, undo, f"config.pbtxt publishes {loaded} again; reloaded")
         except StepFailed as exc:
             self.result.notes.append(f"could not restore {loaded}: {exc.message}")
 
