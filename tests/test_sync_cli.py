@@ -108,3 +108,55 @@ def test_the_installed_command_runs_sync_without_importing_the_rest_of_the_cli(t
     assert "exit 2" in out.stdout
     assert "bucket (--bucket)" in " ".join(out.stderr.split())
     assert "loaded []" in out.stdout
+
+
+def _rich_text(renderable, width: int = 160) -> str:
+    import io
+
+    from rich.console import Console
+
+    buffer = io.StringIO()
+    Console(file=buffer, width=width, force_terminal=False).print(renderable)
+    return buffer.getvalue()
+
+
+def _report(**fields):
+    from hybridserve.sync.engine import SyncReport
+
+    fields = {"target": "s3://bucket/teams/vision/models/", "encryption": "SSE-S3 (AES256)", **fields}
+    return SyncReport(**fields)
+
+
+@pytest.mark.parametrize("dry_run", [False, True])
+def test_an_unchanged_reports_plain_text_is_what_rich_prints(dry_run):
+    """An unchanged sync prints its report without importing rich (command._print): the very text rich prints."""
+    report = _report(skipped=[f"k{i}" for i in range(12)], published={"b": [1, 2], "a": [3], "c": []}, dry_run=dry_run, seconds=0.04)
+    lines = report.plain_lines()
+    assert lines is not None and lines[0].startswith("s3://bucket/teams/vision/models/: ")
+    assert "".join(line + "\n" for line in lines) == _rich_text(report)
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"notes": ["the bucket has no default encryption"]},
+        {"conflicts": ["m/1 changed"]},
+        {"bytes_uploaded": 5, "uploaded": ["k"]},
+    ],
+)
+def test_a_report_with_anything_styled_or_uploaded_is_left_to_rich(fields):
+    from hybridserve.sync.engine import Change
+
+    assert _report(**fields).plain_lines() is None
+    assert _report(changes=[Change("add", "k", 1, "")]).plain_lines() is None
+
+
+def test_lines_rich_would_wrap_or_mark_up_are_printed_by_rich(capsys, monkeypatch):
+    from hybridserve.sync.command import _print
+
+    monkeypatch.delenv("COLUMNS", raising=False)
+    for lines in (["x" * 200], ["timing: [bold]x[/]"], ["caf\u00e9"]):
+        _print(sys.stdout, lines, lambda console: console.print("by rich", highlight=False))
+        assert capsys.readouterr().out == "by rich\n"
+    _print(sys.stdout, ["plain", "y" * 150], lambda console: pytest.fail("rich was not needed"))
+    assert capsys.readouterr().out == "plain\n" + "y" * 150 + "\n"

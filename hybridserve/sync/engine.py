@@ -99,7 +99,6 @@ from hybridserve.sync.scan import (
     CONFIG_NAME,
     LocalFile,
     LocalModel,
-    describe_policy,
     render_config,
     scan_repository,
     select_versions,
@@ -204,6 +203,32 @@ class SyncReport:
     compared_with: str = ""
     validation: str = ""  # "ran", or why the models module's validation was skipped
 
+    def _summary(self, size: str) -> str:
+        verb = "would upload" if self.dry_run else "uploaded"
+        summary = (
+            f"{self.target}: {verb} {len(self.uploaded)} objects ({size}), "
+            f"{len(self.skipped)} unchanged, {'would delete' if self.dry_run else 'deleted'} {len(self.deleted)}"
+        )
+        if not self.changes:
+            summary += " - up to date"
+        if not self.dry_run:
+            summary += f" in {self.seconds:.1f} s"
+        return summary
+
+    def _status_lines(self) -> list[str]:
+        lines = [f"encryption: {self.encryption}"]
+        for model, versions in sorted(self.published.items()):
+            shown = ", ".join(map(str, versions)) if versions else "none"
+            lines.append(f"{'would publish' if self.dry_run else 'published'} {model}: versions {shown}")
+        return lines
+
+    def plain_lines(self) -> list[str] | None:
+        """The report as rich prints it, without importing rich, when it is unstyled text only (nothing changed,
+        no note, no conflict): an unchanged sync's whole output. None: print it with rich."""
+        if self.changes or self.notes or self.conflicts or self.bytes_uploaded:
+            return None
+        return [self._summary("0 bytes"), *self._status_lines()]  # rich.filesize.decimal(0)
+
     def __rich__(self):
         from rich.console import Group
         from rich.filesize import decimal
@@ -221,20 +246,8 @@ class SyncReport:
             for c in self.changes:
                 table.add_row(Text(c.action, style=style[c.action]), c.key, decimal(c.size), c.note)
             parts.append(table)
-        verb = "would upload" if self.dry_run else "uploaded"
-        summary = (
-            f"{self.target}: {verb} {len(self.uploaded)} objects ({decimal(self.bytes_uploaded)}), "
-            f"{len(self.skipped)} unchanged, {'would delete' if self.dry_run else 'deleted'} {len(self.deleted)}"
-        )
-        if not self.changes:
-            summary += " - up to date"
-        if not self.dry_run:
-            summary += f" in {self.seconds:.1f} s"
-        parts.append(Text(summary))
-        parts.append(Text(f"encryption: {self.encryption}"))
-        for model, versions in sorted(self.published.items()):
-            shown = ", ".join(map(str, versions)) if versions else "none"
-            parts.append(Text(f"{'would publish' if self.dry_run else 'published'} {model}: versions {shown}"))
+        parts.append(Text(self._summary(decimal(self.bytes_uploaded))))
+        parts.extend(Text(line) for line in self._status_lines())
         for note in self.notes:
             parts.append(Text(f"note: {note}", style="yellow"))
         for conflict in self.conflicts:
@@ -932,10 +945,10 @@ def _sync(repo_dir: Path, target: SyncTarget, report: SyncReport, validation: _V
             models = scan_repository(repo_dir, hash_cache=hash_cache)
             validation.scanned(models)
         empty = [
-            f"{m.name}/{CONFIG_NAME}: its version_policy ({describe_policy(m.config)}) selects none of the versions "
+            f"{m.name}/{CONFIG_NAME}: its version_policy ({m.facts.policy}) selects none of the versions "
             f"it has: {sorted(m.versions)}"
             for m in models
-            if not select_versions(m.config, m.versions)
+            if not m.facts.selected
         ]
         if empty:
             raise UserError("not syncing: a model would publish no version:", exit_code=EXIT_INVALID_REPOSITORY, details=empty)
@@ -948,8 +961,6 @@ def _sync(repo_dir: Path, target: SyncTarget, report: SyncReport, validation: _V
 
 def _sync_with_store(models, target: SyncTarget, report: SyncReport, validation: _Validation, early: "_EarlyRead", span,
                      *, fast, dry_run, prune, replace, verify, show_progress, console, on_uploaded, pins, honour_history) -> None:
-    from botocore.exceptions import BotoCoreError, ClientError
-
     where, bucket, base = target.where, target.bucket, target.base
     manifest_key = base + MANIFEST_NAME
     current_step = "checking bucket"
@@ -1008,8 +1019,12 @@ def _sync_with_store(models, target: SyncTarget, report: SyncReport, validation:
         _Executor(plan, report, prune=prune, show_progress=show_progress, console=console, on_uploaded=on_uploaded, span=span).run()
     except UserError:
         raise
-    except (ClientError, BotoCoreError) as exc:
-        raise translate(exc, where=where, bucket=bucket, what=current_step, sse=target.sse) from None
+    except Exception as exc:
+        # botocore.exceptions only when botocore was imported: an unchanged sync may never import it.
+        botocore_errors = sys.modules.get("botocore.exceptions")
+        if botocore_errors is not None and isinstance(exc, (botocore_errors.ClientError, botocore_errors.BotoCoreError)):
+            raise translate(exc, where=where, bucket=bucket, what=current_step, sse=target.sse) from None
+        raise
 
 
 class _EarlyRead:
@@ -1085,10 +1100,9 @@ def _up_to_date(models: list[LocalModel], manifest: dict[str, Any], enc: _Encryp
     for m in models:
         for f in m.files:
             expected[f.rel] = (f.sha256, f.size)
-        versions = select_versions(m.config, m.versions)
-        rendered = render_config(m, versions)
-        expected[m.config_file.rel] = (_sha256(rendered), len(rendered))
-        versions_now[m.name] = versions
+        # As render_config(m, select_versions(m.config, m.versions)) gives them (scan.ConfigCache: no protobuf).
+        expected[m.config_file.rel] = (m.facts.rendered_sha256, m.facts.rendered_size)
+        versions_now[m.name] = list(m.facts.selected)
     if set(objects) != set(expected) or published != versions_now:
         return False
     for rel, (sha, size) in expected.items():
