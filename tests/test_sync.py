@@ -551,13 +551,6 @@ def test_an_unchanged_cli_sync_imports_neither_botocore_nor_rich_nor_protobuf(se
         del env[name]
     argv = ["sync", "--bucket", unique_bucket, "--endpoint-url", seaweed_endpoint.url, "--sse", "AES256",
             "--repo", str(repo), "--no-progress"]
-    probe = (
-        "import sys\n"
-        "from hybridserve.cli import main\n"
-        f"main({argv!r})\n"
-        "print('loaded', sorted(m for m in ('botocore', 'rich', 'google.protobuf') if m in sys.modules), file=sys.stderr)\n"
-    )
-
     # The first sync in this process (it imports everything anyway); what `models validate` records, planted.
     from hybridserve.sync.validated import record_validated_repository, tree_fingerprint
 
@@ -566,9 +559,14 @@ def test_an_unchanged_cli_sync_imports_neither_botocore_nor_rich_nor_protobuf(se
     store = Store("seaweed", seaweed_endpoint, unique_bucket, None)
     sync_repository(repo, store.target(), show_progress=False, hash_cache=state / "sync-hashes.json")
 
-    unchanged = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=300)
+    # As installed: `python -m hybridserve` ends through command.exit_now, which must still flush every line.
+    unchanged = subprocess.run([sys.executable, "-X", "importtime", "-m", "hybridserve", *argv], env=env,
+                               capture_output=True, text=True, timeout=300)
     assert unchanged.returncode == 0 and "Traceback" not in unchanged.stderr, unchanged.stderr
-    assert "loaded []" in unchanged.stderr
+    imported = {line.rsplit("|", 1)[-1].strip() for line in unchanged.stderr.splitlines() if line.startswith("import time:")}
+    assert "hybridserve.sync.engine" in imported
+    assert not {m for m in imported if m.split(".")[0] in ("botocore", "rich", "boto3", "s3transfer")} | {
+        m for m in imported if m.startswith("google.protobuf")}
     lines = unchanged.stdout.splitlines()
     assert re.fullmatch(
         rf"s3://{unique_bucket}/{PREFIX}/: uploaded 0 objects \(0 bytes\), \d+ unchanged, deleted 0 - up to date in \d+\.\d s",

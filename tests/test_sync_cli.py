@@ -160,3 +160,50 @@ def test_lines_rich_would_wrap_or_mark_up_are_printed_by_rich(capsys, monkeypatc
         assert capsys.readouterr().out == "by rich\n"
     _print(sys.stdout, ["plain", "y" * 150], lambda console: pytest.fail("rich was not needed"))
     assert capsys.readouterr().out == "plain\n" + "y" * 150 + "\n"
+
+
+def test_the_cli_process_exits_with_the_syncs_code_and_its_whole_message(tmp_path):
+    """`python -m hybridserve sync` ends through command.exit_now (no interpreter teardown): the exit code and
+    every line written before it still arrive."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT), HYBRIDSERVE_STATE_DIR=str(tmp_path / "state"))
+    argv = [sys.executable, "-m", "hybridserve", "sync", "--bucket", "b-" * 30, "--sse", "AES256", "--no-progress",
+            "--endpoint-url", "http://127.0.0.1:1"]
+    out = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == EXIT_BAD_ARGUMENT
+    assert "Traceback" not in out.stdout + out.stderr and "bucket (--bucket)" in " ".join(out.stderr.split())
+
+
+def test_exit_now_waits_for_a_working_thread_as_an_ordinary_exit_does(tmp_path):
+    code = (
+        "import threading, time, sys\n"
+        "from hybridserve.sync.command import exit_now\n"
+        "def work():\n"
+        "    time.sleep(0.5)\n"
+        "    print('thread finished', flush=True)\n"
+        "threading.Thread(target=work).start()\n"
+        "import atexit\n"
+        "atexit.register(lambda: print('atexit ran', flush=True))\n"
+        "print('before exit', end='')\n"
+        "exit_now(3)\n"
+    )
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 3, out.stderr
+    assert out.stdout == "before exitthread finished\natexit ran\n"
+
+
+def test_exit_now_runs_the_atexit_handlers_and_flushes_without_tearing_down(tmp_path):
+    code = (
+        "import atexit, sys\n"
+        "from hybridserve.sync.command import exit_now\n"
+        "atexit.register(lambda: print('atexit ran', end=''))\n"
+        "class Teardown:\n"
+        "    def __del__(self):\n"
+        "        sys.stderr.write('torn down')\n"
+        "keep = Teardown()\n"
+        "sys.stderr.write('unflushed')\n"
+        "exit_now(0)\n"
+    )
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout == "atexit ran" and out.stderr == "unflushed"
