@@ -224,9 +224,9 @@ def test_config_facts_come_from_the_cache_keyed_by_the_configs_bytes(small_repo,
     # Believed without rendering: a planted answer comes back (so the next checks prove the key changed).
     data = json.loads(configs.read_text())
     (key,) = data["configs"]
-    data["configs"][key][2] = "0" * 64
+    data["configs"][key][2] = "planted"
     configs.write_text(json.dumps(data))
-    assert scan_repository(small_repo, hash_cache=cache)[0].facts.rendered_sha256 == "0" * 64
+    assert scan_repository(small_repo, hash_cache=cache)[0].facts.rendered == b"planted"
 
     config = small_repo / "m" / "config.pbtxt"
     original = config.read_bytes()
@@ -234,7 +234,7 @@ def test_config_facts_come_from_the_cache_keyed_by_the_configs_bytes(small_repo,
         config.write_bytes(changed)
         (model,) = scan_repository(small_repo, hash_cache=cache)
         assert model._config is not None, changed  # parsed: these bytes were never seen
-        assert _facts(model) == _facts_now(model) and model.facts.rendered_sha256 != "0" * 64
+        assert _facts(model) == _facts_now(model) and model.facts.rendered != b"planted"
     config.write_bytes(original)
 
     _write(small_repo / "m" / "11" / "model.py", "version 11\n")  # the policy (latest 2) now selects 10 and 11

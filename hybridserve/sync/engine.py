@@ -99,9 +99,9 @@ from hybridserve.sync.scan import (
     CONFIG_NAME,
     LocalFile,
     LocalModel,
-    render_config,
+    policy_selects,
+    rendered_config,
     scan_repository,
-    select_versions,
     version_of,
 )
 from hybridserve.sync.validated import content_digest, has_records, is_recorded, record_path, tree_fingerprint
@@ -1276,7 +1276,7 @@ def _pins(models, remote, s3, target: SyncTarget, pins, honour_history: bool, no
             )
             continue
         out[name] = [version]
-        others = sorted(v for v in select_versions(m.config, m.versions) if v != version)
+        others = sorted(v for v in policy_selects(m, m.versions) if v != version)
         notes.append(
             f"{name}: publishing version {version}, the served one as promoted ({where})"
             + (f"; versions {', '.join(map(str, others))} are uploaded, not served: `hybridserve models promote {name} --version N` gates and serves one" if others else "")
@@ -1327,7 +1327,7 @@ class _Plan:
         """The versions m's config.pbtxt publishes among `ready`: its pin, else what its policy selects."""
         if m.name in self.pins:
             return sorted(set(self.pins[m.name]) & set(ready))
-        return select_versions(m.config, ready)
+        return policy_selects(m, ready)
 
     def bookkeeping(self, key: str) -> bool:
         """The sync's manifest and the promotion histories: never stale, never pruned."""
@@ -1393,7 +1393,7 @@ class _Plan:
             remote_versions = self._remote_versions(m.name)
             self.published_before[m.name] = _published_versions(head, remote_versions)
             versions = self.select(m, m.versions)
-            rendered = render_config(m, versions)
+            rendered = rendered_config(m, versions)
             self.configs[m.name] = (versions, rendered)
             self.config_items[m.name] = self._config_item(m, rendered)
 
@@ -1758,7 +1758,7 @@ class _Executor:
                 "no other version was left, so its config.pbtxt is removed meanwhile"
             )
             return
-        rendered = render_config(m, versions)
+        rendered = rendered_config(m, versions)
         sha = _sha256(rendered)
         head = plan.config_heads.get(m.name)
         if unpublishing:

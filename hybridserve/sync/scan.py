@@ -51,8 +51,15 @@ class ConfigFacts:
 
     selected: tuple[int, ...]  # its version policy applied to every local version
     policy: str  # describe_policy
-    rendered_sha256: str  # render_config(model, selected)
-    rendered_size: int
+    rendered: bytes  # render_config(model, selected)
+
+    @property
+    def rendered_sha256(self) -> str:
+        return hashlib.sha256(self.rendered).hexdigest()
+
+    @property
+    def rendered_size(self) -> int:
+        return len(self.rendered)
 
 
 @dataclass
@@ -462,21 +469,19 @@ class ConfigCache:
         key = self.key(m) if self.path is not None else ""
         known = self.entries.get(key)
         if self._valid(known):
-            m.facts = ConfigFacts(tuple(known[0]), known[1], known[2], known[3])
+            m.facts = ConfigFacts(tuple(known[0]), known[1], known[2].encode())
         else:
             m.config = parse_config(m.config_file.path)
             selected = select_versions(m.config, m.versions)
-            rendered = render_config(m, selected)
-            m.facts = ConfigFacts(tuple(selected), describe_policy(m.config), hashlib.sha256(rendered).hexdigest(), len(rendered))
+            m.facts = ConfigFacts(tuple(selected), describe_policy(m.config), render_config(m, selected))
         if self.path is not None:
-            self.used[key] = [list(m.facts.selected), m.facts.policy, m.facts.rendered_sha256, m.facts.rendered_size]
+            self.used[key] = [list(m.facts.selected), m.facts.policy, m.facts.rendered.decode()]
 
     @staticmethod
     def _valid(entry) -> bool:
         return (
-            isinstance(entry, list) and len(entry) == 4 and isinstance(entry[0], list)
-            and all(isinstance(v, int) for v in entry[0]) and isinstance(entry[1], str)
-            and isinstance(entry[2], str) and isinstance(entry[3], int)
+            isinstance(entry, list) and len(entry) == 3 and isinstance(entry[0], list)
+            and all(isinstance(v, int) for v in entry[0]) and isinstance(entry[1], str) and isinstance(entry[2], str)
         )
 
     def save(self) -> None:
@@ -521,6 +526,21 @@ def select_versions(config, ready: Iterable[int]) -> list[int]:
         return sorted(set(config.version_policy.specific.versions) & set(ready))
     n = (config.version_policy.latest.num_versions if which == "latest" else 1) or 1
     return ready[-n:]
+
+
+def policy_selects(model: LocalModel, ready: Iterable[int]) -> list[int]:
+    """select_versions(model.config, ready), from the scan's ConfigFacts when `ready` is every local version."""
+    ready = set(ready)
+    if model.facts is not None and ready == set(model.versions):
+        return list(model.facts.selected)
+    return select_versions(model.config, ready)
+
+
+def rendered_config(model: LocalModel, versions: list[int]) -> bytes:
+    """render_config(model, versions), from the scan's ConfigFacts when `versions` are those it rendered."""
+    if model.facts is not None and tuple(versions) == model.facts.selected:
+        return model.facts.rendered
+    return render_config(model, versions)
 
 
 def render_config(model: LocalModel, versions: list[int]) -> bytes:
