@@ -263,3 +263,29 @@ def test_an_invalid_config_is_refused_in_the_scan_whatever_the_cache_holds(small
     with pytest.raises(UserError) as err:
         scan_repository(small_repo, hash_cache=cache)
     assert err.value.exit_code == EXIT_INVALID_REPOSITORY and "m/config.pbtxt" in str(err.value)
+
+
+def test_a_config_rewritten_between_hashing_and_parsing_is_refused_and_not_cached(small_repo, tmp_path, monkeypatch):
+    """The cache is keyed by the sha256 the scan hashed: facts from other bytes must never be stored under it."""
+    import json
+
+    from hybridserve.sync import scan
+
+    cache = tmp_path / "hashes.json"
+    config = small_repo / "m" / "config.pbtxt"
+    rewritten: list[Path] = []
+    real_sha = scan.sha256_file
+
+    def sha_then_rewrite(path):  # a writer racing the scan: the config changes right after it was hashed
+        digest = real_sha(path)
+        if Path(path) == config and not rewritten:
+            rewritten.append(path)
+            config.write_text('name: "m"\nbackend: "python"\nmax_batch_size: 4\n')
+        return digest
+
+    monkeypatch.setattr(scan, "sha256_file", sha_then_rewrite)
+    with pytest.raises(UserError) as err:
+        scan_repository(small_repo, hash_cache=cache)
+    assert err.value.exit_code == EXIT_INVALID_REPOSITORY and "changed while syncing" in str(err.value)
+    configs = cache.with_name("sync-configs.json")
+    assert not configs.exists() or json.loads(configs.read_text())["configs"] == {}

@@ -73,8 +73,8 @@ class LocalModel:
 
     @property
     def config(self):
-        """tritonclient's inference.ModelConfig. Parsed by the scan, or on first use when the scan took its
-        facts from the ConfigCache (then these bytes parsed before; a file changed since the scan is refused)."""
+        """tritonclient's inference.ModelConfig, parsed on first use (by the scan, unless it took its facts from
+        the ConfigCache) from the bytes the scan hashed: a file changed since then is refused."""
         if self._config is None:
             data = self.config_file.path.read_bytes()
             if hashlib.sha256(data).hexdigest() != self.config_file.sha256:
@@ -471,7 +471,8 @@ class ConfigCache:
         if self._valid(known):
             m.facts = ConfigFacts(tuple(known[0]), known[1], known[2].encode())
         else:
-            m.config = parse_config(m.config_file.path)
+            # m.config reads the file again and refuses bytes other than those hashed: never cached under
+            # another content's key.
             selected = select_versions(m.config, m.versions)
             m.facts = ConfigFacts(tuple(selected), describe_policy(m.config), render_config(m, selected))
         if self.path is not None:
