@@ -589,8 +589,10 @@ def _lean_manifest(target: SyncTarget, manifest_key: str) -> bytes | None:
     """The manifest, read without a botocore client, for the fast path; None: not here (then the client reads it).
 
     Creating an S3 client loads and builds S3's whole service model: a third of an unchanged sync's time, for
-    one GET. This GET is signed by botocore itself (SigV4, the session's credential chain) and sent through
-    botocore's own HTTP session (its CA bundle, proxies). Only where it is the same request the client would
+    one GET. This GET is signed with SigV4 and sent by the standard library when the credentials and CA bundle
+    are those botocore would use without reading a file (_plain_request_settings: importing botocore alone cost
+    more than the rest of an unchanged sync), else by botocore itself (the session's credential chain, its HTTP
+    session's CA bundle and proxies). Only where it is the same request the client would
     send: an explicit --endpoint-url (path-style addressing, as _client uses; AWS endpoints are resolved by
     botocore's rules) and SSE-S3 or none (SSE-KMS checks its key with KMS first), without --role-arn. Anything
     but a 200 is None: the client then asks again, and its answer (and error, translated) is the one used.
