@@ -84,10 +84,12 @@ def main(argv: list[str] | None = None) -> None:
     if args[:1] == ["sync"]:
         # The lean entry (hybridserve/sync/command.py): no typer, no other command's imports. None: arguments
         # it does not parse itself (--help, a usage error), which the typer app below answers as always.
-        from hybridserve.sync.command import lean_main
+        from hybridserve.sync.command import exit_now, lean_main
 
         code = lean_main(args[1:])
         if code is not None:
+            if argv is None:  # this process's own command line: end it without the interpreter's teardown
+                exit_now(code)
             if code:
                 sys.exit(code)
             return

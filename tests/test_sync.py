@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -537,6 +538,60 @@ def test_cli_syncs_with_credentials_from_the_environment_and_never_prints_them(
         main(argv + ["--sse", "aws:kms"])  # no --kms-key-id and no bucket default key
     assert exit_.value.code == EXIT_KMS
     assert "--kms-key-id" in capsys.readouterr().err
+
+
+def test_an_unchanged_cli_sync_imports_neither_botocore_nor_rich_nor_protobuf(seaweed_endpoint, unique_bucket, repo, tmp_path):
+    """The unchanged path's fixed cost (hybridserve/sync/command.py, engine._stdlib_get, scan.ConfigCache): its GET
+    is signed without botocore, its report printed without rich, its configs' digests come from the cache. The
+    text is what rich prints; a store that refuses the stdlib's GET would have made the sync import botocore."""
+    _new_bucket(seaweed_endpoint, unique_bucket)
+    env = dict(os.environ, **seaweed_endpoint.env(), PYTHONPATH=str(Path(__file__).resolve().parent.parent),
+               HYBRIDSERVE_STATE_DIR=str(tmp_path / "state"))
+    for name in [n for n in env if n.lower().endswith("_proxy")]:
+        del env[name]
+    argv = ["sync", "--bucket", unique_bucket, "--endpoint-url", seaweed_endpoint.url, "--sse", "AES256",
+            "--repo", str(repo), "--no-progress"]
+    # The first sync in this process (it imports everything anyway); what `models validate` records, planted.
+    from hybridserve.sync.validated import record_validated_repository, tree_fingerprint
+
+    state = tmp_path / "state"
+    record_validated_repository(repo, state, tree_fingerprint(repo))
+    store = Store("seaweed", seaweed_endpoint, unique_bucket, None)
+    sync_repository(repo, store.target(), show_progress=False, hash_cache=state / "sync-hashes.json")
+
+    # As installed: `python -m hybridserve` ends through command.exit_now, which must still flush every line.
+    unchanged = subprocess.run([sys.executable, "-X", "importtime", "-m", "hybridserve", *argv], env=env,
+                               capture_output=True, text=True, timeout=300)
+    assert unchanged.returncode == 0 and "Traceback" not in unchanged.stderr, unchanged.stderr
+    imported = {line.rsplit("|", 1)[-1].strip() for line in unchanged.stderr.splitlines() if line.startswith("import time:")}
+    assert "hybridserve.sync.engine" in imported
+    assert not {m for m in imported if m.split(".")[0] in ("botocore", "rich", "boto3", "s3transfer")} | {
+        m for m in imported if m.startswith("google.protobuf")}
+    lines = unchanged.stdout.splitlines()
+    assert re.fullmatch(
+        rf"s3://{unique_bucket}/{PREFIX}/: uploaded 0 objects \(0 bytes\), \d+ unchanged, deleted 0 - up to date in \d+\.\d s",
+        lines[0],
+    ), lines
+    assert lines[1:] == ["encryption: SSE-S3 (AES256)"] + [f"published {m}: versions 1" for m in _models(repo)]
+
+
+def test_the_stdlib_signed_get_reads_keys_that_need_escaping_and_is_refused_a_wrong_secret(seaweed_endpoint, unique_bucket):
+    """engine._stdlib_get signs as botocore does (SigV4, S3's URI encoding): the store accepts it, for keys with
+    spaces, '+', '%' and non-ASCII too; a wrong secret is a refusal (None: the client path then reports it)."""
+    from hybridserve.sync import engine
+
+    _new_bucket(seaweed_endpoint, unique_bucket)
+    store = Store("seaweed", seaweed_endpoint, unique_bucket, None)
+    keys = ["models/plain.txt", "models/a b+c%d/\u00fcber=1&x~y.txt"]
+    for key in keys:
+        store.s3.put_object(Bucket=unique_bucket, Key=key, Body=key.encode())
+    target = store.target()
+    assert engine._plain_request_settings(target) is not None  # explicit credentials, http: the stdlib path
+    for key in keys:
+        assert engine._signed_get(target, key) == key.encode()
+        assert engine._botocore_get(target, key) == key.encode()
+    assert engine._signed_get(target, "models/no-such-key") is None
+    assert engine._signed_get(store.target(secret_key="not-the-secret"), keys[0]) is None
 
 
 def test_cli_help_explains_every_option():

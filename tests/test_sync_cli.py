@@ -108,3 +108,102 @@ def test_the_installed_command_runs_sync_without_importing_the_rest_of_the_cli(t
     assert "exit 2" in out.stdout
     assert "bucket (--bucket)" in " ".join(out.stderr.split())
     assert "loaded []" in out.stdout
+
+
+def _rich_text(renderable, width: int = 160) -> str:
+    import io
+
+    from rich.console import Console
+
+    buffer = io.StringIO()
+    Console(file=buffer, width=width, force_terminal=False).print(renderable)
+    return buffer.getvalue()
+
+
+def _report(**fields):
+    from hybridserve.sync.engine import SyncReport
+
+    fields = {"target": "s3://bucket/teams/vision/models/", "encryption": "SSE-S3 (AES256)", **fields}
+    return SyncReport(**fields)
+
+
+@pytest.mark.parametrize("dry_run", [False, True])
+def test_an_unchanged_reports_plain_text_is_what_rich_prints(dry_run):
+    """An unchanged sync prints its report without importing rich (command._print): the very text rich prints."""
+    report = _report(skipped=[f"k{i}" for i in range(12)], published={"b": [1, 2], "a": [3], "c": []}, dry_run=dry_run, seconds=0.04)
+    lines = report.plain_lines()
+    assert lines is not None and lines[0].startswith("s3://bucket/teams/vision/models/: ")
+    assert "".join(line + "\n" for line in lines) == _rich_text(report)
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"notes": ["the bucket has no default encryption"]},
+        {"conflicts": ["m/1 changed"]},
+        {"bytes_uploaded": 5, "uploaded": ["k"]},
+    ],
+)
+def test_a_report_with_anything_styled_or_uploaded_is_left_to_rich(fields):
+    from hybridserve.sync.engine import Change
+
+    assert _report(**fields).plain_lines() is None
+    assert _report(changes=[Change("add", "k", 1, "")]).plain_lines() is None
+
+
+def test_lines_rich_would_wrap_or_mark_up_are_printed_by_rich(capsys, monkeypatch):
+    from hybridserve.sync.command import _print
+
+    monkeypatch.delenv("COLUMNS", raising=False)
+    for lines in (["x" * 200], ["timing: [bold]x[/]"], ["caf\u00e9"]):
+        _print(sys.stdout, lines, lambda console: console.print("by rich", highlight=False))
+        assert capsys.readouterr().out == "by rich\n"
+    _print(sys.stdout, ["plain", "y" * 150], lambda console: pytest.fail("rich was not needed"))
+    assert capsys.readouterr().out == "plain\n" + "y" * 150 + "\n"
+
+
+def test_the_cli_process_exits_with_the_syncs_code_and_its_whole_message(tmp_path):
+    """`python -m hybridserve sync` ends through command.exit_now (no interpreter teardown): the exit code and
+    every line written before it still arrive."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT), HYBRIDSERVE_STATE_DIR=str(tmp_path / "state"))
+    argv = [sys.executable, "-m", "hybridserve", "sync", "--bucket", "b-" * 30, "--sse", "AES256", "--no-progress",
+            "--endpoint-url", "http://127.0.0.1:1"]
+    out = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == EXIT_BAD_ARGUMENT
+    assert "Traceback" not in out.stdout + out.stderr and "bucket (--bucket)" in " ".join(out.stderr.split())
+
+
+def test_exit_now_waits_for_a_working_thread_as_an_ordinary_exit_does(tmp_path):
+    code = (
+        "import threading, time, sys\n"
+        "from hybridserve.sync.command import exit_now\n"
+        "def work():\n"
+        "    time.sleep(0.5)\n"
+        "    print('thread finished', flush=True)\n"
+        "threading.Thread(target=work).start()\n"
+        "import atexit\n"
+        "atexit.register(lambda: print('atexit ran', flush=True))\n"
+        "print('before exit', end='')\n"
+        "exit_now(3)\n"
+    )
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 3, out.stderr
+    assert out.stdout == "before exitthread finished\natexit ran\n"
+
+
+def test_exit_now_runs_the_atexit_handlers_and_flushes_without_tearing_down(tmp_path):
+    code = (
+        "import atexit, sys\n"
+        "from hybridserve.sync.command import exit_now\n"
+        "atexit.register(lambda: print('atexit ran', end=''))\n"
+        "class Teardown:\n"
+        "    def __del__(self):\n"
+        "        sys.stderr.write('torn down')\n"
+        "keep = Teardown()\n"
+        "sys.stderr.write('unflushed')\n"
+        "exit_now(0)\n"
+    )
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout == "atexit ran" and out.stderr == "unflushed"

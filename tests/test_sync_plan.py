@@ -194,3 +194,98 @@ def test_the_model_config_module_is_tritonclients_own_class_without_importing_it
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.stdout.strip() == "ok", out.stderr
+
+
+def _facts_now(model) -> tuple:
+    """What the sync's fast path compares, computed from the config itself (protobuf), not from any cache."""
+    selected = select_versions(model.config, model.versions)
+    rendered = render_config(model, selected)
+    return tuple(selected), hashlib.sha256(rendered).hexdigest(), len(rendered)
+
+
+def _facts(model) -> tuple:
+    return model.facts.selected, model.facts.rendered_sha256, model.facts.rendered_size
+
+
+def test_config_facts_come_from_the_cache_keyed_by_the_configs_bytes(small_repo, tmp_path):
+    """scan.ConfigCache: an unchanged config is not parsed again (no protobuf on an unchanged sync); any byte
+    changed in it, or another set of local versions, is parsed and rendered afresh."""
+    import json
+
+    cache = tmp_path / "state" / "hashes.json"
+    (first,) = scan_repository(small_repo, hash_cache=cache)
+    assert first._config is not None and _facts(first) == _facts_now(first) and first.facts.selected == (2, 10)
+    configs = cache.with_name("sync-configs.json")
+    assert len(json.loads(configs.read_text())["configs"]) == 1
+
+    (again,) = scan_repository(small_repo, hash_cache=cache)
+    assert again._config is None  # not parsed: the cache answered
+    assert _facts(again) == _facts(first)
+    # Believed without rendering: a planted answer comes back (so the next checks prove the key changed).
+    data = json.loads(configs.read_text())
+    (key,) = data["configs"]
+    data["configs"][key][2] = "planted"
+    configs.write_text(json.dumps(data))
+    assert scan_repository(small_repo, hash_cache=cache)[0].facts.rendered == b"planted"
+
+    config = small_repo / "m" / "config.pbtxt"
+    original = config.read_bytes()
+    for changed in (original.replace(b"max_batch_size: 8", b"max_batch_size: 9"), original + b" ", original.replace(b"2", b"3")):
+        config.write_bytes(changed)
+        (model,) = scan_repository(small_repo, hash_cache=cache)
+        assert model._config is not None, changed  # parsed: these bytes were never seen
+        assert _facts(model) == _facts_now(model) and model.facts.rendered != b"planted"
+    config.write_bytes(original)
+
+    _write(small_repo / "m" / "11" / "model.py", "version 11\n")  # the policy (latest 2) now selects 10 and 11
+    (model,) = scan_repository(small_repo, hash_cache=cache)
+    assert model._config is not None and model.facts.selected == (10, 11) and _facts(model) == _facts_now(model)
+
+
+def test_a_config_known_to_the_cache_is_parsed_on_first_use_and_a_config_changed_since_the_scan_is_refused(small_repo, tmp_path):
+    cache = tmp_path / "hashes.json"
+    scan_repository(small_repo, hash_cache=cache)
+    (model,) = scan_repository(small_repo, hash_cache=cache)
+    assert model._config is None
+    assert model.config.max_batch_size == 8 and model.config.version_policy.latest.num_versions == 2
+
+    (model,) = scan_repository(small_repo, hash_cache=cache)
+    _write(small_repo / "m" / "config.pbtxt", 'name: "m"\nbackend: "python"\nmax_batch_size: 4\n')
+    with pytest.raises(UserError) as err:
+        model.config
+    assert err.value.exit_code == EXIT_INVALID_REPOSITORY and "config.pbtxt changed while syncing" in str(err.value)
+
+
+def test_an_invalid_config_is_refused_in_the_scan_whatever_the_cache_holds(small_repo, tmp_path):
+    cache = tmp_path / "hashes.json"
+    scan_repository(small_repo, hash_cache=cache)
+    _write(small_repo / "m" / "config.pbtxt", "max_batch_size: nope\n")
+    with pytest.raises(UserError) as err:
+        scan_repository(small_repo, hash_cache=cache)
+    assert err.value.exit_code == EXIT_INVALID_REPOSITORY and "m/config.pbtxt" in str(err.value)
+
+
+def test_a_config_rewritten_between_hashing_and_parsing_is_refused_and_not_cached(small_repo, tmp_path, monkeypatch):
+    """The cache is keyed by the sha256 the scan hashed: facts from other bytes must never be stored under it."""
+    import json
+
+    from hybridserve.sync import scan
+
+    cache = tmp_path / "hashes.json"
+    config = small_repo / "m" / "config.pbtxt"
+    rewritten: list[Path] = []
+    real_sha = scan.sha256_file
+
+    def sha_then_rewrite(path):  # a writer racing the scan: the config changes right after it was hashed
+        digest = real_sha(path)
+        if Path(path) == config and not rewritten:
+            rewritten.append(path)
+            config.write_text('name: "m"\nbackend: "python"\nmax_batch_size: 4\n')
+        return digest
+
+    monkeypatch.setattr(scan, "sha256_file", sha_then_rewrite)
+    with pytest.raises(UserError) as err:
+        scan_repository(small_repo, hash_cache=cache)
+    assert err.value.exit_code == EXIT_INVALID_REPOSITORY and "changed while syncing" in str(err.value)
+    configs = cache.with_name("sync-configs.json")
+    assert not configs.exists() or json.loads(configs.read_text())["configs"] == {}

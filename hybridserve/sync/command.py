@@ -14,6 +14,7 @@ Nothing here imports typer, rich or boto3 at import time.
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -103,7 +104,6 @@ def run_sync(
     timings: bool,
 ) -> int:
     """The sync command itself; returns its exit code. User mistakes raise UserError (the caller prints it)."""
-    from hybridserve.console import make_console
     from hybridserve.paths import model_repo_dir, state_dir
     from hybridserve.sync.engine import SyncTarget, sync_repository
     from hybridserve.sync.errors import EXIT_PUBLISHED_CHANGED
@@ -131,19 +131,74 @@ def run_sync(
         replace=replace,
         verify=verify,
         show_progress=progress,
-        console=make_console(stderr=True),
+        console=None,  # the progress bar makes its own (rich), only when there is something to upload
         hash_cache=state_dir() / "sync-hashes.json",
     )
-    make_console().print(report)
+    _print(sys.stdout, report.plain_lines(), lambda console: console.print(report))
     if timings:
-        err = make_console(stderr=True)
-        for phase, seconds in report.timings.items():
-            err.print(f"timing: {phase}: {seconds:.3f} s", highlight=False)
-        err.print(f"timing: compared with: {report.compared_with or 'nothing (refused)'}", highlight=False)
-        err.print(f"timing: validation: {report.validation}", highlight=False)
+        lines = [f"timing: {phase}: {seconds:.3f} s" for phase, seconds in report.timings.items()]
+        lines.append(f"timing: compared with: {report.compared_with or 'nothing (refused)'}")
+        lines.append(f"timing: validation: {report.validation}")
+        _print(sys.stderr, lines, lambda console: [console.print(line, highlight=False) for line in lines], stderr=True)
     if report.conflicts:  # a dry run that a real run would refuse
         return EXIT_PUBLISHED_CHANGED
     return 0
+
+
+def _fits(lines: list[str], stream) -> bool:
+    """Would rich print `lines` (strings without markup) on `stream` as they are? Printable ASCII, no markup
+    bracket, none longer than the console's width (hybridserve.console: piped, at least PIPED_WIDTH)."""
+    from smoke_tests.term import PIPED_WIDTH
+
+    if not all(line.isascii() and line.isprintable() and "[" not in line for line in lines):
+        return False
+    try:
+        terminal = stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+    if terminal:
+        import shutil
+
+        width = shutil.get_terminal_size().columns
+    else:
+        columns = os.environ.get("COLUMNS", "")
+        width = max(PIPED_WIDTH, int(columns) if columns.isdigit() else 0)
+    return all(len(line) < width for line in lines)
+
+
+def _print(stream, lines: list[str] | None, with_rich, *, stderr: bool = False) -> None:
+    """`lines` written plainly when rich would print exactly them (rich's import costs as much as an unchanged
+    sync's read of the store), else `with_rich(console)` (lines None: always)."""
+    if lines is not None and _fits(lines, stream):
+        stream.write("".join(line + "\n" for line in lines))
+        stream.flush()
+        return
+    from hybridserve.console import make_console
+
+    with_rich(make_console(stderr=stderr))
+
+
+def exit_now(code: int) -> None:
+    """End the `hybridserve sync` process with `code` as sys.exit would, without the interpreter's teardown:
+    freeing botocore's service models and every module took ~0.15 s, a tenth of a small sync. What an exit
+    does that matters still happens: the atexit handlers run (logging's flush, weakref finalizers,
+    multiprocessing's), then stdout and stderr are flushed. Only when no other thread is still working
+    (the ordinary exit would wait for it: then it is the ordinary exit) and only for the CLI process
+    (hybridserve.cli.main without argv), never for an in-process caller."""
+    import atexit
+    import threading
+
+    others = [t for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon and t.is_alive()]
+    run_exitfuncs = getattr(atexit, "_run_exitfuncs", None)  # CPython's; elsewhere the ordinary exit
+    if others or run_exitfuncs is None:
+        sys.exit(code)
+    run_exitfuncs()
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        sys.exit(code)  # e.g. a closed pipe: the ordinary exit reports it as ever
+    os._exit(code)
 
 
 def lean_main(argv: list[str]) -> int | None:

@@ -99,10 +99,9 @@ from hybridserve.sync.scan import (
     CONFIG_NAME,
     LocalFile,
     LocalModel,
-    describe_policy,
-    render_config,
+    policy_selects,
+    rendered_config,
     scan_repository,
-    select_versions,
     version_of,
 )
 from hybridserve.sync.validated import content_digest, has_records, is_recorded, record_path, tree_fingerprint
@@ -204,6 +203,32 @@ class SyncReport:
     compared_with: str = ""
     validation: str = ""  # "ran", or why the models module's validation was skipped
 
+    def _summary(self, size: str) -> str:
+        verb = "would upload" if self.dry_run else "uploaded"
+        summary = (
+            f"{self.target}: {verb} {len(self.uploaded)} objects ({size}), "
+            f"{len(self.skipped)} unchanged, {'would delete' if self.dry_run else 'deleted'} {len(self.deleted)}"
+        )
+        if not self.changes:
+            summary += " - up to date"
+        if not self.dry_run:
+            summary += f" in {self.seconds:.1f} s"
+        return summary
+
+    def _status_lines(self) -> list[str]:
+        lines = [f"encryption: {self.encryption}"]
+        for model, versions in sorted(self.published.items()):
+            shown = ", ".join(map(str, versions)) if versions else "none"
+            lines.append(f"{'would publish' if self.dry_run else 'published'} {model}: versions {shown}")
+        return lines
+
+    def plain_lines(self) -> list[str] | None:
+        """The report as rich prints it, without importing rich, when it is unstyled text only (nothing changed,
+        no note, no conflict): an unchanged sync's whole output. None: print it with rich."""
+        if self.changes or self.notes or self.conflicts or self.bytes_uploaded:
+            return None
+        return [self._summary("0 bytes"), *self._status_lines()]  # rich.filesize.decimal(0)
+
     def __rich__(self):
         from rich.console import Group
         from rich.filesize import decimal
@@ -221,20 +246,8 @@ class SyncReport:
             for c in self.changes:
                 table.add_row(Text(c.action, style=style[c.action]), c.key, decimal(c.size), c.note)
             parts.append(table)
-        verb = "would upload" if self.dry_run else "uploaded"
-        summary = (
-            f"{self.target}: {verb} {len(self.uploaded)} objects ({decimal(self.bytes_uploaded)}), "
-            f"{len(self.skipped)} unchanged, {'would delete' if self.dry_run else 'deleted'} {len(self.deleted)}"
-        )
-        if not self.changes:
-            summary += " - up to date"
-        if not self.dry_run:
-            summary += f" in {self.seconds:.1f} s"
-        parts.append(Text(summary))
-        parts.append(Text(f"encryption: {self.encryption}"))
-        for model, versions in sorted(self.published.items()):
-            shown = ", ".join(map(str, versions)) if versions else "none"
-            parts.append(Text(f"{'would publish' if self.dry_run else 'published'} {model}: versions {shown}"))
+        parts.append(Text(self._summary(decimal(self.bytes_uploaded))))
+        parts.extend(Text(line) for line in self._status_lines())
         for note in self.notes:
             parts.append(Text(f"note: {note}", style="yellow"))
         for conflict in self.conflicts:
@@ -576,8 +589,10 @@ def _lean_manifest(target: SyncTarget, manifest_key: str) -> bytes | None:
     """The manifest, read without a botocore client, for the fast path; None: not here (then the client reads it).
 
     Creating an S3 client loads and builds S3's whole service model: a third of an unchanged sync's time, for
-    one GET. This GET is signed by botocore itself (SigV4, the session's credential chain) and sent through
-    botocore's own HTTP session (its CA bundle, proxies). Only where it is the same request the client would
+    one GET. This GET is signed with SigV4 and sent by the standard library when the credentials and CA bundle
+    are those botocore would use without reading a file (_plain_request_settings: importing botocore alone cost
+    more than the rest of an unchanged sync), else by botocore itself (the session's credential chain, its HTTP
+    session's CA bundle and proxies). Only where it is the same request the client would
     send: an explicit --endpoint-url (path-style addressing, as _client uses; AWS endpoints are resolved by
     botocore's rules) and SSE-S3 or none (SSE-KMS checks its key with KMS first), without --role-arn. Anything
     but a 200 is None: the client then asks again, and its answer (and error, translated) is the one used.
@@ -591,6 +606,95 @@ def _lean_manifest(target: SyncTarget, manifest_key: str) -> bytes | None:
 
 
 def _signed_get(target: SyncTarget, key: str) -> bytes | None:
+    """GET `key` (path-style at target.endpoint_url), SigV4-signed; the body on a 200, else None."""
+    plain = _plain_request_settings(target)
+    if plain is not None:
+        return _stdlib_get(target, key, *plain)
+    return _botocore_get(target, key)
+
+
+def _env_credentials(target: SyncTarget) -> tuple[str, str, str | None] | None:
+    """(access key, secret, token) where botocore's chain would take them without reading any file: explicit
+    ones, or the environment's (its first provider; AWS_PROFILE does not skip it). None: ask botocore."""
+    if target.access_key or target.secret_key or target.session_token:
+        return (target.access_key, target.secret_key, target.session_token) if target.access_key and target.secret_key else None
+    env = os.environ
+    if not env.get("AWS_ACCESS_KEY_ID") or not env.get("AWS_SECRET_ACCESS_KEY") or env.get("AWS_CREDENTIAL_EXPIRATION"):
+        return None
+    # botocore's EnvProvider reads AWS_SECURITY_TOKEN before AWS_SESSION_TOKEN.
+    token = env.get("AWS_SECURITY_TOKEN") or env.get("AWS_SESSION_TOKEN") or None
+    return env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"], token
+
+
+def _plain_request_settings(target: SyncTarget) -> tuple[tuple[str, str, str | None], str | None] | None:
+    """((credentials), CA bundle or None) when the GET can be sent by the standard library exactly as botocore
+    would send it (importing botocore costs more than the rest of an unchanged sync): credentials from the
+    options or the environment, no proxy, and for https a CA bundle known without reading the AWS config file
+    ($AWS_CA_BUNDLE, or botocore's default when there is no config file). None: botocore sends it."""
+    credentials = _env_credentials(target)
+    if credentials is None:
+        return None
+    if any(name.lower().endswith("_proxy") and value for name, value in os.environ.items()):
+        return None  # botocore honours HTTP(S)_PROXY / NO_PROXY: leave that to it
+    if target.endpoint_url.lower().startswith("http://"):
+        return credentials, None
+    bundle = os.environ.get("AWS_CA_BUNDLE")
+    if bundle:
+        return credentials, bundle
+    config = os.environ.get("AWS_CONFIG_FILE") or os.path.join("~", ".aws", "config")
+    if os.path.exists(os.path.expanduser(config)):
+        return None  # it may name a ca_bundle
+    try:
+        from certifi import where  # botocore's default bundle when certifi is installed (httpsession.get_cert_path)
+    except ImportError:
+        return None
+    return credentials, where()
+
+
+def _stdlib_get(target: SyncTarget, key: str, credentials: tuple[str, str, str | None], ca_bundle: str | None) -> bytes | None:
+    """The GET with http.client, signed with AWS Signature Version 4 (docs.aws.amazon.com/AmazonS3/latest/API/
+    sig-v4-header-based-auth.html, read 2026-12-01) as botocore's S3SigV4Auth signs it. A wrong signature is a 403,
+    hence None: the client asks again (tests/test_sync.py checks that this GET is accepted by a real store)."""
+    import hmac
+    import http.client
+    from urllib.parse import quote, urlsplit
+
+    access_key, secret_key, token = credentials
+    endpoint = urlsplit(target.endpoint_url)
+    path = f"{endpoint.path.rstrip('/')}/{target.bucket}/{quote(key, safe='/~')}"
+    now = datetime.now(timezone.utc)
+    amz_date, day = now.strftime("%Y%m%dT%H%M%SZ"), now.strftime("%Y%m%d")
+    payload = hashlib.sha256(b"").hexdigest()
+    headers = {"host": endpoint.netloc, "x-amz-content-sha256": payload, "x-amz-date": amz_date}
+    if token:
+        headers["x-amz-security-token"] = token
+    signed = ";".join(sorted(headers))
+    canonical = "\n".join(["GET", path, "", *(f"{k}:{headers[k]}" for k in sorted(headers)), "", signed, payload])
+    scope = f"{day}/{target.region}/s3/aws4_request"
+    to_sign = "\n".join(["AWS4-HMAC-SHA256", amz_date, scope, hashlib.sha256(canonical.encode()).hexdigest()])
+    signing_key = ("AWS4" + secret_key).encode()
+    for part in (day, target.region, "s3", "aws4_request"):
+        signing_key = hmac.new(signing_key, part.encode(), hashlib.sha256).digest()
+    signature = hmac.new(signing_key, to_sign.encode(), hashlib.sha256).hexdigest()
+    headers["authorization"] = f"AWS4-HMAC-SHA256 Credential={access_key}/{scope}, SignedHeaders={signed}, Signature={signature}"
+    if endpoint.scheme == "https":
+        import ssl
+
+        conn: http.client.HTTPConnection = http.client.HTTPSConnection(
+            endpoint.hostname, endpoint.port, timeout=10, context=ssl.create_default_context(cafile=ca_bundle)
+        )
+    else:
+        conn = http.client.HTTPConnection(endpoint.hostname, endpoint.port, timeout=10)
+    try:
+        conn.request("GET", path, headers=headers)
+        response = conn.getresponse()
+        body = response.read()
+        return body if response.status == 200 else None
+    finally:
+        conn.close()
+
+
+def _botocore_get(target: SyncTarget, key: str) -> bytes | None:
     from urllib.parse import quote
 
     import botocore.session
@@ -843,10 +947,10 @@ def _sync(repo_dir: Path, target: SyncTarget, report: SyncReport, validation: _V
             models = scan_repository(repo_dir, hash_cache=hash_cache)
             validation.scanned(models)
         empty = [
-            f"{m.name}/{CONFIG_NAME}: its version_policy ({describe_policy(m.config)}) selects none of the versions "
+            f"{m.name}/{CONFIG_NAME}: its version_policy ({m.facts.policy}) selects none of the versions "
             f"it has: {sorted(m.versions)}"
             for m in models
-            if not select_versions(m.config, m.versions)
+            if not m.facts.selected
         ]
         if empty:
             raise UserError("not syncing: a model would publish no version:", exit_code=EXIT_INVALID_REPOSITORY, details=empty)
@@ -859,8 +963,6 @@ def _sync(repo_dir: Path, target: SyncTarget, report: SyncReport, validation: _V
 
 def _sync_with_store(models, target: SyncTarget, report: SyncReport, validation: _Validation, early: "_EarlyRead", span,
                      *, fast, dry_run, prune, replace, verify, show_progress, console, on_uploaded, pins, honour_history) -> None:
-    from botocore.exceptions import BotoCoreError, ClientError
-
     where, bucket, base = target.where, target.bucket, target.base
     manifest_key = base + MANIFEST_NAME
     current_step = "checking bucket"
@@ -919,8 +1021,12 @@ def _sync_with_store(models, target: SyncTarget, report: SyncReport, validation:
         _Executor(plan, report, prune=prune, show_progress=show_progress, console=console, on_uploaded=on_uploaded, span=span).run()
     except UserError:
         raise
-    except (ClientError, BotoCoreError) as exc:
-        raise translate(exc, where=where, bucket=bucket, what=current_step, sse=target.sse) from None
+    except Exception as exc:
+        # botocore.exceptions only when botocore was imported: an unchanged sync may never import it.
+        botocore_errors = sys.modules.get("botocore.exceptions")
+        if botocore_errors is not None and isinstance(exc, (botocore_errors.ClientError, botocore_errors.BotoCoreError)):
+            raise translate(exc, where=where, bucket=bucket, what=current_step, sse=target.sse) from None
+        raise
 
 
 class _EarlyRead:
@@ -996,10 +1102,9 @@ def _up_to_date(models: list[LocalModel], manifest: dict[str, Any], enc: _Encryp
     for m in models:
         for f in m.files:
             expected[f.rel] = (f.sha256, f.size)
-        versions = select_versions(m.config, m.versions)
-        rendered = render_config(m, versions)
-        expected[m.config_file.rel] = (_sha256(rendered), len(rendered))
-        versions_now[m.name] = versions
+        # As render_config(m, select_versions(m.config, m.versions)) gives them (scan.ConfigCache: no protobuf).
+        expected[m.config_file.rel] = (m.facts.rendered_sha256, m.facts.rendered_size)
+        versions_now[m.name] = list(m.facts.selected)
     if set(objects) != set(expected) or published != versions_now:
         return False
     for rel, (sha, size) in expected.items():
@@ -1173,7 +1278,7 @@ def _pins(models, remote, s3, target: SyncTarget, pins, honour_history: bool, no
             )
             continue
         out[name] = [version]
-        others = sorted(v for v in select_versions(m.config, m.versions) if v != version)
+        others = sorted(v for v in policy_selects(m, m.versions) if v != version)
         notes.append(
             f"{name}: publishing version {version}, the served one as promoted ({where})"
             + (f"; versions {', '.join(map(str, others))} are uploaded, not served: `hybridserve models promote {name} --version N` gates and serves one" if others else "")
@@ -1224,7 +1329,7 @@ class _Plan:
         """The versions m's config.pbtxt publishes among `ready`: its pin, else what its policy selects."""
         if m.name in self.pins:
             return sorted(set(self.pins[m.name]) & set(ready))
-        return select_versions(m.config, ready)
+        return policy_selects(m, ready)
 
     def bookkeeping(self, key: str) -> bool:
         """The sync's manifest and the promotion histories: never stale, never pruned."""
@@ -1290,7 +1395,7 @@ class _Plan:
             remote_versions = self._remote_versions(m.name)
             self.published_before[m.name] = _published_versions(head, remote_versions)
             versions = self.select(m, m.versions)
-            rendered = render_config(m, versions)
+            rendered = rendered_config(m, versions)
             self.configs[m.name] = (versions, rendered)
             self.config_items[m.name] = self._config_item(m, rendered)
 
@@ -1655,7 +1760,7 @@ class _Executor:
                 "no other version was left, so its config.pbtxt is removed meanwhile"
             )
             return
-        rendered = render_config(m, versions)
+        rendered = rendered_config(m, versions)
         sha = _sha256(rendered)
         head = plan.config_heads.get(m.name)
         if unpublishing:

@@ -45,13 +45,49 @@ class LocalFile:
     version: int | None  # None: model-level (config.pbtxt, labels, ...)
 
 
+@dataclass(frozen=True)
+class ConfigFacts:
+    """What the sync's fast path needs from a model's config.pbtxt, as ConfigCache remembers it."""
+
+    selected: tuple[int, ...]  # its version policy applied to every local version
+    policy: str  # describe_policy
+    rendered: bytes  # render_config(model, selected)
+
+    @property
+    def rendered_sha256(self) -> str:
+        return hashlib.sha256(self.rendered).hexdigest()
+
+    @property
+    def rendered_size(self) -> int:
+        return len(self.rendered)
+
+
 @dataclass
 class LocalModel:
     name: str
     config_file: LocalFile
-    config: object  # tritonclient's inference.ModelConfig
     files: list[LocalFile] = field(default_factory=list)  # every file but config.pbtxt
     versions: dict[int, list[LocalFile]] = field(default_factory=dict)
+    facts: ConfigFacts | None = field(default=None, repr=False)  # set by scan_repository
+    _config: object = field(default=None, repr=False, compare=False)
+
+    @property
+    def config(self):
+        """tritonclient's inference.ModelConfig, parsed on first use (by the scan, unless it took its facts from
+        the ConfigCache) from the bytes the scan hashed: a file changed since then is refused."""
+        if self._config is None:
+            data = self.config_file.path.read_bytes()
+            if hashlib.sha256(data).hexdigest() != self.config_file.sha256:
+                raise UserError(
+                    f"{self.config_file.path} changed while syncing; nothing was synced from it. Run the sync again.",
+                    exit_code=EXIT_INVALID_REPOSITORY,
+                )
+            self._config = parse_config(self.config_file.path, data.decode())
+        return self._config
+
+    @config.setter
+    def config(self, value) -> None:
+        self._config = value
 
 
 def version_of(dirname: str) -> int | None:
@@ -351,13 +387,14 @@ def scan_repository(repo_dir: Path, *, hash_cache: Path | None = None) -> list[L
         pass  # an unwritable cache location only costs hashing time next run
 
     models: dict[str, LocalModel] = {}
+    configs = ConfigCache(Path(hash_cache).with_name(CONFIG_CACHE_NAME) if hash_cache else None)
     files = [
         LocalFile(rel=rel, path=path, size=size, sha256=digest, model=model, version=version)
         for (model, path, rel, version), (digest, size) in zip(found, digests)
     ]
     for lf in files:
         if lf.rel == f"{lf.model}/{CONFIG_NAME}":
-            models[lf.model] = LocalModel(name=lf.model, config_file=lf, config=parse_config(lf.path))
+            models[lf.model] = LocalModel(name=lf.model, config_file=lf)
     for lf in files:
         if lf.rel == f"{lf.model}/{CONFIG_NAME}":
             continue
@@ -365,7 +402,101 @@ def scan_repository(repo_dir: Path, *, hash_cache: Path | None = None) -> list[L
         m.files.append(lf)
         if lf.version is not None:
             m.versions.setdefault(lf.version, []).append(lf)
+    for name in sorted(models):
+        configs.fill(models[name])  # parses (a bad config is refused here) unless these bytes parsed before
+    try:
+        configs.save()
+    except OSError:
+        pass  # an unwritable cache location only costs parsing time next run
     return [models[name] for name in sorted(models)]
+
+
+CONFIG_CACHE_NAME = "sync-configs.json"
+
+
+class ConfigCache:
+    """Each config.pbtxt's ConfigFacts, keyed by its bytes (sha256), path and local versions, and the code that
+    renders it: an unchanged sync need not import protobuf, which costs as much as its read of the store.
+
+    The key changes with any byte of the config, its path (the rendered header names it), the set of local
+    versions (the policy selects among them), this module's source (render_config) and the installed protobuf
+    and tritonclient (their text format and schema). A config that never parsed has no entry: it is parsed,
+    and refused, in the scan as before. path None: no cache.
+    """
+
+    FORMAT = 1
+    KEEP = 256  # entries kept (the newest): many models and their recent versions
+
+    def __init__(self, path: Path | None):
+        self.path = Path(path) if path else None
+        self.entries: dict[str, list] = {}
+        self.used: dict[str, list] = {}
+        self._identity: str | None = None
+        if self.path is not None:
+            try:
+                data = json.loads(self.path.read_text())
+                if data.get("format") == self.FORMAT and isinstance(data.get("configs"), dict):
+                    self.entries = data["configs"]
+            except (OSError, ValueError, AttributeError):
+                self.entries = {}  # none yet, or damaged: parse
+
+    def identity(self) -> str:
+        """What rendering depends on besides the config: this module's source and the installed libraries."""
+        if self._identity is None:
+            import importlib.util
+            import sys
+
+            h = hashlib.sha256(Path(__file__).read_bytes())
+            h.update(os.environ.get("PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION", "").encode() + b"\0")
+            for name in ("google.protobuf", "tritonclient"):
+                try:  # found, not imported
+                    spec = importlib.util.find_spec(name)
+                    locations = list(spec.submodule_search_locations or [])
+                    origin = str(Path(locations[0]) / "grpc" / "model_config_pb2.py") if name == "tritonclient" else spec.origin
+                    st = os.stat(origin)
+                    h.update(f"{name}={origin}:{st.st_size}:{st.st_mtime_ns}\0".encode())
+                except (ImportError, AttributeError, TypeError, IndexError, ValueError, OSError):
+                    h.update(f"{name}=none\0".encode())
+            h.update(sys.version.encode())
+            self._identity = h.hexdigest()
+        return self._identity
+
+    def key(self, m: LocalModel) -> str:
+        what = [self.identity(), m.config_file.rel, m.config_file.sha256, sorted(m.versions)]
+        return hashlib.sha256(json.dumps(what).encode()).hexdigest()
+
+    def fill(self, m: LocalModel) -> None:
+        key = self.key(m) if self.path is not None else ""
+        known = self.entries.get(key)
+        if self._valid(known):
+            m.facts = ConfigFacts(tuple(known[0]), known[1], known[2].encode())
+        else:
+            # m.config reads the file again and refuses bytes other than those hashed: never cached under
+            # another content's key.
+            selected = select_versions(m.config, m.versions)
+            m.facts = ConfigFacts(tuple(selected), describe_policy(m.config), render_config(m, selected))
+        if self.path is not None:
+            self.used[key] = [list(m.facts.selected), m.facts.policy, m.facts.rendered.decode()]
+
+    @staticmethod
+    def _valid(entry) -> bool:
+        return (
+            isinstance(entry, list) and len(entry) == 3 and isinstance(entry[0], list)
+            and all(isinstance(v, int) for v in entry[0]) and isinstance(entry[1], str) and isinstance(entry[2], str)
+        )
+
+    def save(self) -> None:
+        if self.path is None or all(self.entries.get(k) == v for k, v in self.used.items()):
+            return  # nothing new: no write
+        entries = dict(self.used)
+        for k, v in self.entries.items():
+            if len(entries) >= self.KEEP:
+                break
+            entries.setdefault(k, v)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps({"format": self.FORMAT, "configs": entries}))
+        os.replace(tmp, self.path)  # atomic: a concurrent sync reads the old or the new cache, never half
 
 
 # --------------------------------------------------------------------------------------------- policy
@@ -396,6 +527,21 @@ def select_versions(config, ready: Iterable[int]) -> list[int]:
         return sorted(set(config.version_policy.specific.versions) & set(ready))
     n = (config.version_policy.latest.num_versions if which == "latest" else 1) or 1
     return ready[-n:]
+
+
+def policy_selects(model: LocalModel, ready: Iterable[int]) -> list[int]:
+    """select_versions(model.config, ready), from the scan's ConfigFacts when `ready` is every local version."""
+    ready = set(ready)
+    if model.facts is not None and ready == set(model.versions):
+        return list(model.facts.selected)
+    return select_versions(model.config, ready)
+
+
+def rendered_config(model: LocalModel, versions: list[int]) -> bytes:
+    """render_config(model, versions), from the scan's ConfigFacts when `versions` are those it rendered."""
+    if model.facts is not None and tuple(versions) == model.facts.selected:
+        return model.facts.rendered
+    return render_config(model, versions)
 
 
 def render_config(model: LocalModel, versions: list[int]) -> bytes:
