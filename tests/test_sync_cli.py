@@ -108,3 +108,18 @@ def test_the_installed_command_runs_sync_without_importing_the_rest_of_the_cli(t
     assert "exit 2" in out.stdout
     assert "bucket (--bucket)" in " ".join(out.stderr.split())
     assert "loaded []" in out.stdout
+
+
+def test_the_validation_record_is_keyed_by_every_module_holding_the_validators_rules(tmp_path, monkeypatch):
+    """A kit upgrade that changes what is ignored or which backends are accepted must not trust older records."""
+    from hybridserve.sync import validated
+
+    assert {"hybridserve.sync.scan", "hybridserve.publish.render"} <= set(validated.VALIDATOR_MODULES)
+    rules = tmp_path / "kit_rules_probe.py"
+    rules.write_text("IGNORED = ('.git',)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(validated, "VALIDATOR_MODULES", (*validated.VALIDATOR_MODULES, "kit_rules_probe"))
+    before = validated.validator_identity()
+    assert validated.validator_identity() == before  # stable for the same sources
+    rules.write_text("IGNORED = ('.git', '.cache')\n")
+    assert validated.validator_identity() != before
