@@ -164,7 +164,13 @@ def test_a_switch_that_times_out_is_undone_only_after_its_late_config_write(monk
                                   timeouts=flow.Timeouts(switch=0.1, drain=0.1))
     run = flow._Run(options, say=lambda step: None)
     run.store, run.triton = HangingStore(), RecordingTriton()
-    threading.Timer(1.5, release.set).start()
+    wait_for_late = run._wait_for_timed_out_step
+
+    def release_then_wait():  # the step has timed out by now: let its hung write land late, during the wait
+        release.set()
+        wait_for_late()
+
+    run._wait_for_timed_out_step = release_then_wait
     with pytest.raises(flow.StepFailed, match="switch"):
         run.switch([1], 2)
     assert calls == [("publish started", [2]), ("publish", [2]),  # the late write landed first ...

@@ -207,3 +207,17 @@ def test_exit_now_runs_the_atexit_handlers_and_flushes_without_tearing_down(tmp_
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and out.stdout == "atexit ran" and out.stderr == "unflushed"
+
+def test_the_validation_record_is_keyed_by_every_module_holding_the_validators_rules(tmp_path, monkeypatch):
+    """A kit upgrade that changes what is ignored or which backends are accepted must not trust older records."""
+    from hybridserve.sync import validated
+
+    assert {"hybridserve.sync.scan", "hybridserve.publish.render"} <= set(validated.VALIDATOR_MODULES)
+    rules = tmp_path / "kit_rules_probe.py"
+    rules.write_text("IGNORED = ('.git',)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(validated, "VALIDATOR_MODULES", (*validated.VALIDATOR_MODULES, "kit_rules_probe"))
+    before = validated.validator_identity()
+    assert validated.validator_identity() == before  # stable for the same sources
+    rules.write_text("IGNORED = ('.git', '.cache')\n")
+    assert validated.validator_identity() != before

@@ -179,7 +179,8 @@ def _print_edge_probe(stack: str, targets: list, timeout: float) -> None:
     bad = sum(state != "ready" for state, _ in states)
     if bad:
         _out.print(f"[yellow]warning:[/] {bad} of {len(states)} edge hosts of {stack} not ready (from this machine; "
-                   "off the VPN, probe through a port forward with --address SITE/HOST=ADDRESS, or skip with --no-probe)", highlight=False)
+                   "the host firewall admits Triton's ports only from the site's inference_cidrs: from elsewhere, probe "
+                   "through an SSH port forward with --address SITE/HOST=ADDRESS, or skip with --no-probe)", highlight=False)
 
 
 def _print_violations(plan: Plan, violations: list) -> int:

@@ -1058,7 +1058,13 @@ class _EarlyRead:
                     self._go_on.wait()
                     if self._cancelled:
                         return
+            # A sync that failed first (the scan) cancels: no session (with a role: AssumeRole and its retries)
+            # and no request after that, in a long-lived caller (the Pulumi provider, promote).
+            if self._cancelled:
+                return
             session = _session(self.target)
+            if self._cancelled:
+                return
             probe = _client(session, self.target, max_attempts=2)
             self._result = (session, probe, _probe(probe, self.target, self.manifest_key))
         except BaseException as exc:  # noqa: BLE001 - raised in the sync's thread by client_read

@@ -20,12 +20,14 @@ import hashlib
 import json
 import os
 import stat
+import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
 from hybridserve.sync.scan import LocalModel, is_ignored
 
 RECORD_NAME = "validated-content.json"
+VALIDATOR_MODULES = ("hybridserve.sync.scan", "hybridserve.publish.render", "hybridserve.sync.validated")
 RECORD_FORMAT = 1
 KEEP = 64  # digests kept (newest first): a few repositories and their recent versions
 
@@ -34,13 +36,16 @@ def validator_identity() -> bytes:
     """What the validator's verdict depends on besides the repository: its source and the libraries it runs."""
     import importlib.util
 
-    h = hashlib.sha256()
+    h = hashlib.sha256(f"python {sys.version}\0".encode())
     spec = importlib.util.find_spec("hybridserve.models")
-    for folder in spec.submodule_search_locations or []:
-        for source in sorted(Path(folder).glob("*.py")):
-            h.update(source.name.encode() + b"\0" + source.read_bytes() + b"\0")
+    sources = [source for folder in spec.submodule_search_locations or [] for source in sorted(Path(folder).glob("*.py"))]
+    # The validator's rules also live in these modules (what is ignored, how a model's files are walked, which
+    # backends a cluster rendering accepts): a kit upgrade that changes them must not trust older records.
+    sources += [Path(importlib.util.find_spec(name).origin) for name in VALIDATOR_MODULES]
+    for source in sources:
+        h.update(source.name.encode() + b"\0" + source.read_bytes() + b"\0")
     # As installed (found, not imported; importlib.metadata costs more).
-    for package in ("torch", "tritonclient"):
+    for package in ("torch", "tritonclient", "numpy"):
         found = importlib.util.find_spec(package)
         try:
             st = os.stat(found.origin)

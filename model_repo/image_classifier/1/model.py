@@ -35,6 +35,19 @@ def _intra_op_threads(config: dict) -> int:
     return max(1, (cpus - 1) // instances)
 
 
+def _device(args: dict) -> "torch.device":
+    """The instance's device: a KIND_GPU instance (the edge GPU rendering) runs on the GPU Triton gave it.
+
+    On the CPU `.to(device)` and `.cpu()` return the tensor itself: no copy. A GPU instance without a CUDA
+    device torch can use fails its load, rather than serving from the CPU at a fraction of the SLO.
+    """
+    if args.get("model_instance_kind") != "GPU":
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        raise RuntimeError("a KIND_GPU instance, but torch sees no CUDA device (NVIDIA driver and a CUDA build of torch are needed)")
+    return torch.device(f"cuda:{int(args.get('model_instance_device_id', 0))}")
+
+
 class TritonPythonModel:
     def initialize(self, args):
         config = json.loads(args["model_config"])
@@ -46,7 +59,8 @@ class TritonPythonModel:
         except RuntimeError:  # already set by an earlier instance in this stub process
             pass
         path = os.path.join(args["model_repository"], args["model_version"], ARTIFACT)
-        self.model = torch.jit.load(path, map_location="cpu").eval()
+        self.device = _device(args)
+        self.model = torch.jit.load(path, map_location=self.device).eval()
 
     def execute(self, requests):
         # One forward pass for the whole dynamic batch: concatenate along the batch dimension, slice after.
@@ -57,12 +71,12 @@ class TritonPythonModel:
                 arrays = [pb_utils.get_input_tensor_by_name(r, name).as_numpy() for r in requests]
                 if sizes is None:
                     sizes = [a.shape[0] for a in arrays]
-                batch.append(torch.from_numpy(arrays[0] if len(arrays) == 1 else np.concatenate(arrays)))
+                batch.append(torch.from_numpy(arrays[0] if len(arrays) == 1 else np.concatenate(arrays)).to(self.device))
             with torch.inference_mode():
                 result = self.model(*batch)
             if isinstance(result, torch.Tensor):
                 result = (result,)
-            outputs = [t.numpy().astype(dtype, copy=False) for t, (_, dtype) in zip(result, self.outputs)]
+            outputs = [t.cpu().numpy().astype(dtype, copy=False) for t, (_, dtype) in zip(result, self.outputs)]
         except Exception as exc:  # every request of the batch gets the error instead of a crashed stub
             error = pb_utils.TritonError(f"{type(exc).__name__}: {exc}")
             return [pb_utils.InferenceResponse(output_tensors=[], error=error) for _ in requests]
