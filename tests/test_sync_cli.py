@@ -208,6 +208,7 @@ def test_exit_now_runs_the_atexit_handlers_and_flushes_without_tearing_down(tmp_
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and out.stdout == "atexit ran" and out.stderr == "unflushed"
 
+
 def test_the_validation_record_is_keyed_by_every_module_holding_the_validators_rules(tmp_path, monkeypatch):
     """A kit upgrade that changes what is ignored or which backends are accepted must not trust older records."""
     from hybridserve.sync import validated
