@@ -654,7 +654,7 @@ def _plain_request_settings(target: SyncTarget) -> tuple[tuple[str, str, str | N
 def _stdlib_get(target: SyncTarget, key: str, credentials: tuple[str, str, str | None], ca_bundle: str | None) -> bytes | None:
     """The GET with http.client, signed with AWS Signature Version 4 (docs.aws.amazon.com/AmazonS3/latest/API/
     sig-v4-header-based-auth.html, read 2026-12-01) as botocore's S3SigV4Auth signs it. A wrong signature is a 403,
-    hence None: the client asks again (tests/test_sync.py checks that this GET is accepted by a real store)."""
+    hence None: the client asks again (tests/test_sync_prune_errors.py checks that this GET is accepted by a real store)."""
     import hmac
     import http.client
     from urllib.parse import quote, urlsplit

@@ -1,0 +1,236 @@
+"""`hybridserve sync` against real stores: moto_server (SSE-KMS) and SeaweedFS (SSE-S3): the fast path, --verify, the validation record.
+
+Buckets are plain (no default encryption) and versioned: the encryption seen on an object is what the sync
+asked for, and the list of object versions shows every write, so "wrote nothing" can be checked exactly.
+The stores and fixtures are in syncstore.py; the sync tests are three files so that pytest-xdist's
+--dist loadfile can run them on different workers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2
+
+from hybridserve.errors import UserError
+from hybridserve.local.objectstore import S3Endpoint
+from hybridserve.local.process import free_port
+from hybridserve.sync import SyncTarget, sync_repository
+from hybridserve.sync.engine import MANIFEST_NAME, MULTIPART_CHUNKSIZE, VERSIONS_META
+from hybridserve.sync.errors import (
+    EXIT_ACCESS_DENIED,
+    EXIT_INVALID_REPOSITORY,
+    EXIT_KMS,
+    EXIT_NO_BUCKET,
+    EXIT_PUBLISHED_CHANGED,
+    EXIT_UNREACHABLE,
+    EXIT_VERIFY_FAILED,
+)
+
+from syncstore import PREFIX, Store, _local_files, _models, _new_bucket, _new_version, _sha, moto_store, repo, store  # noqa: F401 - fixtures and helpers
+
+pytestmark = pytest.mark.servers
+
+
+# --------------------------------------------------------------------------------------------- fast path, --verify
+
+
+def _count_requests(monkeypatch) -> list[str]:
+    """The S3 operations every sync from now on sends, in order (a botocore event hook on its session)."""
+    from hybridserve.sync import engine
+
+    calls: list[str] = []
+    real = engine._session
+
+    def counted(target):
+        session = real(target)
+        session.register("before-call.s3", lambda model, **_: calls.append(model.name))
+        return session
+
+    monkeypatch.setattr(engine, "_session", counted)
+    real_get = engine._signed_get
+
+    def counted_get(target, key):  # the fast path's GET without a client (engine._lean_manifest)
+        calls.append("GetObject")
+        return real_get(target, key)
+
+    monkeypatch.setattr(engine, "_signed_get", counted_get)
+    return calls
+
+
+def test_an_unchanged_repository_costs_one_manifest_read_and_no_listing(store, repo, monkeypatch):
+    sync_repository(repo, store.target(), show_progress=False)
+    calls = _count_requests(monkeypatch)
+
+    report = sync_repository(repo, store.target(), show_progress=False)
+    assert calls == ["GetObject"]  # the manifest: no LIST, no HEAD, no write
+    assert report.compared_with == "manifest" and report.uploaded == []
+    assert set(report.skipped) == set(_local_files(repo)) | {f"{PREFIX}/{m}/config.pbtxt" for m in _models(repo)}
+    assert report.published == {m: [1] for m in _models(repo)}
+
+
+def test_a_changed_file_is_still_uploaded_after_the_manifest_check(moto_store, repo, monkeypatch):
+    sync_repository(repo, moto_store.target(), show_progress=False)
+    calls = _count_requests(monkeypatch)
+    vdir = _new_version(repo, "text_encoder", 2)
+
+    report = sync_repository(repo, moto_store.target(), show_progress=False)
+    assert report.compared_with == "store" and "ListObjectsV2" in calls
+    assert {f"{PREFIX}/text_encoder/2/{p.name}" for p in vdir.iterdir()} <= set(report.uploaded)
+    assert moto_store.published("text_encoder") == [2]
+
+
+def test_a_deleted_object_is_trusted_away_by_the_fast_path_and_restored_by_verify(store, repo, monkeypatch):
+    sync_repository(repo, store.target(), show_progress=False)
+    gone = f"{PREFIX}/text_encoder/1/model.pt"
+    store.s3.delete_object(Bucket=store.bucket, Key=gone)  # behind the sync's back (versioned: a delete marker)
+
+    trusting = sync_repository(repo, store.target(), show_progress=False)
+    assert trusting.compared_with == "manifest" and trusting.uploaded == []  # what the fast path trusts, documented
+
+    calls = _count_requests(monkeypatch)
+    verified = sync_repository(repo, store.target(), show_progress=False, verify=True)
+    assert "ListObjectsV2" in calls and "HeadObject" in calls
+    # A file of a published version that the manifest says was published with these bytes: a repair, no --replace.
+    assert verified.uploaded == [gone]
+    assert [c.note for c in verified.changes] == ["restore (missing or different in the store)"]
+    assert store.head(gone)["Metadata"]["sha256"] == _sha(repo / "text_encoder" / "1" / "model.pt")
+
+
+def test_an_overwrite_interrupted_then_reverted_locally_is_not_trusted(moto_store, repo):
+    """A run that overwrites an object the manifest vouches for first drops it from the manifest: had it not,
+    reverting the local file after an interruption would make the fast path vouch for bytes the store lost."""
+    labels = repo / "text_encoder" / "labels.txt"
+    labels.write_text("old\n")
+    sync_repository(repo, moto_store.target(), show_progress=False)
+    key = f"{PREFIX}/text_encoder/labels.txt"
+
+    labels.write_text("new\n")
+
+    def interrupt(uploaded: str) -> None:
+        raise KeyboardInterrupt(uploaded)
+
+    with pytest.raises(KeyboardInterrupt):
+        sync_repository(repo, moto_store.target(), show_progress=False, on_uploaded=interrupt)
+    assert moto_store.s3.get_object(Bucket=moto_store.bucket, Key=key)["Body"].read() == b"new\n"
+
+    labels.write_text("old\n")
+    report = sync_repository(repo, moto_store.target(), show_progress=False)
+    assert report.compared_with == "store" and key in report.uploaded
+    assert moto_store.s3.get_object(Bucket=moto_store.bucket, Key=key)["Body"].read() == b"old\n"
+    assert sync_repository(repo, moto_store.target(), show_progress=False).compared_with == "manifest"
+
+
+def test_validation_is_skipped_for_a_tree_that_validated_and_repeated_after_any_change(moto_store, repo, tmp_path):
+    cache = tmp_path / "state" / "sync-hashes.json"
+
+    def sync():
+        return sync_repository(repo, moto_store.target(), show_progress=False, hash_cache=cache)
+
+    assert sync().validation == "ran"
+    assert sync().validation == "skipped: this very tree validated before"
+
+    model_py = repo / "text_encoder" / "1" / "model.py"
+    good = model_py.read_text()
+    model_py.write_text(good + "\ndef broken(:\n")
+    with pytest.raises(UserError) as refused:
+        sync()
+    assert refused.value.exit_code == EXIT_INVALID_REPOSITORY and "model.py" in str(refused.value)
+    assert _sha(model_py) != moto_store.head(f"{PREFIX}/text_encoder/1/model.py")["Metadata"]["sha256"]  # not uploaded
+    model_py.write_text(good)
+    (repo / "text_encoder" / "labels.txt").write_text("a\n")  # valid again, and content that never validated
+    assert sync().validation == "ran"
+    # An empty directory is no file the scan hashes, yet the validator judges it: it counts too.
+    (repo / "text_encoder" / "5").mkdir()
+    with pytest.raises(UserError) as refused:
+        sync()
+    assert refused.value.exit_code == EXIT_INVALID_REPOSITORY
+
+
+def test_content_that_validated_is_not_validated_again_wherever_it_lies_and_any_change_is(moto_store, repo, tmp_path):
+    """The content record (hybridserve/sync/validated.py): a copy of a repository that validated (other path,
+    other file times) skips; a copy with one changed byte validates; the original content restored skips."""
+    cache = tmp_path / "state" / "sync-hashes.json"
+    (repo / "text_encoder" / "labels.txt").write_text("a\n")
+    assert sync_repository(repo, moto_store.target(), show_progress=False, hash_cache=cache).validation == "ran"
+
+    copy = Path(shutil.copytree(repo, tmp_path / "elsewhere"))  # new inodes and times: the tree record does not match
+    target = moto_store.target(prefix="copy")
+    assert sync_repository(copy, target, show_progress=False, hash_cache=cache).validation == "skipped: this content validated before"
+
+    labels = copy / "text_encoder" / "labels.txt"
+    original = labels.read_bytes()
+    labels.write_bytes(original + b"extra\n")
+    report = sync_repository(copy, target, show_progress=False, hash_cache=cache)
+    assert report.validation == "ran" and "copy/text_encoder/labels.txt" in report.uploaded
+
+    labels.write_bytes(original)
+    assert sync_repository(copy, target, show_progress=False, hash_cache=cache).validation == "skipped: this content validated before"
+
+
+def test_models_validate_records_what_passed_and_the_sync_trusts_only_that(moto_store, repo, tmp_path, monkeypatch, capsys):
+    from tests.cliutil import run_cli
+
+    state = tmp_path / "state"
+    monkeypatch.setenv("HYBRIDSERVE_STATE_DIR", str(state))
+    code, out, _ = run_cli(["models", "validate", "--repo", str(repo)], capsys)
+    assert code == 0 and "valid" in out
+    cache = state / "sync-hashes.json"
+    report = sync_repository(repo, moto_store.target(), show_progress=False, hash_cache=cache)
+    assert report.validation == "skipped: this content validated before"
+
+    # Changed after `models validate`: validated again, and an invalid change is refused as ever.
+    model_py = repo / "text_encoder" / "1" / "model.py"
+    model_py.write_text(model_py.read_text() + "\ndef broken(:\n")
+    with pytest.raises(UserError) as refused:
+        sync_repository(repo, moto_store.target(), show_progress=False, hash_cache=cache)
+    assert refused.value.exit_code == EXIT_INVALID_REPOSITORY and "model.py" in str(refused.value)
+
+
+def test_content_that_changed_during_its_validation_is_not_recorded(repo, tmp_path):
+    from hybridserve.sync.validated import has_records, record_path, record_validated_repository, tree_fingerprint
+
+    before = tree_fingerprint(repo)
+    (repo / "text_encoder" / "labels.txt").write_text("changed while validating\n")
+    record_validated_repository(repo, tmp_path, before)
+    assert not has_records(record_path(tmp_path))
+    record_validated_repository(repo, tmp_path, tree_fingerprint(repo))
+    assert has_records(record_path(tmp_path))
+
+
+def test_a_file_rewritten_between_hashing_and_upload_is_refused_by_the_store(seaweed_endpoint, unique_bucket, repo, monkeypatch):
+    """Single PUTs carry the scan's sha256 as their checksum, so the store itself refuses other bytes.
+
+    SeaweedFS checks x-amz-checksum-sha256 as S3 does; moto_server 5.2.5 stores the body without checking it."""
+    from hybridserve.sync import engine
+
+    _new_bucket(seaweed_endpoint, unique_bucket)
+    store = Store("seaweed", seaweed_endpoint, unique_bucket, None)
+
+    real = engine.scan_repository
+    changed = repo / "text_encoder" / "1" / "model.py"
+
+    def scan_then_rewrite(*args, **kwargs):
+        models = real(*args, **kwargs)
+        text = changed.read_text()
+        changed.write_text(text.replace("def", "DEF", 1) if "def" in text else text + "#")  # same size or not: other bytes
+        return models
+
+    monkeypatch.setattr(engine, "scan_repository", scan_then_rewrite)
+    with pytest.raises(UserError) as err:
+        sync_repository(repo, store.target(), show_progress=False, validated=True)
+    assert err.value.exit_code == EXIT_VERIFY_FAILED
+    assert "text_encoder/1/model.py changed while it was being synced" in str(err.value)
+    assert f"{PREFIX}/text_encoder/1/model.py" not in store.keys()
+    assert f"{PREFIX}/text_encoder/config.pbtxt" not in store.keys()  # its version was not published
