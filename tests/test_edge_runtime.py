@@ -602,3 +602,45 @@ def test_without_a_dependency_interpreter_install_builds_a_venv_in_the_version_d
     assert subprocess.run([str(venv_python), "-c", "import six"], capture_output=True).returncode == 0
     r = subprocess.run([str(vdir / "bin" / "hybridserve-edge"), "--help"], capture_output=True, text=True, cwd=tmp_path)
     assert r.returncode == 0 and "install" in r.stdout
+
+
+# --------------------------------------------------------------------------------------------- bounds (no servers)
+
+
+def _offline_change(tmp_path, monkeypatch, *, fill_exit: int, record: bool):
+    """`_change` on a laid-out temporary root with the launcher calls recorded (no runtime runs): the old files in
+    `.host-before` name hub prefix PREFIX, the files in place name `models-next`."""
+    from types import SimpleNamespace
+
+    from hybridserve.edge import runtime
+
+    hub = SimpleNamespace(url="http://127.0.0.1:9", region="us-east-1", access_key="AKID", secret_key="secret")
+    layout = Layout(tmp_path / "root")
+    old = host_config(hub, "hub")
+    new = with_prefix(old, "models-next")
+    before = layout.opt / ".host-before"
+    for cfg, target in ((old, before / "config.json"), (new, layout.config_file)):
+        runtime.write_if_changed(target, cfg.to_json())
+    for name, text in render.unit_files(new, layout).items():
+        runtime.write_if_changed(layout.units / name, text)
+        runtime.write_if_changed(before / "units" / name, text)
+    calls = []
+
+    def launcher_call(layout, step, *args, version=None, timeout=900):
+        calls.append((step, args, timeout))
+        return subprocess.CompletedProcess([step], fill_exit if args[:1] == ("fill",) else 0)
+
+    monkeypatch.setattr(runtime, "_launcher_call", launcher_call)
+    code = runtime._change(layout, new, serving="1.0.0", target="1.0.0", before=before, running=True, code="1.0.0",
+                           systemd=False, record=record)
+    return code, calls, layout
+
+
+def test_the_apply_waits_for_its_fill_as_long_as_the_fill_unit_does(tmp_path, monkeypatch):
+    # A first or new publication of ~1 GB over a bandwidth-limited link: the apply must not give up before the unit.
+    code, calls, layout = _offline_change(tmp_path, monkeypatch, fill_exit=1, record=True)
+    assert code == 3
+    fills = [timeout for step, args, timeout in calls if args[:1] == ("fill",)]
+    unit = (layout.units / render.FILL_UNIT).read_text()
+    limit = next(line.split("=", 1)[1] for line in unit.splitlines() if line.startswith("TimeoutStartSec="))
+    assert limit == f"{render.FILL_TIMEOUT_S}s" and fills == [render.FILL_TIMEOUT_S] and render.FILL_TIMEOUT_S >= 6 * 3600

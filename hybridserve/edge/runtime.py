@@ -365,7 +365,8 @@ def _change(layout: Layout, config: EdgeConfig, *, serving: str, target: str, be
         old.get(k) != new[k] for k in TRITON_KEYS)
     if running and not cache_moves:
         # The new publication into the cache while Triton serves the old one (which it must not reload from).
-        filled = _launcher_call(layout, "run", "fill", *(["--no-reload"] if moved_prefix else []), *flag, version=code)
+        filled = _launcher_call(layout, "run", "fill", *(["--no-reload"] if moved_prefix else []), *flag, version=code,
+                                timeout=render.FILL_TIMEOUT_S)
         if filled.returncode != 0:
             restore_host_files(layout, before, systemd=systemd)
             shutil.rmtree(before, ignore_errors=True)
