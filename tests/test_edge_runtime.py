@@ -35,6 +35,8 @@ MODELS = ("text_encoder", "image_classifier")
 PREFIX = "models"
 PREFIX_V2 = "models-v2"  # a second publication: PREFIX's objects plus one new one
 EXTRA = ("text_encoder/NOTES.txt", b"publication 2: one changed object\n")
+PREFIX_V3 = "models-v3"  # a third publication, which the hub later prunes (a rollback then takes it from the cache)
+EXTRA_V3 = ("text_encoder/NOTES.txt", b"publication 3: one changed object\n")
 DECLARED = "1.0.0"  # the stack's runtime_version
 STRICT_SLOS = {"slos": {"*": {"max_p99_ms": 0.001, "p99_concurrency": 1}}}  # no CPU host meets it
 
@@ -411,6 +413,37 @@ def test_a_change_of_what_triton_does_not_read_restarts_nothing(host):
     host.config = tuned
 
 
+def test_an_interrupted_publication_change_is_finished_by_the_next_apply(host, seaweed_endpoint, hub, tmp_path):
+    from hybridserve.edge.runtime import snapshot_host_files
+
+    serving = host.config.hub.prefix
+    publish_copy(seaweed_endpoint.client(), hub, PREFIX, PREFIX_V3, EXTRA_V3)
+    v3 = with_prefix(host.config, PREFIX_V3)
+    # An apply interrupted after install (the runner cancelled, SSH dropped): its snapshot of what serves is left,
+    # the new files are in place, the fill never ran and Triton still serves the old prefix.
+    snapshot_host_files(host.layout, host.layout.opt / ".host-before")
+    cfg = tmp_path / "config.json"
+    cfg.write_text(v3.to_json())
+    r = host.edge("install", "--bundle", str(host.bundle.path), "--config", str(cfg))
+    assert r.returncode == 0, r.stdout + r.stderr
+    before = host.pids()
+    r = host.apply(host.bundle, v3)
+    assert r.returncode == 0, r.stdout + r.stderr
+    out = r.stdout
+    # The retry sees the change the interrupted apply did not finish: fill, then Triton restarts onto the new prefix.
+    assert "resuming an interrupted change" in out and "fill --no-reload" in out and "running restart" in out, out
+    assert out.index("fill --no-reload") < out.index("running restart"), out
+    after = host.pids()
+    assert after["cache"] == before["cache"] and after["triton"] != before["triton"]
+    assert host.status()["healthy"]
+    # What Triton served until the restart is the rollback's publication: recorded and still in the cache.
+    saved = json.loads((host.layout.saved_host_files(host.bundle.version) / "config.json").read_text())
+    assert saved["hub"]["prefix"] == serving
+    keys = cached_keys(host)
+    assert f"{PREFIX_V3}/{EXTRA_V3[0]}" in keys and f"{serving}/text_encoder/config.pbtxt" in keys
+    host.config = v3
+
+
 # --------------------------------------------------------------------------------------------- upgrade
 
 
@@ -427,7 +460,7 @@ def test_a_failed_upgrade_rolls_back_the_version_and_the_config_and_units_it_ser
     assert r.returncode == 3, r.stdout + r.stderr
     assert f"upgrading {first} -> {broken.version}" in r.stdout
     assert f"failed its health check: rolling back to {first}" in r.stdout
-    assert f"rolled back to runtime {first} (hub prefix '{PREFIX_V2}'): healthy" in r.stdout
+    assert f"rolled back to runtime {first} (hub prefix '{host.config.hub.prefix}'): healthy" in r.stdout
     assert host.layout.current_version() == first
     assert {name: path.read_bytes() for name, path in _host_files(host).items()} == served
     assert "OnUnitActiveSec=10min" in (host.layout.units / render.FILL_TIMER).read_text()
@@ -455,10 +488,26 @@ def test_changed_code_under_the_same_declared_version_is_rolled_out(host):
     assert host.status()["healthy"]
 
 
-def test_a_failed_gate_rolls_the_host_back_and_names_the_host_and_the_slo(host):
+def test_a_gate_that_cannot_judge_the_host_rolls_nothing_back(host):
+    # Bad gate input (exit 2) says nothing about the host: the healthy change stays.
+    r = host.edge("gate", "--concurrency", "none", "--rollback-on-fail")
+    last = r.stdout.strip().splitlines()[-1]
+    assert r.returncode == 2 and last.startswith("hybridserve-edge gate: FAIL plant-a/edge-1 (exit 2): bad gate input"), r.stdout + r.stderr
+    assert "not rolled back" in last and "rolling back" not in r.stdout
+    assert host.layout.current_version() == host.second.version and host.layout.previous_version() == host.bundle.version
+
+
+def test_a_failed_gate_rolls_the_host_back_and_names_the_host_and_the_slo(host, seaweed_endpoint, hub):
     first = host.bundle.version
+    # The hub has pruned the publication the host serves and rolls back to: the rollback takes it from the cache.
+    assert host.strict.hub.prefix == PREFIX_V3
+    hub_s3 = seaweed_endpoint.client()
+    for page in hub_s3.get_paginator("list_objects_v2").paginate(Bucket=hub, Prefix=PREFIX_V3 + "/"):
+        for obj in page.get("Contents", []):
+            hub_s3.delete_object(Bucket=hub, Key=obj["Key"])
     script = render.gate_script(version=host.second.version, config_sha=config_sha(host.strict), concurrency="1")
     r = render.run_script(script, env=host.env)
+    assert "the hub was not read" in r.stdout, r.stdout[-3000:]
     assert r.returncode == 1, r.stdout[-3000:] + r.stderr[-2000:]
     last = r.stdout.strip().splitlines()[-1]
     assert last.startswith("hybridserve-edge gate: FAIL plant-a/edge-1 (exit 1): SLO missed: ") and "p99" in last, last
@@ -602,3 +651,63 @@ def test_without_a_dependency_interpreter_install_builds_a_venv_in_the_version_d
     assert subprocess.run([str(venv_python), "-c", "import six"], capture_output=True).returncode == 0
     r = subprocess.run([str(vdir / "bin" / "hybridserve-edge"), "--help"], capture_output=True, text=True, cwd=tmp_path)
     assert r.returncode == 0 and "install" in r.stdout
+
+
+# --------------------------------------------------------------------------------------------- bounds (no servers)
+
+
+def _offline_change(tmp_path, monkeypatch, *, fill_exit: int, record: bool, status_exit: int = 0):
+    """`_change` on a laid-out temporary root with the launcher calls recorded (no runtime runs): the old files in
+    `.host-before` name hub prefix PREFIX, the files in place name `models-next`."""
+    from types import SimpleNamespace
+
+    from hybridserve.edge import runtime
+
+    hub = SimpleNamespace(url="http://127.0.0.1:9", region="us-east-1", access_key="AKID", secret_key="secret")
+    layout = Layout(tmp_path / "root")
+    old = host_config(hub, "hub")
+    new = with_prefix(old, "models-next")
+    before = layout.opt / ".host-before"
+    for cfg, target in ((old, before / "config.json"), (new, layout.config_file)):
+        runtime.write_if_changed(target, cfg.to_json())
+    for name, text in render.unit_files(new, layout).items():
+        runtime.write_if_changed(layout.units / name, text)
+        runtime.write_if_changed(before / "units" / name, text)
+    calls = []
+
+    def launcher_call(layout, step, *args, version=None, timeout=900):
+        calls.append((step, args, timeout))
+        return subprocess.CompletedProcess([step], fill_exit if args[:1] == ("fill",) else status_exit if step == "status" else 0)
+
+    monkeypatch.setattr(runtime, "_launcher_call", launcher_call)
+    code = runtime._change(layout, new, serving="1.0.0", target="1.0.0", before=before, running=True, code="1.0.0",
+                           systemd=False, record=record)
+    return code, calls, layout
+
+
+def test_the_apply_waits_for_its_fill_as_long_as_the_fill_unit_does(tmp_path, monkeypatch):
+    # A first or new publication of ~1 GB over a bandwidth-limited link: the apply must not give up before the unit.
+    code, calls, layout = _offline_change(tmp_path, monkeypatch, fill_exit=1, record=True)
+    assert code == 3
+    fills = [timeout for step, args, timeout in calls if args[:1] == ("fill",)]
+    unit = (layout.units / render.FILL_UNIT).read_text()
+    limit = next(line.split("=", 1)[1] for line in unit.splitlines() if line.startswith("TimeoutStartSec="))
+    assert limit == f"{render.FILL_TIMEOUT_S}s" and fills == [render.FILL_TIMEOUT_S] and render.FILL_TIMEOUT_S >= 6 * 3600
+
+
+def test_a_failed_restore_during_the_health_rollback_still_restarts_what_served(tmp_path, monkeypatch, capsys):
+    # On a host, restoring the files runs `systemctl daemon-reload` / the firewall's restart (check=True): were one
+    # to fail, the rollback must still point `current` back and restart, not leave the host down.
+    from hybridserve.edge import runtime
+
+    def failing_restore(layout, saved, *, systemd):
+        raise subprocess.CalledProcessError(1, ["systemctl", "daemon-reload"])
+
+    monkeypatch.setattr(runtime, "restore_host_files", failing_restore)
+    code, calls, layout = _offline_change(tmp_path, monkeypatch, fill_exit=0, record=True, status_exit=3)
+    out = capsys.readouterr().out
+    assert code == 3 and "restoring the files runtime 1.0.0 served with failed" in out, out
+    steps = [step for step, _, _ in calls]
+    assert steps.count("restart") == 2 and steps.index("restart") < len(steps) - 1 - steps[::-1].index("restart"), steps
+    assert os.readlink(layout.current) == "1.0.0" and "rolled back to runtime 1.0.0" in out
+    assert (layout.opt / ".host-before" / "config.json").is_file()  # kept: the next apply restores it

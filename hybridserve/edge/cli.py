@@ -64,6 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("service", choices=("cache", "triton", "fill"))
     s.add_argument("--no-reload", dest="reload", action="store_false",
                    help="fill: do not ask Triton to reload changed models (a new publication filled while Triton serves the old one).")
+    s.add_argument("--cached-ok", action="store_true",
+                   help="fill: when the cache holds the publication complete, do not read the hub (a rollback: the hub may have pruned it).")
     s = step("gate", "The smoke gate against this host's Triton with the site's SLOs.")
     s.add_argument("--concurrency", default="1,2", help="Concurrency levels (edge SLOs: low concurrency). Default 1,2.")
     s.add_argument("--profile", default="quick")
@@ -138,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
                 runtime.say(line)
             return 0
         if args.step == "run":
-            runtime.run_service(layout, args.service, reload=args.reload)
+            runtime.run_service(layout, args.service, reload=args.reload, cached_ok=args.cached_ok)
             return 0
         if args.step == "gate":
             return runtime.gate(layout, concurrency=args.concurrency, profile=args.profile, json_path=args.json,

@@ -44,8 +44,12 @@ class FillReport:
     bytes_copied: int = 0  # downloaded from the hub (objects reused from the cache cross no link)
     changed_models: list[str] = field(default_factory=list)  # models whose config.pbtxt changed (Triton reloads them)
     seconds: float = 0.0
+    from_cache: bool = False  # a rollback's publication, complete in the cache: the hub was not read
 
     def summary(self) -> str:
+        if self.from_cache:
+            return (f"the cache holds the publication complete ({len(self.skipped)} objects): the hub was not read "
+                    "(a rollback's, or the hub no longer publishes it)")
         return (f"copied {len(self.copied)} objects ({self.bytes_copied / 1e6:.1f} MB from the hub, {len(self.reused)} reused from "
                 f"another publication in the cache), {len(self.skipped)} unchanged, "
                 f"deleted {len(self.deleted)} in {self.seconds:.1f} s")
@@ -92,8 +96,11 @@ def _sha256_file(path: Path) -> str:
 
 
 def fill_cache(hub: HubSource, cache: S3Endpoint, cache_bucket: str, *, bandwidth_limit_mbps: float | None = None,
-               work_dir: Path | None = None) -> FillReport:
-    """Bring `cache_bucket`/<hub prefix> up to the hub's published state. UserError when the hub cannot be read."""
+               work_dir: Path | None = None, cached_ok: bool = False) -> FillReport:
+    """Bring `cache_bucket`/<hub prefix> up to the hub's published state. UserError when the hub cannot be read.
+
+    `cached_ok` (a rollback): when the cache holds the prefix complete (its manifest, written last, and every object
+    it names at its size), the hub is not read: the hub may have pruned a publication the cache kept for a rollback."""
     from boto3.s3.transfer import TransferConfig
     from botocore.exceptions import BotoCoreError, ClientError
 
@@ -101,11 +108,22 @@ def fill_cache(hub: HubSource, cache: S3Endpoint, cache_bucket: str, *, bandwidt
     report = FillReport()
     base = _base(hub.prefix)
     where = f"s3://{hub.bucket}/{base} at {hub.endpoint_url or f'AWS S3 ({hub.region})'}"
-    step = "reading the hub's manifest"
+    step = "reading the cache's copy of the publication"
     try:
+        if cached_ok and _complete_in_cache(cache, cache_bucket, base, report):
+            report.from_cache = True
+            report.seconds = time.monotonic() - started
+            return report
+        step = "reading the hub's manifest"
         hub_s3 = _hub_client(hub)
         manifest = _read_json(hub_s3, hub.bucket, base + MANIFEST_NAME)
         if not manifest or not isinstance(manifest.get("objects"), dict):
+            step = "reading the cache's copy of the publication"
+            if _complete_in_cache(cache, cache_bucket, base, report):
+                # The hub pruned a publication the cache kept (a rollback's, or `start` after one): serve the cached copy.
+                report.from_cache = True
+                report.seconds = time.monotonic() - started
+                return report
             raise UserError(f"the hub {where} has no sync manifest ({MANIFEST_NAME}): nothing is published there yet; "
                             "publish the repository first (`hybridserve sync` / the stack's publication)", exit_code=EXIT_FILL)
         step = "preparing the cache bucket"
@@ -158,6 +176,26 @@ def fill_cache(hub: HubSource, cache: S3Endpoint, cache_bucket: str, *, bandwidt
         raise UserError(f"cache fill from {where} failed while {step}: {exc}", exit_code=EXIT_FILL) from None
     report.seconds = time.monotonic() - started
     return report
+
+
+def _complete_in_cache(cache: S3Endpoint, cache_bucket: str, base: str, report: FillReport) -> bool:
+    from botocore.exceptions import ClientError
+
+    s3 = cache.client()
+    try:
+        manifest = _read_json(s3, cache_bucket, base + MANIFEST_NAME)
+    except ClientError as exc:  # no cache bucket yet: nothing cached
+        if exc.response.get("Error", {}).get("Code") in ("NoSuchBucket", "404"):
+            return False
+        raise
+    objects = manifest.get("objects") if isinstance(manifest, dict) else None
+    if not isinstance(objects, dict) or not objects:
+        return False
+    listing = _listing(s3, cache_bucket, base)
+    if any(not isinstance(e, dict) or listing.get(base + rel) != e.get("size") for rel, e in objects.items()):
+        return False
+    report.skipped.extend(base + rel for rel in sorted(objects))
+    return True
 
 
 def _present(s3, bucket: str, key: str, sha: str | None, size: int | None, listing: dict[str, int], known: dict | None) -> bool:

@@ -21,6 +21,9 @@ FILL_UNIT = f"{UNIT_PREFIX}-fill.service"
 FILL_TIMER = f"{UNIT_PREFIX}-fill.timer"
 FIREWALL_UNIT = f"{UNIT_PREFIX}-firewall.service"
 UNITS = (CACHE_UNIT, TRITON_UNIT, FILL_UNIT, FILL_TIMER, FIREWALL_UNIT)
+# How long one fill may take: the fill unit's TimeoutStartSec and the apply's own fill (a first or new publication
+# of ~1 GB over a bandwidth-limited link takes hours; one bound for both, so `apply` does not give up first).
+FILL_TIMEOUT_S = 6 * 3600
 NFT_TABLE = "hybridserve_edge"
 NFT = "/usr/sbin/nft"
 # The long-running services (in start order) and the commands they run; the supervised mode (--no-systemd)
@@ -119,7 +122,7 @@ def unit_files(config: EdgeConfig, layout: Layout) -> dict[str, str]:
             "[Service]\nType=oneshot\n"
             f"User={user}\nGroup={user}\n"
             f"ExecStart={fill}\n"
-            "TimeoutStartSec=6h\n"
+            f"TimeoutStartSec={FILL_TIMEOUT_S}s\n"
             f"StandardOutput=append:{logs}/fill.log\nStandardError=inherit\n"
             + _hardening(layout)
         ),

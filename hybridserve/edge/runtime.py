@@ -96,6 +96,18 @@ def snapshot_host_files(layout: Layout, dest: Path) -> None:
     stage.rename(dest)
 
 
+def snapshot_before(layout: Layout, before: Path) -> bool:
+    """Record the files what runs serves with, before a change overwrites them. A `before` left by an interrupted
+    change (fill cancelled, SSH dropped) is kept: the files in place are then the unfinished change's, and the
+    leftover is what Triton actually serves (taking it again would make the retry see no change and prune the
+    publication Triton reads)."""
+    if before.is_dir() and (before / "config.json").is_file():
+        say(f"resuming an interrupted change: {before} holds the files the running services use")
+        return True
+    snapshot_host_files(layout, before)
+    return False
+
+
 def restore_host_files(layout: Layout, saved: Path, *, systemd: bool) -> list[Path]:
     """Write the files saved in `saved` back (a file it does not hold is removed); reload systemd when one changed."""
     changed = []
@@ -282,15 +294,17 @@ def apply(layout: Layout, bundle: Path, config: EdgeConfig | None, *, version: s
     config = config or read_config(layout)
     previous = layout.current_version()
     before = layout.opt / ".host-before"
+    resumed = False
     if previous is not None and layout.config_file.exists():
-        snapshot_host_files(layout, before)  # taken before install overwrites them
+        resumed = snapshot_before(layout, before)  # taken before install overwrites them
     result = install(layout, bundle, config, version=version, systemd=systemd, deps_python=deps_python)
     target = result.version
     for line in result.changed:
         say(f"changed: {line}")
     flag = _systemd_flag(systemd)
     running = previous is not None and _launcher_call(layout, "status", *flag).returncode == 0
-    if previous in (None, target) and (result.unchanged or not before.is_dir()):
+    # Unchanged files are a change still when an interrupted one left them: what runs serves the files in `before`.
+    if previous in (None, target) and ((result.unchanged and not resumed) or not before.is_dir()):
         shutil.rmtree(before, ignore_errors=True)
         if running:
             say(f"install: unchanged; runtime {target} running and healthy")
@@ -320,7 +334,7 @@ def rollback(layout: Layout, *, systemd: bool = True) -> int:
         say(f"rollback: no previous version recorded in {layout.previous}: runtime {serving} keeps serving")
         return EXIT_UNHEALTHY
     before = layout.opt / ".host-before"
-    snapshot_host_files(layout, before)
+    snapshot_before(layout, before)
     restore_host_files(layout, saved, systemd=systemd)
     flag = _systemd_flag(systemd)
     running = _launcher_call(layout, "status", *flag).returncode == 0
@@ -365,10 +379,13 @@ def _change(layout: Layout, config: EdgeConfig, *, serving: str, target: str, be
         old.get(k) != new[k] for k in TRITON_KEYS)
     if running and not cache_moves:
         # The new publication into the cache while Triton serves the old one (which it must not reload from).
-        filled = _launcher_call(layout, "run", "fill", *(["--no-reload"] if moved_prefix else []), *flag, version=code)
+        # A rollback takes its publication from the cache when it is complete there (prune keeps it for this):
+        # the hub may no longer hold it.
+        filled = _launcher_call(layout, "run", "fill", *(["--no-reload"] if moved_prefix else []),
+                                *([] if record else ["--cached-ok"]), *flag, version=code, timeout=render.FILL_TIMEOUT_S)
         if filled.returncode != 0:
-            restore_host_files(layout, before, systemd=systemd)
-            shutil.rmtree(before, ignore_errors=True)
+            if _restore_or_report(layout, before, systemd=systemd, serving=serving):
+                shutil.rmtree(before, ignore_errors=True)
             say(f"filling the cache with hub prefix {config.hub.prefix!r} failed (exit {filled.returncode}): nothing was "
                 f"restarted, runtime {serving} keeps serving hub prefix {old_prefix!r} with its previous configuration; "
                 "the next apply retries (a fill resumes where it stopped)")
@@ -405,16 +422,29 @@ def _change(layout: Layout, config: EdgeConfig, *, serving: str, target: str, be
         _prune_cache(layout, flag, code)
         return 0
     say(f"runtime {target} failed its health check: rolling back to {serving} and its previous configuration")
+    # Each step is tried whatever the one before did (a host left down is worse than a step reported failed);
+    # `current` first, so the start below and the next apply run what should serve.
     if how == "start":
         _launcher_call(layout, "stop", *flag)
-    restore_host_files(layout, before, systemd=systemd)
-    shutil.rmtree(before, ignore_errors=True)
     switch_current(layout, serving)
+    if _restore_or_report(layout, before, systemd=systemd, serving=serving):
+        shutil.rmtree(before, ignore_errors=True)  # else kept: the next apply starts from the files that should serve
     again = _launcher_call(layout, how, *flag) if how else subprocess.CompletedProcess([], 0)
     state = "healthy" if again.returncode == 0 and _healthy(layout, read_config(layout), flag) else "NOT healthy either"
     say(f"rolled back to runtime {serving} (hub prefix {old_prefix!r}): {state}; the failed version stays in "
         f"{layout.version_dir(target)} for inspection")
     return EXIT_UNHEALTHY
+
+
+def _restore_or_report(layout: Layout, before: Path, *, systemd: bool, serving: str) -> bool:
+    """restore_host_files, a failure reported instead of raised (the caller's later steps still run)."""
+    try:
+        restore_host_files(layout, before, systemd=systemd)
+    except (subprocess.CalledProcessError, OSError) as exc:
+        say(f"warning: restoring the files runtime {serving} served with failed ({exc}); they stay in {before}, "
+            "the next apply restores them")
+        return False
+    return True
 
 
 # What Triton's command line and unit are made of (hybridserve.tritonargs via run_service, render.unit_files): a change
@@ -470,7 +500,7 @@ def _get(url: str, timeout: float = 3.0) -> bool:
         return False
 
 
-def run_service(layout: Layout, service: str, *, reload: bool = True) -> None:
+def run_service(layout: Layout, service: str, *, reload: bool = True, cached_ok: bool = False) -> None:
     """Become the service (exec): systemd or the supervisor then holds the server process itself."""
     config = read_config(layout)
     if service == "cache":
@@ -503,13 +533,13 @@ def run_service(layout: Layout, service: str, *, reload: bool = True) -> None:
         os.chdir(work)
         os.execve(argv[0], argv, env)
     elif service == "fill":
-        report = fill(layout, config, reload=reload)
+        report = fill(layout, config, reload=reload, cached_ok=cached_ok)
         say(f"fill: {report.summary()}")
     else:
         raise UserError(f"run {service!r}: expected cache, triton or fill", exit_code=2)
 
 
-def fill(layout: Layout, config: EdgeConfig, *, reload: bool = True):
+def fill(layout: Layout, config: EdgeConfig, *, reload: bool = True, cached_ok: bool = False):
     """One cache fill (one at a time: the timer and `start` may overlap); Triton reloads the models it changed
     (`reload` False: a new publication filled while Triton still serves the previous one)."""
     from hybridserve.edge.fill import fill_cache
@@ -518,7 +548,7 @@ def fill(layout: Layout, config: EdgeConfig, *, reload: bool = True):
     with open(layout.state / "fill.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         report = fill_cache(config.hub, cache_endpoint(layout, config), config.cache_bucket,
-                            bandwidth_limit_mbps=config.bandwidth_limit_mbps, work_dir=layout.state / "fill")
+                            bandwidth_limit_mbps=config.bandwidth_limit_mbps, work_dir=layout.state / "fill", cached_ok=cached_ok)
     host = probe_host(config)
     if reload and report.changed_models and _get(f"http://{host}:{config.http_port}/v2/health/live"):
         for model in sorted(set(report.changed_models) & set(config.models)):
@@ -724,7 +754,11 @@ def uninstall(layout: Layout, *, systemd: bool = True, purge: bool = False) -> l
 # --------------------------------------------------------------------------------------------- gate
 
 
-GATE_WHAT = {1: "SLO missed", 4: "not ready", 5: "wrong outputs"}  # smoke_tests' exit codes
+# smoke_tests' exit codes (smoke_tests.errors.ExitCode). A rollback undoes a change only when the host fails or misses
+# its SLO; 2 (bad gate input: the site's SLOs, a flag) says nothing about the host, so a healthy change stays.
+GATE_WHAT = {1: "SLO missed", 2: "bad gate input (the site's SLOs or the gate's flags)", 3: "Triton unreachable or stopped answering",
+             4: "not ready", 5: "wrong outputs", 6: "interface mismatch"}
+ROLLBACK_EXITS = frozenset({1, 3, 4, 5, 6})
 
 
 def gate(layout: Layout, *, concurrency: str = "1,2", profile: str = "quick", json_path: Path | None = None,
@@ -768,11 +802,17 @@ def gate(layout: Layout, *, concurrency: str = "1,2", profile: str = "quick", js
     except (OSError, ValueError, AttributeError):
         messages = []
     why = f"{GATE_WHAT.get(code, 'gate failed')}" + (f": {'; '.join(m for m in messages if m)}" if any(messages) else "")
-    if rollback_on_fail and layout.previous_version() is None:
+    if rollback_on_fail and code not in ROLLBACK_EXITS:
+        why += f"; not rolled back (the gate could not judge the host): runtime {serving} keeps serving"
+    elif rollback_on_fail and layout.previous_version() is None:
         why += f"; no previous version to roll back to: runtime {serving} keeps serving"
     elif rollback_on_fail:
         say(f"gate failed on {who} ({why}): rolling back")
-        rolled = rollback(layout, systemd=systemd)
+        try:
+            rolled = rollback(layout, systemd=systemd)
+        except (subprocess.CalledProcessError, OSError, UserError) as exc:  # the last line is printed whatever happens
+            say(f"rollback: {exc}")
+            rolled = EXIT_UNHEALTHY
         back = layout.current_version()
         why += (f"; rolled back to runtime {back}: healthy" if rolled == 0
                 else f"; the rollback failed (exit {rolled}): runtime {back} serves, see {layout.logs}")
