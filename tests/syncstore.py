@@ -1,15 +1,14 @@
-"""The stores, fixtures and helpers of the sync tests (test_sync.py, test_sync_prune_errors.py, test_sync_fastpath.py)."""
+"""The stores, fixtures and helpers of the sync tests: test_sync.py, test_sync_prune_errors.py, test_sync_fastpath.py
+(three files so that pytest-xdist's --dist loadfile runs them on different workers).
+
+Buckets are plain (no default encryption) and versioned: the encryption seen on an object is what the sync
+asked for, and the list of object versions shows every write, so "wrote nothing" can be checked exactly.
+"""
 
 from __future__ import annotations
 
 import hashlib
-import json
-import os
-import re
 import shutil
-import signal
-import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,20 +16,8 @@ import pytest
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
-from hybridserve.errors import UserError
 from hybridserve.local.objectstore import S3Endpoint
-from hybridserve.local.process import free_port
-from hybridserve.sync import SyncTarget, sync_repository
-from hybridserve.sync.engine import MANIFEST_NAME, MULTIPART_CHUNKSIZE, VERSIONS_META
-from hybridserve.sync.errors import (
-    EXIT_ACCESS_DENIED,
-    EXIT_INVALID_REPOSITORY,
-    EXIT_KMS,
-    EXIT_NO_BUCKET,
-    EXIT_PUBLISHED_CHANGED,
-    EXIT_UNREACHABLE,
-    EXIT_VERIFY_FAILED,
-)
+from hybridserve.sync import SyncTarget
 
 
 PREFIX = "models"

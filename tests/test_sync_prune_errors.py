@@ -1,33 +1,20 @@
-"""`hybridserve sync` against real stores: moto_server (SSE-KMS) and SeaweedFS (SSE-S3): dry run, prune, errors, the CLI.
-
-Buckets are plain (no default encryption) and versioned: the encryption seen on an object is what the sync
-asked for, and the list of object versions shows every write, so "wrote nothing" can be checked exactly.
-The stores and fixtures are in syncstore.py; the sync tests are three files so that pytest-xdist's
---dist loadfile can run them on different workers.
-"""
+"""`hybridserve sync` against real stores (moto_server SSE-KMS, SeaweedFS SSE-S3; see syncstore.py): dry run, prune, errors, the CLI."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from google.protobuf import text_format
-from tritonclient.grpc import model_config_pb2
 
 from hybridserve.errors import UserError
-from hybridserve.local.objectstore import S3Endpoint
 from hybridserve.local.process import free_port
-from hybridserve.sync import SyncTarget, sync_repository
-from hybridserve.sync.engine import MANIFEST_NAME, MULTIPART_CHUNKSIZE, VERSIONS_META
+from hybridserve.sync import sync_repository
 from hybridserve.sync.errors import (
     EXIT_ACCESS_DENIED,
     EXIT_INVALID_REPOSITORY,
@@ -35,10 +22,9 @@ from hybridserve.sync.errors import (
     EXIT_NO_BUCKET,
     EXIT_PUBLISHED_CHANGED,
     EXIT_UNREACHABLE,
-    EXIT_VERIFY_FAILED,
 )
 
-from syncstore import PREFIX, Store, _local_files, _models, _new_bucket, _new_version, _sha, moto_store, repo, store  # noqa: F401 - fixtures and helpers
+from syncstore import PREFIX, Store, _local_files, _models, _new_bucket, _new_version, moto_store, repo, store  # noqa: F401 - fixtures among them
 
 pytestmark = pytest.mark.servers
 
