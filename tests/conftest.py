@@ -28,6 +28,7 @@ from __future__ import annotations
 import fcntl
 import os
 import shutil
+import signal
 import uuid
 from pathlib import Path
 
@@ -36,6 +37,12 @@ import pytest
 # Support windows (EKS versions) are judged on today's date; the suite judges them on a fixed one so it
 # gives the same answer next year. `hybridserve validate` in a pipeline uses the real date.
 os.environ.setdefault("HYBRIDSERVE_TODAY", "2026-12-01")
+
+# A runner that starts the suite in the background of a non-interactive shell (`cmd &`) hands it SIGINT
+# ignored, and every child inherits that: the Ctrl-C tests would then test nothing and fail. Give this
+# process (each xdist worker loads this file) and its children the default Ctrl-C back.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def _shared_tmp(tmp_path_factory: pytest.TempPathFactory) -> Path:
