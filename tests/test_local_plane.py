@@ -162,16 +162,17 @@ def test_status_without_a_plane_exits_1(tmp_path):
 # --------------------------------------------------------------------------------------------- the real plane
 
 
-# The plane's smoke test with 1 s windows (`local up --smoke-window`): the same gate and capacity search as the
-# demo's quick profile, half its time; these tests check the phases and the result table, not the figures.
-FAST_SMOKE = ("--smoke-window", "1")
+# The plane's smoke test with 0.5 s windows (`local up --smoke-window`): the same gate and capacity search as the
+# demo's quick profile, a quarter of its time; these tests check the phases and the result table, not the figures.
+FAST_SMOKE = ("--smoke-window", "0.5")
 
 
 @pytest.fixture(scope="module")
 def served_once(built_model_repo, tmp_path_factory):
     """One full `local up` (store, sync, tritonserver, smoke test) and its state directory, whose store then
     holds the published models. Later runs in this module reuse that store; none of them changes it (a
-    refused sync writes nothing), so they do not depend on each other's order.
+    refused sync writes nothing, the others upload nothing) and each stops what it started, so they do not
+    depend on each other's order.
     """
     state = tmp_path_factory.mktemp("served_once") / "state"
     try:
@@ -181,12 +182,13 @@ def served_once(built_model_repo, tmp_path_factory):
 
 
 @pytest.mark.servers
-def test_up_serves_the_models_and_a_second_run_syncs_nothing(served_once, built_model_repo):
+def test_up_serves_the_models_and_stops_everything(served_once):
     state_dir, first = served_once
     out = first.stdout + first.stderr
     assert first.returncode == 0, out
     _assert_model_rows(first.stdout, state_dir)
     assert "uploaded" in first.stdout and "smoke test passed" in first.stdout, out
+    assert "already built, valid)" in first.stdout, out  # a new state dir: the repository was validated
     # The base models: the repository's variant (text_encoder_int8) is not served without --variants.
     assert "2 models ready" in first.stdout and "text_encoder_int8" not in first.stdout.split("... tritonserver", 1)[1], out
     assert (state_dir / "smoke-report.json").is_file()
@@ -198,20 +200,28 @@ def test_up_serves_the_models_and_a_second_run_syncs_nothing(served_once, built_
         assert oct((state_dir / name).stat().st_mode & 0o777) == "0o600"
     assert (state_dir / "logs" / "weed.log").is_file() and (state_dir / "logs" / "tritonserver.log").is_file()
 
-    # The smoke gate was shown above; the second run is about the store, so it skips the measurement.
-    # --variants serves the compressed variants too: they were synced with the rest, so still nothing to upload.
-    second = _cli("up", "--no-smoke", "--variants", "--state-dir", str(state_dir), "--repo", str(built_model_repo))
-    assert second.returncode == 0, second.stdout + second.stderr
-    assert "models already in the store: nothing to upload" in second.stdout, second.stdout
-    assert "found hybridserve-models" in second.stdout
-    assert "3 models ready" in second.stdout and "text_encoder_int8" in second.stdout, second.stdout
-    assert _processes_mentioning(str(state_dir)) == []
-
 
 @pytest.mark.servers
-def test_keep_then_status_then_down_leaves_nothing_running(state_dir, built_model_repo):
-    up = _cli("up", "--keep", "--no-smoke", "--state-dir", str(state_dir), "--repo", str(built_model_repo))
+def test_a_second_up_syncs_nothing_then_keep_status_down_leave_nothing_running(served_once, built_model_repo):
+    state_dir, first = served_once
+    assert first.returncode == 0, first.stdout + first.stderr
+    try:
+        _second_up_kept_then_down(state_dir, built_model_repo)
+    finally:
+        _kill_leftovers(state_dir)  # whatever failed: the module's later runs need this state dir free
+
+
+def _second_up_kept_then_down(state_dir: Path, built_model_repo: Path) -> None:
+    # The smoke gate was shown by the first run; this one is about the store and the kept plane, so it skips the
+    # measurement. --variants serves the compressed variants too: they were synced with the rest, so still nothing
+    # to upload; the same bytes validated in the first run are not validated again.
+    up = _cli("up", "--keep", "--no-smoke", "--variants", "--state-dir", str(state_dir), "--repo", str(built_model_repo))
     assert up.returncode == 0, up.stdout + up.stderr
+    assert "models already in the store: nothing to upload" in up.stdout, up.stdout
+    assert "found hybridserve-models" in up.stdout
+    assert "already built, validated before, unchanged)" in up.stdout, up.stdout
+    assert "3 models ready" in up.stdout and "text_encoder_int8" in up.stdout, up.stdout
+
     assert "The plane is running." in up.stdout and "hybridserve local down" in up.stdout
     record = read_record(state_dir)
     assert record and record["kept"] is True
@@ -339,6 +349,7 @@ def test_a_failing_sync_is_named_with_its_log(served_once, built_model_repo, tmp
     from hybridserve.sync.errors import EXIT_PUBLISHED_CHANGED
 
     _assert_failed_in(done, "sync", "weed.log", state_dir, EXIT_PUBLISHED_CHANGED)
+    assert "already built, valid)" in done.stdout, done.stdout  # changed bytes: validated again, not taken as before
     assert "changed in place" in done.stderr and "text_encoder/1/model.py" in done.stderr, done.stderr
     assert "tritonserver" not in done.stdout.split("failed sync", 1)[1]  # no later phase ran
 
@@ -358,7 +369,9 @@ def test_a_failing_tritonserver_is_named_with_its_log(state_dir, built_model_rep
 
 
 @pytest.mark.servers
-def test_a_failing_smoke_test_is_named_with_its_log(state_dir, built_model_repo):
+def test_a_failing_smoke_test_is_named_with_its_log(served_once, built_model_repo):
+    state_dir, first = served_once  # its store already holds the models: this run goes straight to the smoke test
+    assert first.returncode == 0, first.stdout + first.stderr
     # An SLO no server meets: a p99 latency of a microsecond.
     done = _cli("up", *FAST_SMOKE, "--max-p99-ms", "0.001", "--state-dir", str(state_dir), "--repo", str(built_model_repo))
     _assert_failed_in(done, "smoke test", "tritonserver.log", state_dir, 1)

@@ -31,6 +31,7 @@ from hybridserve.local.process import read_since, signals_deferred
 from smoke_tests.errors import GateError
 
 RECORD_NAME = "plane.json"
+HASH_CACHE_NAME = "sync-hashes.json"  # the sync's sha256 cache in the state dir, as `hybridserve sync` keeps it
 DEFAULT_BUCKET = "hybridserve-models"
 DEFAULT_PREFIX = "models"
 
@@ -297,19 +298,43 @@ def _phase(console: Console, title: str, timings: dict[str, float], *, spinner: 
         console.print(f"  {mark} {title}{detail} [dim]({elapsed:.1f} s)[/]", highlight=False)
 
 
-def _ensure_built(repo_dir: Path, console: Console):
-    """Build the artifacts only when missing or stale (build_models decides), then validate.
+def _ensure_built(repo_dir: Path, console: Console, state_dir: Path):
+    """Build the artifacts only when missing or stale (build_models decides), then validate, unless these very
+    bytes validated before (see `_validate_once`).
 
-    Returns (RepositoryInfo, number of models rebuilt).
+    Returns (RepositoryInfo, number of models rebuilt, whether the validation was skipped).
     """
     from hybridserve.models.build import build_models
-    from hybridserve.models.repository import ensure_valid
 
     results = build_models(repo_dir, force=False, progress=console.is_terminal)
-    info = ensure_valid(repo_dir)
+    info, skipped = _validate_once(repo_dir, state_dir)
     if not info.names:
         raise UserError(f"{repo_dir} holds no models; expected <model>/config.pbtxt directories.")
-    return info, sum(1 for r in results if r.built)
+    return info, sum(1 for r in results if r.built), skipped
+
+
+def _validate_once(repo_dir: Path, state_dir: Path):
+    """The models module's validation (it loads and runs every artifact: torch's import alone takes seconds),
+    skipped when the state dir's record says this content passed before: an earlier `local up`, `hybridserve
+    sync` or `hybridserve models validate` with the same state dir (hybridserve/sync/validated.py; the digest
+    covers every file's bytes and the validator's own source). Returns (RepositoryInfo, skipped)."""
+    from hybridserve.models.repository import describe_repository, ensure_valid
+    from hybridserve.sync.scan import scan_repository
+    from hybridserve.sync.validated import content_digest, is_recorded, record, record_path, tree_fingerprint
+
+    records = record_path(state_dir)
+    before = tree_fingerprint(repo_dir)
+    try:
+        # The hash cache the sync uses next: its scan of the same files then reads nothing again.
+        digest = content_digest(repo_dir, scan_repository(repo_dir, hash_cache=state_dir / HASH_CACHE_NAME))
+    except (UserError, OSError):
+        digest = None  # something the sync refuses or cannot read: the validation names it
+    if digest is not None and is_recorded(records, digest):
+        return describe_repository(repo_dir), True
+    info = ensure_valid(repo_dir)
+    if digest is not None and tree_fingerprint(repo_dir) == before:  # what was hashed is what validated
+        record(records, digest)
+    return info, False
 
 
 def _sync(repo_dir: Path, endpoint, bucket: str, prefix: str, *, show_progress: bool, hash_cache: Path):
@@ -384,16 +409,17 @@ def run_plane(options: PlaneOptions, console: Console | None = None) -> PlaneRes
             )
 
         with _phase(console, "build + validate models", timings, spinner=False) as note:
-            info, rebuilt = _ensure_built(repo_dir, console)
+            info, rebuilt, skipped = _ensure_built(repo_dir, console, state_dir)
             from hybridserve.models.variants import base_models
 
             models = info.names if options.variants else base_models(repo_dir, info.names)
-            note["detail"] = f"{', '.join(models)} ({f'{rebuilt} built' if rebuilt else 'already built'}, valid)"
+            valid = "validated before, unchanged" if skipped else "valid"
+            note["detail"] = f"{', '.join(models)} ({f'{rebuilt} built' if rebuilt else 'already built'}, {valid})"
 
         with _phase(console, "sync", timings, spinner=False, log_tail=weed_tail) as note:
             report = _sync(
                 repo_dir, ep, options.bucket, options.prefix,
-                show_progress=console.is_terminal, hash_cache=state_dir / "sync-hashes.json",
+                show_progress=console.is_terminal, hash_cache=state_dir / HASH_CACHE_NAME,
             )
             uploaded, skipped = len(report.uploaded), len(report.skipped)
             if uploaded:
