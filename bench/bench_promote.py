@@ -80,12 +80,20 @@ def expected_outputs(repo: Path, versions, inputs) -> dict[int, "np.ndarray"]:
 # --------------------------------------------------------------------------------------------- the plane
 
 
+def state_dir(root: Path) -> Path:
+    """The plane's state dir under `root`: the sync's hash cache and its record of validated content, so the
+    promotions' publish steps (`hash_cache`, as `models promote --state-dir` passes it) do not validate again the
+    repository the plane's sync validated."""
+    return root / "state"
+
+
 @contextmanager
 def plane(root: Path, source_repo: Path, seaweed=None, bucket: str = BUCKET, endpoint=None):
     """(repo, endpoint, triton) with MODEL version 1 published and served; versions 2 (good), 3 (broken) local only.
-    The store: `seaweed` (a running SeaweedFS) or `endpoint` (an S3Endpoint of a running store), else one of its own."""
+    The store: `seaweed` (a running SeaweedFS) or `endpoint` (an S3Endpoint of a running store), else one of its own.
+    Its state dir: `state_dir(root)`."""
     from hybridserve.local.objectstore import SeaweedFS, ensure_bucket
-    from hybridserve.local.plane import _credentials_env
+    from hybridserve.local.plane import HASH_CACHE_NAME, _credentials_env
     from hybridserve.local.triton import TritonServer
     from hybridserve.sync.engine import SyncTarget, sync_repository
 
@@ -104,7 +112,7 @@ def plane(root: Path, source_repo: Path, seaweed=None, bucket: str = BUCKET, end
         ensure_bucket(ep, bucket, sse="AES256")
         target = SyncTarget(bucket=bucket, prefix=PREFIX, endpoint_url=ep.url, region=ep.region,
                             access_key=ep.access_key, secret_key=ep.secret_key, sse="AES256")
-        sync_repository(repo, target, pins={MODEL: [1]}, show_progress=False)
+        sync_repository(repo, target, pins={MODEL: [1]}, show_progress=False, hash_cache=state_dir(root) / HASH_CACHE_NAME)
         triton = TritonServer(ep.triton_uri(bucket, PREFIX), [MODEL], log_path=root / "triton.log",
                               env=_credentials_env(ep, root), work_dir=root / "triton")
         triton.start()
@@ -203,13 +211,14 @@ class Traffic:
 # --------------------------------------------------------------------------------------------- main
 
 
-def promotion(triton, target, repo: Path, version, *, quick: bool):
+def promotion(triton, target, repo: Path, version, *, quick: bool, state: Path):
+    from hybridserve.local.plane import HASH_CACHE_NAME
     from hybridserve.promote.flow import PromoteOptions, Timeouts, run_promotion
 
     options = PromoteOptions(
         model=MODEL, version=version, triton_url=triton.http_url, store=target, repo_dir=repo,
         grpc_url=triton.grpc_url, profile="quick", compare_seconds=0.0 if quick else 3.0, throughput=not quick,
-        timeouts=Timeouts(gate=600),
+        timeouts=Timeouts(gate=600), hash_cache=state / HASH_CACHE_NAME,
     )
     return run_promotion(options)
 
@@ -256,7 +265,8 @@ def main() -> int:
                 traffic.wait_for("v1", 60)  # the probe has its first answer: the load runs
                 for label, version, serves in (("promote v2 (good)", 2, "v2"), ("promote v3 (broken)", 3, "v2"), ("rollback", None, "v1")):
                     traffic.phase(label)
-                    results.append((label, promotion(triton, target, repo, version, quick=args.quick)))
+                    results.append((label, promotion(triton, target, repo, version, quick=args.quick,
+                                                     state=state_dir(root / "plane"))))
                     traffic.wait_for(serves)  # the probe's answers after the step, in this phase
             finally:
                 traffic.close()

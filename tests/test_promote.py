@@ -37,8 +37,11 @@ def flags(served, monkeypatch):
     repo, ep, target, triton = served
     for k, v in ep.env().items():  # the store's key pair, as boto3's credential chain reads it
         monkeypatch.setenv(k, v)
+    # The plane's state dir (no plane.json: the flags below say where to act), whose record of validated content
+    # spares each publish step validating again what the plane's sync validated.
+    state = bench.state_dir(repo.parent)
     return [
-        "--url", triton.http_url, "--grpc-url", triton.grpc_url, "--endpoint-url", ep.url, "--bucket", target.bucket,
+        "--state-dir", str(state), "--url", triton.http_url, "--grpc-url", triton.grpc_url, "--endpoint-url", ep.url, "--bucket", target.bucket,
         "--prefix", target.prefix, "--region", ep.region, "--sse", "AES256", "--compare-seconds", "0.5",
         # Correctness only: 8 helpers share 2 cores here, a sweep's figures would decide nothing (the bench sweeps).
         "--no-throughput",
@@ -125,6 +128,8 @@ def test_promote_good_then_broken_then_rollback_under_load(served, flags, capsys
         code, out, err = run_cli(["models", "promote", MODEL, "--version", "2", "--repo", str(repo), *flags], capsys)
         assert code == 0, out + err
         assert "promote PASS" in out and "old vs new on the same inputs" in out and "side by side" in out
+        # The plane's sync validated this repository with the same state dir: publishing does not validate it again.
+        assert "validation skipped" in out, out
         assert traffic.wait_for("v2", 120), "unversioned requests never got version 2's outputs"
         index = _index(triton)
         assert index[(MODEL, "2")] == "READY" and index.get((MODEL, "1")) != "READY", index
@@ -168,8 +173,9 @@ def test_promote_good_then_broken_then_rollback_under_load(served, flags, capsys
     # A later plain sync keeps serving what the rollback chose (the local policy would publish version 3).
     from hybridserve.sync.engine import sync_repository
 
-    report = sync_repository(repo, target, show_progress=False)
-    assert report.published[MODEL] == [1]
+    # As `hybridserve sync` runs it, with the state dir's hash cache: nothing of the repository changed, nothing validated.
+    report = sync_repository(repo, target, show_progress=False, hash_cache=bench.state_dir(repo.parent) / "sync-hashes.json")
+    assert report.published[MODEL] == [1] and report.validation.startswith("skipped"), report.validation
     assert any("served one as promoted" in n and "models promote" in n for n in report.notes), report.notes
     assert _published(target) == [1]
 

@@ -66,12 +66,14 @@ def _run(model: str, version: Optional[int], *, state_dir, url, grpc_url, endpoi
     from smoke_tests.options import PROFILES
 
     from hybridserve.errors import UserError
+    from hybridserve.local.plane import HASH_CACHE_NAME
 
     console = make_console()
     candidate_slos(model, model, tuple(min_throughput or ()), tuple(max_p99_ms or ()), tuple(max_error_rate or ()))  # exit 2 first
     if smoke_profile not in PROFILES:
         raise UserError(f"--smoke-profile {smoke_profile!r}: expected one of {', '.join(PROFILES)}", exit_code=2)
-    ep = resolve(state_dir=(state_dir or default_state_dir()).resolve(), url=url, grpc_url=grpc_url, endpoint_url=endpoint_url,
+    state_dir = (state_dir or default_state_dir()).resolve()
+    ep = resolve(state_dir=state_dir, url=url, grpc_url=grpc_url, endpoint_url=endpoint_url,
                  bucket=bucket, prefix=prefix, region=region, sse=sse, kms_key_id=kms_key_id)
     options = PromoteOptions(
         model=model, version=version, triton_url=ep.triton_url, store=ep.store,
@@ -79,6 +81,7 @@ def _run(model: str, version: Optional[int], *, state_dir, url, grpc_url, endpoi
         grpc_url=ep.grpc_url, metrics_url=ep.metrics_url,
         min_throughput=tuple(min_throughput or ()), max_p99_ms=tuple(max_p99_ms or ()), max_error_rate=tuple(max_error_rate or ()),
         profile=smoke_profile, throughput=not no_throughput, timeouts=timeouts, compare_seconds=compare_seconds, json_path=json_path,
+        hash_cache=state_dir / HASH_CACHE_NAME,  # what `local up` and `sync` validated there is not validated again
     )
     what = f"version {version}" if version is not None else "the previous passing version"
     console.print(f"[bold]{'promote' if version is not None else 'rollback'}[/] {model} to {what} on Triton {ep.triton_url}, "

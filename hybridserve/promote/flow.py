@@ -72,6 +72,9 @@ class PromoteOptions:
     compare_seconds: float = 2.0
     compare_concurrency: int = 4
     json_path: Path | None = None
+    # The sync's hash cache (the CLI: the state dir's, as `hybridserve sync` and `local up` keep it): publish then
+    # skips hashing unchanged files and validating content that validated before (hybridserve/sync/validated.py).
+    hash_cache: Path | None = None
 
     @property
     def action(self) -> str:
@@ -228,8 +231,9 @@ class _Run:
             if name != o.model and (Path(o.repo_dir) / name).is_dir():
                 pins[name] = self.store.served_versions(name)
         report = self.step("publish", o.timeouts.publish, lambda: sync_repository(
-            Path(o.repo_dir), o.store, pins=pins, show_progress=False),
-            lambda r: f"{len(r.uploaded)} objects uploaded, {len(r.skipped)} unchanged; {o.model} still publishes {old}")
+            Path(o.repo_dir), o.store, pins=pins, show_progress=False, hash_cache=o.hash_cache),
+            lambda r: f"{len(r.uploaded)} objects uploaded, {len(r.skipped)} unchanged; {o.model} still publishes {old}; "
+                      f"validation {r.validation}")
         self.result.notes.extend(n for n in report.notes if "publishing version" not in n)
 
     def run(self) -> PromoteResult:
