@@ -12,6 +12,10 @@ Fixtures (all session-scoped: a server start costs seconds; tests must not depen
 - `seaweed_endpoint`  -> its S3Endpoint; accepts only its own generated key pair.
 - `built_model_repo`  -> Path to a built copy of model_repo/ (artifacts and references), shared by all workers.
                          Treat it as read-only; copy it if a test needs to change it.
+- `kit_server`        -> tritonserver serving every model of `built_model_repo` from moto's S3, synced under SSE-KMS
+                         with a key of its own (`.server`, `.endpoint`, `.bucket`, `.prefix`, `.key_arn`, `.report`):
+                         one start for the tests of a worker that need the kit's models served. Load, unload or
+                         stop nothing on it.
 - `example_plans`     -> {stack name: infra.plan.Plan} of every example stack (stacks/), planned once per test run
                          and shared by all workers (a plan costs seconds). Read-only: copy.deepcopy to change one.
 
@@ -107,6 +111,36 @@ def built_model_repo(tmp_path_factory) -> Path:
             staging.rename(target)
             (shared / "built_model_repo.ok").touch()  # outside the repo: sync and Triton would see it
     return target
+
+
+@pytest.fixture(scope="session")
+def kit_server(built_model_repo, moto_endpoint, tmp_path_factory):
+    from types import SimpleNamespace
+
+    from hybridserve.local.triton import TritonServer, live_group_members
+    from hybridserve.models.repository import describe_repository
+    from hybridserve.sync import SyncTarget, sync_repository
+
+    ep = moto_endpoint
+    root = tmp_path_factory.mktemp("kit_server")
+    bucket, prefix = f"t-{uuid.uuid4().hex[:12]}", "models"
+    key_arn = ep.client("kms").create_key(Description="stack key")["KeyMetadata"]["Arn"]
+    ep.client("s3").create_bucket(Bucket=bucket)
+    report = sync_repository(
+        built_model_repo,
+        SyncTarget(bucket=bucket, prefix=prefix, endpoint_url=ep.url, region=ep.region, access_key=ep.access_key,
+                   secret_key=ep.secret_key, sse="aws:kms", kms_key_id=key_arn),
+        show_progress=False,
+    )
+    server = TritonServer(ep.triton_uri(bucket, prefix), describe_repository(built_model_repo).names,
+                          log_path=root / "triton.log", env=ep.env(), work_dir=root / "work", startup_timeout=240)
+    server.start()
+    try:
+        yield SimpleNamespace(server=server, endpoint=ep, bucket=bucket, prefix=prefix, key_arn=key_arn, report=report)
+    finally:
+        pid = server.pid
+        server.stop()
+        assert not server.running() and live_group_members(pid) == []  # nor its Python backend stubs
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -11,9 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hybridserve.local.triton import TritonServer
 from hybridserve.models.repository import describe_repository, load_reference
-from hybridserve.sync import SyncTarget, sync_repository
 
 pytestmark = pytest.mark.servers
 
@@ -35,40 +33,26 @@ def _infer(grpc_url: str, model, inputs: dict[str, np.ndarray]) -> dict[str, np.
         client.close()
 
 
-def test_triton_serves_models_synced_under_sse_kms_and_matches_the_reference(built_model_repo, moto_endpoint, unique_bucket, tmp_path):
-    ep = moto_endpoint
-    key_arn = ep.client("kms").create_key(Description="stack key")["KeyMetadata"]["Arn"]
+def test_triton_serves_models_synced_under_sse_kms_and_matches_the_reference(built_model_repo, kit_server):
+    # The session's server (tests/conftest.py): the repository synced under SSE-KMS with a key of its own, then
+    # served from s3://; that it stops with its Python backend stubs is checked as the session ends.
+    ep, bucket = kit_server.endpoint, kit_server.bucket
     s3 = ep.client("s3")
-    s3.create_bucket(Bucket=unique_bucket)
-
-    report = sync_repository(
-        built_model_repo,
-        SyncTarget(bucket=unique_bucket, prefix="models", endpoint_url=ep.url, region=ep.region,
-                   access_key=ep.access_key, secret_key=ep.secret_key, sse="aws:kms", kms_key_id=key_arn),
-        show_progress=False,
-    )
     info = describe_repository(built_model_repo)
-    assert report.published == {m.name: list(m.versions) for m in info.models}
+    assert kit_server.report.published == {m.name: list(m.versions) for m in info.models}
 
     # Every object Triton will read is encrypted under the stack key, not merely "some" key.
-    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=unique_bucket, Prefix="models/")["Contents"]]
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix=kit_server.prefix + "/")["Contents"]]
     assert any(k.endswith("/1/model.pt") for k in keys)
     for key in keys:
-        head = s3.head_object(Bucket=unique_bucket, Key=key)
+        head = s3.head_object(Bucket=bucket, Key=key)
         assert head["ServerSideEncryption"] == "aws:kms", key
-        assert head["SSEKMSKeyId"] == key_arn, key
+        assert head["SSEKMSKeyId"] == kit_server.key_arn, key
 
-    server = TritonServer(ep.triton_uri(unique_bucket, "models"), info.names, log_path=tmp_path / "triton.log",
-                          env=ep.env(), work_dir=tmp_path / "work", startup_timeout=240)
-    with server:
-        for model in info.models:
-            inputs, expected = load_reference(model.version_dir())
-            got = _infer(server.grpc_url, model, inputs)
-            for name, want in expected.items():
-                np.testing.assert_allclose(got[name], want, atol=model.atol, rtol=model.rtol, err_msg=f"{model.name}:{name}")
-        pid = server.pid
-    assert not server.running()
-    with pytest.raises(ProcessLookupError):
-        import os
-
-        os.kill(pid, 0)
+    server = kit_server.server
+    assert server.model_repository == ep.triton_uri(bucket, kit_server.prefix) and sorted(server.models) == sorted(info.names)
+    for model in info.models:
+        inputs, expected = load_reference(model.version_dir())
+        got = _infer(server.grpc_url, model, inputs)
+        for name, want in expected.items():
+            np.testing.assert_allclose(got[name], want, atol=model.atol, rtol=model.rtol, err_msg=f"{model.name}:{name}")

@@ -103,13 +103,10 @@ def _lay_out(job: dict, config_map: dict, root: Path, container: dict | None = N
     return container["command"], env, workdir
 
 
-@pytest.fixture(scope="module")
-def triton(built_model_repo, tmp_path_factory):
-    root = tmp_path_factory.mktemp("gate-triton")
-    server = TritonServer(built_model_repo, ["text_encoder", "image_classifier"], log_path=root / "triton.log", work_dir=root / "work", startup_timeout=240)
-    server.start()
-    yield server
-    server.stop()
+@pytest.fixture
+def triton(kit_server) -> TritonServer:
+    """The session's tritonserver serving the built models (tests/conftest.py `kit_server`): the Jobs only read it."""
+    return kit_server.server
 
 
 @contextmanager

@@ -276,32 +276,21 @@ def test_a_model_whose_every_request_times_out_fails_with_exit_3(test_models, ca
     assert "model smoke_slow stopped answering: every request at concurrency 1 timed out (request timeout 0.5 s)" in text
 
 
-def test_the_kits_models_pass_as_a_standalone_command(built_model_repo, seaweed_endpoint, unique_bucket, tmp_path):
-    """The local plane for real: the built text_encoder and image_classifier synced (SSE-S3) to SeaweedFS,
-    tritonserver loading them from s3://, and `python -m smoke_tests` as a CI step would run it."""
+def test_the_kits_models_pass_as_a_standalone_command(built_model_repo, kit_server, tmp_path):
+    """The kit's built models as the clusters serve them: text_encoder and image_classifier synced (SSE-KMS) to
+    an S3 store, tritonserver loading them from s3:// (the session's `kit_server`, tests/conftest.py), and
+    `python -m smoke_tests` as a CI step would run it. (The local plane's tests run the same gate on SeaweedFS.)"""
     import jsonschema
 
-    from hybridserve.local.objectstore import ensure_bucket
-    from hybridserve.sync import SyncTarget, sync_repository
-
-    ep = seaweed_endpoint
-    ensure_bucket(ep, unique_bucket, sse="AES256")
-    sync_repository(built_model_repo, SyncTarget(bucket=unique_bucket, prefix="models", endpoint_url=ep.url, region=ep.region,
-                                                 access_key=ep.access_key, secret_key=ep.secret_key, sse="AES256"),
-                    show_progress=False)
-    server = TritonServer(ep.triton_uri(unique_bucket, "models"), ["text_encoder", "image_classifier"],
-                          log_path=tmp_path / "triton.log", env=ep.env(), work_dir=tmp_path / "work", startup_timeout=240)
-    server.start()
-    try:
-        out = tmp_path / "out"
-        proc = subprocess.run(
-            [sys.executable, "-m", "smoke_tests", "--url", server.grpc_url, "--metrics-url", server.metrics_url,
-             "--model-repo", str(built_model_repo), "--profile", "quick", "--window", "1", "--max-windows", "3",
-             "--concurrency", "1,4", "--request-timeout", "60", "--out-dir", str(out)],
-            capture_output=True, text=True, timeout=600, cwd=tmp_path,
-        )
-    finally:
-        stop_server(server)
+    server = kit_server.server
+    assert server.model_repository.startswith("s3://")
+    out = tmp_path / "out"
+    proc = subprocess.run(
+        [sys.executable, "-m", "smoke_tests", "--url", server.grpc_url, "--metrics-url", server.metrics_url,
+         "--model-repo", str(built_model_repo), "--profile", "quick", "--window", "1", "--max-windows", "3",
+         "--concurrency", "1,4", "--request-timeout", "60", "--out-dir", str(out)],
+        capture_output=True, text=True, timeout=600, cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     data = json.loads((out / "smoke.json").read_text())
     jsonschema.validate(data, json.loads(SCHEMA.read_text()))
