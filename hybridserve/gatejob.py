@@ -112,8 +112,10 @@ def files_digest(files: Mapping[str, bytes]) -> str:
     return h.hexdigest()
 
 
-def gate_command(spec: Mapping, *, profile: str, max_concurrency: int, client_processes: int) -> list[str]:
-    """The Job's command line, relative to GATE_DIR; the endpoints come from URL_ENV and METRICS_URL_ENV (the Job sets them)."""
+def gate_command(spec: Mapping, *, profile: str, max_concurrency: int, client_processes: int,
+                 window_s: float | None = None) -> list[str]:
+    """The Job's command line, relative to GATE_DIR; the endpoints come from URL_ENV and METRICS_URL_ENV (the Job sets them).
+    window_s: the measurement window (seconds), None for the profile's."""
     command = [
         "python3", "-m", "smoke_tests",
         "--model-repo", GATE_REPO,
@@ -123,6 +125,8 @@ def gate_command(spec: Mapping, *, profile: str, max_concurrency: int, client_pr
         "--client-processes", str(client_processes),
         "--json", "-",  # the report as one marked line after the human one: `kubectl logs` keeps both
     ]
+    if window_s is not None:  # only when set: the Jobs of stacks without it keep their command (and name)
+        command += ["--window", f"{window_s:g}"]
     return command
 
 

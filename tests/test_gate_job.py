@@ -51,12 +51,13 @@ EXAMPLES = repo_root() / "stacks"
 
 
 def _stack_variant(stacks: Path, min_throughput: float) -> Path:
-    """vision-dev, gating text_encoder only over a short sweep (concurrency 1, 2) at the given throughput SLO."""
+    """vision-dev, gating text_encoder only over a short sweep (concurrency 1, 2; 1 s windows) at the given
+    throughput SLO."""
     path = stacks / "Pulumi.vision-dev.yaml"
     doc = yaml.safe_load((EXAMPLES / "Pulumi.vision-dev.yaml").read_text())
     serving = doc["config"]["hybridserve:serving"]
     serving["models"] = [{"name": "text_encoder"}]
-    serving["gate"] = {"max_concurrency": 2}
+    serving["gate"] = {"max_concurrency": 2, "window_seconds": 1}
     serving["slo"] = {"min_throughput": min_throughput, "max_p99_ms": 2000, "max_error_rate": 0.0, "wait_ready_seconds": 60}
     path.write_text(yaml.safe_dump(doc))
     return path
@@ -144,6 +145,7 @@ def test_the_jobs_command_passes_and_fails_on_an_impossible_slo(triton, tmp_path
     job, config_map = _job_and_files(_stack_variant(stacks, min_throughput=1.0))
     command, job_env, workdir = _lay_out(job, config_map, tmp_path / "pass")
     assert not (workdir / "hybridserve").exists() and (workdir / "smoke_tests" / "__main__.py").is_file()
+    assert command[command.index("--window") + 1] == "1"  # the stack's gate.window_seconds
 
     impossible = tmp_path / "impossible"
     impossible.mkdir()

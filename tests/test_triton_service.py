@@ -361,6 +361,7 @@ def test_gate_job_runs_the_stock_sdk_image_with_the_gate_mounted():
         [c] = pod["containers"]
         assert c["image"] == f"{s.triton_image}:{s.release}-py3-sdk"
         assert c["workingDir"] == GATE_DIR and c["command"][:3] == ["python3", "-m", "smoke_tests"]
+        assert s.gate.window_seconds is None and "--window" not in c["command"]  # the profile's windows
         spec = json.loads(c["command"][c["command"].index("--slos") + 1])
         assert spec["slos"]["*"]["min_throughput"] == s.slo.min_throughput and spec["wait_ready_s"] == s.slo.wait_ready_seconds
         env = {e["name"]: e["value"] for e in c["env"]}

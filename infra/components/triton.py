@@ -422,6 +422,7 @@ class TritonService(pulumi.ComponentResource):
         )
         command = gate_command(
             gate.spec, profile=s.gate.profile, max_concurrency=s.gate.max_concurrency, client_processes=2,
+            window_s=s.gate.window_seconds,
         )
         rollout_timeout = s.startup_seconds + 900  # node scale-up and the image pull come before model loading
 

@@ -195,6 +195,9 @@ class SmokeGate(ConfigModel):
     profile: Literal["quick", "default"] = "quick"
     # Highest concurrency of the gate's sweep (1, 2, 4, ...); at least the SLOs' *_concurrency.
     max_concurrency: int = Field(default=8, ge=1, le=256)
+    # Measurement window per concurrency level, seconds (the gate's --window); None: the profile's (quick 2, default 5).
+    # Longer windows steady the figures on a busy cluster; shorter ones shorten every rollout's gate.
+    window_seconds: float | None = Field(default=None, gt=0, le=60)
     # Bound on the whole Job (readiness wait + measurement); `pulumi up` fails when it is exceeded.
     timeout_seconds: int = Field(default=1800, ge=120, le=14400)
 
