@@ -4,6 +4,7 @@
     .venv/bin/python bench/bench_serving.py --before e684605        # and that commit's model.py + config.pbtxt
     .venv/bin/python bench/bench_serving.py --model image_classifier --rounds 2
     .venv/bin/python bench/bench_serving.py --quick                 # one short round, 1 thread in-process (what the test runs)
+    .venv/bin/python bench/bench_serving.py --built-repo DIR        # an already built model repository instead of building one
 
 One run, on this machine. Each variant (the working tree's model.py and config.pbtxt; with `--before REV` also
 those of REV) gets its own tritonserver, all started up front and idle while another is measured. In each
@@ -316,6 +317,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--quick", action="store_true",
                         help="one round, 0.3 s windows, concurrency up to 4, in-process at 1 thread only")
+    parser.add_argument("--built-repo", type=Path, help="an already built model repository holding the model "
+                        "(default: build a copy of model_repo/'s)")
     args = parser.parse_args()
     rounds = 1 if args.quick else args.rounds
     profile = PROFILES["quick"]
@@ -327,7 +330,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="bench_serving_") as tmp:
         work = Path(tmp)
-        built = build_repo(work, args.model)
+        built = args.built_repo.resolve() if args.built_repo else build_repo(work, args.model)
         load_model_reference(built, args.model)  # a clear error for a model without a reference
         variants = [make_variant(work, built, args.model, "current", None)]
         if args.before:

@@ -83,7 +83,9 @@ def main(argv: list[str] | None = None) -> int:
         work = Path(tmp)
         print(f"starting tritonserver with {args.model} ...", flush=True)
         with TritonServer(repo, [args.model], log_path=work / "triton.log", work_dir=work / "triton") as server:
-            with Measurer(server.grpc_url, args.model, repo, objective, settings, metrics_url=server.metrics_url) as m:
+            # restore=False: the server stops right after; loading the original config back would only cost time.
+            with Measurer(server.grpc_url, args.model, repo, objective, settings, metrics_url=server.metrics_url,
+                          restore=False) as m:
                 current = baseline_of(m.base_config, cpus)
                 space = build_space(current, cpus=cpus, max_batch_size=int(m.base_config.get("max_batch_size", 0) or 0))
                 print(f"search: {objective.describe()}, budget {args.budget:g} s, at most {args.max_candidates} candidates ...",

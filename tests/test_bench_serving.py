@@ -17,8 +17,10 @@ pytestmark = pytest.mark.servers
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_bench_serving_quick_prints_the_ratio_and_the_breakdown_for_both_variants():
-    done = subprocess.run([sys.executable, str(ROOT / "bench" / "bench_serving.py"), "--quick", "--before", "HEAD"],
+def test_bench_serving_quick_prints_the_ratio_and_the_breakdown_for_both_variants(built_model_repo):
+    # The session's built repository: the bench copies the model from it instead of building its own.
+    done = subprocess.run([sys.executable, str(ROOT / "bench" / "bench_serving.py"), "--quick", "--before", "HEAD",
+                           "--built-repo", str(built_model_repo)],
                           capture_output=True, text=True, timeout=900, cwd=ROOT)
     out = done.stdout + done.stderr
     assert done.returncode == 0, out
