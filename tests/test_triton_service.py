@@ -377,6 +377,15 @@ def test_gate_job_runs_the_stock_sdk_image_with_the_gate_mounted():
         assert 'backend: "pytorch"' in served and "KIND_GPU" in served
 
 
+@pytest.mark.parametrize("window", [0, -1, 61])
+def test_a_gate_window_out_of_range_is_refused_naming_the_key(window):
+    cfg = build_stack_config(reachable({**REQUIRED, "hybridserve:serving": {"gate": {"window_seconds": 0.5}}}))
+    assert cfg.serving.gate.window_seconds == 0.5
+    with pytest.raises(StackConfigError) as info:
+        build_stack_config(reachable({**REQUIRED, "hybridserve:serving": {"gate": {"window_seconds": window}}}))
+    assert any("hybridserve:serving.gate.window_seconds" in p for p in info.value.problems), info.value.problems
+
+
 def test_gate_job_name_follows_what_it_validates(tmp_path: Path):
     """A new model version, Deployment spec or SLO renames the Job, so `pulumi up` runs the gate again."""
     stacks = tmp_path / "stacks"
