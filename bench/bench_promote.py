@@ -6,12 +6,16 @@ model with version 1's reference set: its outputs do not match). Throughout, a s
 unversioned requests, and a probe tells which version answered each of its own requests.
 
     python bench/bench_promote.py [--quick] [--built-repo DIR] [--endpoint-url URL]
+    python bench/bench_promote.py [--quick] --endpoint-url URL --bucket B --url HOST:PORT --grpc-url HOST:PORT --repo DIR --state-dir DIR
 
 Prints, per phase: requests sent by the load, failed ones, probe answers from old/new/neither; and the time
 of each promotion step. --quick: the gate checks correctness only (no sweep) and old and new are compared on
 their outputs only (no side-by-side load windows): what the test runs; without it the gate sweeps with the
 quick profile and the comparison measures 3 s windows. --endpoint-url: use that running S3 store (SeaweedFS;
 its key pair from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY) with a fresh bucket instead of starting one.
+--url (with --grpc-url, --bucket, --prefix, --repo, --state-dir): run on a plane already set up as plane() sets
+it up (Triton serving version 1 from that bucket, the repository holding versions 1-3) instead of starting one,
+as tests/test_promote.py does with its module's plane.
 """
 
 from __future__ import annotations
@@ -233,7 +237,16 @@ def main() -> int:
     parser.add_argument("--built-repo", type=Path, help="an already built model repository (default: build a copy of model_repo/)")
     parser.add_argument("--endpoint-url", help="a running S3 store to use (key pair from AWS_ACCESS_KEY_ID / "
                         "AWS_SECRET_ACCESS_KEY); default: start a SeaweedFS of its own")
+    parser.add_argument("--url", help="Triton HTTP HOST:PORT of a running plane as plane() sets one up (version 1 served "
+                        "from --bucket/--prefix of --endpoint-url, versions 1-3 in --repo): promote there instead of starting one")
+    parser.add_argument("--grpc-url", help="with --url: that Triton's gRPC HOST:PORT")
+    parser.add_argument("--bucket", help="with --url: the bucket Triton serves from")
+    parser.add_argument("--prefix", default=PREFIX, help=f"with --url: the key prefix in --bucket (default {PREFIX})")
+    parser.add_argument("--repo", type=Path, help="with --url: the plane's repository (plane()'s model_repo)")
+    parser.add_argument("--state-dir", type=Path, help="with --url: the plane's state dir (its sync's hash cache)")
     args = parser.parse_args()
+    if args.url and not (args.grpc_url and args.bucket and args.repo and args.state_dir and args.endpoint_url):
+        parser.error("--url needs --grpc-url, --bucket, --repo, --state-dir and --endpoint-url")
     endpoint, bucket = None, BUCKET
     if args.endpoint_url:
         import os
@@ -245,17 +258,31 @@ def main() -> int:
         if not all(keys):
             parser.error("--endpoint-url needs the store's key pair in AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
         endpoint = S3Endpoint(args.endpoint_url, *keys, region=os.environ.get("AWS_DEFAULT_REGION") or DEFAULT_REGION)
-        bucket = f"{BUCKET}-{uuid.uuid4().hex[:8]}"  # a store shared with others: a bucket of this run's own
+        bucket = args.bucket or f"{BUCKET}-{uuid.uuid4().hex[:8]}"  # a store shared with others: a bucket of this run's own
 
-    with tempfile.TemporaryDirectory(prefix="bench-promote-") as tmp:
-        root = Path(tmp)
+    @contextmanager
+    def running(root: Path):
+        """(repo, endpoint, target, triton, state dir): the given plane, else one of this run's own."""
+        if args.url:
+            from types import SimpleNamespace
+
+            from hybridserve.sync.engine import SyncTarget
+
+            target = SyncTarget(bucket=bucket, prefix=args.prefix, endpoint_url=endpoint.url, region=endpoint.region,
+                                access_key=endpoint.access_key, secret_key=endpoint.secret_key, sse="AES256")
+            yield args.repo, endpoint, target, SimpleNamespace(http_url=args.url, grpc_url=args.grpc_url), args.state_dir
+            return
         source = args.built_repo
         if source is None:
             source = root / "source"
             shutil.copytree(model_repo_dir() / MODEL, source / MODEL, ignore=shutil.ignore_patterns("__pycache__"))
             build_models(source, progress=False, models=[MODEL])
-        t0 = time.monotonic()
         with plane(root / "plane", source, bucket=bucket, endpoint=endpoint) as (repo, ep, target, triton):
+            yield repo, ep, target, triton, state_dir(root / "plane")
+
+    with tempfile.TemporaryDirectory(prefix="bench-promote-") as tmp:
+        t0 = time.monotonic()
+        with running(Path(tmp)) as (repo, ep, target, triton, state):
             print(f"plane up in {time.monotonic() - t0:.1f} s: {MODEL} v1 served, v2 (good) and v3 (broken) built")
             inputs, _ = read_reference(repo / MODEL / "1" / "reference.npz")
             probe_inputs = inputs["input_ids"][:4]
@@ -265,8 +292,7 @@ def main() -> int:
                 traffic.wait_for("v1", 60)  # the probe has its first answer: the load runs
                 for label, version, serves in (("promote v2 (good)", 2, "v2"), ("promote v3 (broken)", 3, "v2"), ("rollback", None, "v1")):
                     traffic.phase(label)
-                    results.append((label, promotion(triton, target, repo, version, quick=args.quick,
-                                                     state=state_dir(root / "plane"))))
+                    results.append((label, promotion(triton, target, repo, version, quick=args.quick, state=state)))
                     traffic.wait_for(serves)  # the probe's answers after the step, in this phase
             finally:
                 traffic.close()

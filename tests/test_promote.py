@@ -119,6 +119,7 @@ def test_promote_good_then_broken_then_rollback_under_load(served, flags, capsys
     from smoke_tests.reference_file import read_reference
 
     repo, ep, target, triton = served
+    earlier = len(_history(target).entries)  # other tests of the module (the bench) may have promoted already
     inputs, _ = read_reference(repo / MODEL / "1" / "reference.npz")
     probe_inputs = np.ascontiguousarray(inputs["input_ids"][:4])
     traffic = bench.Traffic(triton.grpc_url, triton.http_url, probe_inputs, bench.expected_outputs(repo, (1, 2), probe_inputs))
@@ -164,11 +165,12 @@ def test_promote_good_then_broken_then_rollback_under_load(served, flags, capsys
     assert ("text_encoder__candidate", "") not in _index(triton)
 
     h = _history(target)
-    assert [(e["action"], e["version"], e["from_version"], e["verdict"]) for e in h.entries] == [
+    ours = h.entries[earlier:]
+    assert [(e["action"], e["version"], e["from_version"], e["verdict"]) for e in ours] == [
         ("promote", 2, 1, "pass"), ("promote", 3, 2, "fail"), ("rollback", 1, 2, "pass")]
     assert h.served == 1 and h.stack == [1]
     assert all(e["who"] and e["at"].endswith("+00:00") for e in h.entries)
-    assert h.entries[1]["summary"]["gate"]["passed"] is False and h.entries[1]["summary"]["gate"]["violations"]
+    assert ours[1]["summary"]["gate"]["passed"] is False and ours[1]["summary"]["gate"]["violations"]
 
     # A later plain sync keeps serving what the rollback chose (the local policy would publish version 3).
     from hybridserve.sync.engine import sync_repository
@@ -246,14 +248,18 @@ def test_a_step_that_times_out_leaves_the_old_version_serving(served, flags):
     assert (last["version"], last["verdict"]) == (int(version), "error") and "gate" in last["summary"]["message"]
 
 
-def test_bench_promote_quick_prints_the_counts(built_model_repo, seaweed_endpoint):
+def test_bench_promote_quick_prints_the_counts(served):
     import os
 
-    # The session's SeaweedFS (a bucket of the bench's own) instead of one more store started and stopped.
+    # The module's plane is the bench's own plane() (version 1 served, 2 and 3 built), and every test leaves version 1
+    # serving: the bench runs on it instead of building and starting another one.
+    repo, ep, target, triton = served
+    assert _published(target) == [1]
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "bench_promote.py"), "--quick", "--built-repo", str(built_model_repo),
-         "--endpoint-url", seaweed_endpoint.url],
-        capture_output=True, text=True, timeout=1800, cwd=ROOT, env=dict(os.environ, **seaweed_endpoint.env()),
+        [sys.executable, str(ROOT / "bench" / "bench_promote.py"), "--quick", "--endpoint-url", ep.url, "--bucket", target.bucket,
+         "--prefix", target.prefix, "--url", triton.http_url, "--grpc-url", triton.grpc_url, "--repo", str(repo),
+         "--state-dir", str(bench.state_dir(repo.parent))],
+        capture_output=True, text=True, timeout=1800, cwd=ROOT, env=dict(os.environ, **ep.env()),
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     lines = proc.stdout.splitlines()
@@ -269,3 +275,4 @@ def test_bench_promote_quick_prints_the_counts(built_model_repo, seaweed_endpoin
     assert {k: v[1] for k, v in promos.items()} == {"promote v2 (good)": "0", "promote v3 (broken)": "1", "rollback": "0"}
     assert "switch" in " ".join(promos["promote v2 (good)"]) and "switch" not in " ".join(promos["promote v3 (broken)"])
     assert any(line.startswith("failed requests in total: ") for line in lines), proc.stdout
+    assert _published(target) == [1]  # rolled back: the module's other tests find version 1 serving
