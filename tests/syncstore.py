@@ -7,8 +7,10 @@ asked for, and the list of object versions shows every write, so "wrote nothing"
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +19,7 @@ from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
 from hybridserve.local.objectstore import S3Endpoint
-from hybridserve.sync import SyncTarget
+from hybridserve.sync import SyncReport, SyncTarget, sync_repository
 
 
 PREFIX = "models"
@@ -65,6 +67,28 @@ class Store:
         config = text_format.Parse(body, model_config_pb2.ModelConfig())
         assert config.version_policy.WhichOneof("policy_choice") == "specific"
         return list(config.version_policy.specific.versions)
+
+
+_worker_state: Path | None = None
+
+
+def worker_state() -> Path:
+    """A state dir (HYBRIDSERVE_STATE_DIR) per test process, i.e. per xdist worker, shared by its tests."""
+    global _worker_state
+    if _worker_state is None:
+        _worker_state = Path(tempfile.mkdtemp(prefix="hybridserve-sync-state-"))
+        atexit.register(shutil.rmtree, _worker_state, True)
+    return _worker_state
+
+
+def cached_sync(repo_dir: Path, target: SyncTarget, **kwargs) -> SyncReport:
+    """sync_repository as the CLI runs it: with the hash cache in a state dir, here the worker's. Content that
+    validated once (the built repository, at the worker's first sync) is not validated again, which saves a
+    child process importing torch and running every artifact per sync; content that never validated (a test's
+    changed file) still is. For the tests that are not about validation: the tests of validation itself, and
+    one ordinary test per file, call sync_repository without a cache (validate every time) or with their own.
+    """
+    return sync_repository(repo_dir, target, hash_cache=worker_state() / "sync-hashes.json", **kwargs)
 
 
 def _new_bucket(endpoint: S3Endpoint, bucket: str) -> None:

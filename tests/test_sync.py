@@ -16,7 +16,7 @@ from hybridserve.sync import SyncTarget, sync_repository
 from hybridserve.sync.engine import MANIFEST_NAME, MULTIPART_CHUNKSIZE, VERSIONS_META
 from hybridserve.sync.errors import EXIT_PUBLISHED_CHANGED
 
-from syncstore import PREFIX, _local_files, _models, _new_version, _sha, moto_store, repo, store  # noqa: F401 - fixtures among them
+from syncstore import PREFIX, _local_files, _models, _new_version, _sha, cached_sync, moto_store, repo, store, worker_state  # noqa: F401 - fixtures among them
 
 pytestmark = pytest.mark.servers
 
@@ -66,31 +66,31 @@ def test_full_sync_encrypts_every_object_then_an_unchanged_repo_uploads_nothing(
 
 def test_without_manifest_a_rerun_verifies_by_head_and_uploads_nothing(moto_store, repo):
     """An interruption after the configs but before the manifest: the rerun trusts HEADs, not a manifest."""
-    sync_repository(repo, moto_store.target(), show_progress=False)
+    cached_sync(repo, moto_store.target(), show_progress=False)
     moto_store.s3.delete_object(Bucket=moto_store.bucket, Key=f"{PREFIX}/{MANIFEST_NAME}")
 
-    report = sync_repository(repo, moto_store.target(), show_progress=False)
+    report = cached_sync(repo, moto_store.target(), show_progress=False)
     assert report.uploaded == []
     assert f"{PREFIX}/{MANIFEST_NAME}" in moto_store.keys()  # written again
 
 
 def test_changed_config_uploads_only_that_file(store, repo):
-    sync_repository(repo, store.target(), show_progress=False)
+    cached_sync(repo, store.target(), show_progress=False)
     config = repo / "text_encoder" / "config.pbtxt"
     config.write_text(config.read_text().replace('string_value: "1e-3"', 'string_value: "2e-3"'))
 
-    report = sync_repository(repo, store.target(), show_progress=False)
+    report = cached_sync(repo, store.target(), show_progress=False)
     assert report.uploaded == [f"{PREFIX}/text_encoder/config.pbtxt"]
     body = store.s3.get_object(Bucket=store.bucket, Key=f"{PREFIX}/text_encoder/config.pbtxt")["Body"].read()
     assert b'"2e-3"' in body
 
 
 def test_new_version_uploads_only_its_files_and_is_published_by_the_policy(store, repo):
-    sync_repository(repo, store.target(), show_progress=False)
+    cached_sync(repo, store.target(), show_progress=False)
     vdir = _new_version(repo, "text_encoder", 2)
     (vdir / "model.pt").write_bytes((vdir / "model.pt").read_bytes() + b"\0")  # differs from version 1
 
-    report = sync_repository(repo, store.target(), show_progress=False)
+    report = cached_sync(repo, store.target(), show_progress=False)
     new = {f"{PREFIX}/text_encoder/2/{p.name}" for p in vdir.iterdir()}
     assert set(report.uploaded) == new | {f"{PREFIX}/text_encoder/config.pbtxt"}
     assert store.published("text_encoder") == [2]  # its policy is Triton's default, latest 1
@@ -99,19 +99,19 @@ def test_new_version_uploads_only_its_files_and_is_published_by_the_policy(store
 
 
 def test_a_published_version_changed_in_place_is_refused_unless_replace(store, repo):
-    sync_repository(repo, store.target(), show_progress=False)
+    cached_sync(repo, store.target(), show_progress=False)
     changed = repo / "image_classifier" / "1" / "model.pt"
     changed.write_bytes(changed.read_bytes() + b"\0")
     writes = store.writes()
 
     with pytest.raises(UserError) as err:
-        sync_repository(repo, store.target(), show_progress=False)
+        cached_sync(repo, store.target(), show_progress=False)
     assert err.value.exit_code == EXIT_PUBLISHED_CHANGED
     assert "image_classifier/1/model.pt" in str(err.value) and "--replace" in str(err.value)
     assert "image_classifier/2/" in str(err.value)  # the suggested new version
     assert store.writes() == writes
 
-    report = sync_repository(repo, store.target(), show_progress=False, replace=True)
+    report = cached_sync(repo, store.target(), show_progress=False, replace=True)
     key = f"{PREFIX}/image_classifier/1/model.pt"
     assert key in report.uploaded and f"{PREFIX}/text_encoder/1/model.pt" not in report.uploaded
     assert store.head(key)["Metadata"]["sha256"] == _sha(changed)
@@ -129,6 +129,7 @@ from hybridserve.sync import SyncTarget, sync_repository
 args = json.loads(sys.argv[1])
 marker = pathlib.Path(args.pop("marker"))
 repo = args.pop("repo")
+hash_cache = args.pop("hash_cache")
 
 # SIGKILL once one file is uploaded and verified AND a multipart upload has a part stored but is not
 # completed: no cleanup code can run, and the store is left with both kinds of leftovers.
@@ -161,19 +162,19 @@ def uploaded(key):
         state["verified"] = state["verified"] or key
         die_when_both()
 
-sync_repository(repo, SyncTarget(**args), show_progress=False, on_uploaded=uploaded)
+sync_repository(repo, SyncTarget(**args), show_progress=False, on_uploaded=uploaded, hash_cache=hash_cache)
 """
 
 
 def test_a_killed_sync_publishes_no_partial_version_and_a_rerun_completes(store, repo, tmp_path):
-    sync_repository(repo, store.target(), show_progress=False)
+    cached_sync(repo, store.target(), show_progress=False)
     # A multipart-sized file next to small ones: the driver kills the sync while its upload is unfinished.
     vdir = _new_version(repo, "text_encoder", 2, extra=os.urandom(3 * MULTIPART_CHUNKSIZE + 12345))
     local = {f"{PREFIX}/text_encoder/2/{p.name}": p for p in vdir.iterdir()}
 
     marker = tmp_path / "first-upload"
     target = store.target()
-    args = dict(vars(target), marker=str(marker), repo=str(repo))
+    args = dict(vars(target), marker=str(marker), repo=str(repo), hash_cache=str(worker_state() / "sync-hashes.json"))
     log = tmp_path / "driver.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen(
@@ -202,7 +203,7 @@ def test_a_killed_sync_publishes_no_partial_version_and_a_rerun_completes(store,
     assert store.published("text_encoder") == [1]
     assert store.head(f"{PREFIX}/text_encoder/config.pbtxt")["Metadata"][VERSIONS_META] == "1"
 
-    report = sync_repository(repo, target, show_progress=False)
+    report = cached_sync(repo, target, show_progress=False)
     assert not present & set(report.uploaded), "verified objects were uploaded again"
     config_key = f"{PREFIX}/text_encoder/config.pbtxt"
     uploaded = set(report.uploaded)

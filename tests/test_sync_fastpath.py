@@ -12,7 +12,7 @@ from hybridserve.errors import UserError
 from hybridserve.sync import sync_repository
 from hybridserve.sync.errors import EXIT_INVALID_REPOSITORY, EXIT_VERIFY_FAILED
 
-from syncstore import PREFIX, Store, _local_files, _models, _new_bucket, _new_version, _sha, moto_store, repo, store  # noqa: F401 - fixtures among them
+from syncstore import PREFIX, Store, _local_files, _models, _new_bucket, _new_version, _sha, cached_sync, moto_store, repo, store  # noqa: F401 - fixtures among them
 
 pytestmark = pytest.mark.servers
 
@@ -44,10 +44,10 @@ def _count_requests(monkeypatch) -> list[str]:
 
 
 def test_an_unchanged_repository_costs_one_manifest_read_and_no_listing(store, repo, monkeypatch):
-    sync_repository(repo, store.target(), show_progress=False)
+    cached_sync(repo, store.target(), show_progress=False)
     calls = _count_requests(monkeypatch)
 
-    report = sync_repository(repo, store.target(), show_progress=False)
+    report = cached_sync(repo, store.target(), show_progress=False)
     assert calls == ["GetObject"]  # the manifest: no LIST, no HEAD, no write
     assert report.compared_with == "manifest" and report.uploaded == []
     assert set(report.skipped) == set(_local_files(repo)) | {f"{PREFIX}/{m}/config.pbtxt" for m in _models(repo)}
@@ -66,15 +66,15 @@ def test_a_changed_file_is_still_uploaded_after_the_manifest_check(moto_store, r
 
 
 def test_a_deleted_object_is_trusted_away_by_the_fast_path_and_restored_by_verify(store, repo, monkeypatch):
-    sync_repository(repo, store.target(), show_progress=False)
+    cached_sync(repo, store.target(), show_progress=False)
     gone = f"{PREFIX}/text_encoder/1/model.pt"
     store.s3.delete_object(Bucket=store.bucket, Key=gone)  # behind the sync's back (versioned: a delete marker)
 
-    trusting = sync_repository(repo, store.target(), show_progress=False)
+    trusting = cached_sync(repo, store.target(), show_progress=False)
     assert trusting.compared_with == "manifest" and trusting.uploaded == []  # what the fast path trusts, documented
 
     calls = _count_requests(monkeypatch)
-    verified = sync_repository(repo, store.target(), show_progress=False, verify=True)
+    verified = cached_sync(repo, store.target(), show_progress=False, verify=True)
     assert "ListObjectsV2" in calls and "HeadObject" in calls
     # A file of a published version that the manifest says was published with these bytes: a repair, no --replace.
     assert verified.uploaded == [gone]
@@ -87,7 +87,7 @@ def test_an_overwrite_interrupted_then_reverted_locally_is_not_trusted(moto_stor
     reverting the local file after an interruption would make the fast path vouch for bytes the store lost."""
     labels = repo / "text_encoder" / "labels.txt"
     labels.write_text("old\n")
-    sync_repository(repo, moto_store.target(), show_progress=False)
+    cached_sync(repo, moto_store.target(), show_progress=False)
     key = f"{PREFIX}/text_encoder/labels.txt"
 
     labels.write_text("new\n")
@@ -96,14 +96,14 @@ def test_an_overwrite_interrupted_then_reverted_locally_is_not_trusted(moto_stor
         raise KeyboardInterrupt(uploaded)
 
     with pytest.raises(KeyboardInterrupt):
-        sync_repository(repo, moto_store.target(), show_progress=False, on_uploaded=interrupt)
+        cached_sync(repo, moto_store.target(), show_progress=False, on_uploaded=interrupt)
     assert moto_store.s3.get_object(Bucket=moto_store.bucket, Key=key)["Body"].read() == b"new\n"
 
     labels.write_text("old\n")
-    report = sync_repository(repo, moto_store.target(), show_progress=False)
+    report = cached_sync(repo, moto_store.target(), show_progress=False)
     assert report.compared_with == "store" and key in report.uploaded
     assert moto_store.s3.get_object(Bucket=moto_store.bucket, Key=key)["Body"].read() == b"old\n"
-    assert sync_repository(repo, moto_store.target(), show_progress=False).compared_with == "manifest"
+    assert cached_sync(repo, moto_store.target(), show_progress=False).compared_with == "manifest"
 
 
 def test_validation_is_skipped_for_a_tree_that_validated_and_repeated_after_any_change(moto_store, repo, tmp_path):

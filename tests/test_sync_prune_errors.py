@@ -24,7 +24,7 @@ from hybridserve.sync.errors import (
     EXIT_UNREACHABLE,
 )
 
-from syncstore import PREFIX, Store, _local_files, _models, _new_bucket, _new_version, moto_store, repo, store  # noqa: F401 - fixtures among them
+from syncstore import PREFIX, Store, _local_files, _models, _new_bucket, _new_version, cached_sync, moto_store, repo, store, worker_state  # noqa: F401 - fixtures among them
 
 pytestmark = pytest.mark.servers
 
@@ -42,14 +42,14 @@ def _stale_objects(store: Store) -> dict[str, str]:
 
 
 def test_dry_run_shows_adds_updates_deletes_and_touches_nothing(store, repo):
-    sync_repository(repo, store.target(), show_progress=False)
+    cached_sync(repo, store.target(), show_progress=False)
     stale = _stale_objects(store)
     config = repo / "text_encoder" / "config.pbtxt"
     config.write_text(config.read_text().replace('string_value: "1e-3"', 'string_value: "2e-3"'))
     _new_version(repo, "image_classifier", 2)
     before_keys, before_writes = store.keys(""), store.writes()
 
-    report = sync_repository(repo, store.target(), dry_run=True, prune=True, show_progress=False)
+    report = cached_sync(repo, store.target(), dry_run=True, prune=True, show_progress=False)
     assert report.dry_run
     actions = {(c.action, c.key) for c in report.changes}
     assert ("update", f"{PREFIX}/text_encoder/config.pbtxt") in actions
@@ -61,18 +61,18 @@ def test_dry_run_shows_adds_updates_deletes_and_touches_nothing(store, repo):
 
 
 def test_prune_deletes_only_stale_keys_under_the_prefix(store, repo):
-    sync_repository(repo, store.target(), show_progress=False)
+    cached_sync(repo, store.target(), show_progress=False)
     stale = _stale_objects(store)
 
-    trusting = sync_repository(repo, store.target(), show_progress=False)
+    trusting = cached_sync(repo, store.target(), show_progress=False)
     assert trusting.compared_with == "manifest" and trusting.deleted == []  # no listing: foreign keys unseen
-    kept = sync_repository(repo, store.target(), show_progress=False, verify=True)
+    kept = cached_sync(repo, store.target(), show_progress=False, verify=True)
     assert kept.deleted == [] and stale["under"] <= store.keys("")
     assert any("--prune deletes them" in n for n in kept.notes)
 
     shutil.rmtree(repo / "image_classifier")
     gone = stale["under"] | store.keys(f"{PREFIX}/image_classifier/")
-    report = sync_repository(repo, store.target(), prune=True, show_progress=False)
+    report = cached_sync(repo, store.target(), prune=True, show_progress=False)
     assert set(report.deleted) == gone
     remaining = store.keys("")
     assert not gone & remaining
@@ -84,18 +84,18 @@ def test_prune_deletes_only_stale_keys_under_the_prefix(store, repo):
 
 
 def test_pruning_inside_a_published_version_needs_replace(moto_store, repo):
-    sync_repository(repo, moto_store.target(), show_progress=False)
+    cached_sync(repo, moto_store.target(), show_progress=False)
     leftover = f"{PREFIX}/text_encoder/1/leftover.bin"
     moto_store.s3.put_object(Bucket=moto_store.bucket, Key=leftover, Body=b"old")
 
     with pytest.raises(UserError) as err:
-        sync_repository(repo, moto_store.target(), prune=True, show_progress=False)
+        cached_sync(repo, moto_store.target(), prune=True, show_progress=False)
     assert err.value.exit_code == EXIT_PUBLISHED_CHANGED and "leftover.bin" in str(err.value)
 
-    dry = sync_repository(repo, moto_store.target(), prune=True, dry_run=True, show_progress=False)
+    dry = cached_sync(repo, moto_store.target(), prune=True, dry_run=True, show_progress=False)
     assert any("leftover.bin" in c for c in dry.conflicts)
 
-    report = sync_repository(repo, moto_store.target(), prune=True, replace=True, show_progress=False)
+    report = cached_sync(repo, moto_store.target(), prune=True, replace=True, show_progress=False)
     assert report.deleted == [leftover] and leftover not in moto_store.keys()
     assert moto_store.published("text_encoder") == [1]
     assert moto_store.published("image_classifier") == [1]
@@ -130,7 +130,7 @@ def test_without_a_client_the_fast_paths_read_falls_back_to_the_clients_errors(s
 def test_unreachable_endpoint(moto_store, repo):
     closed = f"http://127.0.0.1:{free_port()}"  # nothing listens: the OS just handed it out and it was closed
     with pytest.raises(UserError) as err:
-        sync_repository(repo, moto_store.target(endpoint_url=closed), show_progress=False)
+        cached_sync(repo, moto_store.target(endpoint_url=closed), show_progress=False)
     assert err.value.exit_code == EXIT_UNREACHABLE
     assert closed in str(err.value)
 
@@ -147,7 +147,7 @@ def test_unusable_kms_key_is_refused_before_any_write(moto_store, repo, kind):
         else:
             kms.schedule_key_deletion(KeyId=key_id, PendingWindowInDays=7)
     with pytest.raises(UserError) as err:
-        sync_repository(repo, moto_store.target(kms_key_id=key_id), show_progress=False)
+        cached_sync(repo, moto_store.target(kms_key_id=key_id), show_progress=False)
     assert err.value.exit_code == EXIT_KMS
     assert key_id in str(err.value)
     assert moto_store.keys("") == set()
@@ -155,7 +155,7 @@ def test_unusable_kms_key_is_refused_before_any_write(moto_store, repo, kind):
 
 def test_kms_without_key_id_needs_a_bucket_default_key(moto_store, repo):
     with pytest.raises(UserError) as err:
-        sync_repository(repo, moto_store.target(kms_key_id=None), show_progress=False)
+        cached_sync(repo, moto_store.target(kms_key_id=None), show_progress=False)
     assert err.value.exit_code == EXIT_KMS and "--kms-key-id" in str(err.value)
 
     key = moto_store.kms_key
@@ -165,7 +165,7 @@ def test_kms_without_key_id_needs_a_bucket_default_key(moto_store, repo):
             "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "aws:kms", "KMSMasterKeyID": key["Arn"]}}]
         },
     )
-    report = sync_repository(repo, moto_store.target(kms_key_id=None), show_progress=False)
+    report = cached_sync(repo, moto_store.target(kms_key_id=None), show_progress=False)
     assert any("bucket default key" in n for n in report.notes)
     head = moto_store.head(f"{PREFIX}/text_encoder/1/model.pt")
     assert head["ServerSideEncryption"] == "aws:kms" and head["SSEKMSKeyId"].endswith(key["KeyId"])
@@ -175,7 +175,7 @@ def test_sse_kms_on_a_store_without_kms_says_use_aes256(seaweed_endpoint, unique
     _new_bucket(seaweed_endpoint, unique_bucket)
     store = Store("seaweed", seaweed_endpoint, unique_bucket, None)
     with pytest.raises(UserError) as err:
-        sync_repository(repo, store.target(sse="aws:kms", kms_key_id="some-key"), show_progress=False)
+        cached_sync(repo, store.target(sse="aws:kms", kms_key_id="some-key"), show_progress=False)
     assert err.value.exit_code == EXIT_KMS
     assert "--sse AES256" in str(err.value)
     assert not any(k.endswith("config.pbtxt") for k in store.keys())
@@ -186,7 +186,7 @@ def test_wrong_credentials_are_access_denied(seaweed_endpoint, unique_bucket, re
     store = Store("seaweed", seaweed_endpoint, unique_bucket, None)
     wrong_secret = "not-the-secret-" + "x" * 20
     with pytest.raises(UserError) as err:
-        sync_repository(repo, store.target(secret_key=wrong_secret), show_progress=False)
+        cached_sync(repo, store.target(secret_key=wrong_secret), show_progress=False)
     assert err.value.exit_code == EXIT_ACCESS_DENIED
     assert wrong_secret not in str(err.value) and seaweed_endpoint.secret_key not in str(err.value)
 
@@ -211,7 +211,7 @@ def test_cli_syncs_with_credentials_from_the_environment_and_never_prints_them(
     _new_bucket(seaweed_endpoint, unique_bucket)
     for name, value in seaweed_endpoint.env().items():
         monkeypatch.setenv(name, value)
-    monkeypatch.setenv("HYBRIDSERVE_STATE_DIR", str(tmp_path / "state"))  # the hash cache goes there
+    monkeypatch.setenv("HYBRIDSERVE_STATE_DIR", str(worker_state()))  # the hash cache goes there (see cached_sync)
     argv = ["sync", "--bucket", unique_bucket, "--endpoint-url", seaweed_endpoint.url, "--sse", "AES256",
             "--repo", str(repo), "--no-progress"]
 
