@@ -8,10 +8,13 @@ is asserted is what happens after early uploads, whatever the machine's speed.
 
 from __future__ import annotations
 
+import io
+import re
 import time
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 
 from hybridserve.errors import UserError
 from hybridserve.sync import sync_repository
@@ -58,8 +61,12 @@ def test_additions_are_uploaded_before_the_scan_ends_and_reported_as_before(stor
         return real(self, path)
 
     monkeypatch.setattr(scan.HashCache, "digest", digest)
-    report = sync_repository(repo, store.target(), show_progress=False)
+    out = io.StringIO()
+    report = sync_repository(repo, store.target(), show_progress=True, console=Console(file=out, width=200))
     assert seen == [True]
+    # The bar (it appears once the plan is made) counts the bytes sent before it too: it ends full.
+    done, total = re.findall(r"([0-9.]+)/([0-9.]+ [kMG]?B)", out.getvalue())[-1]
+    assert f"{done} {total.split()[1]}" == total, out.getvalue()
 
     files = _local_files(repo)
     configs = {f"{PREFIX}/{m}/config.pbtxt" for m in _models(repo)}
@@ -144,7 +151,8 @@ def test_a_repository_the_validator_refuses_publishes_nothing(moto_store, repo, 
     assert _nothing_published(moto_store, repo)
 
 
-def test_a_conflict_found_after_early_uploads_publishes_nothing_and_replace_completes(store, repo, monkeypatch):
+def test_a_conflict_found_after_early_uploads_publishes_nothing_and_replace_completes(moto_store, repo, monkeypatch):
+    store = moto_store
     sync_repository(repo, store.target(), show_progress=False)
     manifest_key, config_key = f"{PREFIX}/{MANIFEST_NAME}", f"{PREFIX}/text_encoder/config.pbtxt"
     before = {key: store.head(key)["ETag"] for key in (manifest_key, config_key)}

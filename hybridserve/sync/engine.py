@@ -19,9 +19,10 @@ The manifest is written last; it is a file, not a directory, so Triton never mis
 
 In-place changes. A published version whose content changed locally cannot be updated atomically: a
 reader could load half old, half new files. The sync refuses (exit 25) and names the files, before
-writing anything but early uploads of versions no config serves (below). The fix is a new version directory; `replace=True` (`--replace`) instead unpublishes
-the version first (config.pbtxt without it, or no config.pbtxt when it was the only one, so the model is
-briefly unavailable), uploads, verifies and republishes. Rewriting an object with identical bytes (e.g.
+writing anything but early uploads of versions no config serves (below). The fix is a new version
+directory; `replace=True` (`--replace`) instead unpublishes the version first (config.pbtxt without it,
+or no config.pbtxt when it was the only one, so the model is briefly unavailable), uploads, verifies and
+republishes. Rewriting an object with identical bytes (e.g.
 to re-encrypt it under another key) is not an in-place change and needs no flag.
 
 Incremental and resumable. Local files are hashed (sha256s cached by size, times and inode between
@@ -54,9 +55,9 @@ files, --replace, --prune, --verify, pins, a dry run, which uploads nothing) wai
 so does all of an unchanged repository (its manifest lists every file: the fast path decides, no LIST).
 
 Validation (the models module: loads and runs every artifact) runs in a child process while the files
-are hashed and the store is read; nothing is published before it passed (early uploads at most, above). With a hash cache, a tree whose
-fingerprint (every entry's lstat and link target, the validator's source) validated before is not
-validated again, nor is content whose digest (every file's sha256, the directories, the validator) is
+are hashed and the store is read; nothing is published before it passed (early uploads at most, above).
+With a hash cache, a tree whose fingerprint (every entry's lstat and link target, the validator's source)
+validated before is not validated again, nor is content whose digest (every file's sha256, the directories, the validator) is
 recorded as validated, by an earlier sync or by `hybridserve models validate` (hybridserve/sync/validated.py).
 
 Prune (never by default) deletes keys under the prefix that the repository no longer has: configs of
