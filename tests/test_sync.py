@@ -169,7 +169,7 @@ sync_repository(repo, SyncTarget(**args), show_progress=False, on_uploaded=uploa
 def test_a_killed_sync_publishes_no_partial_version_and_a_rerun_completes(store, repo, tmp_path):
     cached_sync(repo, store.target(), show_progress=False)
     # A multipart-sized file next to small ones: the driver kills the sync while its upload is unfinished.
-    vdir = _new_version(repo, "text_encoder", 2, extra=os.urandom(3 * MULTIPART_CHUNKSIZE + 12345))
+    vdir = _new_version(repo, "text_encoder", 2, extra=os.urandom(MULTIPART_CHUNKSIZE + 12345))  # two parts
     local = {f"{PREFIX}/text_encoder/2/{p.name}": p for p in vdir.iterdir()}
 
     marker = tmp_path / "first-upload"

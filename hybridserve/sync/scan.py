@@ -23,7 +23,7 @@ import re
 import stat
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -323,11 +323,12 @@ def parse_config(path: Path, text: str | None = None):
     return config
 
 
-def scan_repository(repo_dir: Path, *, hash_cache: Path | None = None) -> list[LocalModel]:
-    """Every model with its files and sha256 (hashed in parallel: hashlib releases the GIL on large reads).
+Found = list[tuple[str, Path, str, "int | None"]]  # (model, path, rel, version) of every file, config.pbtxt included
 
-    hash_cache: a JSON file remembering the sha256 of unchanged files between runs (see HashCache).
-    """
+
+def walk_repository(repo_dir: Path) -> Found:
+    """Every file the sync would upload, as (model, path, rel, version); UserError naming every problem (a link out,
+    a model without config.pbtxt or version, ...) before any file is read."""
     repo_dir = Path(repo_dir)
     if not repo_dir.is_dir():
         raise UserError(
@@ -363,17 +364,45 @@ def scan_repository(repo_dir: Path, *, hash_cache: Path | None = None) -> list[L
             exit_code=EXIT_INVALID_REPOSITORY,
             details=problems,
         )
+    return found
 
+
+def _size(path: Path) -> int:
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return 0  # the hashing reports it
+
+
+def scan_repository(
+    repo_dir: Path, *, hash_cache: Path | None = None, found: Found | None = None, on_hashed: Callable[[LocalFile], None] | None = None
+) -> list[LocalModel]:
+    """Every model with its files and sha256 (hashed in parallel: hashlib releases the GIL on large reads).
+
+    hash_cache: a JSON file remembering the sha256 of unchanged files between runs (see HashCache).
+    found: what walk_repository(repo_dir) returned, when the caller walked already.
+    on_hashed(file): called (in a hashing thread) as each file is hashed; the files are then hashed smallest
+    first, so that the caller (the sync's early uploads) has something to work on at once and all along.
+    """
+    repo_dir = Path(repo_dir)
+    if found is None:
+        found = walk_repository(repo_dir)
     cache = HashCache(hash_cache)
 
     def digest(item) -> tuple[str, int] | OSError:
+        model, path, rel, version = item
         try:
-            return cache.digest(item[1])
+            sha, size = cache.digest(path)
         except OSError as exc:  # unreadable (permissions), or removed since the walk
             return exc
+        if on_hashed is not None:
+            on_hashed(LocalFile(rel=rel, path=path, size=size, sha256=sha, model=model, version=version))
+        return sha, size
 
+    order = sorted(range(len(found)), key=lambda i: _size(found[i][1])) if on_hashed else range(len(found))
     with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
-        digests = list(pool.map(digest, found))
+        hashed = dict(zip(order, pool.map(digest, (found[i] for i in order))))
+    digests = [hashed[i] for i in range(len(found))]
     unreadable = [f"{rel}: cannot read: {d.strerror or d}" for (_, _, rel, _), d in zip(found, digests) if isinstance(d, OSError)]
     if unreadable:
         raise UserError(

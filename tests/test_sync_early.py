@@ -1,0 +1,214 @@
+"""`hybridserve sync` against real stores (see syncstore.py): early uploads (engine module docstring, Early uploads).
+
+Pure additions are uploaded while the rest of the repository is still being hashed, planned and validated;
+nothing is published (no config.pbtxt, no manifest) until all of that passed. Each test holds the sync at the
+point under test until an early upload is in the store (waiting for the store, never for a duration), so what
+is asserted is what happens after early uploads, whatever the machine's speed.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import time
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from hybridserve.errors import UserError
+from hybridserve.sync import sync_repository
+from hybridserve.sync import engine, scan
+from hybridserve.sync.engine import MANIFEST_NAME
+from hybridserve.sync.errors import EXIT_INVALID_REPOSITORY, EXIT_PUBLISHED_CHANGED
+
+from syncstore import PREFIX, Store, _local_files, _models, _new_version, _sha, moto_store, repo, store  # noqa: F401 - fixtures among them
+
+pytestmark = pytest.mark.servers
+
+
+def _wait_for_upload(store: Store, timeout: float = 120.0) -> bool:
+    """Until an object is in the store (an early upload completed); False if none came within `timeout`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if store.keys():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def _nothing_published(store: Store, repo: Path) -> set[str]:
+    """No config.pbtxt, no manifest; every object is a repository file with its own bytes. Returns the keys."""
+    files = _local_files(repo)
+    present = store.keys()
+    assert not any(key.endswith("/config.pbtxt") for key in present), present
+    assert f"{PREFIX}/{MANIFEST_NAME}" not in present
+    assert present <= set(files), present - set(files)
+    for key in present:
+        assert store.head(key)["Metadata"]["sha256"] == _sha(files[key]), key
+    return present
+
+
+def test_additions_are_uploaded_before_the_scan_ends_and_reported_as_before(store, repo, monkeypatch):
+    """The largest file (hashed last) waits until an early upload is in the store: uploads overlap the scan."""
+    last = repo / "text_encoder" / "1" / "model.pt"
+    real = scan.HashCache.digest
+    seen: list[bool] = []
+
+    def digest(self, path):
+        if Path(path) == last:
+            seen.append(_wait_for_upload(store))
+        return real(self, path)
+
+    monkeypatch.setattr(scan.HashCache, "digest", digest)
+    out = io.StringIO()
+    report = sync_repository(repo, store.target(), show_progress=True, console=Console(file=out, width=200))
+    assert seen == [True]
+    # The bar (it appears once the plan is made) counts the bytes sent before it too: it ends full.
+    done, total = re.findall(r"([0-9.]+)/([0-9.]+ [kMG]?B)", out.getvalue())[-1]
+    assert f"{done} {total.split()[1]}" == total, out.getvalue()
+
+    files = _local_files(repo)
+    configs = {f"{PREFIX}/{m}/config.pbtxt" for m in _models(repo)}
+    assert set(report.uploaded) == set(files) | configs and len(report.uploaded) == len(files) + len(configs)
+    assert report.bytes_uploaded >= sum(p.stat().st_size for p in files.values())
+    assert report.skipped == [] and report.published == {m: [1] for m in _models(repo)}
+    assert store.keys() == set(files) | configs | {f"{PREFIX}/{MANIFEST_NAME}"}
+    assert "read the store (alongside the scan)" in report.timings
+
+
+def _hold_scan_until_uploaded(monkeypatch, store: Store, before: str) -> list[bool]:
+    """`before` ("config" or "validation"): hold the sync there until an early upload is in the store."""
+    seen: list[bool] = []
+    if before == "config":
+        real_fill = scan.ConfigCache.fill
+
+        def fill(self, m):
+            if not seen:
+                seen.append(_wait_for_upload(store))
+            return real_fill(self, m)
+
+        monkeypatch.setattr(scan.ConfigCache, "fill", fill)
+    else:
+        real_wait = engine._Validation.wait
+
+        def wait(self):
+            if not seen:
+                seen.append(_wait_for_upload(store))
+            return real_wait(self)
+
+        monkeypatch.setattr(engine._Validation, "wait", wait)
+    return seen
+
+
+def test_a_bad_config_in_the_last_model_publishes_nothing_and_is_the_same_error(moto_store, repo, monkeypatch):
+    config = repo / _models(repo)[-1] / "config.pbtxt"
+    config.write_text(config.read_text() + "\nnot_a_field: 1\n")
+    seen = _hold_scan_until_uploaded(monkeypatch, moto_store, "config")
+
+    with pytest.raises(UserError) as err:
+        sync_repository(repo, moto_store.target(), show_progress=False)
+    assert err.value.exit_code == EXIT_INVALID_REPOSITORY
+    # As before early uploads: the validator's verdict (it reads the configs too) names the file and the field.
+    assert "not syncing" in str(err.value) and f"{config.parent.name}/config.pbtxt" in str(err.value)
+    assert 'has no field named "not_a_field"' in str(err.value)
+    assert seen == [True]
+    assert _nothing_published(moto_store, repo)  # early uploads, and nothing else
+
+
+def test_a_file_unreadable_when_hashed_publishes_nothing_and_is_the_same_error(moto_store, repo, monkeypatch):
+    """Removed between the walk and its hashing (as root, permissions cannot make a file unreadable)."""
+    gone = repo / "text_encoder" / "1" / "model.pt"
+    real = scan.HashCache.digest
+    seen: list[bool] = []
+
+    def digest(self, path):
+        if Path(path) == gone:
+            seen.append(_wait_for_upload(moto_store))
+            gone.unlink()
+        return real(self, path)
+
+    monkeypatch.setattr(scan.HashCache, "digest", digest)
+    with pytest.raises(UserError) as err:
+        # validated: the scan's own error (the validator would report the missing artifact first, as ever).
+        sync_repository(repo, moto_store.target(), show_progress=False, validated=True)
+    assert err.value.exit_code == EXIT_INVALID_REPOSITORY
+    assert "some files cannot be read; nothing was synced" in str(err.value)
+    assert "text_encoder/1/model.pt: cannot read" in str(err.value)
+    assert seen == [True]
+    assert _nothing_published(moto_store, repo)
+
+
+def test_a_repository_the_validator_refuses_publishes_nothing(moto_store, repo, monkeypatch):
+    (repo / "image_classifier" / "1" / "model.pt").write_text("oops\n")  # the scan takes it; the validator does not
+    seen = _hold_scan_until_uploaded(monkeypatch, moto_store, "validation")
+
+    with pytest.raises(UserError) as err:
+        sync_repository(repo, moto_store.target(), show_progress=False)
+    assert err.value.exit_code == EXIT_INVALID_REPOSITORY
+    assert "does not load as TorchScript" in str(err.value)
+    assert seen == [True]
+    assert _nothing_published(moto_store, repo)
+
+
+def test_a_conflict_found_after_early_uploads_publishes_nothing_and_replace_completes(moto_store, repo, monkeypatch):
+    store = moto_store
+    sync_repository(repo, store.target(), show_progress=False)
+    manifest_key, config_key = f"{PREFIX}/{MANIFEST_NAME}", f"{PREFIX}/text_encoder/config.pbtxt"
+    before = {key: store.head(key)["ETag"] for key in (manifest_key, config_key)}
+    changed = repo / "image_classifier" / "1" / "model.pt"
+    changed.write_bytes(changed.read_bytes() + b"\0")  # in place, in a published version
+    vdir = _new_version(repo, "text_encoder", 2)  # a pure addition: uploaded early
+    added = {f"{PREFIX}/text_encoder/2/{p.name}" for p in vdir.iterdir()}
+    held = store.keys()
+    seen: list[bool] = []
+    real_wait = engine._Validation.wait
+
+    def wait(self):
+        deadline = time.monotonic() + 120
+        while not seen and not store.keys() - held and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if not seen:
+            seen.append(bool(store.keys() - held))
+        return real_wait(self)
+
+    monkeypatch.setattr(engine._Validation, "wait", wait)
+    with pytest.raises(UserError) as err:
+        sync_repository(repo, store.target(), show_progress=False)
+    assert err.value.exit_code == EXIT_PUBLISHED_CHANGED and "image_classifier/1/model.pt" in str(err.value)
+    assert seen == [True]
+    assert store.keys() - held <= added  # early uploads of the new version, nothing else
+    assert {key: store.head(key)["ETag"] for key in (manifest_key, config_key)} == before
+    assert store.published("text_encoder") == [1]
+    early = store.keys() - held
+
+    monkeypatch.undo()
+    report = sync_repository(repo, store.target(), show_progress=False, replace=True)
+    assert not early & set(report.uploaded)  # found by HEAD, not uploaded again
+    assert f"{PREFIX}/image_classifier/1/model.pt" in report.uploaded and added - early <= set(report.uploaded)
+    assert store.published("text_encoder") == [2] and store.published("image_classifier") == [1]
+    assert store.head(f"{PREFIX}/image_classifier/1/model.pt")["Metadata"]["sha256"] == _sha(changed)
+
+
+def test_an_interrupted_full_sync_reruns_uploading_only_what_is_missing(store, repo, monkeypatch):
+    real_wait = engine._Validation.wait
+
+    def fail(self):
+        assert _wait_for_upload(store)
+        real_wait(self)
+        raise RuntimeError("injected: the sync dies after its early uploads began")
+
+    monkeypatch.setattr(engine._Validation, "wait", fail)
+    with pytest.raises(RuntimeError, match="injected"):
+        sync_repository(repo, store.target(), show_progress=False)
+    present = _nothing_published(store, repo)
+    assert present
+
+    monkeypatch.undo()
+    report = sync_repository(repo, store.target(), show_progress=False)
+    files = _local_files(repo)
+    configs = {f"{PREFIX}/{m}/config.pbtxt" for m in _models(repo)}
+    assert set(report.uploaded) == (set(files) - present) | configs
+    assert set(report.skipped) == present
+    assert store.keys() == set(files) | configs | {f"{PREFIX}/{MANIFEST_NAME}"}
+    assert report.published == {m: [1] for m in _models(repo)}
