@@ -133,7 +133,7 @@ def test_a_file_unreadable_when_hashed_publishes_nothing_and_is_the_same_error(m
         # validated: the scan's own error (the validator would report the missing artifact first, as ever).
         sync_repository(repo, moto_store.target(), show_progress=False, validated=True)
     assert err.value.exit_code == EXIT_INVALID_REPOSITORY
-    assert "some files cannot be read; nothing was synced" in str(err.value)
+    assert "some files cannot be read; nothing was published" in str(err.value)
     assert "text_encoder/1/model.pt: cannot read" in str(err.value)
     assert seen == [True]
     assert _nothing_published(moto_store, repo)

@@ -1049,7 +1049,7 @@ def _sync_with_store(models, target: SyncTarget, report: SyncReport, validation:
                 return
             raise UserError(
                 "published model versions changed in place; a reader could load a mix of old and new files, "
-                "so nothing was synced. Put the new content in a new version directory (e.g. "
+                "so nothing was published (new versions' files may already be uploaded, unpublished). Put the new content in a new version directory (e.g. "
                 f"{_next_version_hint(plan)}) and sync again, or pass --replace to unpublish these versions "
                 "while they are re-uploaded (they are unavailable meanwhile):",
                 exit_code=EXIT_PUBLISHED_CHANGED,

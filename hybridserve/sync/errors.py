@@ -3,7 +3,7 @@
 | Code | Meaning |
 | ---: | --- |
 | 2  | bad arguments (an unknown --sse, --kms-key-id without aws:kms, a bucket name S3 refuses, a region AWS does not have), found before any request |
-| 20 | the model repository is invalid (what `hybridserve models validate` refuses, or a link the sync will not follow): nothing was synced |
+| 20 | the model repository is invalid (what `hybridserve models validate` refuses, or a link the sync will not follow): nothing was published; files of new versions may already be uploaded, unpublished, and are reused by the next sync |
 | 21 | the endpoint cannot be reached (connection refused, DNS, timeout), or is not an S3 API |
 | 22 | the bucket does not exist |
 | 23 | access denied, or no / wrong credentials (also an unknown AWS_PROFILE or an unparsable AWS config file) |

@@ -79,7 +79,7 @@ class LocalModel:
             data = self.config_file.path.read_bytes()
             if hashlib.sha256(data).hexdigest() != self.config_file.sha256:
                 raise UserError(
-                    f"{self.config_file.path} changed while syncing; nothing was synced from it. Run the sync again.",
+                    f"{self.config_file.path} changed while syncing; nothing was published from it. Run the sync again.",
                     exit_code=EXIT_INVALID_REPOSITORY,
                 )
             self._config = parse_config(self.config_file.path, data.decode())
@@ -317,7 +317,7 @@ def parse_config(path: Path, text: str | None = None):
         text_format.Parse(path.read_text() if text is None else text, config)
     except (text_format.ParseError, UnicodeDecodeError) as exc:
         raise UserError(
-            f"{path}: not a valid Triton model configuration ({exc}); nothing was synced.",
+            f"{path}: not a valid Triton model configuration ({exc}); nothing was published (new files already uploaded stay unpublished; the next sync reuses them).",
             exit_code=EXIT_INVALID_REPOSITORY,
         ) from None
     return config
@@ -406,7 +406,7 @@ def scan_repository(
     unreadable = [f"{rel}: cannot read: {d.strerror or d}" for (_, _, rel, _), d in zip(found, digests) if isinstance(d, OSError)]
     if unreadable:
         raise UserError(
-            f"model repository {repo_dir}: some files cannot be read; nothing was synced:",
+            f"model repository {repo_dir}: some files cannot be read; nothing was published (new files already uploaded stay unpublished; the next sync reuses them):",
             exit_code=EXIT_INVALID_REPOSITORY,
             details=unreadable,
         )
