@@ -777,7 +777,7 @@ GATE_WHAT = {1: "SLO missed", 2: "bad gate input (the site's SLOs or the gate's 
 ROLLBACK_EXITS = frozenset({1, 3, 4, 5, 6})
 
 
-def gate(layout: Layout, *, concurrency: str = "1,2", profile: str = "quick", json_path: Path | None = None,
+def gate(layout: Layout, *, concurrency: str = "1,2", profile: str = "quick", window: float | None = None, json_path: Path | None = None,
          rollback_on_fail: bool = False, expect_version: str | None = None, expect_config: str | None = None,
          systemd: bool = True) -> int:
     """The smoke gate against this host's Triton with the site's SLOs; references come from the cache.
@@ -808,7 +808,7 @@ def gate(layout: Layout, *, concurrency: str = "1,2", profile: str = "quick", js
     code = smoke_main([
         "--url", f"{host}:{config.grpc_port}", "--metrics-url", f"{host}:{config.metrics_port}",
         "--model-repo", str(repo), "--slos", json.dumps(spec), "--profile", profile, "--concurrency", concurrency,
-        "--json", str(report_path), "--client-processes", "1",
+        "--json", str(report_path), "--client-processes", "1", *(["--window", f"{window:g}"] if window is not None else []),
     ])
     if code == 0:
         print(f"hybridserve-edge gate: PASS {who} (exit 0)", flush=True)
