@@ -519,10 +519,11 @@ def test_changed_code_under_the_same_declared_version_is_rolled_out(host):
 
 def test_a_gate_that_cannot_judge_the_host_rolls_nothing_back(host):
     # Bad gate input (exit 2) says nothing about the host: the healthy change stays.
-    r = host.edge("gate", "--concurrency", "none", "--rollback-on-fail")
-    last = r.stdout.strip().splitlines()[-1]
-    assert r.returncode == 2 and last.startswith("hybridserve-edge gate: FAIL plant-a/edge-1 (exit 2): bad gate input"), r.stdout + r.stderr
-    assert "not rolled back" in last and "rolling back" not in r.stdout
+    for bad in (["--concurrency", "none"], ["--window", "0"]):
+        r = host.edge("gate", *bad, "--rollback-on-fail")
+        last = r.stdout.strip().splitlines()[-1]
+        assert r.returncode == 2 and last.startswith("hybridserve-edge gate: FAIL plant-a/edge-1 (exit 2): bad gate input"), r.stdout + r.stderr
+        assert "not rolled back" in last and "rolling back" not in r.stdout
     assert host.layout.current_version() == host.second.version and host.layout.previous_version() == host.bundle.version
 
 

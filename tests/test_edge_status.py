@@ -49,6 +49,7 @@ def test_status_without_the_address_override_probes_the_stack_address(tmp_path, 
     (["--site", "store-paris"], "--site store-paris: not an edge site of search-dev"),
     (["--address", "store-berlin=127.0.0.1"], "--address 'store-berlin=127.0.0.1': expected SITE/HOST=ADDRESS"),
     (["--address", "store-berlin/edge-9=127.0.0.1"], "--address store-berlin/edge-9: no such host"),
+    (["--window", "0"], "Invalid value for '--window'"),
 ])
 def test_bad_flags_exit_2_naming_the_flag(capsys, args, words):
     code, _, err = run_cli(["edge", "status", "--stack", "search-dev", *args], capsys)
