@@ -3,7 +3,7 @@
 
 One module-scoped host: a hub bucket (SeaweedFS, the published repository written by the real sync), the
 runtime installed and started by the apply script (SeaweedFS cache + tritonserver), then status, inference,
-re-apply (unchanged), fill, gate, a new publication (filled while the old one serves, then Triton alone
+re-apply (unchanged), fill, gate, status from the hub (also `hybridserve edge status --stack`), a new publication (filled while the old one serves, then Triton alone
 restarts), upgrade with rollback of the version and its files, a failed gate's rollback; uninstall at the end
 leaves no process behind. The tests run in file order on that one host: each starts where the previous left it.
 """
@@ -39,6 +39,9 @@ PREFIX_V3 = "models-v3"  # a third publication, which the hub later prunes (a ro
 EXTRA_V3 = ("text_encoder/NOTES.txt", b"publication 3: one changed object\n")
 DECLARED = "1.0.0"  # the stack's runtime_version
 STRICT_SLOS = {"slos": {"*": {"max_p99_ms": 0.001, "p99_concurrency": 1}}}  # no CPU host meets it
+# The gates here judge SLOs far from what the host measures (60 s or 10 s against a few ms, or 0.001 ms): the verdict,
+# not the figure, is under test, so they measure in short windows (the product's --window; the quick profile's is 2 s).
+GATE_WINDOW_S = 0.5
 
 
 def processes_under(root: Path) -> list[str]:
@@ -325,9 +328,9 @@ def config_sha(config: EdgeConfig) -> str:
 
 def test_gate_script_passes_with_the_site_slos(host):
     # What the component sends: the gated version and config, a rollback when it fails (covered further down).
-    # One concurrency level (the component sends 1,2): the verdict, not the sweep, is under test here.
-    r = render.run_script(render.gate_script(version=host.bundle.version, config_sha=config_sha(host.config), concurrency="1"),
-                          env=host.env)
+    # One concurrency level (the component sends 1,2) and short windows: the verdict, not the sweep, is under test here.
+    r = render.run_script(render.gate_script(version=host.bundle.version, config_sha=config_sha(host.config), concurrency="1",
+                                             window=GATE_WINDOW_S), env=host.env)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
     assert r.stdout.strip().splitlines()[-1] == "hybridserve-edge gate: PASS plant-a/edge-1 (exit 0)"
 
@@ -347,7 +350,7 @@ def test_status_helper_says_healthy_slo_missed_or_down_per_host(host):
         HostTarget("plant-a", "edge-3", "127.0.0.1", MODELS, http_port=closed, grpc_port=closed),
         HostTarget("plant-a", "edge-4", "127.0.0.1", ("no_such_model",), http_port=c.http_port, grpc_port=c.grpc_port),
     ]
-    results = check_hosts(targets, parallel=2)
+    results = check_hosts(targets, parallel=2, window=GATE_WINDOW_S)
     assert [r.state for r in results] == ["healthy", "slo_missed", "down", "down"], [r.as_dict() for r in results]
     assert "max_p99_ms" in results[1].detail or "p99" in results[1].detail
     assert "does not answer" in results[2].detail and "not ready: no_such_model" in results[3].detail
@@ -357,6 +360,32 @@ def test_status_helper_says_healthy_slo_missed_or_down_per_host(host):
     console.print(health_table(results))
     text = console.export_text()
     assert "slo missed" in text and "edge-3" in text
+
+
+def test_status_says_healthy_slo_missed_or_down_per_host_from_the_stack(host, tmp_path, capsys):
+    """`hybridserve edge status --stack NAME` against this runtime (tests/test_edge_status.py's stack: store-berlin
+    with an SLO the host meets, store-munich with one no host can meet, store-lyon at a closed port)."""
+    from cliutil import run_cli
+    from test_edge_status import status_stack
+
+    c = host.config
+    (closed,) = free_ports(1)
+    path = status_stack(tmp_path, c.http_port, c.grpc_port, closed)
+    via = ["--address", "store-berlin/edge-1=127.0.0.1", "--address", "store-lyon/edge-1=127.0.0.1", "--address", "store-munich/edge-1=127.0.0.1"]
+    window = ["--window", f"{GATE_WINDOW_S:g}"]
+    code, out, err = run_cli(["edge", "status", "--stack", "search-dev", "--stacks-dir", str(path.parent), "--json", *window, *via], capsys)
+    assert code == 1, out + err  # a host is not healthy
+    states = {(r["site"], r["host"]): r for r in json.loads(out)}
+    assert {k: r["state"] for k, r in states.items()} == {
+        ("store-berlin", "edge-1"): "healthy", ("store-lyon", "edge-1"): "down", ("store-munich", "edge-1"): "slo_missed"}, states
+    assert states[("store-lyon", "edge-1")]["detail"] == f"Triton at http://127.0.0.1:{closed} does not answer"
+    assert "p99" in states[("store-munich", "edge-1")]["detail"]
+
+    # Only the healthy site: exit 0, and the table (not JSON) says so.
+    code, out, err = run_cli(["edge", "status", "--stack", "search-dev", "--stacks-dir", str(path.parent), "--site", "store-berlin",
+                              *window, *via[:2]], capsys)
+    assert code == 0, out + err
+    assert "healthy" in out and "store-berlin" in out and "1 edge hosts healthy" in out
 
 
 # --------------------------------------------------------------------------------------------- a new publication
@@ -490,10 +519,11 @@ def test_changed_code_under_the_same_declared_version_is_rolled_out(host):
 
 def test_a_gate_that_cannot_judge_the_host_rolls_nothing_back(host):
     # Bad gate input (exit 2) says nothing about the host: the healthy change stays.
-    r = host.edge("gate", "--concurrency", "none", "--rollback-on-fail")
-    last = r.stdout.strip().splitlines()[-1]
-    assert r.returncode == 2 and last.startswith("hybridserve-edge gate: FAIL plant-a/edge-1 (exit 2): bad gate input"), r.stdout + r.stderr
-    assert "not rolled back" in last and "rolling back" not in r.stdout
+    for bad in (["--concurrency", "none"], ["--window", "0"]):
+        r = host.edge("gate", *bad, "--rollback-on-fail")
+        last = r.stdout.strip().splitlines()[-1]
+        assert r.returncode == 2 and last.startswith("hybridserve-edge gate: FAIL plant-a/edge-1 (exit 2): bad gate input"), r.stdout + r.stderr
+        assert "not rolled back" in last and "rolling back" not in r.stdout
     assert host.layout.current_version() == host.second.version and host.layout.previous_version() == host.bundle.version
 
 
@@ -505,7 +535,7 @@ def test_a_failed_gate_rolls_the_host_back_and_names_the_host_and_the_slo(host, 
     for page in hub_s3.get_paginator("list_objects_v2").paginate(Bucket=hub, Prefix=PREFIX_V3 + "/"):
         for obj in page.get("Contents", []):
             hub_s3.delete_object(Bucket=hub, Key=obj["Key"])
-    script = render.gate_script(version=host.second.version, config_sha=config_sha(host.strict), concurrency="1")
+    script = render.gate_script(version=host.second.version, config_sha=config_sha(host.strict), concurrency="1", window=GATE_WINDOW_S)
     r = render.run_script(script, env=host.env)
     assert "the hub was not read" in r.stdout, r.stdout[-3000:]
     assert r.returncode == 1, r.stdout[-3000:] + r.stderr[-2000:]

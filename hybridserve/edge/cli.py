@@ -69,6 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = step("gate", "The smoke gate against this host's Triton with the site's SLOs.")
     s.add_argument("--concurrency", default="1,2", help="Concurrency levels (edge SLOs: low concurrency). Default 1,2.")
     s.add_argument("--profile", default="quick")
+    s.add_argument("--window", type=float, default=None, metavar="S",
+                   help="Measurement window in seconds (default: the profile's, quick 2): shorter is a quicker, coarser verdict.")
     s.add_argument("--json", type=Path, default=None, help="Write the gate report here (default <state>/gate/smoke.json).")
     s.add_argument("--rollback-on-fail", action="store_true", help="A failed gate rolls the host back (`rollback`); the exit code stays the gate's.")
     s.add_argument("--expect-version", default=None, help="The runtime version the host must serve (else exit 3).")
@@ -143,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
             runtime.run_service(layout, args.service, reload=args.reload, cached_ok=args.cached_ok)
             return 0
         if args.step == "gate":
-            return runtime.gate(layout, concurrency=args.concurrency, profile=args.profile, json_path=args.json,
+            return runtime.gate(layout, concurrency=args.concurrency, profile=args.profile, window=args.window, json_path=args.json,
                                 rollback_on_fail=args.rollback_on_fail, expect_version=args.expect_version,
                                 expect_config=args.expect_config, systemd=args.systemd)
     except GateError as exc:

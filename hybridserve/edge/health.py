@@ -59,9 +59,10 @@ def _ready(url: str, timeout: float) -> bool:
 
 
 def check_host(target: HostTarget, *, gate: bool = True, probe_timeout: float = 5.0, gate_timeout: float = 300.0,
-               concurrency: str = "1", profile: str = "quick") -> HostHealth:
+               concurrency: str = "1", profile: str = "quick", window: float | None = None) -> HostHealth:
     """One host's state. down: Triton unreachable, not ready, or a model not ready; slo_missed: the gate's SLO
-    check failed (exit 1); healthy otherwise. `gate=False` only probes readiness."""
+    check failed (exit 1); healthy otherwise. `gate=False` only probes readiness. `window`: the gate's
+    measurement window in seconds (None: the profile's)."""
     def result(state: State, detail: str) -> HostHealth:
         return HostHealth(target.site, target.host, target.address, state, detail)
 
@@ -78,7 +79,8 @@ def check_host(target: HostTarget, *, gate: bool = True, probe_timeout: float = 
         spec = {"models": list(target.models), **dict(target.slos)}
         argv = [sys.executable, "-m", "smoke_tests", "--url", f"{target.address}:{target.grpc_port}",
                 "--slos", json.dumps(spec), "--no-correctness", "--profile", profile, "--concurrency", concurrency,
-                "--client-processes", "1", "--wait-ready", "5", "--json", str(report_path)]
+                "--client-processes", "1", "--wait-ready", "5", "--json", str(report_path),
+                *(["--window", f"{window:g}"] if window is not None else [])]
         try:
             proc = subprocess.run(argv, capture_output=True, text=True, timeout=gate_timeout)
         except subprocess.TimeoutExpired:

@@ -256,14 +256,15 @@ def apply_script(bundle_path: str, version: str, digest: str) -> str:
 
 
 def gate_script(*, stamp: str = "", concurrency: str = "1,2", profile: str = "quick", version: str | None = None,
-                config_sha: str | None = None, rollback: bool = True) -> str:
+                config_sha: str | None = None, rollback: bool = True, window: float | None = None) -> str:
     """The per-host smoke gate against the host's own Triton with the site's SLOs (in config.json).
 
     A failed gate rolls the host back to what served before (`rollback`) and exits non-zero: the update fails
     naming the host and what it missed, and the next hosts are not touched. `version` and `config_sha` (the
     leading hex digits of the config's sha256) are what the host must serve: a host rolled back earlier fails
     the gate instead of passing with its old version. `stamp` (what it gates) is a comment: a new stamp is a
-    new script text, which is what makes the remote command run again on a change."""
+    new script text, which is what makes the remote command run again on a change. `window`: the measurement
+    window in seconds (None: the profile's)."""
     expect = (f" --expect-version {shlex.quote(version)}" if version else "") + (f" --expect-config {shlex.quote(config_sha)}" if config_sha else "")
     return (
         "#!/bin/sh\n# hybridserve edge: smoke gate against this host's Triton, the site's SLOs; rollback when it fails\n"
@@ -271,6 +272,7 @@ def gate_script(*, stamp: str = "", concurrency: str = "1,2", profile: str = "qu
         + _PRELUDE
         # As root (sudo): the config and the cache's key are readable by root and the service user only.
         + f'$sudo "$root/opt/hybridserve-edge/current/bin/hybridserve-edge" gate --root "$root" --concurrency {concurrency} --profile {profile}'
+        + (f" --window {window:g}" if window is not None else "")
         + (" --rollback-on-fail" if rollback else "") + expect + "\n"
     )
 

@@ -136,13 +136,14 @@ def status_command(
     json_out: Annotated[bool, typer.Option("--json", help="Print the states as JSON (a list, one object per host) instead of a table.")] = False,
     probe_timeout: Annotated[float, typer.Option("--probe-timeout", min=0.5, help="Seconds each readiness probe may take.")] = 5.0,
     gate_timeout: Annotated[float, typer.Option("--gate-timeout", min=10, help="Seconds each host's smoke gate may take.")] = 300.0,
+    window: Annotated[Optional[float], typer.Option("--window", min=0.1, help="The gate's measurement window, seconds (default: the quick profile's 2): shorter is a quicker, coarser check.")] = None,
 ) -> None:
     """Per edge host of the stack: healthy, down, or SLO missed (exit 1 when any host is not healthy)."""
     from hybridserve.console import make_console
     from hybridserve.edge.health import check_hosts, health_table
 
     targets = host_targets(stack, stacks_dir, list(site or []), list(address or []))
-    results = check_hosts(targets, gate=not no_gate, probe_timeout=probe_timeout, gate_timeout=gate_timeout)
+    results = check_hosts(targets, gate=not no_gate, probe_timeout=probe_timeout, gate_timeout=gate_timeout, window=window)
     if json_out:
         typer.echo(json.dumps([r.as_dict() for r in results], indent=2))
     else:
