@@ -214,7 +214,9 @@ def run(args: argparse.Namespace) -> int:
         raise bad_input(f"--profile {args.profile!r}: expected one of {', '.join(PROFILES)}")
     prof = PROFILES[args.profile]
     changes = {}
-    for key, value in (("window_s", args.window), ("max_windows", args.max_windows),
+    if args.window is not None:
+        prof = prof.with_window(args.window)
+    for key, value in (("max_windows", args.max_windows),
                        ("stability_windows", args.stability_windows), ("stability_threshold", args.stability_threshold),
                        ("stability_latency", args.stability_latency), ("max_concurrency", args.max_concurrency)):
         if value is not None:

@@ -189,6 +189,15 @@ class MeasurementProfile:
     search: bool = False  # the capacity search instead of the fixed ladder (when `concurrencies` is not given)
     time_budget_s: float | None = None  # the search's budget per model: no level starts that would pass it
 
+    def with_window(self, window_s: float) -> "MeasurementProfile":
+        """This profile measuring in `window_s` windows. A longer window gets a search budget longer by the same
+        factor, so the search still reaches as many levels: a gate given 5 s windows for steadier figures must not
+        stop at concurrency 1 and judge the p99 there alone. A shorter window keeps the budget."""
+        budget = self.time_budget_s
+        if budget is not None and window_s > self.window_s:
+            budget = budget * window_s / self.window_s
+        return replace(self, window_s=window_s, time_budget_s=budget)
+
     @property
     def searching(self) -> bool:
         return self.search and not self.concurrencies

@@ -713,3 +713,19 @@ def test_load_requests_are_encoded_once_as_triton_would_receive_them():
     assert http_payload.path == "/v2/models/text_encoder/infer"
     assert header["inputs"][0]["shape"] == [2, 32] and header["inputs"][0]["parameters"]["binary_data_size"] == ids.nbytes
     assert http_payload.body[header_len:] == ids.tobytes()
+
+
+def test_a_longer_window_gets_a_longer_search_budget_so_the_search_goes_as_far():
+    # A gate given 5 s windows (serving.gate.window_seconds, smoke --window) kept the quick profile's 40 s budget:
+    # its first level alone took most of it, so it stopped at concurrency 1 and judged the p99 there only.
+    linear = lambda c: min(c, 16) * 62.5  # noqa: E731
+    quick = PROFILES["quick"]
+    base, base_stop = _search(linear, quick, level_s=3 * quick.window_s)
+    longer, stop = _search(linear, quick.with_window(5.0), level_s=3 * 5.0)
+    assert len(base) > 2 and stop == base_stop
+    assert [lv.concurrency for lv in longer] == [lv.concurrency for lv in base]
+    cut, cut_stop = _search(linear, replace(quick, window_s=5.0), level_s=3 * 5.0)  # the budget left as it was
+    assert [lv.concurrency for lv in cut] == [1] and cut_stop == "time_budget"
+    # A shorter window keeps the budget (the search may go further, never less far).
+    assert quick.with_window(0.5).time_budget_s == quick.time_budget_s
+    assert quick.with_window(5.0).window_s == 5.0 and quick.with_window(5.0).time_budget_s == 100.0

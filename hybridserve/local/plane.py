@@ -537,7 +537,7 @@ def _smoke_profile(options: PlaneOptions):
     from smoke_tests.options import PROFILES
 
     profile = PROFILES[options.smoke_profile]
-    return profile if options.smoke_window is None else replace(profile, window_s=options.smoke_window)
+    return profile if options.smoke_window is None else profile.with_window(options.smoke_window)
 
 
 def _run_smoke(console, triton, options: PlaneOptions, models, result: PlaneResult, timings, log_tail) -> None:
