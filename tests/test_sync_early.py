@@ -22,7 +22,7 @@ from hybridserve.sync import engine, scan
 from hybridserve.sync.engine import MANIFEST_NAME
 from hybridserve.sync.errors import EXIT_INVALID_REPOSITORY, EXIT_PUBLISHED_CHANGED
 
-from syncstore import PREFIX, Store, _local_files, _models, _new_version, _sha, moto_store, repo, store  # noqa: F401 - fixtures among them
+from syncstore import PREFIX, Store, _local_files, _models, _new_version, _sha, cached_sync, moto_store, repo, store  # noqa: F401 - fixtures among them
 
 pytestmark = pytest.mark.servers
 
@@ -110,7 +110,7 @@ def test_a_bad_config_in_the_last_model_publishes_nothing_and_is_the_same_error(
         sync_repository(repo, moto_store.target(), show_progress=False)
     assert err.value.exit_code == EXIT_INVALID_REPOSITORY
     # As before early uploads: the validator's verdict (it reads the configs too) names the file and the field.
-    assert "not syncing" in str(err.value) and f"{config.parent.name}/config.pbtxt" in str(err.value)
+    assert "not publishing" in str(err.value) and f"{config.parent.name}/config.pbtxt" in str(err.value)
     assert 'has no field named "not_a_field"' in str(err.value)
     assert seen == [True]
     assert _nothing_published(moto_store, repo)  # early uploads, and nothing else
@@ -212,3 +212,23 @@ def test_an_interrupted_full_sync_reruns_uploading_only_what_is_missing(store, r
     assert set(report.skipped) == present
     assert store.keys() == set(files) | configs | {f"{PREFIX}/{MANIFEST_NAME}"}
     assert report.published == {m: [1] for m in _models(repo)}
+
+
+def test_objects_the_repository_lacks_in_a_version_published_now_are_deleted_before_it_is(moto_store, repo):
+    """A failed run can leave an early upload in an unpublished version; were the file then renamed, the next run
+    would publish the version with the old, never validated file in it, and Triton loads every file there."""
+    target = moto_store.target()
+    cached_sync(repo, target, show_progress=False)
+    _new_version(repo, "text_encoder", 2)
+    stray = f"{PREFIX}/text_encoder/2/helper_v2.py"
+    moto_store.s3.put_object(Bucket=moto_store.bucket, Key=stray, Body=b"raise SystemExit('never validated')\n")
+
+    dry = cached_sync(repo, target, dry_run=True, show_progress=False)
+    assert stray in dry.deleted and stray in moto_store.keys()
+    assert moto_store.published("text_encoder") == [1]
+
+    report = cached_sync(repo, target, show_progress=False)
+    assert report.deleted == [stray] and stray not in moto_store.keys()
+    assert moto_store.published("text_encoder") == [2]
+    assert any("version directories published now" in note for note in report.notes)
+    assert not any("--prune deletes them" in note for note in report.notes)  # nothing else is left over

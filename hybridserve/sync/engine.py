@@ -454,20 +454,6 @@ def _prefix_problem(prefix: str) -> str | None:
     return None
 
 
-def _validate_repository(repo_dir: Path) -> None:
-    """The models module's validation first: an invalid repository is never synced."""
-    try:
-        from hybridserve.models.repository import ensure_valid
-    except ImportError:  # the models module is optional for the sync's own checks (scan_repository)
-        return
-    try:
-        ensure_valid(repo_dir)
-    except UserError as exc:
-        raise UserError(
-            f"not syncing: {exc.message}", exit_code=EXIT_INVALID_REPOSITORY, details=exc.details
-        ) from None
-
-
 ASSUME_ROLE_TIMEOUT_S = 60.0  # how long AccessDenied on AssumeRole is retried (IAM is eventually consistent)
 ASSUME_ROLE_SESSION = "hybridserve-sync"
 
@@ -975,7 +961,7 @@ def _sync(repo_dir: Path, target: SyncTarget, report: SyncReport, validation: _V
             if not m.facts.selected
         ]
         if empty:
-            raise UserError("not syncing: a model would publish no version:", exit_code=EXIT_INVALID_REPOSITORY, details=empty)
+            raise UserError("not publishing (new files may already be uploaded, unpublished): a model would publish no version:", exit_code=EXIT_INVALID_REPOSITORY, details=empty)
         if uploads is not None:
             uploads.hashing_done()
         _sync_with_store(models, target, report, validation, early, span, fast=fast, dry_run=dry_run, prune=prune,
@@ -1194,8 +1180,8 @@ class _Transfers:
             # file rewritten between hashing and upload is refused, not stored under a digest it does not have.
             # Multipart parts keep botocore's CRC32 per part: S3 takes a whole-object SHA256 only for single PUTs.
             extra["ChecksumSHA256"] = base64.b64encode(bytes.fromhex(item.sha256)).decode()
-        self.submitted[item.key] = item
         self.manager.upload(str(item.file.path), self.bucket, item.key, extra_args=extra, subscribers=[_Events()])
+        self.submitted[item.key] = item  # after: an upload() that raised is not counted as on its way
 
     def _advance(self, n: int) -> None:
         with self._lock:
@@ -1298,9 +1284,14 @@ class _EarlyUploads:
             if self._state is None or self._state.remote is None:
                 return
             eligible = self._additions(self._state)
-            if not eligible:
+            if not eligible or self._stopped:
                 return
-            self._abort_stale_multipart(self._state.s3, eligible)
+            # Under the lock, so a sync that already ended (close) never aborts the uploads of the next one on
+            # this prefix, in a long-lived caller that starts it at once.
+            with self._lock:
+                if self._stopped:
+                    return
+                self._abort_stale_multipart(self._state.s3, eligible)
             with self._lock:
                 if self._stopped:
                     return
@@ -1528,7 +1519,7 @@ class _Validation:
             ) from None
         if not verdict.get("ok"):
             raise UserError(
-                f"not syncing: {verdict.get('message')}", exit_code=EXIT_INVALID_REPOSITORY, details=verdict.get("details") or None
+                f"not publishing (new files may already be uploaded, unpublished): {verdict.get('message')}", exit_code=EXIT_INVALID_REPOSITORY, details=verdict.get("details") or None
             )
         if self.path is None:
             return
@@ -1576,7 +1567,7 @@ def _pins(models, remote, s3, target: SyncTarget, pins, honour_history: bool, no
         try:
             recorded = read_served(s3, target.bucket, target.base, sorted(remote))
         except HistoryError as exc:
-            raise UserError(f"not syncing: {exc}", exit_code=EXIT_BAD_ARGUMENT) from None
+            raise UserError(f"not publishing (new files may already be uploaded, unpublished): {exc}", exit_code=EXIT_BAD_ARGUMENT) from None
     local = {m.name: m for m in models}
     bad = []
     for name, (version, where) in sorted(recorded.items()):
@@ -1601,7 +1592,7 @@ def _pins(models, remote, s3, target: SyncTarget, pins, honour_history: bool, no
         if missing:
             bad.append(f"{name}: pinned versions {missing} are not in the repository")
     if bad:
-        raise UserError("not syncing: the promotion history names versions the repository lacks:", exit_code=EXIT_BAD_ARGUMENT, details=bad)
+        raise UserError("not publishing (new files may already be uploaded, unpublished): the promotion history names versions the repository lacks:", exit_code=EXIT_BAD_ARGUMENT, details=bad)
     return out
 
 
@@ -1633,6 +1624,10 @@ class _Plan:
         self.config_items: dict[str, _Item] = {}
         self.conflicts: dict[tuple[str, int], list[str]] = {}
         self.stale: list[str] = []
+        # Objects in a version directory this run publishes for the first time that the repository lacks (an
+        # earlier, failed run's early upload of a file since renamed or removed, or a foreign write): deleted
+        # before any config names the version, since Triton loads every file under it. Nothing serves it yet.
+        self.strays: list[str] = []
         self.pins: dict[str, list[int]] = pins or {}
 
     def key(self, rel: str) -> str:
@@ -1752,11 +1747,21 @@ class _Plan:
                 self.conflicts.setdefault((f.model, f.version), []).append(
                     f"{item.rel}: {'added to' if item.state == 'add' else 'changed in'} published version {f.model}/{f.version}"
                 )
-        if not prune:
-            return
         local = self.local_keys()
         local_models = {m.name: m for m in self.models}
-        self.stale = sorted(k for k in self.remote if k not in local and not self.bookkeeping(k))
+        for key in sorted(self.remote):
+            if key in local or self.bookkeeping(key):
+                continue
+            parts = key[len(self.base):].split("/")
+            model = local_models.get(parts[0])
+            version = version_of(parts[1]) if len(parts) > 2 else None
+            publishes = self.configs[model.name][0] if model else ()
+            if model and version in publishes and version not in self.published_before.get(model.name, set()):
+                self.strays.append(key)
+        if not prune:
+            return
+        strays = set(self.strays)
+        self.stale = sorted(k for k in self.remote if k not in local and not self.bookkeeping(k) and k not in strays)
         for key in self.stale:
             parts = key[len(self.base):].split("/")
             model = local_models.get(parts[0])
@@ -1795,6 +1800,10 @@ class _Plan:
                 if report.dry_run:
                     report.uploaded.append(citem.key)
                     report.bytes_uploaded += citem.size
+        for key in self.strays:
+            report.changes.append(Change("delete", key, self.remote[key][0], "not in the repository, in a version published now"))
+            if report.dry_run:
+                report.deleted.append(key)
         if prune:
             for key in self.stale:
                 report.changes.append(Change("delete", key, self.remote[key][0], "prune"))
@@ -1802,7 +1811,8 @@ class _Plan:
                     report.deleted.append(key)
         else:
             local = self.local_keys()
-            stale = [k for k in self.remote if k not in local and not self.bookkeeping(k)]
+            strays = set(self.strays)
+            stale = [k for k in self.remote if k not in local and not self.bookkeeping(k) and k not in strays]
             if stale:
                 report.notes.append(f"{len(stale)} objects under the prefix are not in the repository; --prune deletes them")
 
@@ -1839,6 +1849,16 @@ class _Executor:
 
         self.replacing = {model for model, _ in plan.conflicts}
         self._invalidate_manifest(pending)
+        if plan.strays:
+            delete_configs_first(
+                self.s3, self.bucket, plan.base, plan.strays,
+                what=f"the store refused to delete {{n}} objects in bucket {self.bucket!r} from version directories published now:",
+                on_deleted=self.report.deleted.extend,
+            )
+            self.report.notes.append(
+                f"deleted {len(plan.strays)} objects the repository lacks from version directories published now "
+                "(Triton would have loaded them with the version)"
+            )
 
         # --replace: the changed versions become invisible before they are touched, and are published again
         # only after the uploads and the prune, when their content is final.
@@ -1890,6 +1910,7 @@ class _Executor:
         touched |= {m.config_file.rel for m in plan.models if plan.config_items[m.name].state != "same" or m.name in self.replacing}
         if self.prune:
             touched |= {key[len(plan.base):] for key in plan.stale}
+        touched |= {key[len(plan.base):] for key in plan.strays}
         if not touched & set(objects):
             return
         manifest = dict(plan.manifest, objects={rel: e for rel, e in objects.items() if rel not in touched})
