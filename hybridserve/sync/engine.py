@@ -53,6 +53,9 @@ invisible to Triton. Should the sync fail after all, those objects stay, unpubli
 them (HEAD: size, sha256 metadata, encryption) instead of uploading them again. Everything else (changed
 files, --replace, --prune, --verify, pins, a dry run, which uploads nothing) waits for the plan as before;
 so does all of an unchanged repository (its manifest lists every file: the fast path decides, no LIST).
+Before a version is published for the first time, objects in its directory that the repository lacks (such a
+failed run's upload of a file since renamed or removed) are deleted, without --prune: Triton loads every file
+of a version it serves, and nothing serves that version yet.
 
 Validation (the models module: loads and runs every artifact) runs in a child process while the files
 are hashed and the store is read; nothing is published before it passed (early uploads at most, above).
