@@ -232,3 +232,34 @@ def test_objects_the_repository_lacks_in_a_version_published_now_are_deleted_bef
     assert moto_store.published("text_encoder") == [2]
     assert any("version directories published now" in note for note in report.notes)
     assert not any("--prune deletes them" in note for note in report.notes)  # nothing else is left over
+
+
+def test_only_pure_additions_go_early_not_files_of_a_published_version_nor_of_a_model_with_a_foreign_config(moto_store, repo, monkeypatch):
+    """A file added to a served version, or a new version of a model whose config the sync did not write (its own
+    policy may serve a new version at once), waits for the plan: here the plan refuses, so neither reaches the store."""
+    store = moto_store
+    sync_repository(repo, store.target(), show_progress=False)
+    foreign_key = f"{PREFIX}/image_classifier/config.pbtxt"
+    body = store.s3.get_object(Bucket=store.bucket, Key=foreign_key)["Body"].read()
+    store.s3.put_object(Bucket=store.bucket, Key=foreign_key, Body=body)  # no versions metadata: not the sync's
+    (repo / "text_encoder" / "1" / "extra.bin").write_bytes(b"added to a published version")
+    foreign_new = {f"{PREFIX}/image_classifier/2/{p.name}" for p in _new_version(repo, "image_classifier", 2).iterdir()}
+    added = {f"{PREFIX}/text_encoder/2/{p.name}" for p in _new_version(repo, "text_encoder", 2).iterdir()}
+    held = store.keys()
+    seen: list[bool] = []
+    real_wait = engine._Validation.wait
+
+    def wait(self):  # after the plan: until every pure addition is in the store
+        deadline = time.monotonic() + 120
+        while not added <= store.keys() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        seen.append(added <= store.keys())
+        return real_wait(self)
+
+    monkeypatch.setattr(engine._Validation, "wait", wait)
+    with pytest.raises(UserError) as err:
+        sync_repository(repo, store.target(), show_progress=False)
+    assert err.value.exit_code == EXIT_PUBLISHED_CHANGED and "text_encoder/1/extra.bin" in str(err.value)
+    assert seen and all(seen)  # (the sync may wait for the validation again while it reports the error)
+    assert store.keys() - held == added
+    assert f"{PREFIX}/text_encoder/1/extra.bin" not in store.keys() and not foreign_new & store.keys()
