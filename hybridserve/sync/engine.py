@@ -1961,8 +1961,7 @@ class _Executor:
                 transfers.show(progress, task)
             # Model by model: with a bounded thread pool, earlier models complete (and publish) first.
             for item in uploads:
-                early = transfers.submitted.get(item.key)
-                if early is None or early.sha256 != item.sha256:
+                if item.key not in transfers.submitted:  # an early upload is of these very bytes (one scan)
                     transfers.submit(item)
             for _ in range(len(planned.keys() | transfers.submitted.keys())):
                 key, head, error = transfers.next()
