@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import re
+import threading
 import time
 from pathlib import Path
 
@@ -263,3 +264,41 @@ def test_only_pure_additions_go_early_not_files_of_a_published_version_nor_of_a_
     assert seen and all(seen)  # (the sync may wait for the validation again while it reports the error)
     assert store.keys() - held == added
     assert f"{PREFIX}/text_encoder/1/extra.bin" not in store.keys() and not foreign_new & store.keys()
+
+
+def test_files_hashed_before_the_store_is_read_go_largest_first(moto_store, repo, monkeypatch):
+    """The scan hashes the smallest files first; those that wait for the store's reads are then submitted largest
+    first, so that the big files' parts keep the store busy while the small ones fill the gaps."""
+    hashed = []
+    real_read, real_hashed, real_submit = engine._EarlyUploads._read_store, engine._EarlyUploads.hashed, engine._Transfers.submit
+    done = threading.Event()
+
+    def hashed_(self, f):
+        hashed.append(f.size)
+        return real_hashed(self, f)
+
+    def read_store(self):  # the store is read once every file is hashed: all wait for it
+        done.wait(120)
+        return real_read(self)
+
+    def hashing_done(self):
+        done.set()
+        self._queue.put(None)
+
+    submitted = []
+
+    def submit(self, item):
+        submitted.append(item.size)
+        return real_submit(self, item)
+
+    monkeypatch.setattr(engine._EarlyUploads, "hashed", hashed_)
+    monkeypatch.setattr(engine._EarlyUploads, "hashing_done", hashing_done)
+    monkeypatch.setattr(engine._EarlyUploads, "_read_store", read_store)
+    monkeypatch.setattr(engine._Transfers, "submit", submit)
+    report = sync_repository(repo, moto_store.target(), show_progress=False)
+    files = _local_files(repo)
+    assert len(hashed) == len(files) + len(_models(repo)) and hashed != sorted(hashed, reverse=True)
+    early = len(files)  # every repository file is a pure addition; the configs are the executor's
+    assert len(submitted) == early and submitted == sorted(submitted, reverse=True), submitted
+    assert len(set(submitted)) > 1  # (sizes differ: the order is a real one)
+    assert set(report.uploaded) >= set(files)
