@@ -302,3 +302,50 @@ def test_files_hashed_before_the_store_is_read_go_largest_first(moto_store, repo
     assert len(submitted) == early and submitted == sorted(submitted, reverse=True), submitted
     assert len(set(submitted)) > 1  # (sizes differ: the order is a real one)
     assert set(report.uploaded) >= set(files)
+
+
+def test_the_configs_are_parsed_once_the_first_uploads_are_on_their_way(moto_store, repo, monkeypatch):
+    """Parsing the configs holds the GIL the store's reads need (botocore's import, the client): the scan parses
+    them once the first early uploads are submitted, not before."""
+    events: list[str] = []
+    real_fill, real_submit = scan.ConfigCache.fill, engine._Transfers.submit
+
+    def fill(self, m):
+        events.append("parse")
+        return real_fill(self, m)
+
+    def submit(self, item):
+        events.append("submit")
+        return real_submit(self, item)
+
+    monkeypatch.setattr(engine, "STARTED_WAIT_S", 120.0)  # however slow the machine: the order, not a race
+    monkeypatch.setattr(scan.ConfigCache, "fill", fill)
+    monkeypatch.setattr(engine._Transfers, "submit", submit)
+    report = sync_repository(repo, moto_store.target(), show_progress=False)
+    assert events[0] == "submit" and "parse" in events, events
+    assert report.published == {m: [1] for m in _models(repo)}
+    assert engine.STARTED_WAIT_PHASE in report.timings
+
+
+def test_a_store_that_does_not_answer_delays_a_bad_config_s_error_only_briefly(moto_store, repo, monkeypatch):
+    """The scan's wait for the first uploads is bounded: with the store's reads stuck, a bad config is still
+    refused (naming the file), and nothing reaches the store."""
+    config = repo / _models(repo)[0] / "config.pbtxt"
+    config.write_text(config.read_text() + "\nnot_a_field: 1\n")
+    release = threading.Event()
+    real_read = engine._EarlyUploads._read_store
+
+    def read_store(self):
+        release.wait(120)
+        return real_read(self)
+
+    monkeypatch.setattr(engine, "STARTED_WAIT_S", 0.2)
+    monkeypatch.setattr(engine._EarlyUploads, "_read_store", read_store)
+    try:
+        with pytest.raises(UserError) as err:
+            sync_repository(repo, moto_store.target(), show_progress=False)
+    finally:
+        release.set()
+    assert err.value.exit_code == EXIT_INVALID_REPOSITORY
+    assert f"{config.parent.name}/config.pbtxt" in str(err.value) and "not_a_field" in str(err.value)
+    assert not moto_store.keys()

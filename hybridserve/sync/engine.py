@@ -47,7 +47,9 @@ Early uploads. A file that is a pure addition (its key neither listed nor in the
 by no config in the store, and every config there written by the sync) is uploaded as soon as it is hashed,
 while the rest of the repository is still being hashed, planned and validated: the store is read (manifest,
 listing, configs) alongside the scan, and the unfinished multipart uploads of an interrupted sync on those
-keys are aborted before the first one. Nothing is published (no config.pbtxt, no manifest) before the scan,
+keys are aborted before the first one. Files hashed while the store was being read go largest first, and the
+scan parses the configs only once the first uploads are on their way (parsing holds the GIL the store's reads
+need; at most STARTED_WAIT_S of waiting). Nothing is published (no config.pbtxt, no manifest) before the scan,
 the plan (conflicts) and the validation all passed: until a config names its version, such an upload is
 invisible to Triton. Should the sync fail after all, those objects stay, unpublished, and the next run finds
 them (HEAD: size, sha256 metadata, encryption) instead of uploading them again. Everything else (changed
@@ -141,6 +143,8 @@ MULTIPART_THRESHOLD = 16 * MB
 MULTIPART_CHUNKSIZE = 16 * MB
 MAX_CONCURRENCY = 10
 HEAD_CONCURRENCY = 8
+STARTED_WAIT_S = 2.0  # the longest the scan waits for the first early uploads before parsing the configs
+STARTED_WAIT_PHASE = "scan: waiting for the first uploads before parsing the configs"
 
 _NOT_FOUND = {"404", "NoSuchKey", "NotFound"}
 # What stores answer when the body does not match the checksum sent with it (S3, SeaweedFS, moto).
@@ -956,8 +960,10 @@ def _sync(repo_dir: Path, target: SyncTarget, report: SyncReport, validation: _V
             found = walk_repository(repo_dir)  # a link out or a broken layout is refused before anything is sent
             if fast and not (dry_run or replace):
                 uploads = _EarlyUploads(target, early, found, report.timings)
-            models = scan_repository(repo_dir, hash_cache=hash_cache, found=found, on_hashed=uploads and uploads.hashed)
+            models = scan_repository(repo_dir, hash_cache=hash_cache, found=found, on_hashed=uploads and uploads.hashed,
+                                     before_configs=uploads and uploads.wait_started)
             validation.scanned(models)
+        report.timings["scan and hash"] -= report.timings.get(STARTED_WAIT_PHASE, 0.0)  # shown on its own
         empty = [
             f"{m.name}/{CONFIG_NAME}: its version_policy ({m.facts.policy}) selects none of the versions "
             f"it has: {sorted(m.versions)}"
@@ -1253,6 +1259,7 @@ class _EarlyUploads:
         self.aborted = 0
         self._state: _StoreState | None = None
         self._store_read = threading.Event()
+        self._started = threading.Event()  # the first uploads are submitted, or there will be none
         self._queue: "queue.Queue[LocalFile | None]" = queue.Queue()
         self._lock = threading.Lock()  # _stopped and the transfers' creation and submissions
         self._stopped = False
@@ -1266,6 +1273,16 @@ class _EarlyUploads:
 
     def hashing_done(self) -> None:
         self._queue.put(None)
+
+    def wait_started(self) -> None:
+        """Until the first uploads are submitted (or there will be none), at most STARTED_WAIT_S seconds.
+
+        The scan calls it before it parses the configs: parsing (and importing protobuf) holds the GIL that this
+        thread's botocore import and client need, and the configs are not needed before the plan. A store slow to
+        answer delays a bad config's error by STARTED_WAIT_S at most."""
+        started = time.perf_counter()
+        self._started.wait(STARTED_WAIT_S)
+        self.timings[STARTED_WAIT_PHASE] = time.perf_counter() - started
 
     def store(self) -> _StoreState | None:
         """What it read of the store; None when it did not read it (the repository may be unchanged: the fast
@@ -1321,10 +1338,12 @@ class _EarlyUploads:
                             return
                         item = _Item(key=self.base + f.rel, rel=f.rel, size=f.size, sha256=f.sha256, state="add", file=f)
                         self.transfers.submit(item)
+                self._started.set()
         except BaseException:  # noqa: BLE001 - the sync's own reads and uploads report it
             return
         finally:
             self._store_read.set()
+            self._started.set()
 
     def _next_batch(self) -> list[LocalFile] | None:
         """The files hashed since the last call, largest first; None once hashing is done and all are taken.

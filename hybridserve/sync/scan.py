@@ -375,7 +375,12 @@ def _size(path: Path) -> int:
 
 
 def scan_repository(
-    repo_dir: Path, *, hash_cache: Path | None = None, found: Found | None = None, on_hashed: Callable[[LocalFile], None] | None = None
+    repo_dir: Path,
+    *,
+    hash_cache: Path | None = None,
+    found: Found | None = None,
+    on_hashed: Callable[[LocalFile], None] | None = None,
+    before_configs: Callable[[], None] | None = None,
 ) -> list[LocalModel]:
     """Every model with its files and sha256 (hashed in parallel: hashlib releases the GIL on large reads).
 
@@ -383,6 +388,7 @@ def scan_repository(
     found: what walk_repository(repo_dir) returned, when the caller walked already.
     on_hashed(file): called (in a hashing thread) as each file is hashed; the files are then hashed smallest
     first, so that the caller (the sync's early uploads) has something to work on at once and all along.
+    before_configs(): called once every file is hashed, before the configs are parsed (a bad one raises then).
     """
     repo_dir = Path(repo_dir)
     if found is None:
@@ -415,6 +421,8 @@ def scan_repository(
     except OSError:
         pass  # an unwritable cache location only costs hashing time next run
 
+    if before_configs is not None:
+        before_configs()
     models: dict[str, LocalModel] = {}
     configs = ConfigCache(Path(hash_cache).with_name(CONFIG_CACHE_NAME) if hash_cache else None)
     files = [
