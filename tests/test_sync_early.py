@@ -295,7 +295,7 @@ def test_files_hashed_before_the_store_is_read_go_largest_first(moto_store, repo
     monkeypatch.setattr(engine._EarlyUploads, "hashing_done", hashing_done)
     monkeypatch.setattr(engine._EarlyUploads, "_read_store", read_store)
     monkeypatch.setattr(engine._Transfers, "submit", submit)
-    report = sync_repository(repo, moto_store.target(), show_progress=False)
+    report = cached_sync(repo, moto_store.target(), show_progress=False)
     files = _local_files(repo)
     assert len(hashed) == len(files) + len(_models(repo)) and hashed != sorted(hashed, reverse=True)
     early = len(files)  # every repository file is a pure addition; the configs are the executor's
@@ -321,7 +321,7 @@ def test_the_configs_are_parsed_once_the_first_uploads_are_on_their_way(moto_sto
     monkeypatch.setattr(engine, "STARTED_WAIT_S", 120.0)  # however slow the machine: the order, not a race
     monkeypatch.setattr(scan.ConfigCache, "fill", fill)
     monkeypatch.setattr(engine._Transfers, "submit", submit)
-    report = sync_repository(repo, moto_store.target(), show_progress=False)
+    report = cached_sync(repo, moto_store.target(), show_progress=False)
     assert events[0] == "submit" and "parse" in events, events
     assert report.published == {m: [1] for m in _models(repo)}
     assert engine.STARTED_WAIT_PHASE in report.timings
@@ -343,7 +343,7 @@ def test_a_store_that_does_not_answer_delays_a_bad_config_s_error_only_briefly(m
     monkeypatch.setattr(engine._EarlyUploads, "_read_store", read_store)
     try:
         with pytest.raises(UserError) as err:
-            sync_repository(repo, moto_store.target(), show_progress=False)
+            cached_sync(repo, moto_store.target(), show_progress=False)
     finally:
         release.set()
     assert err.value.exit_code == EXIT_INVALID_REPOSITORY
