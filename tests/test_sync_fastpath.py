@@ -33,13 +33,13 @@ def _count_requests(monkeypatch) -> list[str]:
         return session
 
     monkeypatch.setattr(engine, "_session", counted)
-    real_get = engine._signed_get
+    real_get = engine._signed_request
 
     def counted_get(target, key):  # the fast path's GET without a client (engine._lean_manifest)
         calls.append("GetObject")
         return real_get(target, key)
 
-    monkeypatch.setattr(engine, "_signed_get", counted_get)
+    monkeypatch.setattr(engine, "_signed_request", counted_get)
     return calls
 
 
@@ -52,6 +52,19 @@ def test_an_unchanged_repository_costs_one_manifest_read_and_no_listing(store, r
     assert report.compared_with == "manifest" and report.uploaded == []
     assert set(report.skipped) == set(_local_files(repo)) | {f"{PREFIX}/{m}/config.pbtxt" for m in _models(repo)}
     assert report.published == {m: [1] for m in _models(repo)}
+
+
+def test_a_first_sync_reads_the_missing_manifest_once(moto_store, repo, monkeypatch):
+    """SSE-S3 at an endpoint: the lean GET's NoSuchKey says the bucket exists, takes these credentials and holds
+    no manifest; the client's probe would only ask again."""
+    calls = _count_requests(monkeypatch)
+    report = cached_sync(repo, moto_store.target(sse="AES256", kms_key_id=None), show_progress=False)
+    assert calls.count("GetObject") == 1 and calls[0] == "GetObject" and "ListObjectsV2" in calls, calls
+    assert report.compared_with == "store" and report.published == {m: [1] for m in _models(repo)}
+    # Another bucket: the same GET says NoSuchBucket, and the client's probe reports it as before.
+    with pytest.raises(UserError) as err:
+        cached_sync(repo, moto_store.target(bucket="no-such-bucket-here", sse="AES256", kms_key_id=None), show_progress=False)
+    assert "no-such-bucket-here" in str(err.value)
 
 
 def test_a_changed_file_is_still_uploaded_after_the_manifest_check(moto_store, repo, monkeypatch):

@@ -284,8 +284,10 @@ def test_the_stdlib_signed_get_reads_keys_that_need_escaping_and_is_refused_a_wr
     assert engine._plain_request_settings(target) is not None  # explicit credentials, http: the stdlib path
     for key in keys:
         assert engine._signed_get(target, key) == key.encode()
-        assert engine._botocore_get(target, key) == key.encode()
+        assert engine._botocore_get(target, key) == (200, key.encode())
     assert engine._signed_get(target, "models/no-such-key") is None
+    status, body = engine._signed_request(target, "models/no-such-key")
+    assert status == 404 and b"<Code>NoSuchKey</Code>" in body  # what lets a full sync skip the probe's GET
     assert engine._signed_get(store.target(secret_key="not-the-secret"), keys[0]) is None
 
 

@@ -597,8 +597,9 @@ def _probe(s3, target: SyncTarget, manifest_key: str) -> bytes | None:
         raise translate(exc, where=target.where, bucket=target.bucket, what="checking bucket", sse=target.sse) from None
 
 
-def _lean_manifest(target: SyncTarget, manifest_key: str) -> bytes | None:
-    """The manifest, read without a botocore client, for the fast path; None: not here (then the client reads it).
+def _lean_manifest(target: SyncTarget, manifest_key: str) -> tuple[bytes | None, bool]:
+    """(the manifest, absent), read without a botocore client, for the fast path; None: not read (then the client
+    reads it). absent: the store answered NoSuchKey (the bucket exists, takes these credentials, has no manifest).
 
     Creating an S3 client loads and builds S3's whole service model: a third of an unchanged sync's time, for
     one GET. This GET is signed with SigV4 and sent by the standard library when the credentials and CA bundle
@@ -607,18 +608,28 @@ def _lean_manifest(target: SyncTarget, manifest_key: str) -> bytes | None:
     session's CA bundle and proxies). Only where it is the same request the client would
     send: an explicit --endpoint-url (path-style addressing, as _client uses; AWS endpoints are resolved by
     botocore's rules) and SSE-S3 or none (SSE-KMS checks its key with KMS first), without --role-arn. Anything
-    but a 200 is None: the client then asks again, and its answer (and error, translated) is the one used.
+    but a 200 is None: the client then asks again, and its answer (and error, translated) is the one used;
+    except NoSuchKey, which is that answer (a first sync: the client lists at once, no probe GET).
     """
     if not target.endpoint_url or target.sse not in ("AES256", "none") or target.role_arn:
-        return None
+        return None, False
     try:
-        return _signed_get(target, manifest_key)
+        status, body = _signed_request(target, manifest_key)
     except Exception:  # noqa: BLE001 - the client path asks again and reports whatever is wrong
-        return None
+        return None, False
+    if status == 200:
+        return body, False
+    return None, status == 404 and b"<Code>NoSuchKey</Code>" in body
 
 
 def _signed_get(target: SyncTarget, key: str) -> bytes | None:
     """GET `key` (path-style at target.endpoint_url), SigV4-signed; the body on a 200, else None."""
+    status, body = _signed_request(target, key)
+    return body if status == 200 else None
+
+
+def _signed_request(target: SyncTarget, key: str) -> tuple[int, bytes]:
+    """(HTTP status, body) of a SigV4-signed GET of `key` (path-style at target.endpoint_url); 0: not sent."""
     plain = _plain_request_settings(target)
     if plain is not None:
         return _stdlib_get(target, key, *plain)
@@ -663,10 +674,10 @@ def _plain_request_settings(target: SyncTarget) -> tuple[tuple[str, str, str | N
     return credentials, where()
 
 
-def _stdlib_get(target: SyncTarget, key: str, credentials: tuple[str, str, str | None], ca_bundle: str | None) -> bytes | None:
+def _stdlib_get(target: SyncTarget, key: str, credentials: tuple[str, str, str | None], ca_bundle: str | None) -> tuple[int, bytes]:
     """The GET with http.client, signed with AWS Signature Version 4 (docs.aws.amazon.com/AmazonS3/latest/API/
-    sig-v4-header-based-auth.html, read 2026-12-01) as botocore's S3SigV4Auth signs it. A wrong signature is a 403,
-    hence None: the client asks again (tests/test_sync_prune_errors.py checks that this GET is accepted by a real store)."""
+    sig-v4-header-based-auth.html, read 2026-12-01) as botocore's S3SigV4Auth signs it; (status, body). A wrong
+    signature is a 403: the client asks again (tests/test_sync_prune_errors.py checks that this GET is accepted by a real store)."""
     import hmac
     import http.client
     from urllib.parse import quote, urlsplit
@@ -700,13 +711,12 @@ def _stdlib_get(target: SyncTarget, key: str, credentials: tuple[str, str, str |
     try:
         conn.request("GET", path, headers=headers)
         response = conn.getresponse()
-        body = response.read()
-        return body if response.status == 200 else None
+        return response.status, response.read()
     finally:
         conn.close()
 
 
-def _botocore_get(target: SyncTarget, key: str) -> bytes | None:
+def _botocore_get(target: SyncTarget, key: str) -> tuple[int, bytes]:
     from urllib.parse import quote
 
     import botocore.session
@@ -720,14 +730,14 @@ def _botocore_get(target: SyncTarget, key: str) -> bytes | None:
         session.set_credentials(target.access_key, target.secret_key, target.session_token)
     credentials = session.get_credentials()
     if credentials is None:
-        return None
+        return 0, b""
     url = f"{target.endpoint_url.rstrip('/')}/{target.bucket}/{quote(key, safe='/~')}"
     request = AWSRequest(method="GET", url=url)
     S3SigV4Auth(credentials.get_frozen_credentials(), "s3", target.region).add_auth(request)
     http = URLLib3Session(verify=session.get_config_variable("ca_bundle") or True, proxies=get_environ_proxies(url), timeout=(10, 120))
     try:
         response = http.send(request.prepare())
-        return response.content if response.status_code == 200 else None
+        return response.status_code, response.content
     finally:
         http.close()
 
@@ -1027,7 +1037,8 @@ def _sync_with_store(models, target: SyncTarget, report: SyncReport, validation:
             if store is not None and store.remote is not None:
                 s3, remote = store.s3, store.remote
             else:
-                s3 = _client(session, target)  # more retries than the probe's: from here on, failures are passing ones
+                # More retries than the probe's: from here on, failures are passing ones.
+                s3 = early.full_client or _client(session, target)
                 remote = _list(s3, bucket, base)
             current_step = "reading the promotion history"
             pinned = _pins(models, remote, s3, target, pins, honour_history, report.notes)
@@ -1092,6 +1103,9 @@ class _EarlyRead:
         self.target, self.manifest_key = target, manifest_key
         self.lean = lean and bool(target.endpoint_url) and target.sse in ("AES256", "none") and not target.role_arn
         self._lean_body: bytes | None = None
+        # When the lean GET found no manifest (NoSuchKey), the probe's GET would only say it again: no probe
+        # request, and the client made is the sync's own (with its retries), here.
+        self.full_client = None
         self._lean_ready = threading.Event()
         self._go_on = threading.Event()  # the lean manifest was not enough: read with the client
         self._cancelled = False
@@ -1102,8 +1116,9 @@ class _EarlyRead:
 
     def _run(self) -> None:
         try:
+            absent = False
             if self.lean:
-                self._lean_body = _lean_manifest(self.target, self.manifest_key)
+                self._lean_body, absent = _lean_manifest(self.target, self.manifest_key)
                 self._lean_ready.set()
                 if self._lean_body is not None:
                     self._go_on.wait()
@@ -1115,6 +1130,10 @@ class _EarlyRead:
                 return
             session = _session(self.target)
             if self._cancelled:
+                return
+            if absent:
+                self.full_client = _client(session, self.target)
+                self._result = (session, self.full_client, None)
                 return
             probe = _client(session, self.target, max_attempts=2)
             self._result = (session, probe, _probe(probe, self.target, self.manifest_key))
@@ -1380,7 +1399,7 @@ class _EarlyUploads:
         state = _StoreState(session, enc, manifest, notes)
         if maybe_unchanged(manifest):
             return state
-        state.s3 = _client(session, self.target)
+        state.s3 = self.early.full_client or _client(session, self.target)
         state.remote = _list(state.s3, self.target.bucket, self.base)
         return state
 
