@@ -89,6 +89,8 @@ BROKEN = {
                                            "stacks/Pulumi.vision-test.yaml: hybridserve:openstack.network.cidr: 10.110.2.0/23 overlaps hybridserve:openstack.network.cidr (10.110.0.0/22) of stacks/Pulumi.vision-dev.yaml"),
     "stack-name-mismatch": ("vision-dev", lambda s: edit(s, "vision-dev", _set("hybridserve:environment", value="prod")),
                             "stacks/Pulumi.vision-dev.yaml: hybridserve:team: team 'vision' and environment 'prod' make stack 'vision-prod', but this is stack 'vision-dev'"),
+    "gate-window-beyond-its-deadline": ("search-dev", lambda s: edit(s, "search-dev", _set("hybridserve:serving", "gate", value={"window_seconds": 60, "timeout_seconds": 120})),
+                                        "stacks/Pulumi.search-dev.yaml: hybridserve:serving.gate.window_seconds: 60: even the shortest gate run that can pass takes 180 s, more than timeout_seconds (120 s)"),
     "not-yaml": ("vision-dev", lambda s: (s / "Pulumi.vision-dev.yaml").write_text("config:\n  hybridserve:team: [unclosed\n"),
                  "stacks/Pulumi.vision-dev.yaml: is not valid YAML (line 3, column 1)"),
 }
@@ -142,6 +144,15 @@ def test_a_broken_stack_does_not_block_validating_another(in_checkout: Path, cap
     edit(in_checkout, "search-dev", _set("hybridserve:aws", "vpc", "cidr", value="nonsense"))
     code, out, _ = run_cli(["validate", "--stack", "vision-dev"], capsys)
     assert code == 0 and "vision-dev" in out
+
+
+def test_a_gate_window_whose_worst_case_may_not_fit_is_a_warning_not_a_failure(in_checkout: Path, capsys):
+    edit(in_checkout, "search-dev", _set("hybridserve:serving", "gate", value={"window_seconds": 46}))
+    code, out, _ = run_cli(["validate", "--stack", "search-dev"], capsys)
+    text = " ".join(out.split())
+    assert code == 0 and "warning: stacks/Pulumi.search-dev.yaml: hybridserve:serving.gate.window_seconds: 46: the gate's worst case may not fit timeout_seconds (1800 s)" in text, text
+    # search-dev waits up to 900 s for readiness; one quick search with 46 s windows: at most 4 levels of 5 windows.
+    assert "up to 900 s readiness wait" in text and "give window_seconds at most 45 or timeout_seconds at least 1820" in text
 
 
 def test_validate_all_examples(capsys):

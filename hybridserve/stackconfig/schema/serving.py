@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterator
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, NamedTuple
 
 from pydantic import AfterValidator, Field
 
@@ -183,6 +183,11 @@ class Monitoring(ConfigModel):
             yield Issue(("prometheus_url",), f"is only used with prometheus: existing (prometheus is {self.prometheus})")
 
 
+# The bounds of gate.window_seconds and gate.timeout_seconds (the suggestions of the gate's time check stay inside).
+MAX_GATE_WINDOW_S = 60
+MAX_GATE_TIMEOUT_S = 14400
+
+
 class SmokeGate(ConfigModel):
     """The smoke gate Job each `pulumi up` runs per site after the rollout."""
 
@@ -197,9 +202,38 @@ class SmokeGate(ConfigModel):
     max_concurrency: int = Field(default=8, ge=1, le=256)
     # Measurement window per concurrency level, seconds (the gate's --window); None: the profile's (quick 2, default 5).
     # Longer windows steady the figures on a busy cluster; shorter ones shorten every rollout's gate.
-    window_seconds: float | None = Field(default=None, gt=0, le=60)
-    # Bound on the whole Job (readiness wait + measurement); `pulumi up` fails when it is exceeded.
-    timeout_seconds: int = Field(default=1800, ge=120, le=14400)
+    window_seconds: float | None = Field(default=None, gt=0, le=MAX_GATE_WINDOW_S)
+    # Bound on the whole Job (readiness wait + measurement); `pulumi up` fails when it is exceeded. Checked against
+    # the gate's run with these windows (ServingConfig.gate_seconds): too short for any run is an error, for the worst
+    # case a warning.
+    timeout_seconds: int = Field(default=1800, ge=120, le=MAX_GATE_TIMEOUT_S)
+
+
+class GateTime(NamedTuple):
+    """The smoke gate's run with `profile` (ServingConfig.gate_seconds), seconds: `least` (every model's levels stable
+    at once, no readiness wait) and `most` (every level to its last window, the whole readiness `wait`);
+    `models`: how many it measures (`listed`: from serving.models; else one stands for the repository's)."""
+
+    profile: Any
+    least: float
+    most: float
+    wait: float
+    models: int
+    listed: bool
+
+
+def _largest_window(fits, high: float = MAX_GATE_WINDOW_S) -> float | None:
+    """The longest window_seconds (0.1 s steps, at most `high`, the key's bound) for which `fits(window)` holds,
+    or None when not even 0.1 s does. The gate's run only grows with its window, so a bisection finds it."""
+    low_steps, high_steps = 1, int(high * 10)
+    if not fits(low_steps / 10):
+        return None
+    if fits(high_steps / 10):
+        return high_steps / 10
+    while high_steps - low_steps > 1:
+        mid = (low_steps + high_steps) // 2
+        low_steps, high_steps = (mid, high_steps) if fits(mid / 10) else (low_steps, mid)
+    return low_steps / 10
 
 
 class ServingConfig(ConfigModel):
@@ -263,7 +297,75 @@ class ServingConfig(ConfigModel):
         pinned = f"@{self.gate.image_digest}" if self.gate.image_digest else ""
         return (self.gate.image or f"{self.triton_image}:{self.release}-py3-sdk") + pinned
 
+    def gate_seconds(self, window_s: float | None = None) -> GateTime:
+        """How long the smoke gate Job's run takes with `window_s` s windows (None: gate.window_seconds, else the
+        profile's), from the code the Job runs (smoke_tests.options.run_seconds, the profile built as its command
+        line builds it): its models (serving.models, one per listed version) each with its SLO, and the readiness
+        wait. With serving.models empty the gate measures every model of the repository, which the schema does not
+        read: counted as one (the least of the SLOs a model may get, for `least`; the most, for `most`)."""
+        from smoke_tests.gatespec import parse_gate_spec
+        from smoke_tests.options import profile_of, resolve_slos, run_seconds
+
+        from hybridserve.smokegate import gate_spec
+
+        spec = parse_gate_spec(gate_spec(self))
+        profile = profile_of(self.gate.profile, window_s=window_s if window_s is not None else self.gate.window_seconds,
+                             max_concurrency=self.gate.max_concurrency)
+        wait = float(self.slo.wait_ready_seconds)
+        if spec.models is not None:  # as the gate resolves them: the model's own SLO, else "*"
+            slos = [resolve_slos([m.name], spec.slos, {})[m.name] for m in spec.models]
+            least, most = run_seconds(profile, slos, wait)
+            return GateTime(profile, least, most, wait, len(slos), listed=True)
+        runs = [run_seconds(profile, [slo], wait) for slo in spec.slos.values()]
+        return GateTime(profile, min(r[0] for r in runs), max(r[1] for r in runs), wait, 1, listed=False)
+
+    def _gate_time_issue(self, *, worst: bool) -> Issue | None:
+        """The gate's run against gate.timeout_seconds: `least` (no run can pass in time: an error) or, with
+        `worst`, `most` (the worst case may not: a warning). Names the keys, the figures and what would fit."""
+        g = self.gate
+        timeout = g.timeout_seconds
+        t = self.gate_seconds()
+        needed = t.most if worst else t.least
+        if needed <= timeout:
+            return None
+        w = t.profile.window_s
+        if g.window_seconds is not None:
+            loc, head = ("gate", "window_seconds"), f"{w:g}"
+        else:
+            loc, head = ("gate", "timeout_seconds"), f"{timeout} (with the {g.profile} profile's {w:g} s windows)"
+        fits = _largest_window(lambda x: (self.gate_seconds(x).most if worst else self.gate_seconds(x).least) <= timeout)
+        longer = math.ceil(needed)
+        fixes = [f"window_seconds at most {fits:g}"] if fits is not None else []
+        if longer <= MAX_GATE_TIMEOUT_S:
+            fixes.append(f"timeout_seconds at least {longer}")
+        measuring = t.most - t.wait
+        if worst and fits is None and timeout - measuring >= 10:  # the readiness wait is what does not fit
+            fixes.append(f"slo.wait_ready_seconds at most {math.floor(timeout - measuring)}")
+        models = (f"{t.models} model(s)" if t.listed else
+                  "one model, and as much again per further model (serving.models is empty: the gate measures every model of the repository)")
+        per_level = (f"{t.profile.stability_windows} windows of {w:g} s per concurrency level it must measure" if not worst else
+                     f"up to {t.profile.max_windows} windows of {w:g} s per concurrency level plus about one to start and stop it"
+                     + (f", the capacity search's budget {t.profile.time_budget_s:g} s per model" if t.profile.searching and t.profile.time_budget_s else ""))
+        if worst:
+            what = (f"the gate's worst case may not fit timeout_seconds ({timeout} s): up to {t.wait:.0f} s readiness wait "
+                    f"(slo.wait_ready_seconds) and {measuring:.0f} s measuring {models}, with the {g.profile} profile's {per_level}; "
+                    f"{t.most:.0f} s in all; Kubernetes stops the Job at its deadline and `pulumi up` fails")
+        else:
+            what = (f"even the shortest gate run that can pass takes {t.least:.0f} s, more than timeout_seconds ({timeout} s): "
+                    f"measuring {models}, with the {g.profile} profile's at least {per_level}; Kubernetes would stop every gate Job before its "
+                    "verdict and `pulumi up` would fail")
+        return Issue(loc, f"{head}: {what}; give {' or '.join(fixes)}")
+
+    def warnings(self) -> Iterator[Issue]:
+        if self._gate_time_issue(worst=False) is None:  # an error already says it
+            issue = self._gate_time_issue(worst=True)
+            if issue is not None:
+                yield issue
+
     def issues(self) -> Iterator[Issue]:
+        issue = self._gate_time_issue(worst=False)
+        if issue is not None:
+            yield issue
         if len(set(self.targets)) != len(self.targets):
             yield Issue(("targets",), f"{self.targets} lists a target twice")
         if self.release not in TRITON_RELEASES:
