@@ -307,6 +307,21 @@ def run_seconds(profile: MeasurementProfile, slos: Iterable[SLO], wait_ready_s: 
     return least, wait_ready_s + most
 
 
+def longest_window(fits, high: float) -> float | None:
+    """The longest window (0.1 s steps, at most `high`) for which `fits(window_s)` holds, or None when not even
+    0.1 s does: what to suggest for a window too long for a deadline. A run only grows with its window
+    (`run_seconds`), so a bisection finds it."""
+    low_steps, high_steps = 1, int(high * 10)
+    if not fits(low_steps / 10):
+        return None
+    if fits(high_steps / 10):
+        return high_steps / 10
+    while high_steps - low_steps > 1:
+        mid = (low_steps + high_steps) // 2
+        low_steps, high_steps = (mid, high_steps) if fits(mid / 10) else (low_steps, mid)
+    return low_steps / 10
+
+
 # --------------------------------------------------------------------------------------------- targets / options
 
 

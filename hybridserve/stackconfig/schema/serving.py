@@ -14,6 +14,8 @@ from typing import Annotated, Any, Literal, NamedTuple
 
 from pydantic import AfterValidator, Field
 
+from smoke_tests.options import longest_window
+
 from hybridserve.stackconfig.catalog import TRITON_RELEASES, brief
 from hybridserve.stackconfig.schema.common import Cidr, ConfigModel, Issue, Label
 
@@ -222,20 +224,6 @@ class GateTime(NamedTuple):
     listed: bool
 
 
-def _largest_window(fits, high: float = MAX_GATE_WINDOW_S) -> float | None:
-    """The longest window_seconds (0.1 s steps, at most `high`, the key's bound) for which `fits(window)` holds,
-    or None when not even 0.1 s does. The gate's run only grows with its window, so a bisection finds it."""
-    low_steps, high_steps = 1, int(high * 10)
-    if not fits(low_steps / 10):
-        return None
-    if fits(high_steps / 10):
-        return high_steps / 10
-    while high_steps - low_steps > 1:
-        mid = (low_steps + high_steps) // 2
-        low_steps, high_steps = (mid, high_steps) if fits(mid / 10) else (low_steps, mid)
-    return low_steps / 10
-
-
 class ServingConfig(ConfigModel):
     triton_image: str = Field(default="nvcr.io/nvidia/tritonserver", pattern=r"^[a-z0-9.-]+(:\d+)?(/[a-z0-9._-]+)+$")
     # An NGC release tag "<yy.mm>-py3" (the image with the PyTorch backend; catalog.TRITON_RELEASES).
@@ -333,7 +321,8 @@ class ServingConfig(ConfigModel):
             loc, head = ("gate", "window_seconds"), f"{w:g}"
         else:
             loc, head = ("gate", "timeout_seconds"), f"{timeout} (with the {g.profile} profile's {w:g} s windows)"
-        fits = _largest_window(lambda x: (self.gate_seconds(x).most if worst else self.gate_seconds(x).least) <= timeout)
+        fits = longest_window(lambda x: (self.gate_seconds(x).most if worst else self.gate_seconds(x).least) <= timeout,
+                              MAX_GATE_WINDOW_S)
         longer = math.ceil(needed)
         fixes = [f"window_seconds at most {fits:g}"] if fits is not None else []
         if longer <= MAX_GATE_TIMEOUT_S:
