@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Annotated, Any, Literal, NamedTuple
 
 from pydantic import AfterValidator, Field
@@ -214,14 +214,15 @@ class SmokeGate(ConfigModel):
 class GateTime(NamedTuple):
     """The smoke gate's run with `profile` (ServingConfig.gate_seconds), seconds: `least` (every model's levels stable
     at once, no readiness wait) and `most` (every level to its last window, the whole readiness `wait`);
-    `models`: how many it measures (`listed`: from serving.models; else one stands for the repository's)."""
+    `models`: what it measures, `source`: "listed" (serving.models), "repository" (the repository's models, given),
+    "unknown" (serving.models empty, the repository not read: one model stands for them)."""
 
     profile: Any
     least: float
     most: float
     wait: float
-    models: int
-    listed: bool
+    models: tuple[str, ...]
+    source: Literal["listed", "repository", "unknown"]
 
 
 class ServingConfig(ConfigModel):
@@ -285,12 +286,13 @@ class ServingConfig(ConfigModel):
         pinned = f"@{self.gate.image_digest}" if self.gate.image_digest else ""
         return (self.gate.image or f"{self.triton_image}:{self.release}-py3-sdk") + pinned
 
-    def gate_seconds(self, window_s: float | None = None) -> GateTime:
+    def gate_seconds(self, window_s: float | None = None, repository: Sequence[str] = ()) -> GateTime:
         """How long the smoke gate Job's run takes with `window_s` s windows (None: gate.window_seconds, else the
         profile's), from the code the Job runs (smoke_tests.options.run_seconds, the profile built as its command
         line builds it): its models (serving.models, one per listed version) each with its SLO, and the readiness
-        wait. With serving.models empty the gate measures every model of the repository, which the schema does not
-        read: counted as one (the least of the SLOs a model may get, for `least`; the most, for `most`)."""
+        wait. With serving.models empty the gate measures the models the program publishes (`repository`: their
+        names, from `hybridserve validate`, which reads it); without them one model stands for them all (the least
+        of the SLOs a model may get, for `least`; the most, for `most`)."""
         from smoke_tests.gatespec import parse_gate_spec
         from smoke_tests.options import profile_of, resolve_slos, run_seconds
 
@@ -300,19 +302,27 @@ class ServingConfig(ConfigModel):
         profile = profile_of(self.gate.profile, window_s=window_s if window_s is not None else self.gate.window_seconds,
                              max_concurrency=self.gate.max_concurrency)
         wait = float(self.slo.wait_ready_seconds)
-        if spec.models is not None:  # as the gate resolves them: the model's own SLO, else "*"
-            slos = [resolve_slos([m.name], spec.slos, {})[m.name] for m in spec.models]
+        names = [str(m) for m in spec.models] if spec.models is not None else list(repository)
+        if names:  # as the gate resolves them: the model's own SLO, else "*"
+            slos = [resolve_slos([n], spec.slos, {})[n] for n in (m.partition(":")[0] for m in names)]
             least, most = run_seconds(profile, slos, wait)
-            return GateTime(profile, least, most, wait, len(slos), listed=True)
+            return GateTime(profile, least, most, wait, tuple(names), "listed" if spec.models is not None else "repository")
         runs = [run_seconds(profile, [slo], wait) for slo in spec.slos.values()]
-        return GateTime(profile, min(r[0] for r in runs), max(r[1] for r in runs), wait, 1, listed=False)
+        return GateTime(profile, min(r[0] for r in runs), max(r[1] for r in runs), wait, (), "unknown")
 
-    def _gate_time_issue(self, *, worst: bool) -> Issue | None:
+    def gate_time_issues(self, repository: Sequence[str] = ()) -> tuple[Issue | None, Issue | None]:
+        """(error, warning) of the gate's run against gate.timeout_seconds (`gate_seconds`; `repository`: its models
+        when serving.models is empty): an error when no run that can pass finishes in time, else a warning when the
+        worst case may not."""
+        error = self._gate_time_issue(worst=False, repository=repository)
+        return error, (self._gate_time_issue(worst=True, repository=repository) if error is None else None)
+
+    def _gate_time_issue(self, *, worst: bool, repository: Sequence[str] = ()) -> Issue | None:
         """The gate's run against gate.timeout_seconds: `least` (no run can pass in time: an error) or, with
         `worst`, `most` (the worst case may not: a warning). Names the keys, the figures and what would fit."""
         g = self.gate
         timeout = g.timeout_seconds
-        t = self.gate_seconds()
+        t = self.gate_seconds(repository=repository)
         needed = t.most if worst else t.least
         if needed <= timeout:
             return None
@@ -321,7 +331,7 @@ class ServingConfig(ConfigModel):
             loc, head = ("gate", "window_seconds"), f"{w:g}"
         else:
             loc, head = ("gate", "timeout_seconds"), f"{timeout} (with the {g.profile} profile's {w:g} s windows)"
-        fits = longest_window(lambda x: (self.gate_seconds(x).most if worst else self.gate_seconds(x).least) <= timeout,
+        fits = longest_window(lambda x: getattr(self.gate_seconds(x, repository), "most" if worst else "least") <= timeout,
                               MAX_GATE_WINDOW_S)
         longer = math.ceil(needed)
         fixes = [f"window_seconds at most {fits:g}"] if fits is not None else []
@@ -330,8 +340,11 @@ class ServingConfig(ConfigModel):
         measuring = t.most - t.wait
         if worst and fits is None and timeout - measuring >= 10:  # the readiness wait is what does not fit
             fixes.append(f"slo.wait_ready_seconds at most {math.floor(timeout - measuring)}")
-        models = (f"{t.models} model(s)" if t.listed else
-                  "one model, and as much again per further model (serving.models is empty: the gate measures every model of the repository)")
+        models = {
+            "listed": f"{len(t.models)} model(s)",
+            "repository": f"{len(t.models)} model(s) (serving.models is empty: the repository's {', '.join(t.models)})",
+            "unknown": "one model, and as much again per further model (serving.models is empty: the gate measures every model of the repository)",
+        }[t.source]
         per_level = (f"{t.profile.stability_windows} windows of {w:g} s per concurrency level it must measure" if not worst else
                      f"up to {t.profile.max_windows} windows of {w:g} s per concurrency level plus about one to start and stop it"
                      + (f", the capacity search's budget {t.profile.time_budget_s:g} s per model" if t.profile.searching and t.profile.time_budget_s else ""))
@@ -346,15 +359,14 @@ class ServingConfig(ConfigModel):
         return Issue(loc, f"{head}: {what}; give {' or '.join(fixes)}")
 
     def warnings(self) -> Iterator[Issue]:
-        if self._gate_time_issue(worst=False) is None:  # an error already says it
-            issue = self._gate_time_issue(worst=True)
-            if issue is not None:
-                yield issue
+        _, warning = self.gate_time_issues()
+        if warning is not None:
+            yield warning
 
     def issues(self) -> Iterator[Issue]:
-        issue = self._gate_time_issue(worst=False)
-        if issue is not None:
-            yield issue
+        error, _ = self.gate_time_issues()
+        if error is not None:
+            yield error
         if len(set(self.targets)) != len(self.targets):
             yield Issue(("targets",), f"{self.targets} lists a target twice")
         if self.release not in TRITON_RELEASES:
