@@ -136,7 +136,7 @@ def status_command(
     no_gate: Annotated[bool, typer.Option("--no-gate", help="Only probe readiness (no smoke gate: SLOs are not checked).")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print the states as JSON (a list, one object per host) instead of a table.")] = False,
     probe_timeout: Annotated[float, typer.Option("--probe-timeout", min=0.5, help="Seconds each readiness probe may take.")] = 5.0,
-    gate_timeout: Annotated[float, typer.Option("--gate-timeout", min=10, help="Seconds each host's smoke gate may take.")] = 300.0,
+    gate_timeout: Annotated[float, typer.Option("--gate-timeout", min=10, help="Seconds each host's smoke gate may take; a --window no passing run fits in is refused before any request.")] = 300.0,
     window: Annotated[Optional[float], typer.Option("--window", min=0.1, help="The gate's measurement window, seconds (default: the quick profile's 2): shorter is a quicker, coarser check.")] = None,
 ) -> None:
     """Per edge host of the stack: healthy, down, or SLO missed (exit 1 when any host is not healthy)."""
