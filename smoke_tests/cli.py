@@ -201,26 +201,18 @@ def run(args: argparse.Namespace) -> int:
     Bad input raises GateError (exit 2) before the endpoint is contacted; a failed gate raises GateError with
     the gate's exit code and one line per problem.
     """
-    from dataclasses import replace
-
     from smoke_tests.errors import ExitCode, bad_input
     from smoke_tests.gatespec import GateSpec, read_gate_spec
-    from smoke_tests.options import PROFILES, ModelTarget, SmokeOptions, have_module, parse_slo_flags, resolve_slos
+    from smoke_tests.options import PROFILES, ModelTarget, SmokeOptions, have_module, parse_slo_flags, profile_of, resolve_slos
     from smoke_tests.report import report_line
     from smoke_tests.runner import run_smoke
     from smoke_tests.term import make_console, print_report, say
 
     if args.profile not in PROFILES:
         raise bad_input(f"--profile {args.profile!r}: expected one of {', '.join(PROFILES)}")
-    prof = PROFILES[args.profile]
-    changes = {}
-    if args.window is not None:
-        prof = prof.with_window(args.window)
-    for key, value in (("max_windows", args.max_windows),
-                       ("stability_windows", args.stability_windows), ("stability_threshold", args.stability_threshold),
-                       ("stability_latency", args.stability_latency), ("max_concurrency", args.max_concurrency)):
-        if value is not None:
-            changes[key] = value
+    changes = {"max_windows": args.max_windows, "stability_windows": args.stability_windows,
+               "stability_threshold": args.stability_threshold, "stability_latency": args.stability_latency,
+               "max_concurrency": args.max_concurrency}
     if args.concurrency is not None:
         try:
             levels = tuple(sorted({int(x) for x in args.concurrency.split(",") if x.strip()}))
@@ -229,7 +221,7 @@ def run(args: argparse.Namespace) -> int:
         if not levels:  # "" or "," used to fall back to the doubling sweep without a word
             raise bad_input(f"--concurrency {args.concurrency!r}: expected a comma-separated list of integers, e.g. 1,4,16")
         changes["concurrencies"] = levels
-    prof = replace(prof, **changes)
+    prof = profile_of(args.profile, window_s=args.window, **changes)  # as the kit's time checks build it
 
     spec = read_gate_spec(args.slos) if args.slos is not None else GateSpec()
     overrides = parse_slo_flags(args.min_throughput or (), args.max_p99_ms or (), args.max_error_rate or ())

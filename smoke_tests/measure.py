@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 from smoke_tests.endpoint import Endpoint, EndpointError, ModelStats
 from smoke_tests.errors import ExitCode, SmokeFatal
 from smoke_tests.loadgen import LoadGenerator, Records
-from smoke_tests.options import MeasurementProfile
+from smoke_tests.options import LEVEL_OVERHEAD_WINDOWS, MeasurementProfile
 from smoke_tests.results import Capacity, LevelResult, Saturation, ServerSide
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -419,7 +419,8 @@ def next_concurrency(levels: list[LevelResult], profile: MeasurementProfile, *, 
     if profile.time_budget_s is not None:
         longest = max(lv.duration_s for lv in levels)
         # A level's wall time: its windows plus about a window of start, stop and statistics calls.
-        per_level = max(longest * profile.max_windows / max(1, profile.stability_windows), profile.window_s) + profile.window_s
+        per_level = (max(longest * profile.max_windows / max(1, profile.stability_windows), profile.window_s)
+                     + LEVEL_OVERHEAD_WINDOWS * profile.window_s)
         if elapsed_s + per_level > profile.time_budget_s:
             return None, "time_budget"
     return min(last.concurrency * factor, profile.max_concurrency), ""

@@ -164,6 +164,11 @@ def resolve_slos(models: Iterable[str], base: Mapping[str, SLO], overrides: Mapp
 # --------------------------------------------------------------------------------------------- measurement
 
 
+# A level's wall time besides its windows: starting and stopping the load, the statistics calls; about one window
+# (the capacity search's own estimate: smoke_tests.measure.next_concurrency).
+LEVEL_OVERHEAD_WINDOWS = 1
+
+
 @dataclass(frozen=True)
 class MeasurementProfile:
     """perf_analyzer's time-window measurement.
@@ -201,6 +206,27 @@ class MeasurementProfile:
     @property
     def searching(self) -> bool:
         return self.search and not self.concurrencies
+
+    def level_seconds(self) -> tuple[float, float]:
+        """(least, most) seconds one concurrency level takes: a result after `stability_windows` windows (stable),
+        at most `max_windows` (unstable) and about a window of starting, stopping and statistics calls."""
+        return self.stability_windows * self.window_s, (self.max_windows + LEVEL_OVERHEAD_WINDOWS) * self.window_s
+
+    def sweep_seconds(self, extra: Iterable[int] = ()) -> tuple[float, float]:
+        """(least, most) seconds one model's sweep takes; `extra`: its SLO's concurrencies, which are always measured.
+
+        The fixed levels (`levels(extra)`): every one. The capacity search: at least concurrency 1 and the SLO's;
+        at most its time budget (no level starts that would pass it; the first always starts) or every level of
+        the doubling ladder, whichever is shorter, then the SLO's levels it did not reach."""
+        least, most = self.level_seconds()
+        if not self.searching:
+            n = len(self.levels(extra))
+            return n * least, n * most
+        others = len(set(extra) - {1})
+        search = len(self.levels()) * most
+        if self.time_budget_s is not None:
+            search = min(search, max(self.time_budget_s, most))
+        return (1 + others) * least, search + others * most
 
     def levels(self, extra: Iterable[int] = ()) -> list[int]:
         if self.concurrencies:
@@ -258,6 +284,42 @@ PROFILES: dict[str, MeasurementProfile] = {
     "quick": MeasurementProfile(name="quick", window_s=2.0, max_windows=4, max_concurrency=256, search=True,
                                 time_budget_s=40.0),
 }
+
+
+def profile_of(name: str, *, window_s: float | None = None, **changes) -> MeasurementProfile:
+    """PROFILES[name] as the CLI applies its flags: `--window` (`with_window`: a longer window lengthens the search's
+    budget), then the other fields; None leaves the profile's. KeyError for an unknown name."""
+    profile = PROFILES[name]
+    if window_s is not None:
+        profile = profile.with_window(window_s)
+    return replace(profile, **{k: v for k, v in changes.items() if v is not None})
+
+
+def run_seconds(profile: MeasurementProfile, slos: Iterable[SLO], wait_ready_s: float = 0.0) -> tuple[float, float]:
+    """(least, most) seconds a smoke run spends measuring one model per SLO in `slos` (each model's resolved SLO),
+    from its start: up to `wait_ready_s` for readiness (none when all is ready at once), then every model's sweep
+    (`MeasurementProfile.sweep_seconds`). The correctness checks (a few requests per model) are not counted.
+    What an outer timeout (the gate Job's deadline, `edge status --gate-timeout`) must leave room for."""
+    least = most = 0.0
+    for slo in slos:
+        low, high = profile.sweep_seconds(slo.concurrencies())
+        least, most = least + low, most + high
+    return least, wait_ready_s + most
+
+
+def longest_window(fits, high: float) -> float | None:
+    """The longest window (0.1 s steps, at most `high`) for which `fits(window_s)` holds, or None when not even
+    0.1 s does: what to suggest for a window too long for a deadline. A run only grows with its window
+    (`run_seconds`), so a bisection finds it."""
+    low_steps, high_steps = 1, int(high * 10)
+    if not fits(low_steps / 10):
+        return None
+    if fits(high_steps / 10):
+        return high_steps / 10
+    while high_steps - low_steps > 1:
+        mid = (low_steps + high_steps) // 2
+        low_steps, high_steps = (mid, high_steps) if fits(mid / 10) else (low_steps, mid)
+    return low_steps / 10
 
 
 # --------------------------------------------------------------------------------------------- targets / options

@@ -9,6 +9,7 @@ runtime of its own here would cost a second SeaweedFS cache and tritonserver sta
 from __future__ import annotations
 
 import json
+import socket
 
 import pytest
 from cliutil import run_cli
@@ -50,6 +51,14 @@ def test_status_without_the_address_override_probes_the_stack_address(tmp_path, 
     (["--address", "store-berlin=127.0.0.1"], "--address 'store-berlin=127.0.0.1': expected SITE/HOST=ADDRESS"),
     (["--address", "store-berlin/edge-9=127.0.0.1"], "--address store-berlin/edge-9: no such host"),
     (["--window", "0"], "Invalid value for '--window'"),
+    # The slowest host names the figures: store-lyon's one model at concurrency 1 and its SLO's, 3 stable windows each.
+    (["--window", "200"], "--window 200 with --gate-timeout 300: even the shortest gate run that can pass takes 1200 s on "
+                          "store-lyon/edge-1 (1 model(s), at least 3 windows of 200 s per concurrency level), more than "
+                          "--gate-timeout; give --window at most 50 or --gate-timeout at least 1200"),
+    (["--site", "store-berlin", "--window", "200"], "--window 200 with --gate-timeout 300: even the shortest gate run that can "
+                                                    "pass takes 600 s on store-berlin/edge-1"),
+    (["--gate-timeout", "10"], "--window unset (the quick profile's 2 s) with --gate-timeout 10: even the shortest gate run "
+                               "that can pass takes 12 s on store-lyon/edge-1"),
 ])
 def test_bad_flags_exit_2_naming_the_flag(capsys, args, words):
     code, _, err = run_cli(["edge", "status", "--stack", "search-dev", *args], capsys)
@@ -59,3 +68,30 @@ def test_bad_flags_exit_2_naming_the_flag(capsys, args, words):
 def test_a_stack_without_edge_sites_is_refused(capsys):
     code, _, err = run_cli(["edge", "status", "--stack", "vision-dev"], capsys)
     assert code == 2 and "has no edge site" in err
+
+
+def test_a_window_the_gate_timeout_cannot_hold_is_refused_before_any_request(tmp_path, capsys):
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        listener.setblocking(False)
+        port = listener.getsockname()[1]
+        (closed,) = free_ports(1)
+        path = status_stack(tmp_path, port, closed, closed + 1)  # probes (HTTP) would reach the listener
+        code, out, err = run_cli(["edge", "status", "--stack", "search-dev", "--stacks-dir", str(path.parent), "--site", "store-berlin",
+                                  "--address", "store-berlin/edge-1=127.0.0.1", "--probe-timeout", "0.5",
+                                  "--window", "50", "--gate-timeout", "120"], capsys)
+        assert code == 2 and out == "", out
+        assert ("--window 50 with --gate-timeout 120: even the shortest gate run that can pass takes 150 s on store-berlin/edge-1"
+                in err and "give --window at most 40 or --gate-timeout at least 150" in err), err
+        with pytest.raises(BlockingIOError):  # the host was never contacted
+            listener.accept()
+
+
+def test_a_window_whose_worst_case_may_pass_the_gate_timeout_is_a_warning(tmp_path, capsys):
+    # 3 windows of 40 s fit 120 s; 5 s readiness wait and 4 windows plus one of 40 s (205 s) may not.
+    (closed,) = free_ports(1)
+    path = status_stack(tmp_path, closed, closed + 1, closed + 2)
+    code, out, err = run_cli(["edge", "status", "--stack", "search-dev", "--stacks-dir", str(path.parent), "--site", "store-berlin",
+                              "--probe-timeout", "0.5", "--json", "--window", "40", "--gate-timeout", "120"], capsys)
+    assert code == 1 and json.loads(out)[0]["state"] == "down"  # it went on: the host was probed
+    assert ("warning: --window 40 with --gate-timeout 120: the gate's worst case takes 205 s on store-berlin/edge-1" in err
+            and "give --window at most 23 or --gate-timeout at least 205" in err), err

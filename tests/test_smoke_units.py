@@ -729,3 +729,48 @@ def test_a_longer_window_gets_a_longer_search_budget_so_the_search_goes_as_far()
     # A shorter window keeps the budget (the search may go further, never less far).
     assert quick.with_window(0.5).time_budget_s == quick.time_budget_s
     assert quick.with_window(5.0).window_s == 5.0 and quick.with_window(5.0).time_budget_s == 100.0
+
+
+@pytest.mark.parametrize("window", [2.0, 5.0, 30.0, 60.0])
+@pytest.mark.parametrize("max_concurrency", [8, 256])
+def test_the_sweep_time_bound_holds_for_the_search_run_to_its_worst(window, max_concurrency):
+    # What the kit checks a gate's deadline with (the Job's, edge status --gate-timeout): every level to its last
+    # window plus the overhead the search itself assumes, a server that scales linearly so the search never stops early.
+    from smoke_tests.options import LEVEL_OVERHEAD_WINDOWS, profile_of
+
+    profile = profile_of("quick", window_s=window, max_concurrency=max_concurrency)
+    least, most = profile.sweep_seconds()
+    level_least, level_most = profile.level_seconds()
+    assert level_most == (profile.max_windows + LEVEL_OVERHEAD_WINDOWS) * window and level_least == 3 * window
+    levels, elapsed = [], 0.0
+    while True:
+        c, _ = next_concurrency(levels, profile, elapsed_s=elapsed)
+        if c is None:
+            break
+        lv = _level(c, c * 100.0)
+        lv.duration_s = profile.max_windows * window
+        levels.append(lv)
+        elapsed += level_most
+    assert most - level_most <= elapsed <= most  # a bound, and not a loose one
+    assert least == level_least  # concurrency 1, stable at once
+    # The SLO's concurrencies are measured on top; concurrency 1 is the search's first level anyway.
+    assert profile.sweep_seconds({1}) == (least, most)
+    assert profile.sweep_seconds({1, 4}) == (least + level_least, most + level_most)
+    # A budget shorter than one level: the first level still runs, alone.
+    short = replace(profile, time_budget_s=1.0)
+    assert short.sweep_seconds()[1] == level_most
+    first, _ = next_concurrency([], short)
+    lv = _level(first, 100.0)
+    lv.duration_s = profile.max_windows * window
+    assert next_concurrency([lv], short, elapsed_s=level_most) == (None, "time_budget")
+
+
+def test_the_run_time_of_fixed_levels_counts_each_level_and_the_readiness_wait():
+    from smoke_tests.options import profile_of, run_seconds
+
+    profile = profile_of("quick", window_s=5.0, concurrencies=(1,))  # as `edge status` runs the gate
+    assert not profile.searching
+    least, most = run_seconds(profile, [SLO(max_p99_ms=250, p99_concurrency=1), SLO(min_throughput=5, throughput_concurrency=4)],
+                              wait_ready_s=5)
+    # Three levels (1; 1 and 4): at least 3 windows each, at most 4 plus one; the wait only in the worst case.
+    assert (least, most) == (3 * 3 * 5.0, 5 + 3 * 5 * 5.0)

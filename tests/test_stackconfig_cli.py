@@ -89,6 +89,8 @@ BROKEN = {
                                            "stacks/Pulumi.vision-test.yaml: hybridserve:openstack.network.cidr: 10.110.2.0/23 overlaps hybridserve:openstack.network.cidr (10.110.0.0/22) of stacks/Pulumi.vision-dev.yaml"),
     "stack-name-mismatch": ("vision-dev", lambda s: edit(s, "vision-dev", _set("hybridserve:environment", value="prod")),
                             "stacks/Pulumi.vision-dev.yaml: hybridserve:team: team 'vision' and environment 'prod' make stack 'vision-prod', but this is stack 'vision-dev'"),
+    "gate-window-beyond-its-deadline": ("search-dev", lambda s: edit(s, "search-dev", _set("hybridserve:serving", "gate", value={"window_seconds": 60, "timeout_seconds": 120})),
+                                        "stacks/Pulumi.search-dev.yaml: hybridserve:serving.gate.window_seconds: 60: even the shortest gate run that can pass takes 180 s, more than timeout_seconds (120 s)"),
     "not-yaml": ("vision-dev", lambda s: (s / "Pulumi.vision-dev.yaml").write_text("config:\n  hybridserve:team: [unclosed\n"),
                  "stacks/Pulumi.vision-dev.yaml: is not valid YAML (line 3, column 1)"),
 }
@@ -142,6 +144,36 @@ def test_a_broken_stack_does_not_block_validating_another(in_checkout: Path, cap
     edit(in_checkout, "search-dev", _set("hybridserve:aws", "vpc", "cidr", value="nonsense"))
     code, out, _ = run_cli(["validate", "--stack", "vision-dev"], capsys)
     assert code == 0 and "vision-dev" in out
+
+
+def test_a_gate_window_whose_worst_case_may_not_fit_is_a_warning_not_a_failure(in_checkout: Path, monkeypatch, capsys):
+    # No repository to read (vision-dev has no edge site to need one): the schema's figure, one model for them all.
+    monkeypatch.setenv("HYBRIDSERVE_MODEL_REPO", str(in_checkout.parent / "no-model-repo"))
+    edit(in_checkout, "vision-dev", _set("hybridserve:serving", "gate", value={"window_seconds": 46, "timeout_seconds": 1500}))
+    code, out, _ = run_cli(["validate", "--stack", "vision-dev"], capsys)
+    text = " ".join(out.split())
+    assert code == 0 and ("warning: stacks/Pulumi.vision-dev.yaml: hybridserve:serving.gate.window_seconds: 46: the gate's worst case "
+                          "may not fit timeout_seconds (1500 s)") in text, text
+    # 600 s readiness wait; one quick search with 46 s windows: at most 4 levels of 5 windows (920 s).
+    assert "up to 600 s readiness wait" in text and "give window_seconds at most 45 or timeout_seconds at least 1520" in text
+
+
+def test_the_gate_time_counts_the_repositorys_models_when_the_stack_lists_none(in_checkout: Path, capsys):
+    # search-dev lists no models: its gates measure the repository's two base models (not the int8 variant).
+    # 30 s windows: one model's worst case fits (900 s readiness wait + 600 s), two do not (2100 s).
+    edit(in_checkout, "search-dev", _set("hybridserve:serving", "gate", value={"window_seconds": 30}))
+    code, out, _ = run_cli(["validate", "--stack", "search-dev"], capsys)
+    text = " ".join(out.split())
+    assert code == 0 and ("warning: stacks/Pulumi.search-dev.yaml: hybridserve:serving.gate.window_seconds: 30: the gate's worst case "
+                          "may not fit timeout_seconds (1800 s): up to 900 s readiness wait (slo.wait_ready_seconds) and 1200 s measuring "
+                          "2 model(s) (serving.models is empty: the repository's image_classifier, text_encoder)") in text, text
+    assert text.count("serving.gate.window_seconds") == 1  # not also the schema's one-model figure
+    # 60 s windows and a 300 s deadline: one model's shortest run fits (180 s), two do not (360 s): an error.
+    edit(in_checkout, "search-dev", _set("hybridserve:serving", "gate", value={"window_seconds": 60, "timeout_seconds": 300}))
+    code, _, err = run_cli(["plan", "--stack", "search-dev"], capsys)
+    assert code == 2 and ("stacks/Pulumi.search-dev.yaml: hybridserve:serving.gate.window_seconds: 60: even the shortest gate run "
+                          "that can pass takes 360 s, more than timeout_seconds (300 s)") in err, err
+    assert "give window_seconds at most 50 or timeout_seconds at least 360" in err
 
 
 def test_validate_all_examples(capsys):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -286,3 +287,110 @@ def test_schema_imports_without_pulumi():
         "assert not [m for m in sys.modules if m == 'pulumi' or m.startswith('pulumi_')], 'pulumi imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=repo_root())
+
+
+# --- the smoke gate's windows against its Job's deadline ------------------------------------------------------
+
+GATE_KEY = "hybridserve:serving.gate.window_seconds"
+
+
+def gate_stack(gate: dict, **serving):
+    return {**REQUIRED, "hybridserve:serving": {"gate": gate, **serving}}
+
+
+def gate_problems(values: dict) -> list[str]:
+    try:
+        build_stack_config(reachable(values))
+    except StackConfigError as exc:
+        return [p for p in exc.problems if "serving.gate." in p]
+    return []
+
+
+def gate_warnings(values: dict) -> list[str]:
+    from hybridserve.stackconfig.loader import stack_warnings
+
+    return [w for w in stack_warnings(build_stack_config(reachable(values))) if "serving.gate." in w]
+
+
+def suggested(text: str, key: str) -> float:
+    return float(re.search(rf"{key} at (?:most|least) ([0-9.]+)", text).group(1))
+
+
+def test_a_gate_window_no_run_could_finish_in_the_deadline_is_an_error_naming_both_keys_and_what_fits():
+    # Quick profile: a passing run measures concurrency 1 to at least 3 stable windows: 180 s of 60 s windows.
+    [problem] = gate_problems(gate_stack({"window_seconds": 60, "timeout_seconds": 120}))
+    assert problem.startswith(f"config: {GATE_KEY}: 60: even the shortest gate run that can pass takes 180 s, "
+                              "more than timeout_seconds (120 s)"), problem
+    assert "3 windows of 60 s" in problem and "every model of the repository" in problem
+    window, timeout = suggested(problem, "window_seconds"), suggested(problem, "timeout_seconds")
+    assert (window, timeout) == (40, 180)
+    # What it suggests is valid, and the first window past it is not.
+    assert gate_problems(gate_stack({"window_seconds": window, "timeout_seconds": 120})) == []
+    assert gate_problems(gate_stack({"window_seconds": 60, "timeout_seconds": int(timeout)})) == []
+    assert gate_problems(gate_stack({"window_seconds": window + 0.1, "timeout_seconds": 120}))
+
+
+def test_the_gate_time_counts_each_listed_model_and_version_with_its_slo_concurrencies():
+    # Three runs (a, b:1, b:2); b's SLO also asks for concurrency 4, a level the run measures on top of concurrency 1.
+    serving = {"models": [{"name": "a"}, {"name": "b", "versions": [1, 2]}],
+               "model_slos": {"b": {"min_throughput": 5, "throughput_concurrency": 4}}}
+    [problem] = gate_problems(gate_stack({"window_seconds": 10, "timeout_seconds": 120}, **serving))
+    # (1 + 2 + 2) levels of 3 windows of 10 s: 150 s; at most 120 / 15 = 8 s windows.
+    assert f"{GATE_KEY}: 10: even the shortest gate run that can pass takes 150 s" in problem and "3 model(s)" in problem
+    assert suggested(problem, "window_seconds") == 8 and suggested(problem, "timeout_seconds") == 150
+
+
+def test_a_gate_whose_worst_case_may_pass_the_deadline_is_a_warning_naming_the_figures():
+    # Quick profile, 30 s windows: the search's budget grows to 600 s per model (40 s for 2 s windows); 3 listed
+    # models: 1800 s measuring, 600 s readiness wait: 2400 s, past the default 1800 s deadline. It can pass: no error.
+    values = gate_stack({"window_seconds": 30}, models=[{"name": m} for m in ("a", "b", "c")])
+    assert gate_problems(values) == []
+    [warning] = gate_warnings(values)
+    assert warning.startswith(f"config: {GATE_KEY}: 30: the gate's worst case may not fit timeout_seconds (1800 s): "
+                              "up to 600 s readiness wait (slo.wait_ready_seconds) and 1800 s measuring 3 model(s)"), warning
+    assert "the capacity search's budget 600 s per model" in warning and "2400 s in all" in warning
+    window, timeout = suggested(warning, "window_seconds"), suggested(warning, "timeout_seconds")
+    assert timeout == 2400
+    assert gate_warnings({**values, "hybridserve:serving": {**values["hybridserve:serving"], "gate": {"window_seconds": window}}}) == []
+    assert gate_warnings({**values, "hybridserve:serving": {**values["hybridserve:serving"], "gate": {"window_seconds": window + 0.1}}})
+    assert gate_warnings({**values, "hybridserve:serving": {**values["hybridserve:serving"],
+                                                             "gate": {"window_seconds": 30, "timeout_seconds": int(timeout)}}}) == []
+
+
+def test_a_readiness_wait_longer_than_the_deadline_is_named_as_what_to_shorten():
+    values = gate_stack({"timeout_seconds": 300}, slo={"wait_ready_seconds": 600})
+    [warning] = gate_warnings(values)
+    # No window fits (the wait alone is longer), so the key is the deadline's; one model's quick search: 40 s.
+    assert warning.startswith("config: hybridserve:serving.gate.timeout_seconds: 300 (with the quick profile's 2 s windows): "
+                              "the gate's worst case may not fit"), warning
+    assert "window_seconds at most" not in warning and "timeout_seconds at least 640" in warning
+    assert "slo.wait_ready_seconds at most 260" in warning
+
+
+def test_the_fixed_ladder_without_a_window_set_is_judged_on_the_deadline():
+    # The default profile measures every level 1, 2, 4, ... 256 (9 levels of at least 3 windows of 5 s: 135 s).
+    [problem] = gate_problems(gate_stack({"profile": "default", "max_concurrency": 256, "timeout_seconds": 120}))
+    assert problem.startswith("config: hybridserve:serving.gate.timeout_seconds: 120 (with the default profile's 5 s windows): "
+                              "even the shortest gate run that can pass takes 135 s"), problem
+
+
+def test_the_gate_time_comes_from_the_profile_the_gate_command_builds():
+    from smoke_tests.cli import build_parser
+    from smoke_tests.options import profile_of
+
+    from hybridserve.gatejob import gate_command
+
+    cfg = build(gate_stack({"window_seconds": 7.5, "max_concurrency": 32}))
+    command = gate_command({}, profile=cfg.serving.gate.profile, max_concurrency=cfg.serving.gate.max_concurrency,
+                           client_processes=2, window_s=cfg.serving.gate.window_seconds)
+    args = build_parser().parse_args(command[3:])
+    from_command = profile_of(args.profile, window_s=args.window, max_concurrency=args.max_concurrency)
+    assert cfg.serving.gate_seconds().profile == from_command
+    assert from_command.window_s == 7.5 and from_command.time_budget_s == 150  # the search's 40 s budget, scaled
+
+
+@pytest.mark.parametrize("name", EXAMPLES)
+def test_example_stacks_gates_fit_their_deadlines(name):
+    cfg = load_stack_file(repo_root() / "stacks" / f"Pulumi.{name}.yaml")
+    assert cfg.serving.gate_seconds().most <= cfg.serving.gate.timeout_seconds
+    assert not [i for i in collect_issues(cfg, method="warnings") if i.loc[:2] == ("serving", "gate")]

@@ -58,6 +58,29 @@ def _ready(url: str, timeout: float) -> bool:
         return False
 
 
+# How long the gate waits for the host's Triton and models (its --wait-ready): the probes found them ready just before.
+GATE_WAIT_READY_S = 5.0
+
+
+def _gate_profile(profile: str, concurrency: str, window: float | None):
+    from smoke_tests.options import profile_of
+
+    levels = tuple(sorted({int(c) for c in concurrency.split(",") if c.strip()}))
+    return profile_of(profile, window_s=window, concurrencies=levels)
+
+
+def gate_seconds(target: HostTarget, *, concurrency: str = "1", profile: str = "quick", window: float | None = None) -> tuple[float, float]:
+    """(least, most) seconds `check_host`'s gate on `target` takes once started, from the code it runs
+    (smoke_tests.options.run_seconds, the profile built as its command line builds it): every model at the levels
+    `concurrency` and its SLO's, the readiness wait; no correctness check (--no-correctness)."""
+    from smoke_tests.gatespec import parse_gate_spec
+    from smoke_tests.options import resolve_slos, run_seconds
+
+    spec = parse_gate_spec({"models": list(target.models) or None, **dict(target.slos)})
+    slos = [resolve_slos([m.name], spec.slos, {})[m.name] for m in spec.models or ()]
+    return run_seconds(_gate_profile(profile, concurrency, window), slos, GATE_WAIT_READY_S)
+
+
 def check_host(target: HostTarget, *, gate: bool = True, probe_timeout: float = 5.0, gate_timeout: float = 300.0,
                concurrency: str = "1", profile: str = "quick", window: float | None = None) -> HostHealth:
     """One host's state. down: Triton unreachable, not ready, or a model not ready; slo_missed: the gate's SLO
@@ -79,7 +102,7 @@ def check_host(target: HostTarget, *, gate: bool = True, probe_timeout: float = 
         spec = {"models": list(target.models), **dict(target.slos)}
         argv = [sys.executable, "-m", "smoke_tests", "--url", f"{target.address}:{target.grpc_port}",
                 "--slos", json.dumps(spec), "--no-correctness", "--profile", profile, "--concurrency", concurrency,
-                "--client-processes", "1", "--wait-ready", "5", "--json", str(report_path),
+                "--client-processes", "1", "--wait-ready", f"{GATE_WAIT_READY_S:g}", "--json", str(report_path),
                 *(["--window", f"{window:g}"] if window is not None else [])]
         try:
             proc = subprocess.run(argv, capture_output=True, text=True, timeout=gate_timeout)

@@ -11,6 +11,7 @@ machine off the VPN, `ssh -L 8000:HOST:8000 -L 8001:HOST:8001 jump`, then `--add
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -135,7 +136,7 @@ def status_command(
     no_gate: Annotated[bool, typer.Option("--no-gate", help="Only probe readiness (no smoke gate: SLOs are not checked).")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print the states as JSON (a list, one object per host) instead of a table.")] = False,
     probe_timeout: Annotated[float, typer.Option("--probe-timeout", min=0.5, help="Seconds each readiness probe may take.")] = 5.0,
-    gate_timeout: Annotated[float, typer.Option("--gate-timeout", min=10, help="Seconds each host's smoke gate may take.")] = 300.0,
+    gate_timeout: Annotated[float, typer.Option("--gate-timeout", min=10, help="Seconds each host's smoke gate may take; a --window no passing run fits in is refused before any request.")] = 300.0,
     window: Annotated[Optional[float], typer.Option("--window", min=0.1, help="The gate's measurement window, seconds (default: the quick profile's 2): shorter is a quicker, coarser check.")] = None,
 ) -> None:
     """Per edge host of the stack: healthy, down, or SLO missed (exit 1 when any host is not healthy)."""
@@ -143,6 +144,8 @@ def status_command(
     from hybridserve.edge.health import check_hosts, health_table
 
     targets = host_targets(stack, stacks_dir, list(site or []), list(address or []))
+    if not no_gate:
+        _check_gate_time(targets, gate_timeout, window)
     results = check_hosts(targets, gate=not no_gate, probe_timeout=probe_timeout, gate_timeout=gate_timeout, window=window)
     if json_out:
         typer.echo(json.dumps([r.as_dict() for r in results], indent=2))
@@ -157,6 +160,40 @@ def status_command(
             console.print(f"[green]{len(results)} edge hosts healthy[/]", highlight=False)
     if any(r.state != "healthy" for r in results):
         raise typer.Exit(EXIT_UNHEALTHY)
+
+
+def _check_gate_time(targets, gate_timeout: float, window: float | None) -> None:
+    """--window against --gate-timeout, before any request: a window in which no run of some host's gate can finish
+    is a usage error (exit 2); one whose worst case may not finish, a warning (that host would be reported down)."""
+    from smoke_tests.options import PROFILES, longest_window
+
+    from hybridserve.edge.health import GATE_WAIT_READY_S, gate_seconds
+
+    def slowest(index: int, w: float | None):
+        return max(((gate_seconds(t, window=w)[index], t) for t in targets), key=lambda pair: pair[0])
+
+    if not targets:
+        return
+    profile = PROFILES["quick"]  # check_host's
+    w = window if window is not None else profile.window_s
+    flags = f"--window {w:g}" if window is not None else f"--window unset (the quick profile's {w:g} s)"
+    for index in (0, 1):
+        needed, target = slowest(index, window)
+        if needed <= gate_timeout:
+            continue
+        fits = longest_window(lambda x: slowest(index, x)[0] <= gate_timeout, gate_timeout)
+        fixes = ([f"--window at most {fits:g}"] if fits is not None else []) + [f"--gate-timeout at least {math.ceil(needed)}"]
+        what = (f"even the shortest gate run that can pass takes {needed:.0f} s on {target.site}/{target.host} "
+                f"({len(target.models)} model(s), at least {profile.stability_windows} windows of {w:g} s per concurrency level)"
+                if index == 0 else
+                f"the gate's worst case takes {needed:.0f} s on {target.site}/{target.host} ({len(target.models)} model(s): up to "
+                f"{GATE_WAIT_READY_S:g} s readiness wait, {profile.max_windows} windows of {w:g} s per concurrency level plus about "
+                "one to start and stop it)")
+        then = "" if index == 0 else " (the host would be reported down, its gate cut off)"
+        message = f"{flags} with --gate-timeout {gate_timeout:g}: {what}, more than --gate-timeout{then}; give {' or '.join(fixes)}"
+        if index == 0:
+            raise UserError(message, exit_code=2)
+        typer.echo(f"warning: {message}", err=True)
 
 
 edge_app.command("status")(status_command)

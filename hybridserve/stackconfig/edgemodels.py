@@ -37,6 +37,14 @@ def _repository_models(repo: Path) -> list[str]:
     return sorted(p.name for p in repo.iterdir() if p.is_dir() and (p / "config.pbtxt").is_file() and not p.name.startswith((".", "__")))
 
 
+def cluster_models(repo: Path) -> list[str]:
+    """The models the clusters load, and their smoke gate measures, when serving.models is empty: every model of
+    the repository but the compressed variants (infra/components/serving.py `_prepare`)."""
+    from hybridserve.models.variants import base_models
+
+    return base_models(repo, _repository_models(repo))
+
+
 def hub_kind(config: StackConfig, site: EdgeSite) -> str:
     """Which hub's published repository the site's hosts fill from: AWS when the site is linked to it, else OpenStack."""
     kinds = {s.name: s.kind for s in config.sites if s.kind in ("aws", "openstack")}

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterator
-from typing import Annotated, Literal
+from collections.abc import Iterator, Sequence
+from typing import Annotated, Any, Literal, NamedTuple
 
 from pydantic import AfterValidator, Field
+
+from smoke_tests.options import longest_window
 
 from hybridserve.stackconfig.catalog import TRITON_RELEASES, brief
 from hybridserve.stackconfig.schema.common import Cidr, ConfigModel, Issue, Label
@@ -183,6 +185,11 @@ class Monitoring(ConfigModel):
             yield Issue(("prometheus_url",), f"is only used with prometheus: existing (prometheus is {self.prometheus})")
 
 
+# The bounds of gate.window_seconds and gate.timeout_seconds (the suggestions of the gate's time check stay inside).
+MAX_GATE_WINDOW_S = 60
+MAX_GATE_TIMEOUT_S = 14400
+
+
 class SmokeGate(ConfigModel):
     """The smoke gate Job each `pulumi up` runs per site after the rollout."""
 
@@ -197,9 +204,25 @@ class SmokeGate(ConfigModel):
     max_concurrency: int = Field(default=8, ge=1, le=256)
     # Measurement window per concurrency level, seconds (the gate's --window); None: the profile's (quick 2, default 5).
     # Longer windows steady the figures on a busy cluster; shorter ones shorten every rollout's gate.
-    window_seconds: float | None = Field(default=None, gt=0, le=60)
-    # Bound on the whole Job (readiness wait + measurement); `pulumi up` fails when it is exceeded.
-    timeout_seconds: int = Field(default=1800, ge=120, le=14400)
+    window_seconds: float | None = Field(default=None, gt=0, le=MAX_GATE_WINDOW_S)
+    # Bound on the whole Job (readiness wait + measurement); `pulumi up` fails when it is exceeded. Checked against
+    # the gate's run with these windows (ServingConfig.gate_seconds): too short for any run is an error, for the worst
+    # case a warning.
+    timeout_seconds: int = Field(default=1800, ge=120, le=MAX_GATE_TIMEOUT_S)
+
+
+class GateTime(NamedTuple):
+    """The smoke gate's run with `profile` (ServingConfig.gate_seconds), seconds: `least` (every model's levels stable
+    at once, no readiness wait) and `most` (every level to its last window, the whole readiness `wait`);
+    `models`: what it measures, `source`: "listed" (serving.models), "repository" (the repository's models, given),
+    "unknown" (serving.models empty, the repository not read: one model stands for them)."""
+
+    profile: Any
+    least: float
+    most: float
+    wait: float
+    models: tuple[str, ...]
+    source: Literal["listed", "repository", "unknown"]
 
 
 class ServingConfig(ConfigModel):
@@ -263,7 +286,87 @@ class ServingConfig(ConfigModel):
         pinned = f"@{self.gate.image_digest}" if self.gate.image_digest else ""
         return (self.gate.image or f"{self.triton_image}:{self.release}-py3-sdk") + pinned
 
+    def gate_seconds(self, window_s: float | None = None, repository: Sequence[str] = ()) -> GateTime:
+        """How long the smoke gate Job's run takes with `window_s` s windows (None: gate.window_seconds, else the
+        profile's), from the code the Job runs (smoke_tests.options.run_seconds, the profile built as its command
+        line builds it): its models (serving.models, one per listed version) each with its SLO, and the readiness
+        wait. With serving.models empty the gate measures the models the program publishes (`repository`: their
+        names, from `hybridserve validate`, which reads it); without them one model stands for them all (the least
+        of the SLOs a model may get, for `least`; the most, for `most`)."""
+        from smoke_tests.gatespec import parse_gate_spec
+        from smoke_tests.options import profile_of, resolve_slos, run_seconds
+
+        from hybridserve.smokegate import gate_spec
+
+        spec = parse_gate_spec(gate_spec(self))
+        profile = profile_of(self.gate.profile, window_s=window_s if window_s is not None else self.gate.window_seconds,
+                             max_concurrency=self.gate.max_concurrency)
+        wait = float(self.slo.wait_ready_seconds)
+        names = [str(m) for m in spec.models] if spec.models is not None else list(repository)
+        if names:  # as the gate resolves them: the model's own SLO, else "*"
+            slos = [resolve_slos([n], spec.slos, {})[n] for n in (m.partition(":")[0] for m in names)]
+            least, most = run_seconds(profile, slos, wait)
+            return GateTime(profile, least, most, wait, tuple(names), "listed" if spec.models is not None else "repository")
+        runs = [run_seconds(profile, [slo], wait) for slo in spec.slos.values()]
+        return GateTime(profile, min(r[0] for r in runs), max(r[1] for r in runs), wait, (), "unknown")
+
+    def gate_time_issues(self, repository: Sequence[str] = ()) -> tuple[Issue | None, Issue | None]:
+        """(error, warning) of the gate's run against gate.timeout_seconds (`gate_seconds`; `repository`: its models
+        when serving.models is empty): an error when no run that can pass finishes in time, else a warning when the
+        worst case may not."""
+        error = self._gate_time_issue(worst=False, repository=repository)
+        return error, (self._gate_time_issue(worst=True, repository=repository) if error is None else None)
+
+    def _gate_time_issue(self, *, worst: bool, repository: Sequence[str] = ()) -> Issue | None:
+        """The gate's run against gate.timeout_seconds: `least` (no run can pass in time: an error) or, with
+        `worst`, `most` (the worst case may not: a warning). Names the keys, the figures and what would fit."""
+        g = self.gate
+        timeout = g.timeout_seconds
+        t = self.gate_seconds(repository=repository)
+        needed = t.most if worst else t.least
+        if needed <= timeout:
+            return None
+        w = t.profile.window_s
+        if g.window_seconds is not None:
+            loc, head = ("gate", "window_seconds"), f"{w:g}"
+        else:
+            loc, head = ("gate", "timeout_seconds"), f"{timeout} (with the {g.profile} profile's {w:g} s windows)"
+        fits = longest_window(lambda x: getattr(self.gate_seconds(x, repository), "most" if worst else "least") <= timeout,
+                              MAX_GATE_WINDOW_S)
+        longer = math.ceil(needed)
+        fixes = [f"window_seconds at most {fits:g}"] if fits is not None else []
+        if longer <= MAX_GATE_TIMEOUT_S:
+            fixes.append(f"timeout_seconds at least {longer}")
+        measuring = t.most - t.wait
+        if worst and fits is None and timeout - measuring >= 10:  # the readiness wait is what does not fit
+            fixes.append(f"slo.wait_ready_seconds at most {math.floor(timeout - measuring)}")
+        models = {
+            "listed": f"{len(t.models)} model(s)",
+            "repository": f"{len(t.models)} model(s) (serving.models is empty: the repository's {', '.join(t.models)})",
+            "unknown": "one model, and as much again per further model (serving.models is empty: the gate measures every model of the repository)",
+        }[t.source]
+        per_level = (f"{t.profile.stability_windows} windows of {w:g} s per concurrency level it must measure" if not worst else
+                     f"up to {t.profile.max_windows} windows of {w:g} s per concurrency level plus about one to start and stop it"
+                     + (f", the capacity search's budget {t.profile.time_budget_s:g} s per model" if t.profile.searching and t.profile.time_budget_s else ""))
+        if worst:
+            what = (f"the gate's worst case may not fit timeout_seconds ({timeout} s): up to {t.wait:.0f} s readiness wait "
+                    f"(slo.wait_ready_seconds) and {measuring:.0f} s measuring {models}, with the {g.profile} profile's {per_level}; "
+                    f"{t.most:.0f} s in all; Kubernetes stops the Job at its deadline and `pulumi up` fails")
+        else:
+            what = (f"even the shortest gate run that can pass takes {t.least:.0f} s, more than timeout_seconds ({timeout} s): "
+                    f"measuring {models}, with the {g.profile} profile's at least {per_level}; Kubernetes would stop every gate Job before its "
+                    "verdict and `pulumi up` would fail")
+        return Issue(loc, f"{head}: {what}; give {' or '.join(fixes)}")
+
+    def warnings(self) -> Iterator[Issue]:
+        _, warning = self.gate_time_issues()
+        if warning is not None:
+            yield warning
+
     def issues(self) -> Iterator[Issue]:
+        error, _ = self.gate_time_issues()
+        if error is not None:
+            yield error
         if len(set(self.targets)) != len(self.targets):
             yield Issue(("targets",), f"{self.targets} lists a target twice")
         if self.release not in TRITON_RELEASES:
