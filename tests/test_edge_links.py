@@ -7,6 +7,7 @@ store-lyon to OpenStack only) and edited copies; references followed with the mo
 
 from __future__ import annotations
 
+import copy
 import json
 
 import pytest
@@ -23,8 +24,8 @@ ROUTE = "aws:ec2/route:Route"
 
 
 @pytest.fixture(scope="module")
-def edge_plan() -> PlanView:
-    return PlanView(plan_stack_file(EXAMPLES / "Pulumi.search-dev.yaml"))
+def edge_plan(example_plans) -> PlanView:
+    return PlanView(copy.deepcopy(example_plans["search-dev"]))  # planned once per test run (conftest)
 
 
 def test_an_aws_link_is_a_customer_gateway_and_a_connection_on_the_hubs_gateway(edge_plan):

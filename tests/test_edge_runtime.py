@@ -40,8 +40,9 @@ EXTRA_V3 = ("text_encoder/NOTES.txt", b"publication 3: one changed object\n")
 DECLARED = "1.0.0"  # the stack's runtime_version
 STRICT_SLOS = {"slos": {"*": {"max_p99_ms": 0.001, "p99_concurrency": 1}}}  # no CPU host meets it
 # The gates here judge SLOs far from what the host measures (60 s or 10 s against a few ms, or 0.001 ms): the verdict,
-# not the figure, is under test, so they measure in short windows (the product's --window; the quick profile's is 2 s).
-GATE_WINDOW_S = 0.5
+# not the figure, is under test, so they measure in short windows (the product's --window; the quick profile's is 2 s):
+# at concurrency 1 a request takes ~5 ms here (p99 ~20 ms under load), so a window still holds tens of them.
+GATE_WINDOW_S = 0.25
 
 
 def processes_under(root: Path) -> list[str]:

@@ -8,6 +8,7 @@ only, text_encoder full) and edited copies, under the SDK's mock engine.
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import shutil
@@ -34,8 +35,8 @@ SEARCH_DEV = EXAMPLES / "Pulumi.search-dev.yaml"
 
 
 @pytest.fixture(scope="module")
-def edge_plan() -> PlanView:
-    return PlanView(plan_stack_file(SEARCH_DEV))
+def edge_plan(example_plans) -> PlanView:
+    return PlanView(copy.deepcopy(example_plans["search-dev"]))  # planned once per test run (conftest)
 
 
 def _children(v: PlanView, component: str) -> list:

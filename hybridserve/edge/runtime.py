@@ -576,6 +576,13 @@ def start(layout: Layout, *, systemd: bool = True) -> str:
     return _start_supervised(layout, config)
 
 
+# How long a supervised stop waits for weed after SIGTERM before SIGKILL. weed's filer first waits 15 s for its gRPC
+# streams to end (its own S3 gateway's metadata subscription never does), and shuts nothing else down before that
+# (weed 4.48, measured: the volume server stops at 15 s): any shorter wait only delays the kill, which every upgrade,
+# rollback and stop paid (its stores are crash-safe, see local/objectstore.py).
+CACHE_TERM_WAIT_S = 0
+
+
 def _start_supervised(layout: Layout, config: EdgeConfig) -> str:
     from hybridserve.local.plane import _write_record, read_record, recorded_alive, stop_recorded
     from hybridserve.local.process import ManagedProcess, tail
@@ -590,11 +597,13 @@ def _start_supervised(layout: Layout, config: EdgeConfig) -> str:
     record = {"format": 1, "kind": "hybridserve-edge", "root": str(layout.root), "processes": []}
     procs: list[ManagedProcess] = []
     try:
-        cache = ManagedProcess("edge cache", render.service_argv(layout, "cache"), log_path=layout.logs / "cache.log", term_timeout=3)
+        cache = ManagedProcess("edge cache", render.service_argv(layout, "cache"), log_path=layout.logs / "cache.log",
+                               term_timeout=CACHE_TERM_WAIT_S)
         procs.append(cache.start())
         # "hybridserve" is in every command line of the group: launcher path, `-m hybridserve.edge`, weed's and
         # tritonserver's state paths; it guards the later stop against a recycled process id.
-        record["processes"].append({"name": "cache", "pid": cache.pid, "pgid": cache.pid, "match": "hybridserve", "term_wait": 3})
+        record["processes"].append({"name": "cache", "pid": cache.pid, "pgid": cache.pid, "match": "hybridserve",
+                                   "term_wait": CACHE_TERM_WAIT_S})
         _write_record(layout.run_dir, record)
         client = cache_endpoint(layout, config).client()
         cache.wait_until(lambda: _cache_readable(client, config.cache_bucket), timeout=60, what="serving its cached objects")
