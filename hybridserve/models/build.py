@@ -310,14 +310,31 @@ def _write_atomic(path: Path, data: bytes) -> None:
         tmp.unlink(missing_ok=True)
 
 
+def deterministic_torch() -> None:
+    """Deterministic kernels on one thread (the summation order of a reduction can depend on the thread count).
+
+    torch.use_deterministic_algorithms also sets TorchInductor's flag, and importing Inductor's config pulls in
+    dynamo and sympy: about 3 s per model, as long as importing torch itself. Tracing never runs Inductor, so
+    only the kernels' flag is set (the rest of what use_deterministic_algorithms does, torch 2.13); a torch
+    without that function gets the public call.
+    """
+    import torch
+
+    set_flag = getattr(torch._C, "_set_deterministic_algorithms", None)
+    if set_flag is not None:
+        set_flag(True)
+    else:  # pragma: no cover - a future torch
+        torch.use_deterministic_algorithms(True)
+    torch.set_num_threads(1)
+
+
 def _build_one(spec: ModelSpec, version_dir: Path, fp: str) -> None:
     import warnings
 
     import numpy as np
     import torch
 
-    torch.use_deterministic_algorithms(True)
-    torch.set_num_threads(1)  # the summation order of a reduction can depend on the thread count
+    deterministic_torch()
     torch.manual_seed(spec.seed)
     module = spec.factory().eval()
     module.requires_grad_(False)
@@ -326,8 +343,10 @@ def _build_one(spec: ModelSpec, version_dir: Path, fp: str) -> None:
     inputs = [torch.from_numpy(samples[t.name]) for t in spec.inputs]
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=r".*torch\.jit\.trace.* is deprecated", category=Warning)
-        # Trace on 2 samples; below the result is checked on all of them (another batch size).
-        traced = torch.jit.trace(module, tuple(x[:2] for x in inputs))
+        # Trace on 2 samples; below the saved file is checked against the eager model on all of them (another
+        # batch size). That check replaces torch's own re-trace check (check_trace), which also compares on the
+        # trace's inputs only and whose comparison imports torch.distributed.tensor: 3.5 s per model.
+        traced = torch.jit.trace(module, tuple(x[:2] for x in inputs), check_trace=False)
     raw = io.BytesIO()
     torch.jit.save(traced, raw)
     plain = _repack_torchscript(raw.getvalue(), {})
