@@ -216,14 +216,11 @@ def run_worker(variant_config: Path, version_dir: Path, fp: str, *, timeout: flo
     Raises Refused (exit 2, nothing written) when its accuracy drop exceeds the recorded bound, UserError
     when the build fails.
     """
-    package_root = Path(__file__).resolve().parents[2]
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(package_root), env.get("PYTHONPATH")]))
-    env["OMP_NUM_THREADS"] = "1"
-    argv = [sys.executable, "-m", "hybridserve.models.compress", str(variant_config), str(version_dir), fp]
+    from hybridserve.models.build import run_fresh
+
     name = variant_config.parent.name.lstrip(".").split(".compress-")[0]
     try:
-        proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=timeout)
+        proc = run_fresh("hybridserve.models.compress", [str(variant_config), str(version_dir), fp], timeout=timeout)
     except subprocess.TimeoutExpired as exc:
         raise UserError(f"building variant {name} took longer than {timeout:g} s") from exc
     if proc.returncode not in (0, REFUSED_EXIT):
