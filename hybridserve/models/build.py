@@ -239,10 +239,14 @@ class _Progress:
 _FORKSERVER = None  # multiprocessing's forkserver context, once set up
 
 
-def _fresh_main(module: str, args: list[str], stdout_path: str, stderr_path: str) -> None:
-    """In the forked worker: `python -m module args`, its output in the two files (as subprocess.run captures it)."""
+def _fresh_main(module: str, args: list[str], cwd: str, environ: dict[str, str], stdout_path: str, stderr_path: str) -> None:
+    """In the forked worker: `python -m module args` in the caller's working directory and environment (not the
+    server's, which are those of its start), its output in the two files (as subprocess.run captures it)."""
     import runpy
 
+    os.chdir(cwd)
+    os.environ.clear()
+    os.environ.update(environ)
     for fd, path in ((1, stdout_path), (2, stderr_path)):
         target = os.open(path, os.O_WRONLY | os.O_APPEND)
         os.dup2(target, fd)
@@ -257,7 +261,8 @@ def run_fresh(module: str, args: Sequence[str], *, timeout: float) -> subprocess
     A worker must start clean (see the module docstring), but importing torch takes 3-4 s, longer than tracing
     a model. multiprocessing's forkserver (a fresh interpreter that imported torch and this package, and
     compiled nothing) forks each worker instead. Raises subprocess.TimeoutExpired after `timeout` s, having
-    killed the worker; an interrupt also kills it.
+    killed the worker; an interrupt also kills it. As with any multiprocessing start method but fork, a script
+    that calls this must keep its own work under `if __name__ == "__main__":` (the server imports the script).
     """
     import multiprocessing
     import tempfile
@@ -272,7 +277,8 @@ def run_fresh(module: str, args: Sequence[str], *, timeout: float) -> subprocess
         out, err = Path(tmp) / "stdout", Path(tmp) / "stderr"
         out.touch()
         err.touch()
-        proc = _FORKSERVER.Process(target=_fresh_main, args=(module, list(args), str(out), str(err)), name=module)
+        proc = _FORKSERVER.Process(target=_fresh_main, args=(module, list(args), os.getcwd(), dict(os.environ), str(out), str(err)),
+                                   name=module)
         proc.start()
         try:
             proc.join(timeout)
