@@ -364,10 +364,10 @@ def _write_atomic(path: Path, data: bytes) -> None:
 def deterministic_torch() -> None:
     """Deterministic kernels on one thread (the summation order of a reduction can depend on the thread count).
 
-    torch.use_deterministic_algorithms also sets TorchInductor's flag, and importing Inductor's config pulls in
-    dynamo and sympy: about 3 s per model, as long as importing torch itself. Tracing never runs Inductor, so
-    only the kernels' flag is set (the rest of what use_deterministic_algorithms does, torch 2.13); a torch
-    without that function gets the public call.
+    torch.use_deterministic_algorithms sets this flag and TorchInductor's, and importing Inductor's config pulls
+    in dynamo and sympy: about 3 s per model, as long as importing torch itself. Tracing never runs Inductor, so
+    only the kernels' flag is set (the call use_deterministic_algorithms makes, torch 2.13); a torch without it
+    gets the public function.
     """
     import torch
 
