@@ -239,14 +239,11 @@ class _Progress:
 _FORKSERVER = None  # multiprocessing's forkserver context, once set up
 
 
-def _fresh_main(module: str, args: list[str], cwd: str, environ: dict[str, str], stdout_path: str, stderr_path: str) -> None:
-    """In the forked worker: `python -m module args` in the caller's working directory and environment (not the
-    server's, which are those of its start), its output in the two files (as subprocess.run captures it)."""
+def _fresh_main(module: str, args: list[str], stdout_path: str, stderr_path: str) -> None:
+    """In the forked worker: `python -m module args`, its output in the two files (as subprocess.run captures it).
+    multiprocessing has already moved it to the caller's current directory (the server keeps that of its start)."""
     import runpy
 
-    os.chdir(cwd)
-    os.environ.clear()
-    os.environ.update(environ)
     for fd, path in ((1, stdout_path), (2, stderr_path)):
         target = os.open(path, os.O_WRONLY | os.O_APPEND)
         os.dup2(target, fd)
@@ -277,8 +274,7 @@ def run_fresh(module: str, args: Sequence[str], *, timeout: float) -> subprocess
         out, err = Path(tmp) / "stdout", Path(tmp) / "stderr"
         out.touch()
         err.touch()
-        proc = _FORKSERVER.Process(target=_fresh_main, args=(module, list(args), os.getcwd(), dict(os.environ), str(out), str(err)),
-                                   name=module)
+        proc = _FORKSERVER.Process(target=_fresh_main, args=(module, list(args), str(out), str(err)), name=module)
         proc.start()
         try:
             proc.join(timeout)
