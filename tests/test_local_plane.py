@@ -162,9 +162,9 @@ def test_status_without_a_plane_exits_1(tmp_path):
 # --------------------------------------------------------------------------------------------- the real plane
 
 
-# The plane's smoke test with 0.5 s windows (`local up --smoke-window`): the same gate and capacity search as the
-# demo's quick profile, a quarter of its time; these tests check the phases and the result table, not the figures.
-FAST_SMOKE = ("--smoke-window", "0.5")
+# The plane's smoke test with 0.25 s windows (`local up --smoke-window`): the same gate and capacity search as the
+# demo's quick profile, an eighth of its time; these tests check the phases and the result table, not the figures.
+FAST_SMOKE = ("--smoke-window", "0.25")
 
 
 @pytest.fixture(scope="module")

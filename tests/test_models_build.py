@@ -29,7 +29,7 @@ def copy_sources(dst: Path) -> Path:
 @pytest.fixture(scope="module")
 def two_builds(tmp_path_factory):
     """Two independent builds in two different directories, run side by side (each model builds in a
-    subprocess of its own, which mostly waits on importing torch)."""
+    worker process of its own)."""
     repos = [copy_sources(tmp_path_factory.mktemp(label) / "model_repo") for label in ("first", "second")]
     with ThreadPoolExecutor(2) as pool:
         results = list(pool.map(lambda repo: build_models(repo, progress=False), repos))
@@ -172,3 +172,13 @@ def test_build_leaves_only_the_artifacts(two_builds):
     assert files == sorted(
         f"{name}/{f}" for name in (*MODEL_SPECS, "text_encoder_int8") for f in ("config.pbtxt", "1/model.py", "1/model.pt", "1/reference.npz")
     )
+
+
+def test_a_relative_repository_is_built_where_the_caller_is(two_builds, tmp_path, monkeypatch):
+    # The workers are forked from a server started by the module's earlier builds, in another directory: a
+    # relative path is still the caller's (multiprocessing moves each worker to the caller's current directory).
+    monkeypatch.chdir(tmp_path)
+    copy_sources(tmp_path / "model_repo")
+    [result] = build_models(Path("model_repo"), progress=False, models=["image_classifier"])
+    assert result.built and (tmp_path / "model_repo" / "image_classifier" / "1" / "model.pt").is_file()
+    assert result.model_sha256 == next(r for r in two_builds[0][1] if r.name == "image_classifier").model_sha256

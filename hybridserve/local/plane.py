@@ -356,7 +356,7 @@ def _sync(repo_dir: Path, endpoint, bucket: str, prefix: str, *, show_progress: 
 
 def run_plane(options: PlaneOptions, console: Console | None = None) -> PlaneResult:
     """One `local up`. Raises UserError on any setup failure (after stopping what it started)."""
-    from hybridserve.local.objectstore import SeaweedFS, ensure_bucket
+    from hybridserve.local.objectstore import WEED_TERM_WAIT_S, SeaweedFS, ensure_bucket
     from hybridserve.local.triton import TritonServer
 
     console = console or make_console()
@@ -393,7 +393,8 @@ def run_plane(options: PlaneOptions, console: Console | None = None) -> PlaneRes
         with _phase(console, "object store", timings, log_tail=weed_tail) as note:
             store.start()
             ep = store.endpoint
-            record["processes"].append({"name": "weed server", "pid": store.pid, "pgid": store.pid, "match": "weed", "term_wait": 3})
+            record["processes"].append({"name": "weed server", "pid": store.pid, "pgid": store.pid, "match": "weed",
+                                        "term_wait": WEED_TERM_WAIT_S})
             record["s3"] = {"url": ep.url, "region": ep.region, "access_key": ep.access_key,
                             "identity_file": str(store.identity_path)}
             _write_record(state_dir, record)

@@ -9,8 +9,9 @@ For every model of `definitions.MODEL_SPECS` present in the repository it writes
   `input/<TRITON_NAME>` and `output/<TRITON_NAME>`, batch dimension first, config dtypes.
 
 Two builds give byte-identical files (the incremental sync relies on it). Each model is traced in a
-fresh interpreter: TorchScript renames a class it has already compiled in the same process
-(`___torch_mangle_N`), which would change the bytes of a second build. `model.pt` carries a build
+fresh process: TorchScript renames a class it has already compiled in the same process
+(`___torch_mangle_N`), which would change the bytes of a second build. The processes are forked from a
+server that imported torch once and compiled nothing (`run_fresh`). `model.pt` carries a build
 stamp (fingerprint of the definitions source, seed, torch and numpy versions, plus the sha256 of
 reference.npz), so an up-to-date model is skipped and a changed definition is rebuilt.
 
@@ -235,14 +236,60 @@ class _Progress:
             self._p.stop()
 
 
+_FORKSERVER = None  # multiprocessing's forkserver context, once set up
+
+
+def _fresh_main(module: str, args: list[str], stdout_path: str, stderr_path: str) -> None:
+    """In the forked worker: `python -m module args`, its output in the two files (as subprocess.run captures it).
+    multiprocessing has already moved it to the caller's current directory (the server keeps that of its start)."""
+    import runpy
+
+    for fd, path in ((1, stdout_path), (2, stderr_path)):
+        target = os.open(path, os.O_WRONLY | os.O_APPEND)
+        os.dup2(target, fd)
+        os.close(target)
+    sys.argv = [module, *args]
+    runpy.run_module(module, run_name="__main__", alter_sys=True)  # its SystemExit is the exit code
+
+
+def run_fresh(module: str, args: Sequence[str], *, timeout: float) -> subprocess.CompletedProcess:
+    """`python -m module args` in a process that has compiled no TorchScript, torch already imported.
+
+    A worker must start clean (see the module docstring), but importing torch takes 3-4 s, longer than tracing
+    a model. multiprocessing's forkserver (a fresh interpreter that imported torch and this package, and
+    compiled nothing) forks each worker instead. Raises subprocess.TimeoutExpired after `timeout` s, having
+    killed the worker; an interrupt also kills it. As with any multiprocessing start method but fork, a script
+    that calls this must keep its own work under `if __name__ == "__main__":` (the server imports the script).
+    """
+    import multiprocessing
+    import tempfile
+
+    global _FORKSERVER
+    if _FORKSERVER is None:
+        _FORKSERVER = multiprocessing.get_context("forkserver")
+        # "__main__": a script's main module is imported once in the server, not again in every worker.
+        _FORKSERVER.set_forkserver_preload(["__main__", "torch", "numpy", "hybridserve.models.build", "hybridserve.models.compress"])
+    argv = [module, *args]
+    with tempfile.TemporaryDirectory(prefix="hybridserve-worker-") as tmp:
+        out, err = Path(tmp) / "stdout", Path(tmp) / "stderr"
+        out.touch()
+        err.touch()
+        proc = _FORKSERVER.Process(target=_fresh_main, args=(module, list(args), str(out), str(err)), name=module)
+        proc.start()
+        try:
+            proc.join(timeout)
+            if proc.exitcode is None:
+                raise subprocess.TimeoutExpired(argv, timeout)
+        finally:
+            if proc.exitcode is None:  # timed out or interrupted: the worker does not outlive the build
+                proc.kill()
+                proc.join()
+        return subprocess.CompletedProcess(argv, proc.exitcode, out.read_text(errors="replace"), err.read_text(errors="replace"))
+
+
 def _run_worker(spec: ModelSpec, version_dir: Path, fp: str) -> None:
-    package_root = Path(__file__).resolve().parents[2]
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(package_root), env.get("PYTHONPATH")]))
-    env["OMP_NUM_THREADS"] = "1"
-    argv = [sys.executable, "-m", "hybridserve.models.build", spec.name, str(version_dir), fp]
     try:
-        proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=WORKER_TIMEOUT_S)
+        proc = run_fresh("hybridserve.models.build", [spec.name, str(version_dir), fp], timeout=WORKER_TIMEOUT_S)
     except subprocess.TimeoutExpired as exc:
         raise UserError(f"building {spec.name} took longer than {WORKER_TIMEOUT_S} s") from exc
     if proc.returncode != 0:
@@ -310,14 +357,31 @@ def _write_atomic(path: Path, data: bytes) -> None:
         tmp.unlink(missing_ok=True)
 
 
+def deterministic_torch() -> None:
+    """Deterministic kernels on one thread (the summation order of a reduction can depend on the thread count).
+
+    torch.use_deterministic_algorithms sets this flag and TorchInductor's, and importing Inductor's config pulls
+    in dynamo and sympy: about 3 s per model, as long as importing torch itself. Tracing never runs Inductor, so
+    only the kernels' flag is set (the call use_deterministic_algorithms makes, torch 2.13); a torch without it
+    gets the public function.
+    """
+    import torch
+
+    set_flag = getattr(torch._C, "_set_deterministic_algorithms", None)
+    if set_flag is not None:
+        set_flag(True)
+    else:  # pragma: no cover - a future torch
+        torch.use_deterministic_algorithms(True)
+    torch.set_num_threads(1)
+
+
 def _build_one(spec: ModelSpec, version_dir: Path, fp: str) -> None:
     import warnings
 
     import numpy as np
     import torch
 
-    torch.use_deterministic_algorithms(True)
-    torch.set_num_threads(1)  # the summation order of a reduction can depend on the thread count
+    deterministic_torch()
     torch.manual_seed(spec.seed)
     module = spec.factory().eval()
     module.requires_grad_(False)
@@ -326,8 +390,10 @@ def _build_one(spec: ModelSpec, version_dir: Path, fp: str) -> None:
     inputs = [torch.from_numpy(samples[t.name]) for t in spec.inputs]
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=r".*torch\.jit\.trace.* is deprecated", category=Warning)
-        # Trace on 2 samples; below the result is checked on all of them (another batch size).
-        traced = torch.jit.trace(module, tuple(x[:2] for x in inputs))
+        # Trace on 2 samples; below the saved file is checked against the eager model on all of them (another
+        # batch size). That check replaces torch's own re-trace check (check_trace), which also compares on the
+        # trace's inputs only and whose comparison imports torch.distributed.tensor: 3.5 s per model.
+        traced = torch.jit.trace(module, tuple(x[:2] for x in inputs), check_trace=False)
     raw = io.BytesIO()
     torch.jit.save(traced, raw)
     plain = _repack_torchscript(raw.getvalue(), {})
