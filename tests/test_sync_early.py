@@ -281,9 +281,11 @@ def test_files_hashed_before_the_store_is_read_go_largest_first(moto_store, repo
         done.wait(120)
         return real_read(self)
 
-    def hashing_done(self):
+    real_wait = engine._EarlyUploads.wait_started
+
+    def wait_started(self):  # every file is hashed: the store may be read now
         done.set()
-        self._queue.put(None)
+        return real_wait(self)
 
     submitted = []
 
@@ -292,7 +294,7 @@ def test_files_hashed_before_the_store_is_read_go_largest_first(moto_store, repo
         return real_submit(self, item)
 
     monkeypatch.setattr(engine._EarlyUploads, "hashed", hashed_)
-    monkeypatch.setattr(engine._EarlyUploads, "hashing_done", hashing_done)
+    monkeypatch.setattr(engine._EarlyUploads, "wait_started", wait_started)
     monkeypatch.setattr(engine._EarlyUploads, "_read_store", read_store)
     monkeypatch.setattr(engine._Transfers, "submit", submit)
     report = cached_sync(repo, moto_store.target(), show_progress=False)

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from pathlib import Path
 
 import pytest
 
 from hybridserve.errors import UserError
-from hybridserve.sync import sync_repository
-from hybridserve.sync.errors import EXIT_INVALID_REPOSITORY, EXIT_VERIFY_FAILED
+from hybridserve.sync import engine, scan, sync_repository
+from hybridserve.sync.errors import EXIT_INVALID_REPOSITORY, EXIT_NO_BUCKET, EXIT_VERIFY_FAILED
 
 from syncstore import PREFIX, Store, _local_files, _models, _new_bucket, _new_version, _sha, cached_sync, moto_store, repo, store  # noqa: F401 - fixtures among them
 
@@ -58,13 +59,19 @@ def test_a_first_sync_reads_the_missing_manifest_once(moto_store, repo, monkeypa
     """SSE-S3 at an endpoint: the lean GET's NoSuchKey says the bucket exists, takes these credentials and holds
     no manifest; the client's probe would only ask again."""
     calls = _count_requests(monkeypatch)
+    clients: list[str] = []
+    real_client = engine._client
+    monkeypatch.setattr(engine, "_client", lambda session, target, service="s3", **kw: clients.append(service) or real_client(session, target, service, **kw))
     report = cached_sync(repo, moto_store.target(sse="AES256", kms_key_id=None), show_progress=False)
     assert calls.count("GetObject") == 1 and calls[0] == "GetObject" and "ListObjectsV2" in calls, calls
+    assert clients == ["s3"]  # the sync's own client, no probe client
     assert report.compared_with == "store" and report.published == {m: [1] for m in _models(repo)}
     # Another bucket: the same GET says NoSuchBucket, and the client's probe reports it as before.
+    calls.clear()
     with pytest.raises(UserError) as err:
         cached_sync(repo, moto_store.target(bucket="no-such-bucket-here", sse="AES256", kms_key_id=None), show_progress=False)
-    assert "no-such-bucket-here" in str(err.value)
+    assert err.value.exit_code == EXIT_NO_BUCKET and "no-such-bucket-here" in str(err.value)
+    assert calls == ["GetObject", "GetObject"], calls  # the lean GET, then the probe's
 
 
 def test_a_changed_file_is_still_uploaded_after_the_manifest_check(moto_store, repo, monkeypatch):
@@ -171,11 +178,19 @@ def test_models_validate_records_what_passed_and_the_sync_trusts_only_that(moto_
 
     state = tmp_path / "state"
     monkeypatch.setenv("HYBRIDSERVE_STATE_DIR", str(state))
+    # Files changed within RACY_SECONDS of their hashing are not cached: let the copy settle first.
+    newest = max(max(p.stat().st_mtime, p.stat().st_ctime) for p in repo.rglob("*"))
+    time.sleep(max(0.0, newest + scan.RACY_SECONDS + 0.1 - time.time()))
     code, out, _ = run_cli(["models", "validate", "--repo", str(repo)], capsys)
     assert code == 0 and "valid" in out
     cache = state / "sync-hashes.json"
+    hashed: list[Path] = []
+    real_hash = scan.sha256_file
+    monkeypatch.setattr(scan, "sha256_file", lambda path: hashed.append(Path(path)) or real_hash(path))
     report = sync_repository(repo, moto_store.target(), show_progress=False, hash_cache=cache)
     assert report.validation == "skipped: this content validated before"
+    assert hashed == []  # `models validate` hashed every file through the sync's cache: the sync reads none again
+    monkeypatch.undo()
 
     # Changed after `models validate`: validated again, and an invalid change is refused as ever.
     model_py = repo / "text_encoder" / "1" / "model.py"

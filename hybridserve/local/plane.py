@@ -28,10 +28,10 @@ from rich.table import Table
 from hybridserve.console import make_console
 from hybridserve.errors import UserError
 from hybridserve.local.process import read_since, signals_deferred
+from hybridserve.sync.scan import HASH_CACHE_NAME  # the sync's sha256 cache in the state dir, as `hybridserve sync` keeps it
 from smoke_tests.errors import GateError
 
 RECORD_NAME = "plane.json"
-HASH_CACHE_NAME = "sync-hashes.json"  # the sync's sha256 cache in the state dir, as `hybridserve sync` keeps it
 DEFAULT_BUCKET = "hybridserve-models"
 DEFAULT_PREFIX = "models"
 

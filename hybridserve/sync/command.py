@@ -107,6 +107,7 @@ def run_sync(
     from hybridserve.paths import model_repo_dir, state_dir
     from hybridserve.sync.engine import SyncTarget, sync_repository
     from hybridserve.sync.errors import EXIT_PUBLISHED_CHANGED
+    from hybridserve.sync.scan import HASH_CACHE_NAME
 
     region_source = "--region"
     if region is None:
@@ -132,7 +133,7 @@ def run_sync(
         verify=verify,
         show_progress=progress,
         console=None,  # the progress bar makes its own (rich), only when there is something to upload
-        hash_cache=state_dir() / "sync-hashes.json",
+        hash_cache=state_dir() / HASH_CACHE_NAME,
     )
     _print(sys.stdout, report.plain_lines(), lambda console: console.print(report))
     if timings:

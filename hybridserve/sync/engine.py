@@ -144,7 +144,7 @@ MULTIPART_CHUNKSIZE = 16 * MB
 MAX_CONCURRENCY = 10
 HEAD_CONCURRENCY = 8
 STARTED_WAIT_S = 2.0  # the longest the scan waits for the first early uploads before parsing the configs
-STARTED_WAIT_PHASE = "scan: waiting for the first uploads before parsing the configs"
+STARTED_WAIT_PHASE = "scan: waiting for the store's reads (early uploads) before parsing the configs"
 
 _NOT_FOUND = {"404", "NoSuchKey", "NotFound"}
 # What stores answer when the body does not match the checksum sent with it (S3, SeaweedFS, moto).
@@ -576,7 +576,8 @@ def _head(s3, bucket: str, key: str) -> _Head | None:
 
 
 def _probe(s3, target: SyncTarget, manifest_key: str) -> bytes | None:
-    """The first request: GET of the manifest (None when there is none). It doubles as the bucket check.
+    """The client's first request: GET of the manifest (None when there is none). It doubles as the bucket check
+    (skipped when the lean GET already had the store answer NoSuchKey: that GET was the check).
 
     Not HeadBucket: a writer policy that grants s3:ListBucket only under the prefix (an s3:prefix condition, as
     the Pulumi stack's model-writer role has) refuses it; that role may GET under the prefix. A GET, not a
@@ -623,7 +624,8 @@ def _lean_manifest(target: SyncTarget, manifest_key: str) -> tuple[bytes | None,
 
 
 def _signed_get(target: SyncTarget, key: str) -> bytes | None:
-    """GET `key` (path-style at target.endpoint_url), SigV4-signed; the body on a 200, else None."""
+    """GET `key` (path-style at target.endpoint_url), SigV4-signed; the body on a 200, else None (tests: the
+    request the store accepts; the sync itself reads the status too, _signed_request)."""
     status, body = _signed_request(target, key)
     return body if status == 200 else None
 
@@ -970,10 +972,18 @@ def _sync(repo_dir: Path, target: SyncTarget, report: SyncReport, validation: _V
             found = walk_repository(repo_dir)  # a link out or a broken layout is refused before anything is sent
             if fast and not (dry_run or replace):
                 uploads = _EarlyUploads(target, early, found, report.timings)
+
+            def hashed(found_models: list[LocalModel]) -> None:
+                validation.scanned(found_models)  # its digest needs the files' sha256s only: it starts at once
+                if uploads is not None:
+                    uploads.wait_started()
+
             models = scan_repository(repo_dir, hash_cache=hash_cache, found=found, on_hashed=uploads and uploads.hashed,
-                                     before_configs=uploads and uploads.wait_started)
-            validation.scanned(models)
-        report.timings["scan and hash"] -= report.timings.get(STARTED_WAIT_PHASE, 0.0)  # shown on its own
+                                     before_configs=hashed)
+        waited = report.timings.pop(STARTED_WAIT_PHASE, None)
+        if waited is not None:  # shown on its own, after the scan's
+            report.timings["scan and hash"] -= waited
+            report.timings[STARTED_WAIT_PHASE] = waited
         empty = [
             f"{m.name}/{CONFIG_NAME}: its version_policy ({m.facts.policy}) selects none of the versions "
             f"it has: {sorted(m.versions)}"
@@ -1095,8 +1105,10 @@ class _EarlyRead:
     """The store's first reads, on a thread of their own while the scan hashes the files (hashlib releases the
     GIL; importing botocore and creating a client are Python): the manifest without a client (_lean_manifest)
     where that applies, else, or when that manifest does not show the repository up to date, the session, the
-    probe client and its GET of the manifest (_probe). Errors are raised where the sync asks for the result, so
-    they come after the scan's, as before. A daemon thread: a sync that fails first never waits for it.
+    probe client and its GET of the manifest (_probe); when the lean GET found no manifest (NoSuchKey), the
+    session and the sync's own client (`full_client`), without a probe GET. Errors are raised where the sync
+    asks for the result, so they come after the scan's, as before. A daemon thread: a sync that fails first
+    never waits for it.
     """
 
     def __init__(self, target: SyncTarget, manifest_key: str, *, lean: bool):
@@ -1150,7 +1162,7 @@ class _EarlyRead:
         return self._lean_body
 
     def client_read(self):
-        """(session, probe client, manifest body or None): the client's reads, or their error."""
+        """(session, probe client or full_client, manifest body or None): the client's reads, or their error."""
         self._go_on.set()
         self._done.wait()
         if self._error is not None:
@@ -1278,7 +1290,7 @@ class _EarlyUploads:
         self.aborted = 0
         self._state: _StoreState | None = None
         self._store_read = threading.Event()
-        self._started = threading.Event()  # the first uploads are submitted, or there will be none
+        self._started = threading.Event()  # the first upload is submitted, or there will be none
         self._queue: "queue.Queue[LocalFile | None]" = queue.Queue()
         self._lock = threading.Lock()  # _stopped and the transfers' creation and submissions
         self._stopped = False
@@ -1294,7 +1306,7 @@ class _EarlyUploads:
         self._queue.put(None)
 
     def wait_started(self) -> None:
-        """Until the first uploads are submitted (or there will be none), at most STARTED_WAIT_S seconds.
+        """Until the first upload is submitted (or there will be none), at most STARTED_WAIT_S seconds.
 
         The scan calls it before it parses the configs: parsing (and importing protobuf) holds the GIL that this
         thread's botocore import and client need, and the configs are not needed before the plan. A store slow to
@@ -1357,7 +1369,7 @@ class _EarlyUploads:
                             return
                         item = _Item(key=self.base + f.rel, rel=f.rel, size=f.size, sha256=f.sha256, state="add", file=f)
                         self.transfers.submit(item)
-                self._started.set()
+                    self._started.set()
         except BaseException:  # noqa: BLE001 - the sync's own reads and uploads report it
             return
         finally:

@@ -32,6 +32,7 @@ from hybridserve.errors import UserError
 from hybridserve.sync.errors import EXIT_INVALID_REPOSITORY
 
 CONFIG_NAME = "config.pbtxt"
+HASH_CACHE_NAME = "sync-hashes.json"  # the sync's sha256 cache (HashCache) in the state dir; its ConfigCache sits next to it
 _HASH_CHUNK = 1024 * 1024
 
 
@@ -380,7 +381,7 @@ def scan_repository(
     hash_cache: Path | None = None,
     found: Found | None = None,
     on_hashed: Callable[[LocalFile], None] | None = None,
-    before_configs: Callable[[], None] | None = None,
+    before_configs: Callable[[list[LocalModel]], None] | None = None,
 ) -> list[LocalModel]:
     """Every model with its files and sha256 (hashed in parallel: hashlib releases the GIL on large reads).
 
@@ -388,7 +389,8 @@ def scan_repository(
     found: what walk_repository(repo_dir) returned, when the caller walked already.
     on_hashed(file): called (in a hashing thread) as each file is hashed; the files are then hashed smallest
     first, so that the caller (the sync's early uploads) has something to work on at once and all along.
-    before_configs(): called once every file is hashed, before the configs are parsed (a bad one raises then).
+    before_configs(models): called once every file is hashed, with the models as found (files and sha256s; the
+    configs not parsed yet: a bad one raises after it).
     """
     repo_dir = Path(repo_dir)
     if found is None:
@@ -421,8 +423,6 @@ def scan_repository(
     except OSError:
         pass  # an unwritable cache location only costs hashing time next run
 
-    if before_configs is not None:
-        before_configs()
     models: dict[str, LocalModel] = {}
     configs = ConfigCache(Path(hash_cache).with_name(CONFIG_CACHE_NAME) if hash_cache else None)
     files = [
@@ -439,6 +439,8 @@ def scan_repository(
         m.files.append(lf)
         if lf.version is not None:
             m.versions.setdefault(lf.version, []).append(lf)
+    if before_configs is not None:
+        before_configs([models[name] for name in sorted(models)])
     for name in sorted(models):
         configs.fill(models[name])  # parses (a bad config is refused here) unless these bytes parsed before
     try:

@@ -141,12 +141,14 @@ def tree_fingerprint(repo_dir: Path) -> str:
 
 def record_validated_repository(repo_dir: Path, state: Path, before: str) -> None:
     """For `hybridserve models validate`, once the repository passed a validation that began when its
-    tree_fingerprint was `before`: record its content (reads every file once), unless it changed meanwhile."""
+    tree_fingerprint was `before`: record its content (reads every file once), unless it changed meanwhile.
+    The hashing goes through the sync's caches in `state` (file sha256s, parsed configs), so the sync that
+    usually follows hashes and parses nothing again."""
     from hybridserve.errors import UserError
-    from hybridserve.sync.scan import scan_repository
+    from hybridserve.sync.scan import HASH_CACHE_NAME, scan_repository
 
     try:
-        models = scan_repository(repo_dir)
+        models = scan_repository(repo_dir, hash_cache=Path(state) / HASH_CACHE_NAME)
     except UserError:
         return  # something the sync itself refuses (e.g. a link out): nothing to vouch for
     digest = content_digest(repo_dir, models)
