@@ -12,12 +12,14 @@ It starts its own store on free loopback ports (stopped at the end, also on Ctrl
 built model repository into a temp dir per size and adds generated, incompressible files so that transfer
 dominates. Both tools run as CLI processes (interpreter start-up included on both sides); `aws s3 sync` with
 its documented defaults written out in its config file (10 concurrent requests, 8 MiB multipart threshold
-and chunks), both with the same --sse. Scenarios, each into a fresh bucket:
+and chunks), both with the same --sse. Scenarios, each into a fresh bucket (that took one write outside the
+prefix first: new_bucket):
 
-    full         nothing in the store; hybridserve's local caches (file hashes, validation records) cold, as on
-                 the first sync from a checkout, after `hybridserve models validate` (untimed): the sync trusts
-                 that validation of these very bytes (hybridserve/sync/validated.py). With --validate-in-sync,
-                 no `models validate` first: the sync validates (loads and runs every artifact) itself
+    full         nothing in the store; a fresh state dir, as on the first sync from a checkout, after
+                 `hybridserve models validate` (untimed): the sync trusts that validation of these very bytes
+                 (hybridserve/sync/validated.py), and validate hashed every file through the sync's hash cache,
+                 so the sync reads none again. With --validate-in-sync, no `models validate` first: every cache
+                 cold, the sync hashes and validates (loads and runs every artifact) itself
     full, warm   nothing in the store; the repository was synced before from this checkout (caches warm),
                  as when publishing to a second site
     unchanged    the same command again right after `full`
@@ -155,7 +157,7 @@ def bench_size(args, repo: Path, endpoint: S3Endpoint, env: dict[str, str], work
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                 for scenario, bucket in (("full", f"{tool}-{tag}"), ("unchanged", f"{tool}-{tag}"), ("full, warm", f"{tool}w-{tag}")):
                     if scenario != "unchanged":
-                        s3.create_bucket(Bucket=bucket)
+                        new_bucket(s3, bucket)
                     wall, cpu, out = timed(hs_argv(tool, bucket, run, scenario), env_hs)
                     results[size_label][scenario][tool].append((wall, cpu))
                     if tool == "hs":
@@ -164,7 +166,7 @@ def bench_size(args, repo: Path, endpoint: S3Endpoint, env: dict[str, str], work
                 shutil.rmtree(state, ignore_errors=True)
             else:
                 bucket = f"aws-{tag}"
-                s3.create_bucket(Bucket=bucket)
+                new_bucket(s3, bucket)
                 argv = [aws, "s3", "sync", str(repo), f"s3://{bucket}/models", "--endpoint-url", endpoint.url,
                         "--only-show-errors", "--no-progress", *aws_sse]
                 full = timed(argv, env)[:2]
@@ -175,6 +177,14 @@ def bench_size(args, repo: Path, endpoint: S3Endpoint, env: dict[str, str], work
                 results[size_label]["unchanged"]["aws"].append(unchanged)
         _empty_buckets(s3, [f"{t}{w}-{tag}" for t in checkouts for w in ("", "w")] + [f"aws-{tag}"])
         print(f"  {size_label}: run {run + 1}/{args.repeat} done", flush=True)
+
+
+def new_bucket(s3, bucket: str) -> None:
+    """A bucket that has taken a write already (outside the synced prefix), as a stack's bucket has: SeaweedFS
+    creates a bucket's volumes on its first write, which took 30-380 ms, a noise of up to 0.2x at 100 MiB that
+    hit whichever tool wrote first to its new bucket."""
+    s3.create_bucket(Bucket=bucket)
+    s3.put_object(Bucket=bucket, Key="bench-warm-up", Body=b"first write")
 
 
 def checkouts_of(args) -> dict[str, Path]:
