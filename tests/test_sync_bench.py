@@ -33,5 +33,9 @@ def test_the_sync_benchmark_prints_each_ratio_and_where_the_time_goes(built_mode
     }
     assert len({r[0] for r in rows}) == 2  # the two quick sizes
     assert "where hybridserve's time goes" in text
-    assert re.search(r"unchanged\s+scan and hash [\d.]+, connect and read manifest [\d.]+", text)
-    assert re.search(r"full\s+scan and hash [\d.]+.*upload and verify", text)
+    breakdown = re.findall(r"^ {4}(full, warm|full|unchanged) +(.+)$", text, re.M)
+    assert len(breakdown) == 6, breakdown  # each scenario of both sizes
+    for scenario, line in breakdown:
+        found = dict(part.rsplit(" ", 1) for part in re.split(r"(?<=\d), ", line))  # names hold commas too
+        assert "scan and hash" in found and "start-up, imports, exit (outside the sync)" in found, line
+        assert ("connect and read manifest" if scenario == "unchanged" else "upload and verify (configs of complete models included)") in found, line
