@@ -51,8 +51,8 @@ def test_every_example_plans(name, tmp_path: Path, capsys):
     assert doc["outputs"]["kubeconfigs"] == SECRET_MARKER
 
 
-def test_providers_carry_region_and_tags():
-    plan = plan_stack_file(EXAMPLES / "Pulumi.vision-prod.yaml")
+def test_providers_carry_region_and_tags(example_plans):
+    plan = example_plans["vision-prod"]
     by_type = {r.type: r for r in plan.resources}
     aws_provider = by_type["pulumi:providers:aws"]
     assert aws_provider.inputs["region"] == "eu-central-1"
@@ -74,9 +74,9 @@ def test_plan_all_writes_every_stack(tmp_path: Path, capsys):
         assert f"hybridserve-{name} pulumi:pulumi:Stack" in out
 
 
-def test_runs_in_one_process_do_not_share_state():
+def test_runs_in_one_process_do_not_share_state(example_plans):
     """--all and tests run the program many times in one process: each run starts from a clean runtime."""
-    first = plan_stack_file(EXAMPLES / "Pulumi.vision-dev.yaml").as_json()
+    first = example_plans["vision-dev"].as_json()  # the session's plan: made before this test's runs
     other = plan_stack_file(EXAMPLES / "Pulumi.search-prod.yaml").as_json()
     again = plan_stack_file(EXAMPLES / "Pulumi.vision-dev.yaml").as_json()
     assert first == again  # deterministic, nothing carried over
