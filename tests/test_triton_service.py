@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import shutil
-from functools import cache
 from pathlib import Path
 
 import pytest
@@ -34,9 +33,20 @@ SITES = ("aws", "openstack")
 REQUIRED = {"hybridserve:team": "acme", "hybridserve:environment": "dev", "hybridserve:cost_center": "CC-1"}
 
 
-@cache
+_EXAMPLE_PLANS: dict[str, Plan] = {}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _example_plans(example_plans):
+    """The session's plans of the unchanged example stacks (tests/conftest.py): planned once per run, not per module."""
+    _EXAMPLE_PLANS.update(example_plans)
+    yield
+    _EXAMPLE_PLANS.clear()
+
+
 def plan_of(name: str) -> Plan:
-    return plan_stack_file(EXAMPLES / f"Pulumi.{name}.yaml")
+    """Read-only: the session's plan of example stack `name`."""
+    return _EXAMPLE_PLANS[name]
 
 
 def component(plan: Plan, name: str) -> PlannedResource:
@@ -386,16 +396,23 @@ def test_a_gate_window_out_of_range_is_refused_naming_the_key(window):
     assert any("hybridserve:serving.gate.window_seconds" in p for p in info.value.problems), info.value.problems
 
 
-def test_gate_job_name_follows_what_it_validates(tmp_path: Path):
-    """A new model version, Deployment spec or SLO renames the Job, so `pulumi up` runs the gate again."""
-    stacks = tmp_path / "stacks"
+@pytest.fixture(scope="module")
+def stricter_slo_plan(tmp_path_factory) -> Plan:
+    """vision-dev with a stricter SLO (serving.slo.min_throughput 11): both gates' Jobs must be renamed by it.
+    Planned once for the two tests that read it (read-only)."""
+    stacks = tmp_path_factory.mktemp("stricter") / "stacks"
     shutil.copytree(EXAMPLES, stacks)
     path = stacks / "Pulumi.vision-dev.yaml"
     doc = yaml.safe_load(path.read_text())
-    base = {site: gate_of(plan_of("vision-dev"), site)[0]["metadata"]["name"] for site in SITES}
     doc["config"]["hybridserve:serving"]["slo"]["min_throughput"] = 11
     path.write_text(yaml.safe_dump(doc))
-    changed = plan_stack_file(path)
+    return plan_stack_file(path)
+
+
+def test_gate_job_name_follows_what_it_validates(stricter_slo_plan: Plan):
+    """A new model version, Deployment spec or SLO renames the Job, so `pulumi up` runs the gate again."""
+    base = {site: gate_of(plan_of("vision-dev"), site)[0]["metadata"]["name"] for site in SITES}
+    changed = stricter_slo_plan
     for site in SITES:
         assert gate_of(changed, site)[0]["metadata"]["name"] != base[site]
         assert publication(changed, site).inputs["version"] == publication(plan_of("vision-dev"), site).inputs["version"]
@@ -484,7 +501,7 @@ def _names(plan: Plan) -> dict[str, tuple[str, str]]:
     return {site: (candidate_of(plan, site).inputs["metadata"]["name"], gate_of(plan, site)[0]["metadata"]["name"]) for site in SITES}
 
 
-def test_candidate_job_name_follows_what_it_validates(tmp_path: Path):
+def test_candidate_job_name_follows_what_it_validates(tmp_path: Path, stricter_slo_plan: Plan):
     """A new model version, Triton container or SLO renames the candidate Job (the gate runs again before the
     rollout); a change outside the candidate's pod (the autoscaler's scale-down window) does not."""
     stacks = tmp_path / "stacks"
@@ -501,7 +518,7 @@ def test_candidate_job_name_follows_what_it_validates(tmp_path: Path):
 
     scaled = variant(lambda s: s.setdefault("autoscaling", {}).update(scale_down_stabilization_seconds=420))
     assert _names(scaled) == base
-    stricter = variant(lambda s: s["slo"].update(min_throughput=11))
+    stricter = stricter_slo_plan  # the SLO's min_throughput made 11, as variant() would
     for site in SITES:
         assert _names(stricter)[site][0] != base[site][0] and _names(stricter)[site][1] != base[site][1]
     image = variant(lambda s: s.update(triton_digest="sha256:" + "b" * 64))
