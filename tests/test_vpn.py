@@ -13,7 +13,7 @@ import shutil
 import pytest
 import yaml
 from cliutil import run_cli
-from test_network import EXAMPLES, NAMES, REQUIRED, PlanView, example, section, variant
+from test_network import EXAMPLES, NAMES, REQUIRED, PlanView, section, variant
 
 from hybridserve.stackconfig import StackConfigError, build_stack_config
 from hybridserve.stackconfig.schema import vpn as vpn_schema
@@ -28,6 +28,22 @@ CONNECTION = "aws:ec2/vpnConnection:VpnConnection"
 SITE = "openstack:vpnaas/siteConnection:SiteConnection"
 IKE = "openstack:vpnaas/ikePolicy:IkePolicy"
 IPSEC = "openstack:vpnaas/ipSecPolicy:IpSecPolicy"
+
+
+_VIEWS: dict[str, PlanView] = {}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _example_views(example_plans):
+    """Views of the session's plans of the unchanged example stacks (tests/conftest.py): planned once per run."""
+    _VIEWS.update({name: PlanView(plan) for name, plan in example_plans.items()})
+    yield
+    _VIEWS.clear()
+
+
+def example(name: str) -> PlanView:
+    """Read-only (copy.deepcopy its plan to change it): the view of example stack `name`'s session plan."""
+    return _VIEWS[name]
 
 
 def sites(v: PlanView) -> list:
