@@ -287,7 +287,7 @@ def test_the_kits_models_pass_as_a_standalone_command(built_model_repo, kit_serv
     out = tmp_path / "out"
     proc = subprocess.run(
         [sys.executable, "-m", "smoke_tests", "--url", server.grpc_url, "--metrics-url", server.metrics_url,
-         "--model-repo", str(built_model_repo), "--profile", "quick", "--window", "1", "--max-windows", "3",
+         "--model-repo", str(built_model_repo), "--profile", "quick", "--window", "0.5", "--max-windows", "3",
          "--concurrency", "1,4", "--request-timeout", "60", "--out-dir", str(out)],
         capture_output=True, text=True, timeout=600, cwd=tmp_path,
     )
