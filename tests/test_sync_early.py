@@ -154,7 +154,7 @@ def test_a_repository_the_validator_refuses_publishes_nothing(moto_store, repo, 
 
 def test_a_conflict_found_after_early_uploads_publishes_nothing_and_replace_completes(moto_store, repo, monkeypatch):
     store = moto_store
-    sync_repository(repo, store.target(), show_progress=False)
+    cached_sync(repo, store.target(), show_progress=False)  # the setting: the subject is the run after it
     manifest_key, config_key = f"{PREFIX}/{MANIFEST_NAME}", f"{PREFIX}/text_encoder/config.pbtxt"
     before = {key: store.head(key)["ETag"] for key in (manifest_key, config_key)}
     changed = repo / "image_classifier" / "1" / "model.pt"
@@ -184,7 +184,7 @@ def test_a_conflict_found_after_early_uploads_publishes_nothing_and_replace_comp
     early = store.keys() - held
 
     monkeypatch.undo()
-    report = sync_repository(repo, store.target(), show_progress=False, replace=True)
+    report = cached_sync(repo, store.target(), show_progress=False, replace=True)
     assert not early & set(report.uploaded)  # found by HEAD, not uploaded again
     assert f"{PREFIX}/image_classifier/1/model.pt" in report.uploaded and added - early <= set(report.uploaded)
     assert store.published("text_encoder") == [2] and store.published("image_classifier") == [1]
@@ -201,12 +201,12 @@ def test_an_interrupted_full_sync_reruns_uploading_only_what_is_missing(store, r
 
     monkeypatch.setattr(engine._Validation, "wait", fail)
     with pytest.raises(RuntimeError, match="injected"):
-        sync_repository(repo, store.target(), show_progress=False)
+        cached_sync(repo, store.target(), show_progress=False)  # (wait is called whether or not validation runs)
     present = _nothing_published(store, repo)
     assert present
 
     monkeypatch.undo()
-    report = sync_repository(repo, store.target(), show_progress=False)
+    report = cached_sync(repo, store.target(), show_progress=False)
     files = _local_files(repo)
     configs = {f"{PREFIX}/{m}/config.pbtxt" for m in _models(repo)}
     assert set(report.uploaded) == (set(files) - present) | configs
@@ -239,7 +239,7 @@ def test_only_pure_additions_go_early_not_files_of_a_published_version_nor_of_a_
     """A file added to a served version, or a new version of a model whose config the sync did not write (its own
     policy may serve a new version at once), waits for the plan: here the plan refuses, so neither reaches the store."""
     store = moto_store
-    sync_repository(repo, store.target(), show_progress=False)
+    cached_sync(repo, store.target(), show_progress=False)  # the setting: the subject is the run after it
     foreign_key = f"{PREFIX}/image_classifier/config.pbtxt"
     body = store.s3.get_object(Bucket=store.bucket, Key=foreign_key)["Body"].read()
     store.s3.put_object(Bucket=store.bucket, Key=foreign_key, Body=body)  # no versions metadata: not the sync's
