@@ -163,7 +163,8 @@ def uploaded(key):
         state["verified"] = state["verified"] or key
         die_when_both()
 
-sync_repository(repo, SyncTarget(**args), show_progress=False, on_uploaded=uploaded, hash_cache=hash_cache)
+# validated: the kill and the rerun are the subject; a validator child would outlive the killed driver
+sync_repository(repo, SyncTarget(**args), show_progress=False, on_uploaded=uploaded, hash_cache=hash_cache, validated=True)
 """
 
 
