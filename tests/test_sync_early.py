@@ -175,7 +175,8 @@ def test_a_conflict_found_after_early_uploads_publishes_nothing_and_replace_comp
 
     monkeypatch.setattr(engine._Validation, "wait", wait)
     with pytest.raises(UserError) as err:
-        sync_repository(repo, store.target(), show_progress=False)
+        # validated: the plan's refusal is the subject (wait, held above, is called whether or not validation runs)
+        sync_repository(repo, store.target(), show_progress=False, validated=True)
     assert err.value.exit_code == EXIT_PUBLISHED_CHANGED and "image_classifier/1/model.pt" in str(err.value)
     assert seen == [True]
     assert store.keys() - held <= added  # early uploads of the new version, nothing else
@@ -184,7 +185,7 @@ def test_a_conflict_found_after_early_uploads_publishes_nothing_and_replace_comp
     early = store.keys() - held
 
     monkeypatch.undo()
-    report = cached_sync(repo, store.target(), show_progress=False, replace=True)
+    report = cached_sync(repo, store.target(), show_progress=False, replace=True, validated=True)
     assert not early & set(report.uploaded)  # found by HEAD, not uploaded again
     assert f"{PREFIX}/image_classifier/1/model.pt" in report.uploaded and added - early <= set(report.uploaded)
     assert store.published("text_encoder") == [2] and store.published("image_classifier") == [1]
@@ -259,7 +260,7 @@ def test_only_pure_additions_go_early_not_files_of_a_published_version_nor_of_a_
 
     monkeypatch.setattr(engine._Validation, "wait", wait)
     with pytest.raises(UserError) as err:
-        sync_repository(repo, store.target(), show_progress=False)
+        sync_repository(repo, store.target(), show_progress=False, validated=True)  # (as above: the plan is the subject)
     assert err.value.exit_code == EXIT_PUBLISHED_CHANGED and "text_encoder/1/extra.bin" in str(err.value)
     assert seen and all(seen)  # (the sync may wait for the validation again while it reports the error)
     assert store.keys() - held == added
