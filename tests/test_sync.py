@@ -58,7 +58,7 @@ def test_full_sync_encrypts_every_object_then_an_unchanged_repo_uploads_nothing(
         assert report.published[model] == [1]
 
     writes = store.writes()
-    again = sync_repository(repo, store.target(), show_progress=False)
+    again = cached_sync(repo, store.target(), show_progress=False)  # the full sync above is this file's uncached one
     assert again.uploaded == [] and again.deleted == [] and again.bytes_uploaded == 0
     assert set(again.skipped) == set(files) | configs
     assert store.writes() == writes  # not even the manifest was rewritten
@@ -79,7 +79,8 @@ def test_changed_config_uploads_only_that_file(store, repo):
     config = repo / "text_encoder" / "config.pbtxt"
     config.write_text(config.read_text().replace('string_value: "1e-3"', 'string_value: "2e-3"'))
 
-    report = cached_sync(repo, store.target(), show_progress=False)
+    # validated: what is uploaded is the subject (a changed config's validation: test_bad_sync, test_bad_models)
+    report = cached_sync(repo, store.target(), show_progress=False, validated=True)
     assert report.uploaded == [f"{PREFIX}/text_encoder/config.pbtxt"]
     body = store.s3.get_object(Bucket=store.bucket, Key=f"{PREFIX}/text_encoder/config.pbtxt")["Body"].read()
     assert b'"2e-3"' in body
@@ -90,7 +91,7 @@ def test_new_version_uploads_only_its_files_and_is_published_by_the_policy(store
     vdir = _new_version(repo, "text_encoder", 2)
     (vdir / "model.pt").write_bytes((vdir / "model.pt").read_bytes() + b"\0")  # differs from version 1
 
-    report = cached_sync(repo, store.target(), show_progress=False)
+    report = cached_sync(repo, store.target(), show_progress=False, validated=True)  # the plan is the subject
     new = {f"{PREFIX}/text_encoder/2/{p.name}" for p in vdir.iterdir()}
     assert set(report.uploaded) == new | {f"{PREFIX}/text_encoder/config.pbtxt"}
     assert store.published("text_encoder") == [2]  # its policy is Triton's default, latest 1
@@ -105,13 +106,13 @@ def test_a_published_version_changed_in_place_is_refused_unless_replace(store, r
     writes = store.writes()
 
     with pytest.raises(UserError) as err:
-        cached_sync(repo, store.target(), show_progress=False)
+        cached_sync(repo, store.target(), show_progress=False, validated=True)  # the plan's refusal is the subject
     assert err.value.exit_code == EXIT_PUBLISHED_CHANGED
     assert "image_classifier/1/model.pt" in str(err.value) and "--replace" in str(err.value)
     assert "image_classifier/2/" in str(err.value)  # the suggested new version
     assert store.writes() == writes
 
-    report = cached_sync(repo, store.target(), show_progress=False, replace=True)
+    report = cached_sync(repo, store.target(), show_progress=False, replace=True, validated=True)
     key = f"{PREFIX}/image_classifier/1/model.pt"
     assert key in report.uploaded and f"{PREFIX}/text_encoder/1/model.pt" not in report.uploaded
     assert store.head(key)["Metadata"]["sha256"] == _sha(changed)
@@ -162,7 +163,8 @@ def uploaded(key):
         state["verified"] = state["verified"] or key
         die_when_both()
 
-sync_repository(repo, SyncTarget(**args), show_progress=False, on_uploaded=uploaded, hash_cache=hash_cache)
+# validated: the kill and the rerun are the subject; a validator child would outlive the killed driver
+sync_repository(repo, SyncTarget(**args), show_progress=False, on_uploaded=uploaded, hash_cache=hash_cache, validated=True)
 """
 
 
@@ -203,7 +205,7 @@ def test_a_killed_sync_publishes_no_partial_version_and_a_rerun_completes(store,
     assert store.published("text_encoder") == [1]
     assert store.head(f"{PREFIX}/text_encoder/config.pbtxt")["Metadata"][VERSIONS_META] == "1"
 
-    report = cached_sync(repo, target, show_progress=False)
+    report = cached_sync(repo, target, show_progress=False, validated=True)  # the rerun's uploads are the subject
     assert not present & set(report.uploaded), "verified objects were uploaded again"
     config_key = f"{PREFIX}/text_encoder/config.pbtxt"
     uploaded = set(report.uploaded)

@@ -154,7 +154,7 @@ def test_a_repository_the_validator_refuses_publishes_nothing(moto_store, repo, 
 
 def test_a_conflict_found_after_early_uploads_publishes_nothing_and_replace_completes(moto_store, repo, monkeypatch):
     store = moto_store
-    sync_repository(repo, store.target(), show_progress=False)
+    cached_sync(repo, store.target(), show_progress=False)  # the setting: the subject is the run after it
     manifest_key, config_key = f"{PREFIX}/{MANIFEST_NAME}", f"{PREFIX}/text_encoder/config.pbtxt"
     before = {key: store.head(key)["ETag"] for key in (manifest_key, config_key)}
     changed = repo / "image_classifier" / "1" / "model.pt"
@@ -175,7 +175,8 @@ def test_a_conflict_found_after_early_uploads_publishes_nothing_and_replace_comp
 
     monkeypatch.setattr(engine._Validation, "wait", wait)
     with pytest.raises(UserError) as err:
-        sync_repository(repo, store.target(), show_progress=False)
+        # validated: the plan's refusal is the subject (wait, held above, is called whether or not validation runs)
+        sync_repository(repo, store.target(), show_progress=False, validated=True)
     assert err.value.exit_code == EXIT_PUBLISHED_CHANGED and "image_classifier/1/model.pt" in str(err.value)
     assert seen == [True]
     assert store.keys() - held <= added  # early uploads of the new version, nothing else
@@ -184,7 +185,7 @@ def test_a_conflict_found_after_early_uploads_publishes_nothing_and_replace_comp
     early = store.keys() - held
 
     monkeypatch.undo()
-    report = sync_repository(repo, store.target(), show_progress=False, replace=True)
+    report = cached_sync(repo, store.target(), show_progress=False, replace=True, validated=True)
     assert not early & set(report.uploaded)  # found by HEAD, not uploaded again
     assert f"{PREFIX}/image_classifier/1/model.pt" in report.uploaded and added - early <= set(report.uploaded)
     assert store.published("text_encoder") == [2] and store.published("image_classifier") == [1]
@@ -201,12 +202,12 @@ def test_an_interrupted_full_sync_reruns_uploading_only_what_is_missing(store, r
 
     monkeypatch.setattr(engine._Validation, "wait", fail)
     with pytest.raises(RuntimeError, match="injected"):
-        sync_repository(repo, store.target(), show_progress=False)
+        cached_sync(repo, store.target(), show_progress=False)  # (wait is called whether or not validation runs)
     present = _nothing_published(store, repo)
     assert present
 
     monkeypatch.undo()
-    report = sync_repository(repo, store.target(), show_progress=False)
+    report = cached_sync(repo, store.target(), show_progress=False)
     files = _local_files(repo)
     configs = {f"{PREFIX}/{m}/config.pbtxt" for m in _models(repo)}
     assert set(report.uploaded) == (set(files) - present) | configs
@@ -224,11 +225,12 @@ def test_objects_the_repository_lacks_in_a_version_published_now_are_deleted_bef
     stray = f"{PREFIX}/text_encoder/2/helper_v2.py"
     moto_store.s3.put_object(Bucket=moto_store.bucket, Key=stray, Body=b"raise SystemExit('never validated')\n")
 
-    dry = cached_sync(repo, target, dry_run=True, show_progress=False)
+    # validated: the stray is in the store, not the repository; what the sync deletes is the subject
+    dry = cached_sync(repo, target, dry_run=True, show_progress=False, validated=True)
     assert stray in dry.deleted and stray in moto_store.keys()
     assert moto_store.published("text_encoder") == [1]
 
-    report = cached_sync(repo, target, show_progress=False)
+    report = cached_sync(repo, target, show_progress=False, validated=True)
     assert report.deleted == [stray] and stray not in moto_store.keys()
     assert moto_store.published("text_encoder") == [2]
     assert any("version directories published now" in note for note in report.notes)
@@ -239,7 +241,7 @@ def test_only_pure_additions_go_early_not_files_of_a_published_version_nor_of_a_
     """A file added to a served version, or a new version of a model whose config the sync did not write (its own
     policy may serve a new version at once), waits for the plan: here the plan refuses, so neither reaches the store."""
     store = moto_store
-    sync_repository(repo, store.target(), show_progress=False)
+    cached_sync(repo, store.target(), show_progress=False)  # the setting: the subject is the run after it
     foreign_key = f"{PREFIX}/image_classifier/config.pbtxt"
     body = store.s3.get_object(Bucket=store.bucket, Key=foreign_key)["Body"].read()
     store.s3.put_object(Bucket=store.bucket, Key=foreign_key, Body=body)  # no versions metadata: not the sync's
@@ -259,7 +261,7 @@ def test_only_pure_additions_go_early_not_files_of_a_published_version_nor_of_a_
 
     monkeypatch.setattr(engine._Validation, "wait", wait)
     with pytest.raises(UserError) as err:
-        sync_repository(repo, store.target(), show_progress=False)
+        sync_repository(repo, store.target(), show_progress=False, validated=True)  # (as above: the plan is the subject)
     assert err.value.exit_code == EXIT_PUBLISHED_CHANGED and "text_encoder/1/extra.bin" in str(err.value)
     assert seen and all(seen)  # (the sync may wait for the validation again while it reports the error)
     assert store.keys() - held == added

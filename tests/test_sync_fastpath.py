@@ -75,7 +75,7 @@ def test_a_first_sync_reads_the_missing_manifest_once(moto_store, repo, monkeypa
 
 
 def test_a_changed_file_is_still_uploaded_after_the_manifest_check(moto_store, repo, monkeypatch):
-    sync_repository(repo, moto_store.target(), show_progress=False)
+    cached_sync(repo, moto_store.target(), show_progress=False)  # the setting; the run under test is this file's uncached one
     calls = _count_requests(monkeypatch)
     vdir = _new_version(repo, "text_encoder", 2)
 
@@ -107,7 +107,8 @@ def test_an_overwrite_interrupted_then_reverted_locally_is_not_trusted(moto_stor
     reverting the local file after an interruption would make the fast path vouch for bytes the store lost."""
     labels = repo / "text_encoder" / "labels.txt"
     labels.write_text("old\n")
-    cached_sync(repo, moto_store.target(), show_progress=False)
+    # validated (every run): the manifest's trust is the subject, and each labels.txt would be validated anew
+    cached_sync(repo, moto_store.target(), show_progress=False, validated=True)
     key = f"{PREFIX}/text_encoder/labels.txt"
 
     labels.write_text("new\n")
@@ -116,14 +117,14 @@ def test_an_overwrite_interrupted_then_reverted_locally_is_not_trusted(moto_stor
         raise KeyboardInterrupt(uploaded)
 
     with pytest.raises(KeyboardInterrupt):
-        cached_sync(repo, moto_store.target(), show_progress=False, on_uploaded=interrupt)
+        cached_sync(repo, moto_store.target(), show_progress=False, validated=True, on_uploaded=interrupt)
     assert moto_store.s3.get_object(Bucket=moto_store.bucket, Key=key)["Body"].read() == b"new\n"
 
     labels.write_text("old\n")
-    report = cached_sync(repo, moto_store.target(), show_progress=False)
+    report = cached_sync(repo, moto_store.target(), show_progress=False, validated=True)
     assert report.compared_with == "store" and key in report.uploaded
     assert moto_store.s3.get_object(Bucket=moto_store.bucket, Key=key)["Body"].read() == b"old\n"
-    assert cached_sync(repo, moto_store.target(), show_progress=False).compared_with == "manifest"
+    assert cached_sync(repo, moto_store.target(), show_progress=False, validated=True).compared_with == "manifest"
 
 
 def test_validation_is_skipped_for_a_tree_that_validated_and_repeated_after_any_change(moto_store, repo, tmp_path):
