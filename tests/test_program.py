@@ -132,3 +132,32 @@ def test_kubernetes_provider_per_cluster_and_exports(monkeypatch):
     assert plan.outputs["kubeconfigs"] == "[secret]"
     assert plan.outputs["tritonEndpoints"] == {"aws": {"grpc": "triton.example:8001"}}
     assert plan.outputs["bucketUris"] == {"s3": "s3://acme-vision-dev-triton-models/models"}
+
+
+def test_a_gate_that_cannot_pass_in_time_with_the_repositorys_models_stops_the_program():
+    """serving.models empty: the schema judges the gate's time on one model (it does not read the repository);
+    the program, which publishes the repository's models, judges it on those and stops before the gate."""
+    from hybridserve.stackconfig.edgemodels import cluster_models
+    from hybridserve.stackconfig.loader import build_stack_config
+    from infra.components.serving import model_repository
+
+    models = cluster_models(model_repository())
+    assert len(models) >= 2
+    values = {
+        "hybridserve:team": "acme",
+        "hybridserve:environment": "dev",
+        "hybridserve:cost_center": "CC-7",
+    }
+
+    def with_gate(gate: dict) -> dict:
+        return reachable({**values, "hybridserve:serving": json.dumps({"gate": gate})})
+
+    serving = build_stack_config(with_gate({"window_seconds": 30})).serving
+    one, every = serving.gate_seconds().least, serving.gate_seconds(repository=models).least
+    timeout = max(120, int(one) + 1)  # one model fits, the repository's do not
+    assert 120 <= timeout < every, (one, every)
+    gate = {"window_seconds": 30, "timeout_seconds": timeout}
+    assert build_stack_config(with_gate(gate)).serving.gate_time_issues()[0] is None  # the schema alone lets it pass
+    with pytest.raises(pulumi.RunError) as info:
+        _run_with_config(with_gate(gate))
+    assert "hybridserve:serving.gate.window_seconds" in str(info.value) and f"({timeout} s)" in str(info.value)

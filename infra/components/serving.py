@@ -117,6 +117,14 @@ def build(ctx: StackContext, network: NetworkParts, storage: StorageParts, clust
         models = _prepare(repo, [m.name for m in s.models])
     except UserError as exc:
         raise pulumi.RunError(str(exc)) from None
+    if not s.models and len(models) > 1:
+        # The schema, which does not read the repository, judged the gate's time on one model; the gate measures
+        # each of these, so a run that cannot pass before its deadline stops here, before anything is touched.
+        from hybridserve.stackconfig.schema.stack import format_loc
+
+        error, _ = s.gate_time_issues(models)
+        if error is not None:
+            raise pulumi.RunError(f"{format_loc(('serving', *error.loc))}: {error.message}")
     verdict = libtorch_compatibility(s.release, metadata.version("torch"))
     if verdict is not None:
         kind, why = verdict
