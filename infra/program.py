@@ -32,6 +32,7 @@ class Built:
 
 def build(ctx: StackContext) -> Built:
     """Every component of the stack, wired by their typed parts."""
+    serving.check_gate_time(ctx.config)  # reads the model repository: before anything is registered
     net = network.build(ctx)
     hub_vpn = vpn.build(ctx, net)
     # Edge sites: their VPN links; their hosts are provisioned from these handles once the storage exists.

@@ -158,6 +158,8 @@ def test_a_gate_that_cannot_pass_in_time_with_the_repositorys_models_stops_the_p
     assert 120 <= timeout < every, (one, every)
     gate = {"window_seconds": 30, "timeout_seconds": timeout}
     assert build_stack_config(with_gate(gate)).serving.gate_time_issues()[0] is None  # the schema alone lets it pass
+    monitor = RecordingMonitor(PlanMocks("us-east-1", "acme-dev"))
     with pytest.raises(pulumi.RunError) as info:
-        _run_with_config(with_gate(gate))
+        _run_program("acme-dev", with_gate(gate), [], monitor, logging.getLogger("test"))
     assert "hybridserve:serving.gate.window_seconds" in str(info.value) and f"({timeout} s)" in str(info.value)
+    assert [r.type for r in monitor.recorded if not r.type.startswith("pulumi:")] == []  # the stack and providers only

@@ -82,6 +82,22 @@ def _prepare(repo: Path, listed: list[str]) -> list[str]:
     return listed or base_models(repo, info.names)
 
 
+def check_gate_time(cfg) -> None:
+    """With serving.models empty the schema judged the smoke gate's time on one model (it does not read the
+    repository); judged here on the models the program publishes (`_prepare`), before any resource is registered:
+    a gate that cannot pass before its Job's deadline would fail every update after the rollout."""
+    from hybridserve.stackconfig.edgemodels import cluster_models
+    from hybridserve.stackconfig.schema.stack import format_loc
+
+    s = cfg.serving
+    models = [] if s.models else cluster_models(model_repository())
+    if len(models) < 2:
+        return
+    error, _ = s.gate_time_issues(models)
+    if error is not None:
+        raise pulumi.RunError(f"{format_loc(('serving', *error.loc))}: {error.message}")
+
+
 def libtorch_compatibility(release: str, torch_version: str) -> tuple[str, str] | None:
     """("error" | "warning", why) when the release's PyTorch backend may not load TorchScript saved by
     `torch_version` (TorchScript loads in the same or a newer runtime; an older one may lack an operator)."""
@@ -117,14 +133,6 @@ def build(ctx: StackContext, network: NetworkParts, storage: StorageParts, clust
         models = _prepare(repo, [m.name for m in s.models])
     except UserError as exc:
         raise pulumi.RunError(str(exc)) from None
-    if not s.models and len(models) > 1:
-        # The schema, which does not read the repository, judged the gate's time on one model; the gate measures
-        # each of these, so a run that cannot pass before its deadline stops here, before anything is touched.
-        from hybridserve.stackconfig.schema.stack import format_loc
-
-        error, _ = s.gate_time_issues(models)
-        if error is not None:
-            raise pulumi.RunError(f"{format_loc(('serving', *error.loc))}: {error.message}")
     verdict = libtorch_compatibility(s.release, metadata.version("torch"))
     if verdict is not None:
         kind, why = verdict
