@@ -217,7 +217,7 @@ def measure_level(
         t_ws = time.perf_counter_ns()
         carry = Records()
         silent_ns = 0
-        failing = 0
+        dry = _DryStreak()
         while True:
             target = t_ws + window_ns
             while (left := target - time.perf_counter_ns()) > 0:
@@ -244,18 +244,21 @@ def measure_level(
                     ExitCode.UNREACHABLE,
                     model=model,
                 )
-            failing = failing + 1 if window.requests == 0 and window.errors > 0 else 0
-            if failing >= 2 and window.error_samples and all(_is_timeout(k) for k in window.error_samples):
+            dry.add(window)
+            # Every request in flight when the streak began has ended by `silence_limit_ns`; a level that ends
+            # without one success and with only timeouts is judged the same way.
+            whole_level = dry.windows == len(windows) >= profile.max_windows
+            if dry.timeouts_only and (dry.ns >= silence_limit_ns or whole_level):
                 grace = 0.0
                 raise SmokeFatal(
                     f"model {model} stopped answering: every request at concurrency {concurrency} timed out "
-                    f"(request timeout {request_timeout:g} s) in {failing} windows in a row",
+                    f"(request timeout {request_timeout:g} s) in {dry.windows} windows in a row",
                     ExitCode.UNREACHABLE,
                     model=model,
                 )
-            if failing >= 2:
-                top = window.error_samples.most_common(1)
-                note = "every request failed in 2 windows in a row: level abandoned" + (f" ({top[0][0]})" if top else "")
+            if dry.error_windows >= 2 and not dry.timeouts_only:
+                top = dry.error_samples.most_common(1)
+                note = f"every request failed in {dry.windows} windows in a row: level abandoned" + (f" ({top[0][0]})" if top else "")
                 break
             if is_stable(windows, profile, batch):
                 return summarize(concurrency, batch, windows, profile, stable=True, instances=instances)
@@ -269,6 +272,36 @@ def measure_level(
         raise
     finally:
         gen.stop(grace)
+
+
+class _DryStreak:
+    """The windows in a row in which no request succeeded, and the errors that ended in them.
+
+    Judged over the streak, not window by window: with requests that time out about once per window, a window
+    may see none end (the timeout falls just past its end) and the next two; counting windows that each had
+    an error let such a dead model run out the level and fail as an SLO miss instead of "stopped answering".
+    """
+
+    def __init__(self) -> None:
+        self.windows = 0
+        self.ns = 0
+        self.error_windows = 0
+        self.error_samples: Counter = Counter()
+
+    def add(self, window: Window) -> None:
+        if window.finished > window.errors:  # a success ended here (it may have started in an earlier window)
+            self.__init__()
+            return
+        self.windows += 1
+        self.ns += window.end_ns - window.start_ns
+        if window.errors:
+            self.error_windows += 1
+            self.error_samples.update(window.error_samples)
+
+    @property
+    def timeouts_only(self) -> bool:
+        """Errors ended in the streak, and each was a timeout."""
+        return bool(self.error_samples) and all(_is_timeout(k) for k in self.error_samples)
 
 
 def _is_timeout(error: str) -> bool:

@@ -241,6 +241,94 @@ def test_stability_needs_the_last_three_windows_within_ten_percent():
     assert not is_stable([_window(0, 1), _window(0, 1), _window(0, 1)], profile, 1)
 
 
+class _Clock:
+    """measure_level's clock: sleeping moves it, so a level's windows are exact and the test takes no time."""
+
+    def __init__(self) -> None:
+        self.now = 0
+
+    def perf_counter_ns(self) -> int:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += int(seconds * 1e9)
+
+
+class _ScriptedRequests:
+    """A load generator whose requests end at scripted times: (end_s, error message or None, latency_s)."""
+
+    def __init__(self, clock: _Clock, script: list[tuple[float, str | None, float]]) -> None:
+        self.clock, self.script = clock, sorted(script)
+
+    def start(self, concurrency: int) -> None:
+        pass
+
+    def collect(self) -> Records:
+        out = Records()
+        while self.script and self.script[0][0] * 1e9 <= self.clock.now:
+            end_s, error, latency_s = self.script.pop(0)
+            start, end = int((end_s - latency_s) * 1e9), int(end_s * 1e9)
+            if error is None:
+                out.ok_start.append(start)
+                out.ok_end.append(end)
+            else:
+                out.err_start.append(start)
+                out.err_end.append(end)
+                out.errors[error] += 1
+        return out
+
+    def stop(self, grace: float) -> None:
+        pass
+
+
+class _NoStats:
+    def statistics(self, model, version):
+        return None
+
+    def host_cpu(self, url):
+        return None
+
+
+def _measure(monkeypatch, script, *, window_s=0.5, max_windows=8, request_timeout=0.5):
+    from smoke_tests import measure
+
+    clock = _Clock()
+    monkeypatch.setattr(measure, "time", clock)
+    profile = replace(PROFILES["quick"], window_s=window_s, max_windows=max_windows)
+    return measure.measure_level(_ScriptedRequests(clock, script), _NoStats(), "m", "1", 1, batch=1, profile=profile,
+                                 request_timeout=request_timeout, instances=1)
+
+
+def test_a_model_whose_requests_all_time_out_stopped_answering_even_when_windows_alternate(monkeypatch):
+    """One timeout per second with 0.5 s windows: windows with a timeout and windows with none alternate. The
+    streak without a success decides (CI once saw this run out the level and fail as an SLO miss, exit 1)."""
+    from smoke_tests.errors import SmokeFatal
+
+    timeouts = [(0.4 + k, "DEADLINE_EXCEEDED: Deadline Exceeded", 0.5) for k in range(8)]
+    with pytest.raises(SmokeFatal) as info:
+        _measure(monkeypatch, timeouts)
+    assert info.value.exit_code == ExitCode.UNREACHABLE
+    assert "every request at concurrency 1 timed out (request timeout 0.5 s) in 2 windows in a row" in str(info.value)
+    # A level too short for the request timeout to pass still ends "stopped answering" when nothing succeeded.
+    with pytest.raises(SmokeFatal) as info:
+        _measure(monkeypatch, timeouts, max_windows=3, request_timeout=5.0)
+    assert info.value.exit_code == ExitCode.UNREACHABLE and "in 3 windows in a row" in str(info.value)
+
+
+def test_timeouts_beside_successes_and_requests_longer_than_a_window_are_measured_not_fatal(monkeypatch):
+    # Requests of 0.8 s end in every other 0.5 s window (none starts and ends inside one); one of them times out.
+    slow = [(0.8 * k, None, 0.8) for k in range(1, 8)]
+    slow[2] = (slow[2][0], "DEADLINE_EXCEEDED: Deadline Exceeded", 0.9)
+    level = _measure(monkeypatch, slow, max_windows=8, request_timeout=0.9)
+    assert level.total_errors == 1
+
+
+def test_a_model_that_fails_every_request_abandons_the_level(monkeypatch):
+    failures = [(0.1 * k, "INVALID_ARG: bad input", 0.01) for k in range(1, 80)]
+    level = _measure(monkeypatch, failures)
+    assert "every request failed in 2 windows in a row: level abandoned (INVALID_ARG: bad input)" in level.note
+
+
 def test_percentiles_are_nearest_rank():
     values = np.arange(1, 101, dtype=np.int64)
     assert percentile(values, 99) == 99 and percentile(values, 50) == 50
