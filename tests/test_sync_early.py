@@ -53,7 +53,7 @@ def _nothing_published(store: Store, repo: Path) -> set[str]:
 def test_additions_are_uploaded_before_the_scan_ends_and_reported_as_before(store, repo, monkeypatch):
     """The largest file (hashed last) waits until an early upload is in the store: uploads overlap the scan."""
     last = repo / "text_encoder" / "1" / "model.pt"
-    real = scan.HashCache.digest
+    real = scan.HashCache.digests
     seen: list[bool] = []
 
     def digest(self, path):
@@ -61,7 +61,7 @@ def test_additions_are_uploaded_before_the_scan_ends_and_reported_as_before(stor
             seen.append(_wait_for_upload(store))
         return real(self, path)
 
-    monkeypatch.setattr(scan.HashCache, "digest", digest)
+    monkeypatch.setattr(scan.HashCache, "digests", digest)
     out = io.StringIO()
     report = sync_repository(repo, store.target(), show_progress=True, console=Console(file=out, width=200))
     assert seen == [True]
@@ -120,7 +120,7 @@ def test_a_bad_config_in_the_last_model_publishes_nothing_and_is_the_same_error(
 def test_a_file_unreadable_when_hashed_publishes_nothing_and_is_the_same_error(moto_store, repo, monkeypatch):
     """Removed between the walk and its hashing (as root, permissions cannot make a file unreadable)."""
     gone = repo / "text_encoder" / "1" / "model.pt"
-    real = scan.HashCache.digest
+    real = scan.HashCache.digests
     seen: list[bool] = []
 
     def digest(self, path):
@@ -129,7 +129,7 @@ def test_a_file_unreadable_when_hashed_publishes_nothing_and_is_the_same_error(m
             gone.unlink()
         return real(self, path)
 
-    monkeypatch.setattr(scan.HashCache, "digest", digest)
+    monkeypatch.setattr(scan.HashCache, "digests", digest)
     with pytest.raises(UserError) as err:
         # validated: the scan's own error (the validator would report the missing artifact first, as ever).
         sync_repository(repo, moto_store.target(), show_progress=False, validated=True)

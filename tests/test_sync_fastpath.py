@@ -186,8 +186,8 @@ def test_models_validate_records_what_passed_and_the_sync_trusts_only_that(moto_
     assert code == 0 and "valid" in out
     cache = state / "sync-hashes.json"
     hashed: list[Path] = []
-    real_hash = scan.sha256_file
-    monkeypatch.setattr(scan, "sha256_file", lambda path: hashed.append(Path(path)) or real_hash(path))
+    real_hash = scan.file_digests
+    monkeypatch.setattr(scan, "file_digests", lambda path: hashed.append(Path(path)) or real_hash(path))
     report = sync_repository(repo, moto_store.target(), show_progress=False, hash_cache=cache)
     assert report.validation == "skipped: this content validated before"
     assert hashed == []  # `models validate` hashed every file through the sync's cache: the sync reads none again
@@ -237,3 +237,115 @@ def test_a_file_rewritten_between_hashing_and_upload_is_refused_by_the_store(sea
     assert "text_encoder/1/model.py changed while it was being synced" in str(err.value)
     assert f"{PREFIX}/text_encoder/1/model.py" not in store.keys()
     assert f"{PREFIX}/text_encoder/config.pbtxt" not in store.keys()  # its version was not published
+
+
+# --------------------------------------------------------------------------------------------- multipart digests
+
+
+def _parts_of(data: bytes) -> list[bytes]:
+    return [data[i:i + scan.PART_SIZE] for i in range(0, len(data), scan.PART_SIZE)]
+
+
+def test_parts_go_up_with_the_scans_digests_and_botocore_reads_none_to_hash(store, repo, monkeypatch, tmp_path):
+    """A two-part file: each UploadPart carries the part's sha256 (the signed payload hash) and CRC32 the scan
+    computed, botocore computes neither, and the store holds the file's bytes."""
+    import base64
+    import hashlib
+    import os
+    import zlib
+
+    import botocore.auth
+
+    cached_sync(repo, store.target(), show_progress=False)
+    big = os.urandom(scan.PART_SIZE + 12345)
+    _new_version(repo, "text_encoder", 2, extra=big)
+    time.sleep(scan.RACY_SECONDS + 0.1)  # settled, so that the hash cache keeps its digests (checked at the end)
+    sent: list[tuple[str, str]] = []
+    real_session = engine._session
+
+    def session(target):
+        s = real_session(target)
+        s.register("before-send.s3.UploadPart", lambda request, **_: sent.append(
+            (request.headers["X-Amz-Content-SHA256"].decode(), request.headers["x-amz-checksum-crc32"].decode())))
+        return s
+
+    hashed: list[str] = []
+    real_payload = botocore.auth.SigV4Auth.payload
+    monkeypatch.setattr(engine, "_session", session)
+    monkeypatch.setattr(botocore.auth.SigV4Auth, "payload", lambda self, request: hashed.append(request.url) or real_payload(self, request))
+    report = sync_repository(repo, store.target(), show_progress=False, hash_cache=tmp_path / "hashes.json", validated=True)
+    assert f"{PREFIX}/text_encoder/2/extra.bin" in report.uploaded
+    expected = [(hashlib.sha256(p).hexdigest(), base64.b64encode(zlib.crc32(p).to_bytes(4, "big")).decode()) for p in _parts_of(big)]
+    assert sorted(sent) == sorted(expected)
+    assert not [u for u in hashed if "partNumber=" in u]  # no part read by botocore to hash it
+    stored = store.s3.get_object(Bucket=store.bucket, Key=f"{PREFIX}/text_encoder/2/extra.bin")["Body"].read()
+    assert stored == big
+    # The digests are in the hash cache: the next sync of these bytes (another bucket, another cloud) reads none.
+    entry = json.loads((tmp_path / "hashes.json").read_text())["files"][str(repo / "text_encoder" / "2" / "extra.bin")]
+    assert entry[6]["sha256"] == [e[0] for e in expected] and entry[6]["part_size"] == scan.PART_SIZE
+
+
+def test_a_large_file_rewritten_between_hashing_and_upload_is_refused_by_the_store(seaweed_endpoint, unique_bucket, repo, monkeypatch):
+    """Parts carry the scan's CRC32 (SeaweedFS checks it; S3 checks it and the sha256): a part whose bytes changed
+    after the scan is refused, and the version is not published. moto_server 5.2.5 checks neither."""
+    import os
+
+    _new_bucket(seaweed_endpoint, unique_bucket)
+    store = Store("seaweed", seaweed_endpoint, unique_bucket, None)
+    big = _new_version(repo, "text_encoder", 2, extra=os.urandom(scan.PART_SIZE + 12345)) / "extra.bin"
+    real = engine.scan_repository
+
+    def scan_then_rewrite(*args, **kwargs):
+        models = real(*args, **kwargs)
+        with open(big, "r+b") as f:  # one byte of the second part: same size, other bytes
+            f.seek(scan.PART_SIZE + 7)
+            byte = f.read(1)
+            f.seek(scan.PART_SIZE + 7)
+            f.write(bytes([byte[0] ^ 0xFF]))
+        return models
+
+    monkeypatch.setattr(engine, "scan_repository", scan_then_rewrite)
+    with pytest.raises(UserError) as err:
+        sync_repository(repo, store.target(), show_progress=False, validated=True)
+    assert err.value.exit_code == EXIT_VERIFY_FAILED
+    assert "text_encoder/2/extra.bin changed while it was being synced" in str(err.value)
+    assert f"{PREFIX}/text_encoder/2/extra.bin" not in store.keys()
+    assert store.s3.list_multipart_uploads(Bucket=unique_bucket).get("Uploads", []) == []  # aborted, not left
+
+
+def test_the_hash_cache_keeps_part_digests_and_hashes_an_entry_without_them_again(tmp_path):
+    import hashlib
+    import os
+    import zlib
+
+    data = os.urandom(2 * scan.PART_SIZE + 5)
+    big, small = tmp_path / "big.bin", tmp_path / "small.bin"
+    big.write_bytes(data)
+    small.write_bytes(b"x" * 1000)
+    past = time.time() - 10  # settled: older than RACY_SECONDS, so cached
+    for p in (big, small):
+        os.utime(p, (past, past))
+    time.sleep(scan.RACY_SECONDS + 0.1)  # ctime cannot be set back: let it settle too
+    path = tmp_path / "hashes.json"
+    cache = scan.HashCache(path)
+    sha, size, parts = cache.digests(big)
+    assert sha == hashlib.sha256(data).hexdigest() and size == len(data)
+    assert parts.sha256 == tuple(hashlib.sha256(p).hexdigest() for p in _parts_of(data))
+    assert parts.crc32 == tuple(zlib.crc32(p) for p in _parts_of(data))
+    assert cache.digests(small)[2] is None
+    cache.save()
+
+    again = scan.HashCache(path)
+    assert again.digests(big) == (sha, size, parts) and again.digests(small)[0] == hashlib.sha256(b"x" * 1000).hexdigest()
+    assert again.hits == 2
+    # An entry written before part digests existed (six fields) is a miss for a large file, a hit for a small one.
+    entries = json.loads(path.read_text())
+    entries["files"] = {k: v[:6] for k, v in entries["files"].items()}
+    path.write_text(json.dumps(entries))
+    old = scan.HashCache(path)
+    assert old.digests(big) == (sha, size, parts) and old.hits == 0
+    old.digests(small)
+    assert old.hits == 1
+    # Damaged part digests are not trusted either.
+    assert scan.PartDigests.from_json({"part_size": scan.PART_SIZE, "sha256": ["0" * 64], "crc32": [1]}, len(data)) is None
+    assert scan.PartDigests.from_json({"part_size": "x"}, len(data)) is None

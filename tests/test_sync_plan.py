@@ -274,7 +274,7 @@ def test_a_config_rewritten_between_hashing_and_parsing_is_refused_and_not_cache
     cache = tmp_path / "hashes.json"
     config = small_repo / "m" / "config.pbtxt"
     rewritten: list[Path] = []
-    real_sha = scan.sha256_file
+    real_sha = scan.file_digests
 
     def sha_then_rewrite(path):  # a writer racing the scan: the config changes right after it was hashed
         digest = real_sha(path)
@@ -283,7 +283,7 @@ def test_a_config_rewritten_between_hashing_and_parsing_is_refused_and_not_cache
             config.write_text('name: "m"\nbackend: "python"\nmax_batch_size: 4\n')
         return digest
 
-    monkeypatch.setattr(scan, "sha256_file", sha_then_rewrite)
+    monkeypatch.setattr(scan, "file_digests", sha_then_rewrite)
     with pytest.raises(UserError) as err:
         scan_repository(small_repo, hash_cache=cache)
     assert err.value.exit_code == EXIT_INVALID_REPOSITORY and "changed while syncing" in str(err.value)

@@ -85,6 +85,7 @@ import base64
 import contextlib
 import hashlib
 import importlib
+import functools
 import json
 import os
 import queue
@@ -115,8 +116,11 @@ from hybridserve.sync.errors import (
 )
 from hybridserve.sync.scan import (
     CONFIG_NAME,
+    MULTIPART_THRESHOLD,
+    PART_SIZE,
     LocalFile,
     LocalModel,
+    PartDigests,
     policy_selects,
     rendered_config,
     scan_repository,
@@ -131,16 +135,15 @@ MANIFEST_FORMAT = "hybridserve-sync/1"
 SHA_META = "sha256"  # x-amz-meta-sha256 on every object the sync writes
 VERSIONS_META = "hybridserve-versions"  # on config.pbtxt: the versions it publishes, "1,2"
 
-MB = 1024 * 1024
-# 16 MiB parts: a few large files still keep all threads busy (a 100 MiB repository is ~9 parts at once), and each
-# part costs a request's fixed work (signing, headers, a connection round trip) half as often as with the AWS
-# CLI's 8 MiB. Measured on 2 cores against SeaweedFS with SSE-S3, 512 MiB in 4 files, 3 alternating repeats
+# 16 MiB parts (MULTIPART_THRESHOLD and PART_SIZE live in scan.py: the scan hashes each part): a few large files
+# still keep all threads busy (a 100 MiB repository is ~9 parts at once), and each part costs a request's fixed
+# work (signing, headers, a connection round trip) half as often as with the AWS CLI's 8 MiB. Measured on 2 cores against SeaweedFS with SSE-S3, 512 MiB in 4 files, 3 alternating repeats
 # (2026-12-02): the client's CPU 1.43 s with 8 MiB parts, 1.28 s with 16 MiB, 1.19 s with 32 MiB; the store's
 # the same for all (~7.1 s); 32 MiB parts (and 4 threads instead of 10) were no faster. Files under 16 MiB are single
-# PUTs, checked whole by the store against the scan's sha256 (ChecksumSHA256). s3transfer grows the part size
-# by itself when a file would need more than 10,000 parts.
-MULTIPART_THRESHOLD = 16 * MB
-MULTIPART_CHUNKSIZE = 16 * MB
+# PUTs, checked whole by the store against the scan's sha256 (ChecksumSHA256); parts carry the scan's digests of
+# each part (scan.PartDigests). s3transfer grows the part size by itself when a file would need more than
+# 10,000 parts (then botocore computes the parts' digests).
+MULTIPART_CHUNKSIZE = PART_SIZE
 MAX_CONCURRENCY = 10
 HEAD_CONCURRENCY = 8
 STARTED_WAIT_S = 2.0  # the longest the scan waits for the first early uploads before parsing the configs
@@ -1208,6 +1211,28 @@ class _Transfers:
             preferred_transfer_client="classic",  # the same code path against AWS and every other store
         )
         self.manager = create_transfer_manager(s3, config)
+        # Parts go up with the digests the scan computed (scan.PartDigests): (bucket, key) -> digests.
+        self._parts: dict[tuple[str, str], PartDigests] = {}
+        self._hooks = f"hybridserve-part-digests-{id(self)}"  # botocore's unique ids are one namespace: two suffixes
+        s3.meta.events.register("before-parameter-build.s3.UploadPart", self._part_checksum, unique_id=self._hooks + "-crc")
+        # First: botocore's own choose-signer handler answers for every S3 operation, and the first answer wins.
+        s3.meta.events.register_first("choose-signer.s3.UploadPart", _choose_part_signer, unique_id=self._hooks + "-sha")
+
+    def _part_digest(self, params: dict[str, Any]) -> tuple[str, int] | None:
+        parts = self._parts.get((params.get("Bucket"), params.get("Key")))
+        number = params.get("PartNumber")
+        if parts is None or not isinstance(number, int) or not 1 <= number <= len(parts.sha256):
+            return None
+        return parts.sha256[number - 1], parts.crc32[number - 1]
+
+    def _part_checksum(self, params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
+        """before-parameter-build: the part's CRC32 as its checksum (botocore then reads nothing to compute it),
+        and its sha256 for the signer (_choose_part_signer)."""
+        digest = self._part_digest(params)
+        given = [k for k in params if k.startswith("Checksum") and k != "ChecksumAlgorithm"]
+        if digest is not None and not given and str(params.get("ChecksumAlgorithm", "CRC32")).upper() == "CRC32":
+            params["ChecksumCRC32"] = base64.b64encode(digest[1].to_bytes(4, "big")).decode()
+            context[_PART_SHA256] = digest[0]
 
     def submit(self, item: _Item) -> None:
         from s3transfer.subscribers import BaseSubscriber
@@ -1231,8 +1256,13 @@ class _Transfers:
         if item.size < MULTIPART_THRESHOLD:
             # The store checks the body against the sha256 the scan hashed (and botocore skips its own CRC32): a
             # file rewritten between hashing and upload is refused, not stored under a digest it does not have.
-            # Multipart parts keep botocore's CRC32 per part: S3 takes a whole-object SHA256 only for single PUTs.
+            # S3 takes a whole-object SHA256 only for single PUTs: parts carry the scan's digests of each part.
             extra["ChecksumSHA256"] = base64.b64encode(bytes.fromhex(item.sha256)).decode()
+        elif item.file is not None and item.file.parts is not None and item.file.size == item.size:
+            from s3transfer.utils import ChunksizeAdjuster
+
+            if ChunksizeAdjuster().adjust_chunksize(MULTIPART_CHUNKSIZE, item.size) == item.file.parts.part_size:
+                self._parts[(self.bucket, item.key)] = item.file.parts
         self.manager.upload(str(item.file.path), self.bucket, item.key, extra_args=extra, subscribers=[_Events()])
         self.submitted[item.key] = item  # after: an upload() that raised is not counted as on its way
 
@@ -1263,10 +1293,51 @@ class _Transfers:
         if self._closed:
             return
         self._closed = True
-        if error is None:
-            self.manager.__exit__(None, None, None)
-        else:
-            self.manager.__exit__(type(error), error, None)
+        try:
+            if error is None:
+                self.manager.__exit__(None, None, None)
+            else:
+                self.manager.__exit__(type(error), error, None)
+        finally:
+            self.s3.meta.events.unregister("before-parameter-build.s3.UploadPart", unique_id=self._hooks + "-crc")
+            self.s3.meta.events.unregister("choose-signer.s3.UploadPart", unique_id=self._hooks + "-sha")
+
+
+_PART_SHA256 = "hybridserve_part_sha256"  # in a request's context: the sha256 of the part it sends
+_PART_SIGNER = "hybridserve-s3v4-part"
+
+
+def _choose_part_signer(context: dict[str, Any], signing_name: str, signature_version: str, **_: Any) -> str | None:
+    """choose-signer: S3's SigV4 signer, taking the part's sha256 from the scan (_PartDigestAuth), for the parts
+    _Transfers gave one; botocore's own choice otherwise (the same call botocore makes next)."""
+    if _PART_SHA256 not in context:
+        return None
+    from botocore.handlers import set_operation_specific_signer
+
+    chosen = set_operation_specific_signer(context=context, signing_name=signing_name) or signature_version
+    if chosen != "s3v4":
+        return chosen
+    import botocore.auth
+
+    botocore.auth.AUTH_TYPE_MAPS.setdefault(_PART_SIGNER, _part_digest_auth())
+    return _PART_SIGNER
+
+
+@functools.cache
+def _part_digest_auth() -> type:
+    from botocore.auth import S3SigV4Auth
+
+    class _PartDigestAuth(S3SigV4Auth):
+        """Signs a part with the sha256 the scan computed, where botocore would read the part to compute it (a
+        plain-HTTP endpoint: botocore signs every payload there). Over HTTPS botocore's choice stands."""
+
+        def payload(self, request):
+            sha = request.context.get(_PART_SHA256)
+            if sha and not self._is_streaming_checksum_payload(request) and self._should_sha256_sign_payload(request):
+                return sha
+            return super().payload(request)
+
+    return _PartDigestAuth
 
 
 class _EarlyUploads:
@@ -2053,7 +2124,7 @@ class _Executor:
                 item = planned.get(key) or transfers.submitted[key]
                 if isinstance(error, ClientError) and error_code(error) in _BAD_DIGEST:
                     raise UserError(
-                        f"{item.rel} changed while it was being synced: the store refused bytes whose sha256 is not "
+                        f"{item.rel} changed while it was being synced: the store refused bytes whose checksum is not "
                         f"the one hashed moments before ({error_code(error)}); its model version is not published. "
                         "Run the sync again once the file is final.",
                         exit_code=EXIT_VERIFY_FAILED,
