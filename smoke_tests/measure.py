@@ -245,10 +245,10 @@ def measure_level(
                     model=model,
                 )
             dry.add(window)
-            # Every request in flight when the streak began has ended by `silence_limit_ns`; a level that ends
-            # without one success and with only timeouts is judged the same way.
-            whole_level = dry.windows == len(windows) >= profile.max_windows
-            if dry.timeouts_only and (dry.ns >= silence_limit_ns or whole_level):
+            # Counted from the window in which the streak's first error ended: every request in flight then (and
+            # the one sent in its place) ends within a request timeout, so a success was due by now (one window
+            # more: a request may start a little after the timeout it replaces).
+            if dry.timeouts_only and dry.ns_since_error >= silence_limit_ns + window_ns:
                 grace = 0.0
                 raise SmokeFatal(
                     f"model {model} stopped answering: every request at concurrency {concurrency} timed out "
@@ -262,7 +262,10 @@ def measure_level(
                 break
             if is_stable(windows, profile, batch):
                 return summarize(concurrency, batch, windows, profile, stable=True, instances=instances)
-            if len(windows) >= profile.max_windows:
+            # A level in which nothing succeeded yet is not over before its requests could time out (a short
+            # profile's level is shorter than a request timeout): the rules above then decide, within a bound.
+            undecided = dry.windows == len(windows) and dry.ns < 2 * silence_limit_ns + window_ns
+            if len(windows) >= profile.max_windows and not undecided:
                 note = f"unstable: the last {profile.stability_windows} of {len(windows)} windows differ by more than {profile.stability_threshold:.0%}"
                 break
             t_ws, snap0 = t_we, snap1
@@ -285,6 +288,7 @@ class _DryStreak:
     def __init__(self) -> None:
         self.windows = 0
         self.ns = 0
+        self.ns_since_error = 0  # from the start of the first window in which an error ended
         self.error_windows = 0
         self.error_samples: Counter = Counter()
 
@@ -292,11 +296,15 @@ class _DryStreak:
         if window.finished > window.errors:  # a success ended here (it may have started in an earlier window)
             self.__init__()
             return
+        duration = window.end_ns - window.start_ns
         self.windows += 1
-        self.ns += window.end_ns - window.start_ns
+        self.ns += duration
+        # error_samples also names errors collected after the window's end (counted in the next window).
+        if window.errors or window.error_samples or self.error_samples:
+            self.ns_since_error += duration
         if window.errors:
             self.error_windows += 1
-            self.error_samples.update(window.error_samples)
+        self.error_samples.update(window.error_samples)
 
     @property
     def timeouts_only(self) -> bool:

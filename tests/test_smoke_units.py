@@ -308,11 +308,34 @@ def test_a_model_whose_requests_all_time_out_stopped_answering_even_when_windows
     with pytest.raises(SmokeFatal) as info:
         _measure(monkeypatch, timeouts)
     assert info.value.exit_code == ExitCode.UNREACHABLE
-    assert "every request at concurrency 1 timed out (request timeout 0.5 s) in 2 windows in a row" in str(info.value)
-    # A level too short for the request timeout to pass still ends "stopped answering" when nothing succeeded.
+    # The first timeout ended in window 1: judged after a request timeout plus two windows from its start.
+    assert "every request at concurrency 1 timed out (request timeout 0.5 s) in 3 windows in a row" in str(info.value)
+
+
+def test_a_level_shorter_than_the_request_timeout_waits_for_the_timeouts_of_a_dead_model(monkeypatch):
+    """The quick profile's level (4 windows of 2 s) is shorter than a 10 s request timeout: a model that answers
+    nothing is still judged "stopped answering" (exit 3), not measured as a level without requests (exit 1)."""
+    from smoke_tests.errors import SmokeFatal
+
+    timeouts = [(10.0 * k, "DEADLINE_EXCEEDED: Deadline Exceeded", 10.0) for k in range(1, 6)]
     with pytest.raises(SmokeFatal) as info:
-        _measure(monkeypatch, timeouts, max_windows=3, request_timeout=5.0)
-    assert info.value.exit_code == ExitCode.UNREACHABLE and "in 3 windows in a row" in str(info.value)
+        _measure(monkeypatch, timeouts, window_s=2.0, max_windows=4, request_timeout=10.0)
+    assert info.value.exit_code == ExitCode.UNREACHABLE and "timed out (request timeout 10 s)" in str(info.value)
+
+
+def test_a_slow_model_with_one_timeout_is_measured_not_declared_dead(monkeypatch):
+    """Requests of 1.2 s (longer than a 0.5 s window) at concurrency 1, one of which times out at 1.5 s: the next
+    success comes 1.2 s after that timeout. A review found the streak rule declaring this model dead just before."""
+    script, t = [], 0.0
+    for k in range(12):
+        if k == 3:
+            t += 1.5
+            script.append((t, "DEADLINE_EXCEEDED: Deadline Exceeded", 1.5))
+        else:
+            t += 1.2
+            script.append((t, None, 1.2))
+    level = _measure(monkeypatch, script, max_windows=24, request_timeout=1.5)
+    assert level.total_errors == 1
 
 
 def test_timeouts_beside_successes_and_requests_longer_than_a_window_are_measured_not_fatal(monkeypatch):

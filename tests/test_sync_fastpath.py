@@ -313,7 +313,7 @@ def test_a_large_file_rewritten_between_hashing_and_upload_is_refused_by_the_sto
     assert store.s3.list_multipart_uploads(Bucket=unique_bucket).get("Uploads", []) == []  # aborted, not left
 
 
-def test_the_hash_cache_keeps_part_digests_and_hashes_an_entry_without_them_again(tmp_path):
+def test_the_hash_cache_keeps_part_digests_and_hashes_an_entry_without_them_again(tmp_path, monkeypatch):
     import hashlib
     import os
     import zlib
@@ -347,5 +347,63 @@ def test_the_hash_cache_keeps_part_digests_and_hashes_an_entry_without_them_agai
     old.digests(small)
     assert old.hits == 1
     # Damaged part digests are not trusted either.
-    assert scan.PartDigests.from_json({"part_size": scan.PART_SIZE, "sha256": ["0" * 64], "crc32": [1]}, len(data)) is None
-    assert scan.PartDigests.from_json({"part_size": "x"}, len(data)) is None
+    good = parts.to_json()
+    assert scan.PartDigests.from_json(good, len(data)) == parts
+    for damaged in ({**good, "sha256": good["sha256"][:2]}, {**good, "crc32": [2**32] + good["crc32"][1:]},
+                    {**good, "sha256": ["z" * 64] + good["sha256"][1:]}, {"part_size": "x"}, None):
+        assert scan.PartDigests.from_json(damaged, len(data)) is None
+    # `digest` (callers that upload nothing) hashes no parts, and a sha256-only entry it wrote is a miss for the sync.
+    path.unlink()
+    plain = scan.HashCache(path)
+    calls: list[str] = []
+    real = scan.file_digests
+    monkeypatch.setattr(scan, "file_digests", lambda p: calls.append(str(p)) or real(p))
+    assert plain.digest(big) == (sha, size) and calls == []
+    assert plain.digests(big) == (sha, size, parts) and calls == [str(big)]
+
+
+def test_with_checksums_when_required_parts_carry_no_crc32_but_still_the_scans_sha256(moto_store, repo, monkeypatch, tmp_path):
+    """request_checksum_calculation "when_required" (AWS_REQUEST_CHECKSUM_CALCULATION or a profile): s3transfer
+    creates the upload without a checksum algorithm, and S3 refuses a part checksum its upload was not created
+    with, so none is added; the part is still signed with the scan's sha256 (botocore reads none to hash it)."""
+    import hashlib
+    import os
+
+    import botocore.auth
+
+    monkeypatch.setenv("AWS_REQUEST_CHECKSUM_CALCULATION", "when_required")
+    big = os.urandom(scan.PART_SIZE + 4321)
+    _new_version(repo, "text_encoder", 2, extra=big)
+    sent: list[dict[str, str]] = []
+    real_session = engine._session
+
+    def session(target):
+        s = real_session(target)
+        s.register("before-send.s3.UploadPart", lambda request, **_: sent.append({k.lower(): v for k, v in request.headers.items()}))
+        return s
+
+    hashed: list[str] = []
+    real_payload = botocore.auth.SigV4Auth.payload
+    monkeypatch.setattr(engine, "_session", session)
+    monkeypatch.setattr(botocore.auth.SigV4Auth, "payload", lambda self, request: hashed.append(request.url) or real_payload(self, request))
+    sync_repository(repo, moto_store.target(), show_progress=False, hash_cache=tmp_path / "hashes.json", validated=True)
+    assert len(sent) == 2 and not [h for h in sent if any(k.startswith("x-amz-checksum-") for k in h)], sent
+    assert sorted(h["x-amz-content-sha256"].decode() for h in sent) == sorted(hashlib.sha256(p).hexdigest() for p in _parts_of(big))
+    assert not [u for u in hashed if "partNumber=" in u]
+    assert moto_store.s3.get_object(Bucket=moto_store.bucket, Key=f"{PREFIX}/text_encoder/2/extra.bin")["Body"].read() == big
+
+
+def test_a_presigned_part_url_on_the_syncs_client_is_left_to_botocore(moto_store, tmp_path):
+    """The part-digest handlers act on the sync's own UploadPart calls only: presigning a part of a registered
+    key signs as botocore does (the swapped signer has no query-string form)."""
+    from hybridserve.sync.scan import PartDigests
+
+    target = moto_store.target()
+    s3 = engine._client(engine._session(target), target)
+    transfers = engine._Transfers(s3, moto_store.bucket, engine._Encryption("AES256", None, None, "SSE-S3"))
+    try:
+        transfers._parts[(moto_store.bucket, "models/x.bin")] = PartDigests(scan.PART_SIZE, ("a" * 64,), (1,))
+        url = s3.generate_presigned_url("upload_part", Params={"Bucket": moto_store.bucket, "Key": "models/x.bin", "UploadId": "u", "PartNumber": 1})
+        assert "Signature=" in url and "x-amz-checksum" not in url.lower()
+    finally:
+        transfers.close()

@@ -1226,13 +1226,17 @@ class _Transfers:
         return parts.sha256[number - 1], parts.crc32[number - 1]
 
     def _part_checksum(self, params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
-        """before-parameter-build: the part's CRC32 as its checksum (botocore then reads nothing to compute it),
-        and its sha256 for the signer (_choose_part_signer)."""
+        """before-parameter-build: the part's CRC32 as its checksum where s3transfer asked for one (botocore then
+        reads nothing to compute it; with request_checksum_calculation "when_required" it asks for none, and S3
+        refuses a part checksum its upload was not created with), and its sha256 for the signer."""
         digest = self._part_digest(params)
-        given = [k for k in params if k.startswith("Checksum") and k != "ChecksumAlgorithm"]
-        if digest is not None and not given and str(params.get("ChecksumAlgorithm", "CRC32")).upper() == "CRC32":
+        if digest is None or context.get("is_presign_request"):
+            return
+        if [k for k in params if k.startswith("Checksum") and k != "ChecksumAlgorithm"]:
+            return  # a checksum given by someone else: theirs stands, and botocore signs as it would
+        if str(params.get("ChecksumAlgorithm", "")).upper() == "CRC32":
             params["ChecksumCRC32"] = base64.b64encode(digest[1].to_bytes(4, "big")).decode()
-            context[_PART_SHA256] = digest[0]
+        context[_PART_SHA256] = digest[0]
 
     def submit(self, item: _Item) -> None:
         from s3transfer.subscribers import BaseSubscriber
@@ -1310,7 +1314,7 @@ _PART_SIGNER = "hybridserve-s3v4-part"
 def _choose_part_signer(context: dict[str, Any], signing_name: str, signature_version: str, **_: Any) -> str | None:
     """choose-signer: S3's SigV4 signer, taking the part's sha256 from the scan (_PartDigestAuth), for the parts
     _Transfers gave one; botocore's own choice otherwise (the same call botocore makes next)."""
-    if _PART_SHA256 not in context:
+    if _PART_SHA256 not in context or context.get("is_presign_request"):
         return None
     from botocore.handlers import set_operation_specific_signer
 
@@ -1328,8 +1332,9 @@ def _part_digest_auth() -> type:
     from botocore.auth import S3SigV4Auth
 
     class _PartDigestAuth(S3SigV4Auth):
-        """Signs a part with the sha256 the scan computed, where botocore would read the part to compute it (a
-        plain-HTTP endpoint: botocore signs every payload there). Over HTTPS botocore's choice stands."""
+        """Signs a part with the sha256 the scan computed wherever botocore would read the part to compute it:
+        over plain HTTP it signs every payload; over HTTPS too, once a part carries a CRC32 header (botocore then
+        no longer streams an unsigned aws-chunked body with a trailing checksum, as with any checksum given)."""
 
         def payload(self, request):
             sha = request.context.get(_PART_SHA256)

@@ -54,6 +54,9 @@ class LocalFile:
     parts: "PartDigests | None" = None  # files of MULTIPART_THRESHOLD bytes and more
 
 
+_HEX = re.compile(r"[0-9a-f]+")
+
+
 @dataclass(frozen=True)
 class PartDigests:
     """The sha256 (hex) and CRC32 of each `part_size` part of a file, as its multipart upload sends them.
@@ -80,7 +83,9 @@ class PartDigests:
         except (TypeError, KeyError, ValueError):
             return None
         n = -(-size // part_size) if part_size > 0 else -1
-        if n != len(sha) or n != len(crc) or not all(isinstance(h, str) and len(h) == 64 for h in sha):
+        if n != len(sha) or n != len(crc) or not all(0 <= c < 2**32 for c in crc):
+            return None
+        if not all(isinstance(h, str) and len(h) == 64 and _HEX.fullmatch(h) for h in sha):
             return None
         return cls(part_size, sha, crc)
 
@@ -145,8 +150,13 @@ def is_ignored(name: str) -> bool:
 
 def sha256_file(path: Path) -> tuple[str, int]:
     """(hex sha256, size) of what was actually read, so the two always describe the same bytes."""
-    digest, size, _ = file_digests(path)
-    return digest, size
+    h = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as f:
+        while chunk := f.read(_HASH_CHUNK):
+            h.update(chunk)
+            size += len(chunk)
+    return h.hexdigest(), size
 
 
 def file_digests(path: Path) -> tuple[str, int, PartDigests | None]:
@@ -208,33 +218,41 @@ class HashCache:
         return [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev]
 
     def digest(self, path: Path) -> tuple[str, int]:
-        digest, size, _ = self.digests(path)
+        """(sha256, size): for the callers that upload nothing (part digests are not computed for them)."""
+        digest, size, _ = self._digests(path, parts=False)
         return digest, size
 
     def digests(self, path: Path) -> tuple[str, int, PartDigests | None]:
-        """(sha256, size, part digests): an entry is [size, mtime, ctime, inode, device, sha256] plus, for files
-        of MULTIPART_THRESHOLD bytes and more, their PartDigests (an older entry without them is hashed again)."""
+        """(sha256, size, part digests) for the sync: an entry is [size, mtime, ctime, inode, device, sha256]
+        plus, for files of MULTIPART_THRESHOLD bytes and more, their PartDigests (an entry without them, older or
+        written by `digest`, is hashed again)."""
+        return self._digests(path, parts=True)
+
+    def _digests(self, path: Path, *, parts: bool) -> tuple[str, int, PartDigests | None]:
         key = os.path.abspath(path)
         before = os.stat(path)
         signature = self._signature(before)
         hit = self.entries.get(key) if self.path else None
         if isinstance(hit, list) and len(hit) in (6, 7) and hit[:5] == signature and isinstance(hit[5], str):
-            large = before.st_size >= MULTIPART_THRESHOLD
-            parts = PartDigests.from_json(hit[6], before.st_size) if large and len(hit) == 7 else None
-            if not large or parts is not None:
+            large = parts and before.st_size >= MULTIPART_THRESHOLD
+            cached = PartDigests.from_json(hit[6], before.st_size) if large and len(hit) == 7 else None
+            if not large or cached is not None:
                 with self._lock:
                     self.hits += 1
-                return hit[5], before.st_size, parts
-        digest, size, parts = file_digests(path)
+                return hit[5], before.st_size, cached
+        if parts:
+            digest, size, found = file_digests(path)
+        else:
+            (digest, size), found = sha256_file(path), None
         if self.path is None:
-            return digest, size, parts
+            return digest, size, found
         unchanged = self._signature(os.stat(path)) == signature and size == before.st_size
         settled = time.time() - max(before.st_mtime, before.st_ctime) > RACY_SECONDS
         if unchanged and settled:
             with self._lock:
-                self.entries[key] = signature + [digest] + ([parts.to_json()] if parts else [])
+                self.entries[key] = signature + [digest] + ([found.to_json()] if found else [])
                 self._dirty = True
-        return digest, size, parts
+        return digest, size, found
 
     def save(self) -> None:
         if not self.path or not self._dirty:
