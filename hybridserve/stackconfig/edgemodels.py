@@ -21,7 +21,7 @@ from typing import Any
 from hybridserve.stackconfig.schema.sites import EdgeSite
 from hybridserve.stackconfig.schema.stack import StackConfig, format_loc
 
-MODEL_REPO_ENV = "HYBRIDSERVE_MODEL_REPO"  # the same variable as the program's (infra/components/serving.py)
+MODEL_REPO_ENV = "HYBRIDSERVE_MODEL_REPO"  # where the program and `validate` read the model repository
 
 
 def model_repository() -> Path:
@@ -43,6 +43,19 @@ def cluster_models(repo: Path) -> list[str]:
     from hybridserve.models.variants import base_models
 
     return base_models(repo, _repository_models(repo))
+
+
+def repository_gate_time_issues(config: StackConfig, repo: Path | None = None):
+    """(error, warning) Issues of the smoke gate's time judged on the repository's models, for a stack whose
+    serving.models is empty (the schema, which does not read the repository, counts one model for it); None when
+    the schema's judgement stands (models listed, or fewer than two in the repository). Shared by `validate` /
+    `plan --stack` and the program, which must agree."""
+    if config.serving.models:
+        return None
+    models = cluster_models(repo if repo is not None else model_repository())
+    if len(models) < 2:
+        return None
+    return config.serving.gate_time_issues(models)
 
 
 def hub_kind(config: StackConfig, site: EdgeSite) -> str:

@@ -68,7 +68,7 @@ def validate_stacks(stacks_dir: Path, stack: str | None = None) -> ValidationRep
     # The smoke gate's time against its deadline, counting the repository's models when serving.models is empty
     # (the schema, which does not read the repository, counts one model for them).
     for name in selected:
-        if name in valid and not valid[name].serving.models:
+        if name in valid:
             found, warnings = _repository_gate_time(valid[name], display_path(files[name]), warnings)
             problems.extend(found)
     return ValidationReport(selected, {n: valid[n] for n in selected if n in valid}, problems, warnings)
@@ -77,18 +77,18 @@ def validate_stacks(stacks_dir: Path, stack: str | None = None) -> ValidationRep
 def _repository_gate_time(config: StackConfig, source: str, warnings: list[str]) -> tuple[list[str], list[str]]:
     """(problems, warnings) with the gate's time judged on the repository's models (serving.models empty): its
     finding replaces the schema's one-model warning."""
-    from hybridserve.stackconfig.edgemodels import cluster_models, model_repository
+    from hybridserve.stackconfig.edgemodels import repository_gate_time_issues
     from hybridserve.stackconfig.schema.common import Issue
     from hybridserve.stackconfig.schema.stack import format_loc
 
-    models = cluster_models(model_repository())
-    if len(models) < 2:  # none to read, or one: the schema's count stands
+    issues = repository_gate_time_issues(config)
+    if issues is None:  # models listed, or none or one to read: the schema's count stands
         return [], warnings
 
     def line(issue: Issue) -> str:
         return f"{source}: {format_loc(('serving', *issue.loc))}: {issue.message}"
 
-    error, warning = config.serving.gate_time_issues(models)
+    error, warning = issues
     prefix = f"{source}: {format_loc(('serving', 'gate'))}."
     kept = [w for w in warnings if not w.startswith(prefix)]  # the schema's, counted on one model
     return ([line(error)] if error else []), kept + ([line(warning)] if warning else [])

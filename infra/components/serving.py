@@ -31,17 +31,16 @@ stack export --version`); a failed candidate stays in the cluster as its Job (st
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pulumi
 
 from hybridserve.errors import UserError
 from hybridserve.gatejob import gate_files
-from hybridserve.paths import model_repo_dir
 from hybridserve.publish import Target
 from hybridserve.publish.render import render_config
 from hybridserve.smokegate import gate_spec
+from hybridserve.stackconfig.edgemodels import MODEL_REPO_ENV, model_repository  # the repository validate reads
 from hybridserve.stackconfig.schema.storage import endpoint_host_port
 from infra.components.cluster import ClusterParts
 from infra.components.monitoring import ClusterMonitoring, ClusterMonitoringArgs
@@ -50,13 +49,6 @@ from infra.components.publication import ModelPublication, ModelPublicationArgs
 from infra.components.storage import StorageParts
 from infra.components.triton import GateSpec, IrsaIdentity, S3KeyIdentity, TritonService, TritonServiceArgs
 from infra.context import StackContext
-
-MODEL_REPO_ENV = "HYBRIDSERVE_MODEL_REPO"
-
-
-def model_repository() -> Path:
-    env = os.environ.get(MODEL_REPO_ENV)
-    return Path(env).resolve() if env else model_repo_dir()
 
 
 def _prepare(repo: Path, listed: list[str]) -> list[str]:
@@ -86,14 +78,10 @@ def check_gate_time(cfg) -> None:
     """With serving.models empty the schema judged the smoke gate's time on one model (it does not read the
     repository); judged here on the models the program publishes (`_prepare`), before any resource is registered:
     a gate that cannot pass before its Job's deadline would fail every update after the rollout."""
-    from hybridserve.stackconfig.edgemodels import cluster_models
+    from hybridserve.stackconfig.edgemodels import repository_gate_time_issues
     from hybridserve.stackconfig.schema.stack import format_loc
 
-    s = cfg.serving
-    models = [] if s.models else cluster_models(model_repository())
-    if len(models) < 2:
-        return
-    error, _ = s.gate_time_issues(models)
+    error, _ = repository_gate_time_issues(cfg, model_repository()) or (None, None)
     if error is not None:
         raise pulumi.RunError(f"{format_loc(('serving', *error.loc))}: {error.message}")
 
