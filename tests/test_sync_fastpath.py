@@ -212,6 +212,22 @@ def test_content_that_changed_during_its_validation_is_not_recorded(repo, tmp_pa
     assert has_records(record_path(tmp_path))
 
 
+def _sync_rewriting_after_the_scan(repo: Path, store: Store, monkeypatch, rewrite) -> UserError:
+    """A sync (the repository validated) whose file changes right after the scan hashed it: its UserError."""
+    real = engine.scan_repository
+
+    def scan_then_rewrite(*args, **kwargs):
+        models = real(*args, **kwargs)
+        rewrite()
+        return models
+
+    monkeypatch.setattr(engine, "scan_repository", scan_then_rewrite)
+    with pytest.raises(UserError) as err:
+        sync_repository(repo, store.target(), show_progress=False, validated=True)
+    assert err.value.exit_code == EXIT_VERIFY_FAILED
+    return err.value
+
+
 def test_a_file_rewritten_between_hashing_and_upload_is_refused_by_the_store(seaweed_endpoint, unique_bucket, repo, monkeypatch):
     """Single PUTs carry the scan's sha256 as their checksum, so the store itself refuses other bytes.
 
@@ -221,20 +237,14 @@ def test_a_file_rewritten_between_hashing_and_upload_is_refused_by_the_store(sea
     _new_bucket(seaweed_endpoint, unique_bucket)
     store = Store("seaweed", seaweed_endpoint, unique_bucket, None)
 
-    real = engine.scan_repository
     changed = repo / "text_encoder" / "1" / "model.py"
 
-    def scan_then_rewrite(*args, **kwargs):
-        models = real(*args, **kwargs)
+    def rewrite():
         text = changed.read_text()
         changed.write_text(text.replace("def", "DEF", 1) if "def" in text else text + "#")  # same size or not: other bytes
-        return models
 
-    monkeypatch.setattr(engine, "scan_repository", scan_then_rewrite)
-    with pytest.raises(UserError) as err:
-        sync_repository(repo, store.target(), show_progress=False, validated=True)
-    assert err.value.exit_code == EXIT_VERIFY_FAILED
-    assert "text_encoder/1/model.py changed while it was being synced" in str(err.value)
+    err = _sync_rewriting_after_the_scan(repo, store, monkeypatch, rewrite)
+    assert "text_encoder/1/model.py changed while it was being synced" in str(err)
     assert f"{PREFIX}/text_encoder/1/model.py" not in store.keys()
     assert f"{PREFIX}/text_encoder/config.pbtxt" not in store.keys()  # its version was not published
 
@@ -293,22 +303,16 @@ def test_a_large_file_rewritten_between_hashing_and_upload_is_refused_by_the_sto
     _new_bucket(seaweed_endpoint, unique_bucket)
     store = Store("seaweed", seaweed_endpoint, unique_bucket, None)
     big = _new_version(repo, "text_encoder", 2, extra=os.urandom(scan.PART_SIZE + 12345)) / "extra.bin"
-    real = engine.scan_repository
 
-    def scan_then_rewrite(*args, **kwargs):
-        models = real(*args, **kwargs)
+    def rewrite():
         with open(big, "r+b") as f:  # one byte of the second part: same size, other bytes
             f.seek(scan.PART_SIZE + 7)
             byte = f.read(1)
             f.seek(scan.PART_SIZE + 7)
             f.write(bytes([byte[0] ^ 0xFF]))
-        return models
 
-    monkeypatch.setattr(engine, "scan_repository", scan_then_rewrite)
-    with pytest.raises(UserError) as err:
-        sync_repository(repo, store.target(), show_progress=False, validated=True)
-    assert err.value.exit_code == EXIT_VERIFY_FAILED
-    assert "text_encoder/2/extra.bin changed while it was being synced" in str(err.value)
+    err = _sync_rewriting_after_the_scan(repo, store, monkeypatch, rewrite)
+    assert "text_encoder/2/extra.bin changed while it was being synced" in str(err)
     assert f"{PREFIX}/text_encoder/2/extra.bin" not in store.keys()
     assert store.s3.list_multipart_uploads(Bucket=unique_bucket).get("Uploads", []) == []  # aborted, not left
 
