@@ -45,7 +45,7 @@ def cluster_models(repo: Path) -> list[str]:
     return base_models(repo, _repository_models(repo))
 
 
-def repository_gate_time_issues(config: StackConfig, repo: Path | None = None):
+def repository_gate_time_issues(config: StackConfig, repo: Path | None = None) -> tuple[Any, Any] | None:
     """(error, warning) Issues of the smoke gate's time judged on the repository's models, for a stack whose
     serving.models is empty (the schema, which does not read the repository, counts one model for it); None when
     the schema's judgement stands (models listed, or fewer than two in the repository). Shared by `validate` /

@@ -1262,7 +1262,7 @@ class _Transfers:
             # file rewritten between hashing and upload is refused, not stored under a digest it does not have.
             # S3 takes a whole-object SHA256 only for single PUTs: parts carry the scan's digests of each part.
             extra["ChecksumSHA256"] = base64.b64encode(bytes.fromhex(item.sha256)).decode()
-        elif item.file is not None and item.file.parts is not None and item.file.size == item.size:
+        elif item.file is not None and item.file.parts is not None:
             from s3transfer.utils import ChunksizeAdjuster
 
             if ChunksizeAdjuster().adjust_chunksize(MULTIPART_CHUNKSIZE, item.size) == item.file.parts.part_size:
